@@ -1,0 +1,3 @@
+//! msgfs: a message store mounted as a Linux filesystem, with MAPI SaveChanges semantics.
+
+pub mod store;

@@ -1,0 +1,3 @@
+//! The `msgfs` command: parses arguments and calls the library.
+
+fn main() {}

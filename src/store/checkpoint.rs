@@ -1,0 +1,218 @@
+//! Index checkpoints: the whole index written atomically now and then, so that opening a
+//! large store replays only the log written since.
+//!
+//! Layout: magic `MSGFSCKP`, format u32, last covered sequence u64, next id u64, last change
+//! number u64, folder count u64, folders, message count u64, messages, then a CRC32C of all
+//! the bytes before it. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
+//! the directory synced: a crash leaves either the old checkpoint or the new one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::codec::{Dec, Enc};
+use super::error::{Error, Result};
+use super::index::{Attrs, Folder, Index, Message};
+use super::vfs::{OpenMode, Vfs};
+
+pub const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+const MAGIC: &[u8; 8] = b"MSGFSCKP";
+const FORMAT: u32 = 1;
+
+fn put_attrs(e: &mut Enc, a: &Attrs) {
+    e.u32(a.mode);
+    e.u32(a.uid);
+    e.u32(a.gid);
+    e.i64(a.mtime);
+}
+
+fn get_attrs(d: &mut Dec) -> Result<Attrs> {
+    Ok(Attrs {
+        mode: d.u32()?,
+        uid: d.u32()?,
+        gid: d.u32()?,
+        mtime: d.i64()?,
+    })
+}
+
+/// Serialize the index as covering the log up to `last_seq`.
+pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
+    let mut e = Enc {
+        buf: Vec::with_capacity(64 + ix.messages.len() * 96),
+    };
+    e.buf.extend_from_slice(MAGIC);
+    e.u32(FORMAT);
+    e.u64(last_seq);
+    e.u64(ix.next_id);
+    e.u64(ix.last_cn);
+    // Parents before children, so loading can insert folders in file order.
+    let mut order: Vec<u64> = Vec::with_capacity(ix.folders.len());
+    let mut stack = vec![super::index::ROOT];
+    while let Some(id) = stack.pop() {
+        order.push(id);
+        for &c in ix.folders[&id].children.values() {
+            if ix.folders.contains_key(&c) {
+                stack.push(c);
+            }
+        }
+    }
+    e.u64(order.len() as u64);
+    for id in order {
+        let f = &ix.folders[&id];
+        e.u64(id);
+        e.u64(f.parent);
+        e.str(&f.name);
+        put_attrs(&mut e, &f.attrs);
+    }
+    e.u64(ix.messages.len() as u64);
+    for (id, m) in &ix.messages {
+        e.u64(*id);
+        e.u64(m.folder);
+        e.str(&m.name);
+        e.u64(m.version);
+        e.u64(m.size);
+        e.u32(m.crc);
+        put_attrs(&mut e, &m.attrs);
+        e.u8(m.flags);
+        let x = m.xattrs.as_deref().map(|x| x.as_slice()).unwrap_or(&[]);
+        e.u32(x.len() as u32);
+        for (k, v) in x {
+            e.str(k);
+            e.bytes(v);
+        }
+    }
+    let crc = crc32c::crc32c(&e.buf);
+    e.u32(crc);
+    e.buf
+}
+
+/// Parse a checkpoint; returns the index and the last sequence number it covers.
+pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
+    let place = CHECKPOINT;
+    if buf.len() < MAGIC.len() + 4 + 4 || &buf[..8] != MAGIC {
+        return Err(Error::corrupt(
+            place,
+            "not a msgfs checkpoint (bad magic or too short)",
+        ));
+    }
+    let (body, tail) = buf.split_at(buf.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes(tail.try_into().unwrap()) {
+        return Err(Error::corrupt(place, "checksum mismatch"));
+    }
+    let mut d = Dec::new(&body[8..], place);
+    let format = d.u32()?;
+    if format != FORMAT {
+        return Err(Error::corrupt(
+            place,
+            format!("unknown checkpoint format {format}"),
+        ));
+    }
+    let last_seq = d.u64()?;
+    let mut ix = Index {
+        next_id: d.u64()?,
+        last_cn: d.u64()?,
+        ..Default::default()
+    };
+    let nf = d.u64()?;
+    for _ in 0..nf {
+        let id = d.u64()?;
+        let parent = d.u64()?;
+        let name: Arc<str> = Arc::from(d.str()?);
+        let attrs = get_attrs(&mut d)?;
+        if id != super::index::ROOT {
+            let p = ix.folders.get_mut(&parent).ok_or_else(|| {
+                Error::corrupt(place, format!("folder {id} has unknown parent {parent}"))
+            })?;
+            p.children.insert(name.clone(), id);
+            p.subfolders += 1;
+        }
+        ix.folders.insert(
+            id,
+            Folder {
+                parent,
+                name,
+                attrs,
+                children: BTreeMap::new(),
+                subfolders: 0,
+            },
+        );
+    }
+    let nm = d.u64()?;
+    ix.messages.reserve(nm as usize);
+    for _ in 0..nm {
+        let id = d.u64()?;
+        let folder = d.u64()?;
+        let name: Arc<str> = Arc::from(d.str()?);
+        let version = d.u64()?;
+        let size = d.u64()?;
+        let crc = d.u32()?;
+        let attrs = get_attrs(&mut d)?;
+        let flags = d.u8()?;
+        let nx = d.u32()?;
+        let mut x = Vec::new();
+        for _ in 0..nx {
+            x.push((Box::from(d.str()?), Box::from(d.bytes()?)));
+        }
+        let f = ix.folders.get_mut(&folder).ok_or_else(|| {
+            Error::corrupt(place, format!("message {id} in unknown folder {folder}"))
+        })?;
+        if f.children.insert(name.clone(), id).is_some() {
+            return Err(Error::corrupt(
+                place,
+                format!("two entries named {name:?} in folder {folder}"),
+            ));
+        }
+        let xattrs = (!x.is_empty()).then(|| Box::new(x));
+        ix.messages.insert(
+            id,
+            Message {
+                folder,
+                version,
+                size,
+                attrs,
+                crc,
+                flags,
+                name,
+                xattrs,
+            },
+        );
+    }
+    if !d.is_empty() {
+        return Err(Error::corrupt(place, "trailing bytes"));
+    }
+    Ok((ix, last_seq))
+}
+
+/// Write a checkpoint atomically.
+pub fn write(vfs: &dyn Vfs, ix: &Index, last_seq: u64) -> Result<()> {
+    let buf = encode(ix, last_seq);
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e| Error::io(what, e)
+    };
+    let f = vfs
+        .open(Path::new(CHECKPOINT_TMP), OpenMode::CreateTruncate)
+        .map_err(io("create checkpoint.tmp"))?;
+    f.write_all_at(&buf, 0)
+        .map_err(io("write checkpoint.tmp"))?;
+    f.sync().map_err(io("sync checkpoint.tmp"))?;
+    drop(f);
+    vfs.rename(Path::new(CHECKPOINT_TMP), Path::new(CHECKPOINT))
+        .map_err(io("rename checkpoint"))?;
+    vfs.sync_dir(Path::new(""))
+        .map_err(io("sync store directory"))?;
+    Ok(())
+}
+
+/// Read the checkpoint if there is one.
+pub fn read(vfs: &dyn Vfs) -> Result<Option<(Index, u64)>> {
+    if !vfs.exists(Path::new(CHECKPOINT)) {
+        return Ok(None);
+    }
+    let f = vfs
+        .open(Path::new(CHECKPOINT), OpenMode::Read)
+        .map_err(|e| Error::io("open checkpoint", e))?;
+    let buf = f.read_all().map_err(|e| Error::io("read checkpoint", e))?;
+    decode(&buf).map(Some)
+}

@@ -1,0 +1,669 @@
+//! The committer: one thread that validates, logs and applies every mutation, in groups.
+//!
+//! Operations queue up while a group is being synced; the next group takes them all, so
+//! many concurrent saves share one log sync. Within a group no two operations touch the
+//! same message, folder or name (a later one waits for the next group), so each is
+//! validated against the committed index alone, and nothing is applied to the index until
+//! its frame is durable: readers never see what a crash could take back.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::{Error, Result};
+use super::index::{Attrs, Id, Index, Record, Xattrs};
+use super::{object_dir, object_path, Shared};
+
+/// A change to a user xattr.
+#[derive(Clone, Debug)]
+pub enum XattrChange {
+    /// Set; `create` fails if present, `replace` fails if absent.
+    Set {
+        name: String,
+        value: Vec<u8>,
+        create: bool,
+        replace: bool,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+/// Partial attribute update: each `Some` replaces the stored value.
+#[derive(Clone, Debug, Default)]
+pub struct AttrChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<i64>,
+    pub flags: Option<u8>,
+    pub xattr: Option<XattrChange>,
+}
+
+/// Where the content of a save comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A synced file in `staging/`, renamed into `objects/` on commit.
+    Staged(PathBuf),
+    /// A file in `staging/` that was NOT synced (import batches: one syncfs covers them all).
+    StagedUnsynced(PathBuf),
+    /// An existing object, hard-linked (rename of one message over another).
+    Object(Id, u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct Save {
+    pub id: Id,
+    /// For a new message: where it goes. For an existing one: None.
+    pub new_in: Option<(Id, String)>,
+    /// The version the writer started from; None skips the conflict check (rename over).
+    pub base_version: Option<u64>,
+    pub force: bool,
+    pub source: Source,
+    pub size: u64,
+    pub crc: u32,
+    /// Attributes for the new version: None keeps the stored ones, with mtime set to now.
+    pub attrs: Option<Attrs>,
+    pub flags: Option<u8>,
+    pub xattrs: Option<Xattrs>,
+    /// Also delete this message in the same frame (a message renamed over another).
+    pub delete_source: Option<Id>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    FolderCreate {
+        id: Id,
+        parent: Id,
+        name: String,
+        attrs: Attrs,
+    },
+    FolderMove {
+        id: Id,
+        parent: Id,
+        name: String,
+    },
+    FolderDelete {
+        id: Id,
+    },
+    FolderAttrs {
+        id: Id,
+        change: AttrChange,
+    },
+    Save(Box<Save>),
+    MessageMove {
+        id: Id,
+        folder: Id,
+        name: String,
+    },
+    MessageDelete {
+        id: Id,
+    },
+    MessageMeta {
+        id: Id,
+        change: AttrChange,
+    },
+    /// Many new messages at once, made durable by one syncfs and one log sync.
+    Import(Vec<Save>),
+}
+
+/// What a successful operation produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub id: Id,
+    pub version: u64,
+}
+
+pub type Reply = Box<dyn FnOnce(Result<Outcome>) + Send>;
+
+pub struct Pending {
+    pub op: Op,
+    pub reply: Reply,
+}
+
+/// Things an operation touches, for keeping conflicting operations out of one group.
+#[derive(Hash, PartialEq, Eq, Clone)]
+enum Key {
+    Entity(Id),
+    Name(Id, String),
+    /// Folder moves change ancestry; they go one per group.
+    Tree,
+}
+
+struct Keys {
+    excl: Vec<Key>,
+    shared: Vec<Key>,
+}
+
+fn keys(ix: &Index, op: &Op) -> Keys {
+    let mut k = Keys {
+        excl: vec![],
+        shared: vec![],
+    };
+    let name_of = |id: &Id| -> Option<Key> {
+        if let Some(m) = ix.messages.get(id) {
+            Some(Key::Name(m.folder, m.name.to_string()))
+        } else {
+            ix.folders
+                .get(id)
+                .map(|f| Key::Name(f.parent, f.name.to_string()))
+        }
+    };
+    let parent_of = |id: &Id| -> Option<Id> {
+        ix.messages
+            .get(id)
+            .map(|m| m.folder)
+            .or_else(|| ix.folders.get(id).map(|f| f.parent))
+    };
+    match op {
+        Op::FolderCreate {
+            id, parent, name, ..
+        } => {
+            k.excl
+                .extend([Key::Entity(*id), Key::Name(*parent, name.clone())]);
+            k.shared.push(Key::Entity(*parent));
+        }
+        Op::FolderMove { id, parent, name } => {
+            k.excl.extend([
+                Key::Entity(*id),
+                Key::Name(*parent, name.clone()),
+                Key::Tree,
+            ]);
+            k.excl.extend(name_of(id));
+            k.shared.push(Key::Entity(*parent));
+            k.shared.extend(parent_of(id).map(Key::Entity));
+        }
+        Op::FolderDelete { id } => {
+            k.excl.push(Key::Entity(*id));
+            k.excl.extend(name_of(id));
+            k.shared.extend(parent_of(id).map(Key::Entity));
+        }
+        Op::FolderAttrs { id, .. } | Op::MessageMeta { id, .. } => k.excl.push(Key::Entity(*id)),
+        Op::Save(s) => save_keys(ix, s, &mut k),
+        Op::MessageMove { id, folder, name } => {
+            k.excl
+                .extend([Key::Entity(*id), Key::Name(*folder, name.clone())]);
+            k.excl.extend(name_of(id));
+            k.shared.push(Key::Entity(*folder));
+            k.shared.extend(parent_of(id).map(Key::Entity));
+        }
+        Op::MessageDelete { id } => {
+            k.excl.push(Key::Entity(*id));
+            k.excl.extend(name_of(id));
+            k.shared.extend(parent_of(id).map(Key::Entity));
+        }
+        Op::Import(items) => {
+            for s in items {
+                save_keys(ix, s, &mut k);
+            }
+        }
+    }
+    k
+}
+
+fn save_keys(ix: &Index, s: &Save, k: &mut Keys) {
+    k.excl.push(Key::Entity(s.id));
+    match &s.new_in {
+        Some((folder, name)) => {
+            k.excl.push(Key::Name(*folder, name.clone()));
+            k.shared.push(Key::Entity(*folder));
+        }
+        None => k
+            .shared
+            .extend(ix.messages.get(&s.id).map(|m| Key::Entity(m.folder))),
+    }
+    if let Some(src) = s.delete_source {
+        k.excl.push(Key::Entity(src));
+        if let Some(m) = ix.messages.get(&src) {
+            k.excl.push(Key::Name(m.folder, m.name.to_string()));
+        }
+    }
+    if let Source::Object(src, _) = s.source {
+        k.shared.push(Key::Entity(src));
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    excl: HashSet<Key>,
+    shared: HashSet<Key>,
+}
+
+impl Group {
+    /// Take the operation's keys if none conflicts with the group's; false if one does.
+    fn admit(&mut self, k: Keys) -> bool {
+        let clash = k
+            .excl
+            .iter()
+            .any(|x| self.excl.contains(x) || self.shared.contains(x))
+            || k.shared.iter().any(|x| self.excl.contains(x));
+        if clash {
+            return false;
+        }
+        self.excl.extend(k.excl);
+        self.shared.extend(k.shared);
+        true
+    }
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn apply_xattr(list: &mut Xattrs, ch: &XattrChange) -> Result<()> {
+    match ch {
+        XattrChange::Set {
+            name,
+            value,
+            create,
+            replace,
+        } => {
+            let pos = list.iter().position(|(k, _)| **k == **name);
+            match pos {
+                Some(_) if *create => return Err(Error::Exists),
+                None if *replace => return Err(Error::NoAttribute),
+                Some(i) => list[i].1 = value.clone().into_boxed_slice(),
+                None => {
+                    list.push((
+                        name.clone().into_boxed_str(),
+                        value.clone().into_boxed_slice(),
+                    ));
+                    list.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+            }
+        }
+        XattrChange::Remove { name } => {
+            let pos = list
+                .iter()
+                .position(|(k, _)| **k == **name)
+                .ok_or(Error::NoAttribute)?;
+            list.remove(pos);
+        }
+    }
+    Ok(())
+}
+
+fn merged(a: Attrs, c: &AttrChange) -> Attrs {
+    Attrs {
+        mode: c
+            .mode
+            .map(|m| (a.mode & !0o7777) | (m & 0o7777))
+            .unwrap_or(a.mode),
+        uid: c.uid.unwrap_or(a.uid),
+        gid: c.gid.unwrap_or(a.gid),
+        mtime: c.mtime.unwrap_or(a.mtime),
+    }
+}
+
+/// Turn an operation into the records to log, checking it against the committed index.
+/// `next_cn` hands out change numbers for new versions.
+fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)> {
+    let mut recs = Vec::new();
+    let outcome = match op {
+        Op::FolderCreate {
+            id,
+            parent,
+            name,
+            attrs,
+        } => {
+            recs.push(Record::FolderCreate {
+                id: *id,
+                parent: *parent,
+                name: name.clone(),
+                attrs: *attrs,
+            });
+            Outcome {
+                id: *id,
+                version: 0,
+            }
+        }
+        Op::FolderMove { id, parent, name } => {
+            recs.push(Record::FolderMove {
+                id: *id,
+                parent: *parent,
+                name: name.clone(),
+            });
+            Outcome {
+                id: *id,
+                version: 0,
+            }
+        }
+        Op::FolderDelete { id } => {
+            recs.push(Record::FolderDelete { id: *id });
+            Outcome {
+                id: *id,
+                version: 0,
+            }
+        }
+        Op::FolderAttrs { id, change } => {
+            if change.xattr.is_some() || change.flags.is_some() {
+                return Err(Error::InvalidArgument(
+                    "folders keep no xattrs or flags".into(),
+                ));
+            }
+            let f = ix.folder(*id)?;
+            recs.push(Record::FolderAttrs {
+                id: *id,
+                attrs: merged(f.attrs, change),
+            });
+            Outcome {
+                id: *id,
+                version: 0,
+            }
+        }
+        Op::MessageMeta { id, change } => {
+            let m = ix.message(*id)?;
+            let mut x = m.xattrs.as_deref().cloned().unwrap_or_default();
+            if let Some(ch) = &change.xattr {
+                apply_xattr(&mut x, ch)?;
+            }
+            recs.push(Record::MessageMeta {
+                id: *id,
+                attrs: merged(m.attrs, change),
+                flags: change.flags.unwrap_or(m.flags),
+                xattrs: x,
+            });
+            Outcome {
+                id: *id,
+                version: m.version,
+            }
+        }
+        Op::MessageMove { id, folder, name } => {
+            recs.push(Record::MessageMove {
+                id: *id,
+                folder: *folder,
+                name: name.clone(),
+            });
+            Outcome {
+                id: *id,
+                version: ix.message(*id)?.version,
+            }
+        }
+        Op::MessageDelete { id } => {
+            recs.push(Record::MessageDelete { id: *id });
+            Outcome {
+                id: *id,
+                version: 0,
+            }
+        }
+        Op::Save(s) => plan_save(ix, s, next_cn, &mut recs)?,
+        Op::Import(items) => {
+            let mut names = HashSet::new();
+            let mut last = Outcome { id: 0, version: 0 };
+            for s in items {
+                if let Some((f, n)) = &s.new_in {
+                    if !names.insert((*f, n.as_str())) {
+                        return Err(Error::Exists);
+                    }
+                }
+                last = plan_save(ix, s, next_cn, &mut recs)?;
+            }
+            last
+        }
+    };
+    for r in &recs {
+        ix.validate(r)?;
+    }
+    Ok((recs, outcome))
+}
+
+fn plan_save(ix: &Index, s: &Save, next_cn: &mut u64, recs: &mut Vec<Record>) -> Result<Outcome> {
+    let (folder, name, attrs, flags, xattrs) = match (&s.new_in, ix.messages.get(&s.id)) {
+        (None, None) => {
+            return Err(if ix.folders.contains_key(&s.id) {
+                Error::IsAFolder
+            } else {
+                Error::ObjectDeleted
+            });
+        }
+        (None, Some(m)) => {
+            if let Some(base) = s.base_version {
+                if base != m.version && !s.force {
+                    return Err(Error::ObjectChanged);
+                }
+            }
+            let attrs = s.attrs.unwrap_or(Attrs {
+                mtime: now_ns(),
+                ..m.attrs
+            });
+            let x = s
+                .xattrs
+                .clone()
+                .unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
+            (
+                m.folder,
+                m.name.to_string(),
+                attrs,
+                s.flags.unwrap_or(m.flags),
+                x,
+            )
+        }
+        (Some((folder, name)), None) => {
+            let attrs = s.attrs.unwrap_or(Attrs {
+                mode: 0o100600,
+                uid: 0,
+                gid: 0,
+                mtime: now_ns(),
+            });
+            (
+                *folder,
+                name.clone(),
+                attrs,
+                s.flags.unwrap_or(0),
+                s.xattrs.clone().unwrap_or_default(),
+            )
+        }
+        (Some(_), Some(_)) => return Err(Error::Exists),
+    };
+    if let Source::Object(src, ver) = s.source {
+        match ix.messages.get(&src) {
+            Some(m) if m.version == ver => {}
+            _ => return Err(Error::ObjectChanged),
+        }
+    }
+    *next_cn += 1;
+    let version = *next_cn;
+    recs.push(Record::MessagePut {
+        id: s.id,
+        folder,
+        name,
+        version,
+        size: s.size,
+        crc: s.crc,
+        attrs,
+        flags,
+        xattrs,
+    });
+    if let Some(src) = s.delete_source {
+        ix.message(src)?;
+        recs.push(Record::MessageDelete { id: src });
+    }
+    Ok(Outcome { id: s.id, version })
+}
+
+/// A file move done for a group, undone if the group's frame cannot be written.
+struct Moved {
+    from: Option<PathBuf>,
+    to: PathBuf,
+}
+
+/// Put the content of every save of the group in place under `objects/`.
+fn place_objects(
+    sh: &Shared,
+    planned: &[(Op, Vec<Record>)],
+    moved: &mut Vec<Moved>,
+    dirs: &mut HashSet<PathBuf>,
+) -> Result<bool> {
+    let vfs = &*sh.vfs;
+    let mut need_syncfs = false;
+    for (op, recs) in planned {
+        let saves: Vec<&Save> = match op {
+            Op::Save(s) => vec![s],
+            Op::Import(items) => items.iter().collect(),
+            _ => continue,
+        };
+        let versions = recs.iter().filter_map(|r| match r {
+            Record::MessagePut { id, version, .. } => Some((*id, *version)),
+            _ => None,
+        });
+        for (s, (id, version)) in saves.into_iter().zip(versions) {
+            let to = object_path(id, version);
+            match &s.source {
+                Source::Staged(p) | Source::StagedUnsynced(p) => {
+                    vfs.rename(p, &to)
+                        .map_err(|e| Error::io(format!("move {} into objects", p.display()), e))?;
+                    moved.push(Moved {
+                        from: Some(p.clone()),
+                        to: to.clone(),
+                    });
+                    need_syncfs |= matches!(s.source, Source::StagedUnsynced(_));
+                }
+                Source::Object(src, ver) => {
+                    let from = object_path(*src, *ver);
+                    vfs.hard_link(&from, &to)
+                        .map_err(|e| Error::io(format!("link {}", from.display()), e))?;
+                    moved.push(Moved {
+                        from: None,
+                        to: to.clone(),
+                    });
+                }
+            }
+            dirs.insert(object_dir(id));
+        }
+    }
+    Ok(need_syncfs)
+}
+
+fn undo_moves(sh: &Shared, moved: Vec<Moved>) {
+    for m in moved.into_iter().rev() {
+        let _ = match m.from {
+            Some(from) => sh.vfs.rename(&m.to, &from),
+            None => sh.vfs.remove_file(&m.to),
+        };
+    }
+}
+
+/// The committer thread's loop. Returns when the store is closed and the queue is empty.
+pub fn run(sh: Arc<Shared>) {
+    let mut carry: VecDeque<Pending> = VecDeque::new();
+    loop {
+        let mut batch = {
+            let mut q = sh.queue.lock().unwrap();
+            loop {
+                let have = !q.ops.is_empty() || !carry.is_empty();
+                if q.frozen {
+                    // Hold every mutation while frozen; close still waits for the thaw.
+                } else if have {
+                    break;
+                } else if q.closing {
+                    q.busy = false;
+                    sh.queue_cv.notify_all();
+                    return;
+                }
+                q.busy = false;
+                sh.queue_cv.notify_all();
+                q = sh.queue_cv.wait(q).unwrap();
+            }
+            q.busy = true;
+            let mut b: VecDeque<Pending> = std::mem::take(&mut carry);
+            b.extend(q.ops.drain(..));
+            b
+        };
+        commit_group(&sh, &mut batch, &mut carry);
+    }
+}
+
+fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque<Pending>) {
+    if let Some(why) = sh.poisoned.lock().unwrap().clone() {
+        for p in batch.drain(..) {
+            (p.reply)(Err(Error::io("store", std::io::Error::other(why.clone()))));
+        }
+        return;
+    }
+    let mut group = Group::default();
+    let mut planned: Vec<(Op, Vec<Record>, Reply, Outcome)> = Vec::new();
+    let mut next_cn;
+    {
+        let ix = sh.index.read().unwrap();
+        next_cn = ix.last_cn;
+        while let Some(p) = batch.pop_front() {
+            if !group.admit(keys(&ix, &p.op)) {
+                carry.push_back(p);
+                continue;
+            }
+            match plan(&ix, &p.op, &mut next_cn) {
+                Ok((recs, out)) => planned.push((p.op, recs, p.reply, out)),
+                Err(e) => (p.reply)(Err(e)),
+            }
+        }
+    }
+    if planned.is_empty() {
+        return;
+    }
+    let mut moved = Vec::new();
+    let mut dirs = HashSet::new();
+    let placing: Vec<(Op, Vec<Record>)> = planned
+        .iter()
+        .map(|(o, r, _, _)| (o.clone(), r.clone()))
+        .collect();
+    let res = place_objects(sh, &placing, &mut moved, &mut dirs).and_then(|need_syncfs| {
+        if need_syncfs {
+            sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
+        } else {
+            for d in &dirs {
+                sh.vfs
+                    .sync_dir(d)
+                    .map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
+            }
+        }
+        let records: Vec<Record> = placing
+            .iter()
+            .flat_map(|(_, r)| r.iter().cloned())
+            .collect();
+        sh.append(&records)
+    });
+    if let Err(e) = res {
+        undo_moves(sh, moved);
+        for (_, _, reply, _) in planned {
+            reply(Err(copy_error(&e)));
+        }
+        return;
+    }
+    let mut garbage = Vec::new();
+    {
+        let mut ix = sh.index.write().unwrap();
+        for (_, recs) in &placing {
+            for r in recs {
+                garbage.extend(ix.apply(r));
+            }
+        }
+    }
+    for (_, _, reply, out) in planned {
+        reply(Ok(out));
+    }
+    // Old versions are removed only now that the records replacing them are durable; a
+    // crash before this leaves them unreferenced, and the next open removes them.
+    for (id, ver) in garbage {
+        let _ = sh.vfs.remove_file(&object_path(id, ver));
+    }
+    sh.maybe_checkpoint();
+}
+
+/// A copy of a group's error for each of its operations, keeping the OS error code
+/// (ENOSPC above all) so that every writer in the group sees the real cause.
+fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: context.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => Error::io("commit", std::io::Error::other(other.to_string())),
+    }
+}

@@ -1,0 +1,435 @@
+//! The in-memory index: folders and messages, the rules that bind them, and how each log
+//! record changes them.
+//!
+//! The committer validates an operation against this index before logging it and applies
+//! it only after its record is durable, so readers never see what a crash could take back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::error::{Error, Result};
+
+pub type Id = u64;
+/// The root folder's id; ids of folders and messages share one space, so `id + 0` can serve
+/// as an inode number that is stable across remounts.
+pub const ROOT: Id = 1;
+/// The first id handed to anything created after the root.
+pub const FIRST_ID: Id = 2;
+
+/// Maildir/IMAP-style flags kept with each message (not derived from its content).
+pub mod flags {
+    pub const SEEN: u8 = 0x01;
+    pub const ANSWERED: u8 = 0x02;
+    pub const FLAGGED: u8 = 0x04;
+    pub const DRAFT: u8 = 0x08;
+    pub const PASSED: u8 = 0x10;
+    pub const TRASHED: u8 = 0x20;
+}
+
+/// POSIX attributes stored with folders and messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// User extended attributes, sorted by name. Kept boxed and optional: most messages have none.
+pub type Xattrs = Vec<(Box<str>, Box<[u8]>)>;
+
+#[derive(Clone, Debug)]
+pub struct Folder {
+    pub parent: Id,
+    pub name: Arc<str>,
+    pub attrs: Attrs,
+    /// Every child, folder or message, by name: one namespace, as in a directory.
+    pub children: BTreeMap<Arc<str>, Id>,
+    pub subfolders: u32,
+}
+
+/// One message as the index keeps it. About 80 bytes plus its name; properties such as the
+/// subject are parsed from the content when asked for, not kept here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub folder: Id,
+    /// The change number of the save that wrote this content; grows with every save.
+    pub version: u64,
+    pub size: u64,
+    pub attrs: Attrs,
+    /// CRC32C of the content, checked by `msgfs check`.
+    pub crc: u32,
+    pub flags: u8,
+    pub name: Arc<str>,
+    pub xattrs: Option<Box<Xattrs>>,
+}
+
+/// A logged change. Each operation logs one or two of these in one frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    FolderCreate {
+        id: Id,
+        parent: Id,
+        name: String,
+        attrs: Attrs,
+    },
+    FolderMove {
+        id: Id,
+        parent: Id,
+        name: String,
+    },
+    FolderDelete {
+        id: Id,
+    },
+    FolderAttrs {
+        id: Id,
+        attrs: Attrs,
+    },
+    /// A new message, or a new version of one (content in object `id`-`version`).
+    MessagePut {
+        id: Id,
+        folder: Id,
+        name: String,
+        version: u64,
+        size: u64,
+        crc: u32,
+        attrs: Attrs,
+        flags: u8,
+        xattrs: Xattrs,
+    },
+    MessageMove {
+        id: Id,
+        folder: Id,
+        name: String,
+    },
+    MessageDelete {
+        id: Id,
+    },
+    MessageMeta {
+        id: Id,
+        attrs: Attrs,
+        flags: u8,
+        xattrs: Xattrs,
+    },
+}
+
+/// What a name in a folder refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Folder(Id),
+    Message(Id),
+}
+
+#[derive(Default, Clone)]
+pub struct Index {
+    pub folders: HashMap<Id, Folder>,
+    pub messages: HashMap<Id, Message>,
+    /// The next id to hand out; never goes back, even past deleted ids.
+    pub next_id: Id,
+    /// The last change number used by a save.
+    pub last_cn: u64,
+}
+
+/// Reject names no directory can hold. Returns the name for chaining.
+pub fn check_name(name: &str) -> Result<&str> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 255
+    {
+        return Err(Error::InvalidName(name.to_string()));
+    }
+    Ok(name)
+}
+
+impl Index {
+    pub fn new_store(attrs: Attrs) -> Index {
+        let mut ix = Index {
+            next_id: FIRST_ID,
+            ..Default::default()
+        };
+        ix.folders.insert(
+            ROOT,
+            Folder {
+                parent: ROOT,
+                name: Arc::from(""),
+                attrs,
+                children: BTreeMap::new(),
+                subfolders: 0,
+            },
+        );
+        ix
+    }
+
+    pub fn entry(&self, id: Id) -> Option<Entry> {
+        if self.folders.contains_key(&id) {
+            Some(Entry::Folder(id))
+        } else if self.messages.contains_key(&id) {
+            Some(Entry::Message(id))
+        } else {
+            None
+        }
+    }
+
+    pub fn lookup(&self, folder: Id, name: &str) -> Option<Entry> {
+        let id = *self.folders.get(&folder)?.children.get(name)?;
+        self.entry(id)
+    }
+
+    pub fn folder(&self, id: Id) -> Result<&Folder> {
+        match self.folders.get(&id) {
+            Some(f) => Ok(f),
+            None if self.messages.contains_key(&id) => Err(Error::NotAFolder),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    pub fn message(&self, id: Id) -> Result<&Message> {
+        match self.messages.get(&id) {
+            Some(m) => Ok(m),
+            None if self.folders.contains_key(&id) => Err(Error::IsAFolder),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// The name must be free in the folder, or held by `except`.
+    pub fn name_free(&self, folder: Id, name: &str, except: Option<Id>) -> Result<()> {
+        check_name(name)?;
+        match self.folder(folder)?.children.get(name) {
+            Some(&id) if Some(id) != except => Err(Error::Exists),
+            _ => Ok(()),
+        }
+    }
+
+    /// Is `id` the folder `ancestor` or below it?
+    pub fn is_within(&self, mut id: Id, ancestor: Id) -> bool {
+        loop {
+            if id == ancestor {
+                return true;
+            }
+            match self.folders.get(&id) {
+                Some(f) if id != ROOT => id = f.parent,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Check that a record can be applied; the same rules serve validation before logging
+    /// and replay after a crash (where a failure means the log is damaged).
+    pub fn validate(&self, r: &Record) -> Result<()> {
+        match r {
+            Record::FolderCreate {
+                id, parent, name, ..
+            } => {
+                if self.entry(*id).is_some() {
+                    return Err(Error::Exists);
+                }
+                self.name_free(*parent, name, None)
+            }
+            Record::FolderMove { id, parent, name } => {
+                if *id == ROOT {
+                    return Err(Error::NotPermitted);
+                }
+                self.folder(*id)?;
+                self.name_free(*parent, name, Some(*id))?;
+                if self.is_within(*parent, *id) {
+                    return Err(Error::Cycle);
+                }
+                Ok(())
+            }
+            Record::FolderDelete { id } => {
+                if *id == ROOT {
+                    return Err(Error::NotPermitted);
+                }
+                if !self.folder(*id)?.children.is_empty() {
+                    return Err(Error::NotEmpty);
+                }
+                Ok(())
+            }
+            Record::FolderAttrs { id, .. } => self.folder(*id).map(|_| ()),
+            Record::MessagePut {
+                id, folder, name, ..
+            } => match self.messages.get(id) {
+                Some(m) if m.folder == *folder && *m.name == **name => Ok(()),
+                Some(_) => Err(Error::InvalidArgument(
+                    "a new version must keep folder and name".into(),
+                )),
+                None if self.folders.contains_key(id) => Err(Error::IsAFolder),
+                None => self.name_free(*folder, name, None),
+            },
+            Record::MessageMove { id, folder, name } => {
+                self.message(*id)?;
+                self.name_free(*folder, name, Some(*id))
+            }
+            Record::MessageDelete { id } | Record::MessageMeta { id, .. } => {
+                self.message(*id).map(|_| ())
+            }
+        }
+    }
+
+    /// Apply a validated record. Returns the object (id, version) it made unreferenced.
+    pub fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
+        match r {
+            Record::FolderCreate {
+                id,
+                parent,
+                name,
+                attrs,
+            } => {
+                let name: Arc<str> = Arc::from(name.as_str());
+                let p = self.folders.get_mut(parent).expect("validated");
+                p.children.insert(name.clone(), *id);
+                p.subfolders += 1;
+                self.folders.insert(
+                    *id,
+                    Folder {
+                        parent: *parent,
+                        name,
+                        attrs: *attrs,
+                        children: BTreeMap::new(),
+                        subfolders: 0,
+                    },
+                );
+                self.bump_id(*id);
+                None
+            }
+            Record::FolderMove { id, parent, name } => {
+                let (old_parent, old_name) = {
+                    let f = &self.folders[id];
+                    (f.parent, f.name.clone())
+                };
+                let op = self.folders.get_mut(&old_parent).expect("parent");
+                op.children.remove(&old_name);
+                op.subfolders -= 1;
+                let name: Arc<str> = Arc::from(name.as_str());
+                let np = self.folders.get_mut(parent).expect("validated");
+                np.children.insert(name.clone(), *id);
+                np.subfolders += 1;
+                let f = self.folders.get_mut(id).expect("validated");
+                f.parent = *parent;
+                f.name = name;
+                None
+            }
+            Record::FolderDelete { id } => {
+                let f = self.folders.remove(id).expect("validated");
+                let p = self.folders.get_mut(&f.parent).expect("parent");
+                p.children.remove(&f.name);
+                p.subfolders -= 1;
+                None
+            }
+            Record::FolderAttrs { id, attrs } => {
+                self.folders.get_mut(id).expect("validated").attrs = *attrs;
+                None
+            }
+            Record::MessagePut {
+                id,
+                folder,
+                name,
+                version,
+                size,
+                crc,
+                attrs,
+                flags,
+                xattrs,
+            } => {
+                self.last_cn = self.last_cn.max(*version);
+                self.bump_id(*id);
+                let xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
+                if let Some(m) = self.messages.get_mut(id) {
+                    let old = m.version;
+                    m.version = *version;
+                    m.size = *size;
+                    m.crc = *crc;
+                    m.attrs = *attrs;
+                    m.flags = *flags;
+                    m.xattrs = xattrs;
+                    return (old != *version).then_some((*id, old));
+                }
+                let name: Arc<str> = Arc::from(name.as_str());
+                self.folders
+                    .get_mut(folder)
+                    .expect("validated")
+                    .children
+                    .insert(name.clone(), *id);
+                self.messages.insert(
+                    *id,
+                    Message {
+                        folder: *folder,
+                        version: *version,
+                        size: *size,
+                        attrs: *attrs,
+                        crc: *crc,
+                        flags: *flags,
+                        name,
+                        xattrs,
+                    },
+                );
+                None
+            }
+            Record::MessageMove { id, folder, name } => {
+                let m = self.messages.get_mut(id).expect("validated");
+                let (old_folder, old_name) = (m.folder, m.name.clone());
+                let name: Arc<str> = Arc::from(name.as_str());
+                m.folder = *folder;
+                m.name = name.clone();
+                self.folders
+                    .get_mut(&old_folder)
+                    .expect("folder")
+                    .children
+                    .remove(&old_name);
+                self.folders
+                    .get_mut(folder)
+                    .expect("validated")
+                    .children
+                    .insert(name, *id);
+                None
+            }
+            Record::MessageDelete { id } => {
+                let m = self.messages.remove(id).expect("validated");
+                self.folders
+                    .get_mut(&m.folder)
+                    .expect("folder")
+                    .children
+                    .remove(&m.name);
+                Some((*id, m.version))
+            }
+            Record::MessageMeta {
+                id,
+                attrs,
+                flags,
+                xattrs,
+            } => {
+                let m = self.messages.get_mut(id).expect("validated");
+                m.attrs = *attrs;
+                m.flags = *flags;
+                m.xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
+                None
+            }
+        }
+    }
+
+    fn bump_id(&mut self, id: Id) {
+        if id >= self.next_id {
+            self.next_id = id + 1;
+        }
+    }
+
+    /// The path of a folder from the root, `/`-separated, for messages to people.
+    pub fn folder_path(&self, mut id: Id) -> String {
+        let mut parts = Vec::new();
+        while id != ROOT {
+            match self.folders.get(&id) {
+                Some(f) => {
+                    parts.push(f.name.to_string());
+                    id = f.parent;
+                }
+                None => break,
+            }
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+}

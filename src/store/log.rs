@@ -1,0 +1,348 @@
+//! The metadata log: append-only segments of checksummed frames, and their replay.
+//!
+//! A frame holds the records of one group commit. Frames are written whole and synced
+//! before the next one is written, so after a crash at most the last frame of the last
+//! segment can be torn; a bad frame with a good one after it is damage, not a torn tail.
+
+use std::path::{Path, PathBuf};
+
+use super::codec::{Dec, Enc};
+use super::error::{Error, Result};
+use super::index::{Attrs, Record, Xattrs};
+use super::vfs::{OpenMode, Vfs, VfsFile};
+
+pub const FRAME_MAGIC: u32 = 0x4C47_534D; // "MSGL"
+/// magic, payload length, crc, first sequence number, record count.
+pub const FRAME_HEADER: usize = 4 + 4 + 4 + 8 + 4;
+/// A frame larger than this is taken as damage (no commit group comes near it).
+pub const MAX_FRAME: usize = 256 << 20;
+/// Start a new segment once the current one passes this size.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+pub const LOG_DIR: &str = "log";
+
+pub fn segment_path(first_seq: u64) -> PathBuf {
+    PathBuf::from(format!("{LOG_DIR}/{first_seq:016x}.log"))
+}
+
+fn put_attrs(e: &mut Enc, a: &Attrs) {
+    e.u32(a.mode);
+    e.u32(a.uid);
+    e.u32(a.gid);
+    e.i64(a.mtime);
+}
+
+fn get_attrs(d: &mut Dec) -> Result<Attrs> {
+    Ok(Attrs {
+        mode: d.u32()?,
+        uid: d.u32()?,
+        gid: d.u32()?,
+        mtime: d.i64()?,
+    })
+}
+
+fn put_xattrs(e: &mut Enc, x: &Xattrs) {
+    e.u32(x.len() as u32);
+    for (k, v) in x {
+        e.str(k);
+        e.bytes(v);
+    }
+}
+
+fn get_xattrs(d: &mut Dec) -> Result<Xattrs> {
+    let n = d.u32()?;
+    let mut x = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        x.push((Box::from(d.str()?), Box::from(d.bytes()?)));
+    }
+    Ok(x)
+}
+
+pub fn encode_record(e: &mut Enc, r: &Record) {
+    match r {
+        Record::FolderCreate {
+            id,
+            parent,
+            name,
+            attrs,
+        } => {
+            e.u8(1);
+            e.u64(*id);
+            e.u64(*parent);
+            e.str(name);
+            put_attrs(e, attrs);
+        }
+        Record::FolderMove { id, parent, name } => {
+            e.u8(2);
+            e.u64(*id);
+            e.u64(*parent);
+            e.str(name);
+        }
+        Record::FolderDelete { id } => {
+            e.u8(3);
+            e.u64(*id);
+        }
+        Record::FolderAttrs { id, attrs } => {
+            e.u8(4);
+            e.u64(*id);
+            put_attrs(e, attrs);
+        }
+        Record::MessagePut {
+            id,
+            folder,
+            name,
+            version,
+            size,
+            crc,
+            attrs,
+            flags,
+            xattrs,
+        } => {
+            e.u8(5);
+            e.u64(*id);
+            e.u64(*folder);
+            e.str(name);
+            e.u64(*version);
+            e.u64(*size);
+            e.u32(*crc);
+            put_attrs(e, attrs);
+            e.u8(*flags);
+            put_xattrs(e, xattrs);
+        }
+        Record::MessageMove { id, folder, name } => {
+            e.u8(6);
+            e.u64(*id);
+            e.u64(*folder);
+            e.str(name);
+        }
+        Record::MessageDelete { id } => {
+            e.u8(7);
+            e.u64(*id);
+        }
+        Record::MessageMeta {
+            id,
+            attrs,
+            flags,
+            xattrs,
+        } => {
+            e.u8(8);
+            e.u64(*id);
+            put_attrs(e, attrs);
+            e.u8(*flags);
+            put_xattrs(e, xattrs);
+        }
+    }
+}
+
+pub fn decode_record(d: &mut Dec) -> Result<Record> {
+    let tag = d.u8()?;
+    Ok(match tag {
+        1 => Record::FolderCreate {
+            id: d.u64()?,
+            parent: d.u64()?,
+            name: d.str()?.into(),
+            attrs: get_attrs(d)?,
+        },
+        2 => Record::FolderMove {
+            id: d.u64()?,
+            parent: d.u64()?,
+            name: d.str()?.into(),
+        },
+        3 => Record::FolderDelete { id: d.u64()? },
+        4 => Record::FolderAttrs {
+            id: d.u64()?,
+            attrs: get_attrs(d)?,
+        },
+        5 => Record::MessagePut {
+            id: d.u64()?,
+            folder: d.u64()?,
+            name: d.str()?.into(),
+            version: d.u64()?,
+            size: d.u64()?,
+            crc: d.u32()?,
+            attrs: get_attrs(d)?,
+            flags: d.u8()?,
+            xattrs: get_xattrs(d)?,
+        },
+        6 => Record::MessageMove {
+            id: d.u64()?,
+            folder: d.u64()?,
+            name: d.str()?.into(),
+        },
+        7 => Record::MessageDelete { id: d.u64()? },
+        8 => Record::MessageMeta {
+            id: d.u64()?,
+            attrs: get_attrs(d)?,
+            flags: d.u8()?,
+            xattrs: get_xattrs(d)?,
+        },
+        t => {
+            return Err(Error::corrupt(
+                "log record",
+                format!("unknown record type {t}"),
+            ))
+        }
+    })
+}
+
+/// Encode a frame holding `records`, numbered from `first_seq`.
+pub fn encode_frame(first_seq: u64, records: &[Record]) -> Vec<u8> {
+    let mut body = Enc::default();
+    body.u64(first_seq);
+    body.u32(records.len() as u32);
+    for r in records {
+        encode_record(&mut body, r);
+    }
+    let payload_len = body.buf.len() - 12;
+    let crc = crc32c::crc32c(&body.buf);
+    let mut out = Vec::with_capacity(12 + body.buf.len());
+    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&body.buf);
+    out
+}
+
+/// A frame read back: its place in the segment and its records.
+pub struct Frame {
+    pub offset: u64,
+    pub first_seq: u64,
+    pub records: Vec<Record>,
+}
+
+/// Try to read a whole, checksummed frame at `off`; None if there is none there.
+fn frame_at(buf: &[u8], off: usize, place: &str) -> Option<Result<Frame>> {
+    let rest = &buf[off..];
+    if rest.len() < FRAME_HEADER {
+        return None;
+    }
+    let magic = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+    let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(rest[8..12].try_into().unwrap());
+    if magic != FRAME_MAGIC || len > MAX_FRAME || rest.len() < FRAME_HEADER + len {
+        return None;
+    }
+    let body = &rest[12..FRAME_HEADER + len];
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let first_seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
+    let count = u32::from_le_bytes(body[8..12].try_into().unwrap());
+    let mut d = Dec::new(&body[12..], place);
+    let mut records = Vec::with_capacity(count.min(1 << 20) as usize);
+    for _ in 0..count {
+        match decode_record(&mut d) {
+            Ok(r) => records.push(r),
+            // A frame whose checksum holds but whose records do not parse was written
+            // wrong: that is damage, never a torn tail.
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(Frame {
+        offset: off as u64,
+        first_seq,
+        records,
+    }))
+}
+
+/// The frames of one segment. `torn_at` is where a torn tail starts, if any.
+pub struct Segment {
+    pub frames: Vec<Frame>,
+    pub torn_at: Option<u64>,
+    pub len: u64,
+}
+
+/// Read every frame of a segment. A bad frame followed by a good one is damage.
+pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
+    let place = path.display().to_string();
+    let f = vfs
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io(format!("open {place}"), e))?;
+    let buf = f
+        .read_all()
+        .map_err(|e| Error::io(format!("read {place}"), e))?;
+    let mut frames = Vec::new();
+    let mut off = 0usize;
+    while off < buf.len() {
+        match frame_at(&buf, off, &place) {
+            Some(Ok(fr)) => {
+                let len = u32::from_le_bytes(buf[off + 4..off + 8].try_into().unwrap()) as usize;
+                frames.push(fr);
+                off += FRAME_HEADER + len;
+            }
+            Some(Err(e)) => {
+                return Err(match e {
+                    Error::Corrupt { what, .. } => {
+                        Error::corrupt(format!("{place} at byte {off}"), what)
+                    }
+                    e => e,
+                })
+            }
+            None => {
+                // Look for any whole frame after the bad bytes: if there is one, the bad
+                // frame is not a torn tail but damage in the middle of the log.
+                for later in off + 1..buf.len() {
+                    if buf[later..].starts_with(&FRAME_MAGIC.to_le_bytes()) {
+                        if let Some(Ok(_)) = frame_at(&buf, later, &place) {
+                            return Err(Error::corrupt(
+                                format!("{place} at byte {off}"),
+                                format!("bad frame followed by a good one at byte {later}"),
+                            ));
+                        }
+                    }
+                }
+                return Ok(Segment {
+                    frames,
+                    torn_at: Some(off as u64),
+                    len: buf.len() as u64,
+                });
+            }
+        }
+    }
+    Ok(Segment {
+        frames,
+        torn_at: None,
+        len: buf.len() as u64,
+    })
+}
+
+/// Segment paths in log order.
+pub fn list_segments(vfs: &dyn Vfs) -> Result<Vec<(u64, PathBuf)>> {
+    let names = vfs
+        .read_dir(Path::new(LOG_DIR))
+        .map_err(|e| Error::io("list log/", e))?;
+    let mut segs = Vec::new();
+    for n in names {
+        if let Some(hex) = n.strip_suffix(".log") {
+            let seq = u64::from_str_radix(hex, 16).map_err(|_| {
+                Error::corrupt(
+                    format!("{LOG_DIR}/{n}"),
+                    "segment name is not a sequence number",
+                )
+            })?;
+            segs.push((seq, PathBuf::from(format!("{LOG_DIR}/{n}"))));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+/// The open segment the committer appends to.
+pub struct Writer {
+    pub file: Box<dyn VfsFile>,
+    pub first_seq: u64,
+    pub len: u64,
+}
+
+impl Writer {
+    /// Write a frame at the end of the segment. On failure (a full disk) the segment is cut
+    /// back to where it was, so the failed commit leaves no trace.
+    pub fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        if let Err(e) = self.file.write_all_at(frame, self.len) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+}

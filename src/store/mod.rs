@@ -1,0 +1,581 @@
+//! The message store engine: folders of messages with SaveChanges transactions, a
+//! checksummed metadata log with group commit, immutable content objects and index
+//! checkpoints. Knows nothing of FUSE, inodes or errno; see msgfs(5) for the format.
+
+pub mod check;
+mod checkpoint;
+mod codec;
+pub mod commit;
+pub mod error;
+pub mod index;
+mod log;
+mod open;
+#[cfg(test)]
+pub mod simfs;
+#[cfg(test)]
+mod tests;
+pub mod txn;
+pub mod vfs;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+
+pub use commit::{AttrChange, Outcome, Source, XattrChange};
+pub use error::{Error, Result};
+pub use index::{flags, Attrs, Entry, Id, Index, Message, ROOT};
+pub use txn::{SaveFlags, Transaction};
+use vfs::{OpenMode, Vfs, VfsFile};
+
+use commit::{Op, Pending, Save};
+
+/// The folders of a new store.
+pub const DEFAULT_FOLDERS: [&str; 4] = ["Inbox", "Drafts", "Sent Items", "Deleted Items"];
+
+pub const OBJECTS_DIR: &str = "objects";
+pub const STAGING_DIR: &str = "staging";
+pub const FORMAT_FILE: &str = "format";
+pub const LOCK_FILE: &str = "lock";
+/// Present only while the store is closed cleanly.
+pub const CLEAN_FILE: &str = "clean";
+
+/// Where the content of version `version` of message `id` lives. Objects are spread over
+/// 256 directories by the low byte of the id.
+pub fn object_path(id: Id, version: u64) -> PathBuf {
+    PathBuf::from(format!(
+        "{OBJECTS_DIR}/{:02x}/{id:016x}-{version:016x}",
+        id & 0xff
+    ))
+}
+
+pub fn object_dir(id: Id) -> PathBuf {
+    PathBuf::from(format!("{OBJECTS_DIR}/{:02x}", id & 0xff))
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Create the store if the directory holds none.
+    pub create: bool,
+    /// Open without changing anything (no lock taken, torn tail left, nothing removed).
+    pub read_only: bool,
+    /// Write a checkpoint once this many log bytes follow the last one.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            create: false,
+            read_only: false,
+            checkpoint_bytes: 64 << 20,
+        }
+    }
+}
+
+pub(crate) struct Queue {
+    pub ops: VecDeque<Pending>,
+    pub frozen: bool,
+    pub busy: bool,
+    pub closing: bool,
+}
+
+pub(crate) struct LogState {
+    pub writer: Option<log::Writer>,
+    pub next_seq: u64,
+    pub bytes_since_checkpoint: u64,
+}
+
+/// Counters for benchmarks and `msgfs status`.
+#[derive(Default)]
+pub struct Stats {
+    pub frames: AtomicU64,
+    pub records: AtomicU64,
+    pub log_syncs: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+/// What opening the store found and did.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    pub was_clean: bool,
+    pub replayed_records: u64,
+    pub torn_tail_cut: Option<String>,
+    pub removed_objects: u64,
+    pub removed_staging: u64,
+}
+
+pub struct Shared {
+    pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) index: RwLock<Index>,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) queue_cv: Condvar,
+    pub(crate) poisoned: Mutex<Option<String>>,
+    pub(crate) log: Mutex<LogState>,
+    next_id: AtomicU64,
+    next_staging: AtomicU64,
+    pub store_id: [u8; 16],
+    pub path: Option<PathBuf>,
+    pub read_only: bool,
+    checkpoint_bytes: u64,
+    lock_file: Mutex<Option<File>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    pub stats: Stats,
+    pub report: OpenReport,
+}
+
+/// A handle on an open store; clones share it. Call [`Store::close`] to close it cleanly.
+#[derive(Clone)]
+pub struct Store(Arc<Shared>);
+
+/// A message's content as of one version, stable while others save.
+pub struct MessageView {
+    pub id: Id,
+    pub version: u64,
+    pub size: u64,
+    pub file: Arc<dyn VfsFile>,
+}
+
+impl Shared {
+    /// Append a frame and sync it. A failed sync poisons the store: what reached the disk
+    /// is unknown, so nothing more is committed until it is reopened and replayed.
+    pub(crate) fn append(&self, records: &[index::Record]) -> Result<()> {
+        let mut guard = self.log.lock().unwrap();
+        let lg = &mut *guard;
+        let seq = lg.next_seq;
+        let frame = log::encode_frame(seq, records);
+        let w = lg.writer.as_mut().ok_or(Error::ReadOnly)?;
+        w.write(&frame)
+            .map_err(|e| Error::io("append to the log", e))?;
+        if let Err(e) = w.file.sync() {
+            *self.poisoned.lock().unwrap() =
+                Some(format!("log sync failed ({e}); reopen the store"));
+            return Err(Error::io("sync the log", e));
+        }
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
+        lg.next_seq += records.len() as u64;
+        lg.bytes_since_checkpoint += frame.len() as u64;
+        if w.len >= log::SEGMENT_BYTES {
+            let next = lg.next_seq;
+            lg.writer = Some(self.new_segment(next)?);
+        }
+        Ok(())
+    }
+
+    fn new_segment(&self, first_seq: u64) -> Result<log::Writer> {
+        let p = log::segment_path(first_seq);
+        let file = self
+            .vfs
+            .open(&p, OpenMode::CreateTruncate)
+            .map_err(|e| Error::io(format!("create {}", p.display()), e))?;
+        self.vfs
+            .sync_dir(Path::new(log::LOG_DIR))
+            .map_err(|e| Error::io("sync log/", e))?;
+        Ok(log::Writer {
+            file,
+            first_seq,
+            len: 0,
+        })
+    }
+
+    /// Write a checkpoint when enough log follows the last one. Runs in the committer,
+    /// between groups, so the index and the log agree.
+    pub(crate) fn maybe_checkpoint(&self) {
+        let due = self.log.lock().unwrap().bytes_since_checkpoint >= self.checkpoint_bytes;
+        if due {
+            if let Err(e) = self.checkpoint() {
+                ::log::warn!("checkpoint failed (the log keeps everything): {e}");
+            }
+        }
+    }
+
+    /// Start a new segment, write the checkpoint covering everything before it, then remove
+    /// the older segments. A crash between the steps leaves segments the checkpoint already
+    /// covers, which replay skips.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let mut lg = self.log.lock().unwrap();
+        if lg.writer.is_none() {
+            return Ok(());
+        }
+        let next = lg.next_seq;
+        let current_first = lg.writer.as_ref().map(|w| w.first_seq);
+        if current_first != Some(next) {
+            lg.writer = Some(self.new_segment(next)?);
+        }
+        {
+            let ix = self.index.read().unwrap();
+            checkpoint::write(&*self.vfs, &ix, next - 1)?;
+        }
+        for (first, path) in log::list_segments(&*self.vfs)? {
+            if first < next {
+                self.vfs
+                    .remove_file(&path)
+                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+            }
+        }
+        let _ = self.vfs.sync_dir(Path::new(log::LOG_DIR));
+        lg.bytes_since_checkpoint = 0;
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Open (or with `opts.create`, create) the store in directory `path`.
+    pub fn open(path: &Path, opts: Options) -> Result<Store> {
+        open::open(path, opts)
+    }
+
+    /// Open over any storage backend (tests use a simulated one).
+    pub fn open_vfs(vfs: Arc<dyn Vfs>, opts: Options) -> Result<Store> {
+        open::open_vfs(vfs, None, opts, None)
+    }
+
+    pub(crate) fn from_parts(
+        vfs: Arc<dyn Vfs>,
+        index: Index,
+        log: LogState,
+        store_id: [u8; 16],
+        path: Option<PathBuf>,
+        opts: &Options,
+        lock_file: Option<File>,
+        report: OpenReport,
+    ) -> Store {
+        let next_id = index.next_id;
+        let sh = Arc::new(Shared {
+            vfs,
+            index: RwLock::new(index),
+            queue: Mutex::new(Queue {
+                ops: VecDeque::new(),
+                frozen: false,
+                busy: false,
+                closing: false,
+            }),
+            queue_cv: Condvar::new(),
+            poisoned: Mutex::new(None),
+            log: Mutex::new(log),
+            next_id: AtomicU64::new(next_id),
+            next_staging: AtomicU64::new(1),
+            store_id,
+            path,
+            read_only: opts.read_only,
+            checkpoint_bytes: opts.checkpoint_bytes,
+            lock_file: Mutex::new(lock_file),
+            committer: Mutex::new(None),
+            stats: Stats::default(),
+            report,
+        });
+        if !opts.read_only {
+            let sh2 = sh.clone();
+            let h = std::thread::Builder::new()
+                .name("msgfs-commit".into())
+                .spawn(move || commit::run(sh2))
+                .expect("spawn committer thread");
+            *sh.committer.lock().unwrap() = Some(h);
+        }
+        Store(sh)
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.0
+    }
+
+    /// The store's id as 32 hex digits.
+    pub fn store_id_hex(&self) -> String {
+        self.0.store_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A message's entry id as text: the store id, then the message id, in hex. It never
+    /// changes over the message's life.
+    pub fn entry_id_hex(&self, id: Id) -> String {
+        format!("{}{id:016x}", self.store_id_hex())
+    }
+
+    pub fn report(&self) -> &OpenReport {
+        &self.0.report
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.0.path.as_deref()
+    }
+
+    /// Read access to the index: lookups, listings and attributes without reading content.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.0.index.read().unwrap()
+    }
+
+    pub fn lookup(&self, folder: Id, name: &str) -> Result<Entry> {
+        let ix = self.index();
+        ix.folder(folder)?;
+        ix.lookup(folder, name).ok_or(Error::NotFound)
+    }
+
+    /// Resolve a `/`-separated folder path from the root ("" is the root).
+    pub fn folder_by_path(&self, path: &str) -> Result<Id> {
+        let ix = self.index();
+        let mut id = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            match ix.lookup(id, part) {
+                Some(Entry::Folder(f)) => id = f,
+                Some(Entry::Message(_)) => return Err(Error::NotAFolder),
+                None => return Err(Error::NotFound),
+            }
+        }
+        Ok(id)
+    }
+
+    /// Open the current version of a message for reading.
+    pub fn open_message(&self, id: Id) -> Result<MessageView> {
+        // Opened under the index lock: the committer removes an old object only after
+        // applying the record that replaces it, so the object cannot vanish between the
+        // lookup and the open, and once open the descriptor keeps it readable.
+        let ix = self.index();
+        let m = ix.message(id)?;
+        let p = object_path(id, m.version);
+        let file = self
+            .0
+            .vfs
+            .open(&p, OpenMode::Read)
+            .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+        Ok(MessageView {
+            id,
+            version: m.version,
+            size: m.size,
+            file: Arc::from(file),
+        })
+    }
+
+    /// The whole content of a message's current version.
+    pub fn read_message(&self, id: Id) -> Result<Vec<u8>> {
+        let v = self.open_message(id)?;
+        v.file.read_all().map_err(|e| Error::io("read message", e))
+    }
+
+    pub(crate) fn alloc_id(&self) -> Id {
+        self.0.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh path under `staging/`, with a prefix saying what it is for.
+    pub fn staging_path(&self, prefix: &str) -> PathBuf {
+        let n = self.0.next_staging.fetch_add(1, Ordering::Relaxed);
+        PathBuf::from(format!("{STAGING_DIR}/{prefix}-{n}"))
+    }
+
+    pub fn vfs(&self) -> &Arc<dyn Vfs> {
+        &self.0.vfs
+    }
+
+    /// Queue an operation; `reply` is called from the committer once it is durable or has
+    /// failed. Callers that can park a reply (the FUSE layer) use this directly.
+    pub fn submit(&self, op: Op, reply: commit::Reply) {
+        if self.0.read_only {
+            return reply(Err(Error::ReadOnly));
+        }
+        let mut q = self.0.queue.lock().unwrap();
+        if q.closing {
+            drop(q);
+            return reply(Err(Error::io(
+                "store",
+                std::io::Error::other("the store is closing"),
+            )));
+        }
+        q.ops.push_back(Pending { op, reply });
+        self.0.queue_cv.notify_all();
+    }
+
+    /// Queue an operation and wait for it.
+    pub fn run(&self, op: Op) -> Result<Outcome> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(op, Box::new(move |r| drop(tx.send(r))));
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::io(
+                "store",
+                std::io::Error::other("committer stopped"),
+            ))
+        })
+    }
+
+    pub fn create_folder(&self, parent: Id, name: &str, attrs: Attrs) -> Result<Id> {
+        index::check_name(name)?;
+        let id = self.alloc_id();
+        self.run(Op::FolderCreate {
+            id,
+            parent,
+            name: name.to_string(),
+            attrs,
+        })
+        .map(|o| o.id)
+    }
+
+    pub fn move_folder(&self, id: Id, parent: Id, name: &str) -> Result<()> {
+        self.run(Op::FolderMove {
+            id,
+            parent,
+            name: name.to_string(),
+        })
+        .map(drop)
+    }
+
+    pub fn delete_folder(&self, id: Id) -> Result<()> {
+        self.run(Op::FolderDelete { id }).map(drop)
+    }
+
+    pub fn set_folder_attrs(&self, id: Id, change: AttrChange) -> Result<()> {
+        self.run(Op::FolderAttrs { id, change }).map(drop)
+    }
+
+    pub fn move_message(&self, id: Id, folder: Id, name: &str) -> Result<()> {
+        self.run(Op::MessageMove {
+            id,
+            folder,
+            name: name.to_string(),
+        })
+        .map(drop)
+    }
+
+    pub fn delete_message(&self, id: Id) -> Result<()> {
+        self.run(Op::MessageDelete { id }).map(drop)
+    }
+
+    pub fn set_message_attrs(&self, id: Id, change: AttrChange) -> Result<()> {
+        self.run(Op::MessageMeta { id, change }).map(drop)
+    }
+
+    /// Make message `src` the new version of message `dst` (a rename of one message over
+    /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
+    pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {
+        let (m, xattrs) = {
+            let ix = self.index();
+            let m = ix.message(src)?.clone();
+            let x = m.xattrs.as_deref().cloned().unwrap_or_default();
+            (m, x)
+        };
+        self.run(Op::Save(Box::new(Save {
+            id: dst,
+            new_in: None,
+            base_version: None,
+            force: true,
+            source: Source::Object(src, m.version),
+            size: m.size,
+            crc: m.crc,
+            attrs: Some(m.attrs),
+            flags: Some(m.flags),
+            xattrs: Some(xattrs),
+            delete_source: Some(src),
+        })))
+    }
+
+    /// Commit a synced file under `staging/` as message `target`'s new version, or as a new
+    /// message named `new_in`; the file is moved into the store. Used for scratch files
+    /// renamed to a message name (editors, rsync).
+    pub fn commit_file(
+        &self,
+        staged: &Path,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: index::Xattrs,
+    ) -> Result<Outcome> {
+        let f = self
+            .0
+            .vfs
+            .open(staged, OpenMode::Read)
+            .map_err(|e| Error::io("open staged file", e))?;
+        f.sync().map_err(|e| Error::io("sync staged file", e))?;
+        let (size, crc) = txn::size_and_crc(&*f)?;
+        let id = target.unwrap_or_else(|| self.alloc_id());
+        self.run(Op::Save(Box::new(Save {
+            id,
+            new_in: if target.is_some() { None } else { new_in },
+            base_version: None,
+            force: true,
+            source: Source::Staged(staged.to_path_buf()),
+            size,
+            crc,
+            attrs: Some(attrs),
+            flags: None,
+            xattrs: Some(xattrs),
+            delete_source: None,
+        })))
+    }
+
+    /// Hold every mutation (they queue, nothing fails) until [`Store::thaw`]. Returns once
+    /// the group being committed, if any, is durable: the directory is then consistent.
+    pub fn freeze(&self) {
+        let mut q = self.0.queue.lock().unwrap();
+        q.frozen = true;
+        while q.busy {
+            q = self.0.queue_cv.wait(q).unwrap();
+        }
+    }
+
+    pub fn thaw(&self) {
+        let mut q = self.0.queue.lock().unwrap();
+        q.frozen = false;
+        self.0.queue_cv.notify_all();
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.0.queue.lock().unwrap().frozen
+    }
+
+    /// Make everything durable and wait for queued operations (used before a lock or an
+    /// unmount). Everything acknowledged is already durable; this waits for the rest.
+    pub fn flush(&self) {
+        let mut q = self.0.queue.lock().unwrap();
+        while (q.busy || !q.ops.is_empty()) && !q.frozen {
+            q = self.0.queue_cv.wait(q).unwrap();
+        }
+    }
+
+    /// Close cleanly: finish queued operations, write a checkpoint, mark the store clean and
+    /// release its lock. Clones of this handle become unusable.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut q = self.0.queue.lock().unwrap();
+            q.closing = true;
+            q.frozen = false;
+            self.0.queue_cv.notify_all();
+        }
+        if let Some(h) = self.0.committer.lock().unwrap().take() {
+            let _ = h.join();
+        }
+        if self.0.read_only {
+            return Ok(());
+        }
+        if self.0.poisoned.lock().unwrap().is_some() {
+            return Err(Error::io(
+                "close",
+                std::io::Error::other("the store had a failed sync; it is left unclean"),
+            ));
+        }
+        if self.0.log.lock().unwrap().bytes_since_checkpoint > 0 {
+            self.0.checkpoint()?;
+        }
+        let vfs = &self.0.vfs;
+        let f = vfs
+            .open(Path::new(CLEAN_FILE), OpenMode::CreateTruncate)
+            .map_err(|e| Error::io("mark clean", e))?;
+        f.sync().map_err(|e| Error::io("mark clean", e))?;
+        vfs.sync_dir(Path::new(""))
+            .map_err(|e| Error::io("mark clean", e))?;
+        self.0.log.lock().unwrap().writer = None;
+        self.0.lock_file.lock().unwrap().take();
+        Ok(())
+    }
+
+    /// Write a checkpoint now (the benchmark and tests use it).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.freeze();
+        let r = self.0.checkpoint();
+        self.thaw();
+        r
+    }
+}

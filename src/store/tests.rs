@@ -1,0 +1,706 @@
+//! Store unit tests: SaveChanges outcomes, readers' stable view, folder rules, and crash
+//! consistency against a reference model on the simulated filesystem.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::simfs::SimFs;
+use super::vfs::Vfs;
+use super::*;
+
+fn attrs() -> Attrs {
+    Attrs {
+        mode: libc::S_IFREG | 0o600,
+        uid: 0,
+        gid: 0,
+        mtime: 1,
+    }
+}
+
+fn dir_attrs() -> Attrs {
+    Attrs {
+        mode: libc::S_IFDIR | 0o700,
+        uid: 0,
+        gid: 0,
+        mtime: 1,
+    }
+}
+
+fn sim_store() -> (SimFs, Store) {
+    let fs = SimFs::new();
+    let st = Store::open_vfs(
+        Arc::new(fs.clone()),
+        Options {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (fs, st)
+}
+
+fn save_new(st: &Store, folder: Id, name: &str, body: &[u8]) -> Id {
+    let mut t = st.begin_new(folder, name).unwrap();
+    t.write_at(body, 0).unwrap();
+    t.save(SaveFlags(0)).unwrap().id
+}
+
+fn inbox(st: &Store) -> Id {
+    st.folder_by_path("Inbox").unwrap()
+}
+
+#[test]
+fn new_store_has_the_default_folders() {
+    let (_fs, st) = sim_store();
+    for f in DEFAULT_FOLDERS {
+        assert!(st.folder_by_path(f).is_ok(), "{f} missing");
+    }
+    assert_eq!(st.index().folders[&ROOT].children.len(), 4);
+}
+
+#[test]
+fn new_message_gets_its_entry_id_at_first_save() {
+    let (_fs, st) = sim_store();
+    let mut t = st.begin_new(inbox(&st), "a.eml").unwrap();
+    assert_eq!(t.saved_id(), None);
+    assert!(
+        st.lookup(inbox(&st), "a.eml").is_err(),
+        "not visible in the store before its save"
+    );
+    t.write_at(b"Subject: a\r\n\r\nhello", 0).unwrap();
+    let out = t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
+    assert_eq!(t.saved_id(), Some(out.id));
+    assert_eq!(
+        st.lookup(inbox(&st), "a.eml").unwrap(),
+        Entry::Message(out.id)
+    );
+    assert_eq!(st.read_message(out.id).unwrap(), b"Subject: a\r\n\r\nhello");
+}
+
+#[test]
+fn first_save_wins_and_a_later_save_gets_object_changed() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"v1");
+    let mut a = st.begin(id).unwrap();
+    let mut b = st.begin(id).unwrap();
+    a.write_at(b"AA", 0).unwrap();
+    b.write_at(b"BB", 0).unwrap();
+    let va = a.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
+    assert!(matches!(
+        b.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)),
+        Err(Error::ObjectChanged)
+    ));
+    // The loser keeps its transaction and its changes.
+    assert!(b.is_dirty());
+    let mut buf = [0u8; 2];
+    b.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"BB");
+    assert_eq!(st.read_message(id).unwrap(), b"AA");
+    // FORCE_SAVE overwrites, keeping the entry id, with a higher version.
+    let vb = b.save(SaveFlags(SaveFlags::FORCE_SAVE)).unwrap();
+    assert_eq!(vb.id, id);
+    assert!(vb.version > va.version);
+    assert_eq!(st.read_message(id).unwrap(), b"BB");
+}
+
+#[test]
+fn save_after_delete_gets_object_deleted_even_with_force() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"v1");
+    let mut t = st.begin(id).unwrap();
+    t.write_at(b"v2", 0).unwrap();
+    st.delete_message(id).unwrap();
+    assert!(matches!(t.save(SaveFlags(0)), Err(Error::ObjectDeleted)));
+    assert!(matches!(
+        t.save(SaveFlags(SaveFlags::FORCE_SAVE)),
+        Err(Error::ObjectDeleted)
+    ));
+    assert!(t.is_dirty(), "changes kept after the failed save");
+    // The content can still be saved elsewhere.
+    let out = t.save_as_new(inbox(&st), "m (conflict 1).eml").unwrap();
+    assert_ne!(out.id, id);
+    assert_eq!(st.read_message(out.id).unwrap(), b"v2");
+}
+
+#[test]
+fn keep_open_flags_decide_what_the_transaction_may_do_next() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"v1");
+    let mut t = st.begin(id).unwrap();
+    t.write_at(b"v2", 0).unwrap();
+    t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
+    t.write_at(b"v3", 0).unwrap();
+    t.save(SaveFlags(SaveFlags::KEEP_OPEN_READONLY)).unwrap();
+    assert_eq!(st.read_message(id).unwrap(), b"v3");
+    assert!(matches!(t.write_at(b"x", 0), Err(Error::NotPermitted)));
+    let mut buf = [0u8; 2];
+    t.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"v3");
+    let mut u = st.begin(id).unwrap();
+    u.write_at(b"v4", 0).unwrap();
+    u.save(SaveFlags(0)).unwrap();
+    assert!(
+        matches!(u.save(SaveFlags(0)), Err(Error::NotPermitted)),
+        "closed after a plain save"
+    );
+    assert!(matches!(
+        st.begin(id).unwrap().save(SaveFlags(
+            SaveFlags::KEEP_OPEN_READONLY | SaveFlags::KEEP_OPEN_READWRITE
+        )),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        st.begin(id).unwrap().save(SaveFlags(0x100)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn a_save_after_ones_own_save_is_not_a_conflict() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"v1");
+    let mut t = st.begin(id).unwrap();
+    for i in 0..5u8 {
+        t.write_at(&[b'0' + i], 0).unwrap();
+        t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
+    }
+    assert_eq!(st.read_message(id).unwrap(), b"41");
+}
+
+#[test]
+fn a_reader_keeps_its_version_while_others_save() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"version one");
+    let view = st.open_message(id).unwrap();
+    let mut t = st.begin(id).unwrap();
+    t.set_len(0).unwrap();
+    t.write_at(b"second", 0).unwrap();
+    t.save(SaveFlags(0)).unwrap();
+    st.delete_message(save_new(&st, inbox(&st), "other.eml", b"x"))
+        .unwrap();
+    assert_eq!(view.file.read_all().unwrap(), b"version one");
+    assert_eq!(st.read_message(id).unwrap(), b"second");
+    st.delete_message(id).unwrap();
+    assert_eq!(
+        view.file.read_all().unwrap(),
+        b"version one",
+        "still readable after delete"
+    );
+}
+
+#[test]
+fn versions_grow_and_entry_ids_survive_moves_and_renames() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"v1");
+    let v1 = st.index().messages[&id].version;
+    let drafts = st.folder_by_path("Drafts").unwrap();
+    st.move_message(id, drafts, "renamed.eml").unwrap();
+    assert_eq!(
+        st.lookup(drafts, "renamed.eml").unwrap(),
+        Entry::Message(id)
+    );
+    assert_eq!(st.index().messages[&id].version, v1, "a move is not a save");
+    let mut t = st.begin(id).unwrap();
+    t.write_at(b"v2", 0).unwrap();
+    let out = t.save(SaveFlags(0)).unwrap();
+    assert_eq!(out.id, id);
+    assert!(out.version > v1);
+}
+
+#[test]
+fn rename_over_makes_a_new_version_of_the_target() {
+    let (_fs, st) = sim_store();
+    let ib = inbox(&st);
+    let a = save_new(&st, ib, "a.eml", b"new content");
+    let b = save_new(&st, ib, "b.eml", b"old content");
+    let vb = st.index().messages[&b].version;
+    let out = st.rename_over(a, b).unwrap();
+    assert_eq!(out.id, b);
+    assert!(out.version > vb);
+    assert_eq!(st.read_message(b).unwrap(), b"new content");
+    assert!(st.lookup(ib, "a.eml").is_err());
+    assert!(st.index().messages.get(&a).is_none());
+}
+
+#[test]
+fn folder_rules() {
+    let (_fs, st) = sim_store();
+    let ib = inbox(&st);
+    assert!(matches!(
+        st.create_folder(ROOT, "Inbox", dir_attrs()),
+        Err(Error::Exists)
+    ));
+    assert!(matches!(
+        st.create_folder(ROOT, "a/b", dir_attrs()),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        st.create_folder(ROOT, "..", dir_attrs()),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        st.create_folder(ROOT, &"x".repeat(256), dir_attrs()),
+        Err(Error::InvalidName(_))
+    ));
+    let sub = st.create_folder(ib, "Sub", dir_attrs()).unwrap();
+    let deeper = st.create_folder(sub, "Deeper", dir_attrs()).unwrap();
+    assert!(matches!(st.delete_folder(ib), Err(Error::NotEmpty)));
+    assert!(matches!(
+        st.move_folder(ib, deeper, "Loop"),
+        Err(Error::Cycle)
+    ));
+    assert!(matches!(
+        st.move_folder(sub, sub, "Self"),
+        Err(Error::Cycle)
+    ));
+    assert!(matches!(
+        st.move_folder(ROOT, ib, "x"),
+        Err(Error::NotPermitted)
+    ));
+    st.move_folder(sub, ROOT, "Projects").unwrap();
+    assert_eq!(st.folder_by_path("Projects/Deeper").unwrap(), deeper);
+    save_new(&st, deeper, "m.eml", b"x");
+    assert!(matches!(st.delete_folder(deeper), Err(Error::NotEmpty)));
+    // A message and a folder share one namespace.
+    assert!(matches!(
+        st.create_folder(deeper, "m.eml", dir_attrs()),
+        Err(Error::Exists)
+    ));
+    let mut t = st.begin_new(deeper, "m.eml").unwrap();
+    assert!(matches!(t.save(SaveFlags(0)), Err(Error::Exists)));
+    st.delete_folder(st.folder_by_path("Deleted Items").unwrap())
+        .unwrap();
+    assert!(st.folder_by_path("Deleted Items").is_err());
+}
+
+#[test]
+fn xattrs_and_attributes_are_stored() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"x");
+    let set = |name: &str, v: &[u8], create, replace| AttrChange {
+        xattr: Some(XattrChange::Set {
+            name: name.into(),
+            value: v.to_vec(),
+            create,
+            replace,
+        }),
+        ..Default::default()
+    };
+    st.set_message_attrs(id, set("user.k", b"v", true, false))
+        .unwrap();
+    assert!(matches!(
+        st.set_message_attrs(id, set("user.k", b"v", true, false)),
+        Err(Error::Exists)
+    ));
+    assert!(matches!(
+        st.set_message_attrs(id, set("user.z", b"v", false, true)),
+        Err(Error::NoAttribute)
+    ));
+    st.set_message_attrs(
+        id,
+        AttrChange {
+            mode: Some(0o640),
+            mtime: Some(42),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    {
+        let ix = st.index();
+        let m = &ix.messages[&id];
+        assert_eq!(m.attrs.mode & 0o7777, 0o640);
+        assert_eq!(m.attrs.mode & libc::S_IFMT, libc::S_IFREG);
+        assert_eq!(m.attrs.mtime, 42);
+        assert_eq!(&*m.xattrs.as_ref().unwrap()[0].1, b"v");
+    }
+    st.set_message_attrs(
+        id,
+        AttrChange {
+            xattr: Some(XattrChange::Remove {
+                name: "user.k".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(st.index().messages[&id].xattrs.is_none());
+}
+
+#[test]
+fn everything_survives_a_clean_reopen_and_a_checkpoint() {
+    let fs = SimFs::new();
+    let opts = Options {
+        create: true,
+        checkpoint_bytes: 300,
+        ..Default::default()
+    };
+    let st = Store::open_vfs(Arc::new(fs.clone()), opts.clone()).unwrap();
+    let mut ids = vec![];
+    for i in 0..30 {
+        ids.push(save_new(
+            &st,
+            inbox(&st),
+            &format!("{i}.eml"),
+            format!("body {i}").as_bytes(),
+        ));
+    }
+    assert!(
+        st.shared()
+            .stats
+            .checkpoints
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    let before = snapshot(&st);
+    st.close().unwrap();
+    let st = Store::open_vfs(Arc::new(fs.clone()), opts).unwrap();
+    assert!(st.report().was_clean);
+    assert_eq!(snapshot(&st), before);
+    assert!(check::check(&fs).ok());
+}
+
+#[test]
+fn a_second_open_of_a_real_store_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(
+        dir.path(),
+        Options {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::InUse { holder, .. }) => {
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+        }
+        other => panic!("expected InUse, got {:?}", other.err()),
+    }
+    st.close().unwrap();
+    Store::open(dir.path(), Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+#[test]
+fn check_names_a_damaged_object_and_a_damaged_log_frame() {
+    let (fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"precious mail");
+    let v = st.index().messages[&id].version;
+    save_new(&st, inbox(&st), "n.eml", b"more mail");
+    // Left open (as after a kill), so the log still holds every frame.
+    st.freeze();
+    assert!(check::check(&fs).ok());
+    fs.corrupt_byte(&object_path(id, v), 3);
+    let r = check::check(&fs);
+    assert!(!r.ok());
+    assert!(
+        r.damage[0].0.contains(&format!("{id:016x}")),
+        "{:?}",
+        r.damage
+    );
+    fs.corrupt_byte(&object_path(id, v), 3);
+    // A flipped byte in the first frame, with good frames after it: damage, not a torn tail.
+    fs.corrupt_byte(std::path::Path::new("log/0000000000000001.log"), 30);
+    let r = check::check(&fs);
+    assert!(
+        r.damage
+            .iter()
+            .any(|(p, _)| p.contains("log/0000000000000001.log")),
+        "{:?}",
+        r.damage
+    );
+    match Store::open_vfs(Arc::new(fs.clone()), Options::default()) {
+        Err(Error::Corrupt { place, .. }) => {
+            assert!(place.contains("log/0000000000000001.log"), "{place}")
+        }
+        other => panic!("damaged store opened: {:?}", other.err()),
+    }
+    // Refusing the store destroyed nothing: the object is still there.
+    assert!(fs.exists(&object_path(id, v)));
+}
+
+// ---- crash consistency -------------------------------------------------------------
+
+/// The visible state of a store: every folder path, and every message's path, entry id,
+/// content and mode.
+type Snap = BTreeMap<String, (Option<Id>, Vec<u8>, u32)>;
+
+fn snapshot(st: &Store) -> Snap {
+    let ix = st.index().clone();
+    let mut out = Snap::new();
+    for id in ix.folders.keys() {
+        if *id != ROOT {
+            out.insert(format!("{}/", ix.folder_path(*id)), (None, vec![], 0));
+        }
+    }
+    for (id, m) in &ix.messages {
+        let body = st.read_message(*id).unwrap();
+        out.insert(
+            format!("{}/{}", ix.folder_path(m.folder), m.name),
+            (Some(*id), body, m.attrs.mode & 0o7777),
+        );
+    }
+    out
+}
+
+/// A small deterministic random generator (xorshift), so every run is the same.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Run one random operation. Ok(true) if it was acknowledged, Ok(false) if the store
+/// refused it by its rules (nothing changed), Err if the machine "crashed".
+fn random_op(st: &Store, rng: &mut Rng, step: usize) -> std::result::Result<bool, Error> {
+    let (folders, messages): (Vec<Id>, Vec<Id>) = {
+        let ix = st.index();
+        let mut f: Vec<Id> = ix.folders.keys().copied().filter(|i| *i != ROOT).collect();
+        let mut m: Vec<Id> = ix.messages.keys().copied().collect();
+        f.sort();
+        m.sort();
+        (f, m)
+    };
+    let pick = |rng: &mut Rng, v: &[Id]| v[rng.below(v.len() as u64) as usize];
+    let res = match rng.below(10) {
+        0 if !folders.is_empty() => st
+            .create_folder(pick(rng, &folders), &format!("f{step}"), dir_attrs())
+            .map(drop),
+        1..=3 if !folders.is_empty() => {
+            let body = format!(
+                "Subject: {step}\r\n\r\n{}",
+                "x".repeat(rng.below(3000) as usize)
+            );
+            st.begin_new(pick(rng, &folders), &format!("m{step}.eml"))
+                .and_then(|mut t| {
+                    t.write_at(body.as_bytes(), 0)?;
+                    t.save(SaveFlags(0)).map(drop)
+                })
+        }
+        4 | 5 if !messages.is_empty() => st.begin(pick(rng, &messages)).and_then(|mut t| {
+            t.write_at(format!("edit {step}").as_bytes(), rng.below(50))?;
+            t.save(SaveFlags(0)).map(drop)
+        }),
+        6 if !messages.is_empty() && !folders.is_empty() => st.move_message(
+            pick(rng, &messages),
+            pick(rng, &folders),
+            &format!("mv{step}.eml"),
+        ),
+        7 if !messages.is_empty() => st.delete_message(pick(rng, &messages)),
+        8 if !folders.is_empty() => {
+            let f = pick(rng, &folders);
+            if rng.below(2) == 0 {
+                st.delete_folder(f)
+            } else {
+                st.move_folder(f, pick(rng, &folders), &format!("r{step}"))
+            }
+        }
+        9 if messages.len() >= 2 => {
+            let (a, b) = (pick(rng, &messages), pick(rng, &messages));
+            if a == b {
+                st.set_message_attrs(
+                    a,
+                    AttrChange {
+                        mode: Some(0o600 | (step as u32 & 0o44)),
+                        ..Default::default()
+                    },
+                )
+            } else {
+                st.rename_over(a, b).map(drop)
+            }
+        }
+        _ => Ok(()),
+    };
+    match res {
+        Ok(()) => Ok(true),
+        Err(Error::Io { .. }) => Err(res.unwrap_err()),
+        Err(_) => Ok(false),
+    }
+}
+
+const STEPS: usize = 60;
+
+/// Run the workload until it ends or the machine crashes. Returns the snapshot after each
+/// acknowledged step (the last one is what must survive) and whether it crashed.
+fn run_workload(fs: &SimFs, opts: &Options) -> (Vec<Snap>, bool) {
+    let st = match Store::open_vfs(Arc::new(fs.clone()), opts.clone()) {
+        Ok(s) => s,
+        Err(_) => return (vec![], true),
+    };
+    let mut snaps = vec![snapshot(&st)];
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    for step in 0..STEPS {
+        match random_op(&st, &mut rng, step) {
+            Ok(true) => snaps.push(snapshot(&st)),
+            Ok(false) => {}
+            Err(_) => {
+                assert!(fs.crashed(), "an I/O error without a crash at step {step}");
+                return (snaps, true);
+            }
+        }
+    }
+    let crashed = st.close().is_err();
+    (snaps, crashed)
+}
+
+#[test]
+fn after_a_crash_at_every_sync_the_store_holds_exactly_what_was_acknowledged() {
+    let opts = Options {
+        create: true,
+        checkpoint_bytes: 4000,
+        ..Default::default()
+    };
+    let clean = SimFs::new();
+    let (all, crashed) = run_workload(&clean, &opts);
+    assert!(!crashed);
+    let total_syncs = clean.syncs();
+    assert!(
+        all.len() > STEPS / 2,
+        "the workload should mostly succeed ({} acknowledged)",
+        all.len()
+    );
+    for n in 1..=total_syncs {
+        for torn in [0usize, 9, 1 << 20] {
+            let fs = SimFs::new();
+            fs.crash_at_sync(n);
+            let (snaps, crashed) = run_workload(&fs, &opts);
+            assert!(crashed || n > fs.syncs(), "crash point {n} was not reached");
+            let after = fs.recover(torn);
+            let st = Store::open_vfs(Arc::new(after.clone()), opts.clone())
+                .unwrap_or_else(|e| panic!("reopen after crash at sync {n} (torn {torn}): {e}"));
+            let got = snapshot(&st);
+            // What was acknowledged last must be there; the one operation in flight at the
+            // crash may have reached the disk or not, so the next state is also allowed.
+            let k = snaps.len();
+            let ok = (k == 0 && got == all[0])
+                || (k > 0 && got == snaps[k - 1])
+                || (k < all.len() && got == all[k]);
+            assert!(ok, "crash at sync {n} (torn {torn}): state after reopen is neither the acknowledged one nor the next");
+            // The reopened store works and checks clean.
+            let f = st
+                .folder_by_path("Inbox")
+                .ok()
+                .or_else(|| st.index().folders.keys().copied().find(|i| *i != ROOT));
+            if let Some(f) = f {
+                save_new(&st, f, "after-crash.eml", b"still works");
+            }
+            st.close().unwrap();
+            let r = check::check(&after);
+            assert!(r.ok(), "check after crash at sync {n}: {:?}", r.damage);
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_save_and_leaves_the_store_as_it_was() {
+    for n in 1..40 {
+        let fs = SimFs::new();
+        let st = Store::open_vfs(
+            Arc::new(fs.clone()),
+            Options {
+                create: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let id = save_new(&st, inbox(&st), "m.eml", b"before");
+        let before = snapshot(&st);
+        fs.fail_write(n);
+        let mut t = st.begin(id).unwrap();
+        let r = t
+            .write_at(b"after!", 0)
+            .and_then(|_| t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)));
+        match r {
+            Ok(_) => continue, // the failure fell outside this save
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ENOSPC)),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert_eq!(
+            snapshot(&st),
+            before,
+            "write {n}: store changed by a failed save"
+        );
+        drop(t);
+        st.close().unwrap();
+        let st = Store::open_vfs(Arc::new(fs.clone()), Options::default()).unwrap();
+        assert_eq!(snapshot(&st), before);
+        assert!(check::check(&fs).ok());
+    }
+}
+
+#[test]
+fn concurrent_saves_share_log_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(
+        dir.path(),
+        Options {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ib = inbox(&st);
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let st = st.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    save_new(&st, ib, &format!("{w}-{i}.eml"), b"hello");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let frames = st
+        .shared()
+        .stats
+        .frames
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(st.index().messages.len(), 200);
+    assert!(frames <= 200, "never more frames than saves");
+    st.close().unwrap();
+    let st = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(st.index().messages.len(), 200);
+    st.close().unwrap();
+}
+
+#[test]
+fn freeze_holds_mutations_until_thaw() {
+    let (_fs, st) = sim_store();
+    st.freeze();
+    let st2 = st.clone();
+    let ib = inbox(&st);
+    let h = std::thread::spawn(move || save_new(&st2, ib, "held.eml", b"x"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        st.lookup(ib, "held.eml").is_err(),
+        "a save went through during a freeze"
+    );
+    assert!(!h.is_finished());
+    st.thaw();
+    let id = h.join().unwrap();
+    assert_eq!(st.lookup(ib, "held.eml").unwrap(), Entry::Message(id));
+}
+
+#[test]
+fn the_vfs_trait_is_all_the_store_uses() {
+    // A store on the simulated filesystem has the same layout as on disk.
+    let (fs, st) = sim_store();
+    save_new(&st, inbox(&st), "m.eml", b"x");
+    st.close().unwrap();
+    let files = fs.files();
+    assert!(files.keys().any(|p| p.starts_with("objects")));
+    assert!(files.contains_key(std::path::Path::new("format")));
+    assert!(files.contains_key(std::path::Path::new("clean")));
+}

@@ -1,0 +1,325 @@
+//! Transactions: a writer's private copy of one message and MAPI SaveChanges on it.
+//!
+//! A transaction starts from a base version (or from nothing, for a new message). Writes
+//! go to a private file under `staging/`, created on the first write by copying the base.
+//! Save syncs that file and hands it to the committer, which checks the base version
+//! against the committed one: the first save wins, a later one gets ObjectChanged unless
+//! it forces, and a save after a delete gets ObjectDeleted. On any error the transaction
+//! keeps its copy and its changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::commit::{Op, Outcome, Save, Source};
+use super::error::{Error, Result};
+use super::index::{check_name, Id};
+use super::vfs::{OpenMode, VfsFile};
+use super::Store;
+
+/// SaveChanges flags, with MAPI's values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaveFlags(pub u32);
+
+impl SaveFlags {
+    pub const KEEP_OPEN_READONLY: u32 = 0x1;
+    pub const KEEP_OPEN_READWRITE: u32 = 0x2;
+    pub const FORCE_SAVE: u32 = 0x4;
+    pub const DEFERRED_ERRORS: u32 = 0x8;
+    pub const ALL: u32 = 0xf;
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Reject unknown bits and the contradictory pair of keep-open flags.
+    pub fn validate(self) -> Result<SaveFlags> {
+        if self.0 & !Self::ALL != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "unknown SaveChanges flags {:#x}",
+                self.0 & !Self::ALL
+            )));
+        }
+        if self.has(Self::KEEP_OPEN_READONLY) && self.has(Self::KEEP_OPEN_READWRITE) {
+            return Err(Error::InvalidArgument(
+                "KEEP_OPEN_READONLY and KEEP_OPEN_READWRITE together".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxState {
+    /// Writable.
+    Open,
+    /// Saved with KEEP_OPEN_READONLY: readable, no more writes or saves.
+    ReadOnly,
+    /// Saved without a keep-open flag: done.
+    Closed,
+}
+
+pub struct Transaction {
+    store: Store,
+    id: Id,
+    /// Folder and name of a message not yet saved; None once it has an entry id.
+    new_in: Option<(Id, String)>,
+    base_version: Option<u64>,
+    /// The committed content this transaction started from (or last saved).
+    base: Option<Arc<dyn VfsFile>>,
+    staged: Option<(PathBuf, Box<dyn VfsFile>)>,
+    size: u64,
+    dirty: bool,
+    state: TxState,
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Size and CRC32C of a file's content.
+pub fn size_and_crc(f: &dyn VfsFile) -> Result<(u64, u32)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0u64;
+    let mut crc = 0u32;
+    loop {
+        let n = f
+            .read_at(&mut buf, off)
+            .map_err(|e| Error::io("read staged content", e))?;
+        if n == 0 {
+            return Ok((off, crc));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        off += n as u64;
+    }
+}
+
+impl Store {
+    /// Begin a transaction on the current version of message `id`.
+    pub fn begin(&self, id: Id) -> Result<Transaction> {
+        let view = self.open_message(id)?;
+        Ok(Transaction {
+            store: self.clone(),
+            id,
+            new_in: None,
+            base_version: Some(view.version),
+            base: Some(view.file),
+            staged: None,
+            size: view.size,
+            dirty: false,
+            state: TxState::Open,
+        })
+    }
+
+    /// Begin a transaction for a new message to be named `name` in `folder`. It gets its
+    /// entry id at its first save; the name is checked then too.
+    pub fn begin_new(&self, folder: Id, name: &str) -> Result<Transaction> {
+        check_name(name)?;
+        self.index().folder(folder)?;
+        Ok(Transaction {
+            store: self.clone(),
+            id: self.alloc_id(),
+            new_in: Some((folder, name.to_string())),
+            base_version: None,
+            base: None,
+            staged: None,
+            size: 0,
+            dirty: true,
+            state: TxState::Open,
+        })
+    }
+}
+
+impl Transaction {
+    /// The id this message has (or will have at its first save).
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The entry id, once the message has been saved.
+    pub fn saved_id(&self) -> Option<Id> {
+        self.new_in.is_none().then_some(self.id)
+    }
+
+    pub fn base_version(&self) -> Option<u64> {
+        self.base_version
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub fn state(&self) -> TxState {
+        self.state
+    }
+
+    /// Folder and name of a message not saved yet.
+    pub fn new_in(&self) -> Option<(Id, &str)> {
+        self.new_in.as_ref().map(|(f, n)| (*f, n.as_str()))
+    }
+
+    /// The private copy's descriptor, if one exists (for passthrough of reads).
+    pub fn staged_file(&self) -> Option<&dyn VfsFile> {
+        self.staged.as_ref().map(|(_, f)| &**f)
+    }
+
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        if off >= self.size {
+            return Ok(0);
+        }
+        let want = buf.len().min((self.size - off) as usize);
+        let buf = &mut buf[..want];
+        let n = match (&self.staged, &self.base) {
+            (Some((_, f)), _) => f.read_at(buf, off),
+            (None, Some(f)) => f.read_at(buf, off),
+            (None, None) => Ok(0),
+        };
+        n.map_err(|e| Error::io("read", e))
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.state {
+            TxState::Open => Ok(()),
+            _ => Err(Error::NotPermitted),
+        }
+    }
+
+    /// Create the private copy from the base content, once.
+    fn ensure_staged(&mut self, keep: u64) -> Result<&dyn VfsFile> {
+        if self.staged.is_none() {
+            let vfs = self.store.vfs().clone();
+            let path = self.store.staging_path("t");
+            let f = vfs
+                .open(&path, OpenMode::CreateNew)
+                .map_err(|e| Error::io("create a private copy", e))?;
+            if let Some(base) = &self.base {
+                let mut buf = vec![0u8; CHUNK.min(keep as usize).max(1)];
+                let mut off = 0u64;
+                let copied = (|| -> std::io::Result<()> {
+                    while off < keep {
+                        let want = buf.len().min((keep - off) as usize);
+                        let n = base.read_at(&mut buf[..want], off)?;
+                        if n == 0 {
+                            break;
+                        }
+                        f.write_all_at(&buf[..n], off)?;
+                        off += n as u64;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = copied {
+                    drop(f);
+                    let _ = vfs.remove_file(&path);
+                    return Err(Error::io("copy the message into a private copy", e));
+                }
+            }
+            self.staged = Some((path, f));
+        }
+        Ok(&*self.staged.as_ref().unwrap().1)
+    }
+
+    pub fn write_at(&mut self, data: &[u8], off: u64) -> Result<usize> {
+        self.writable()?;
+        let size = self.size;
+        let f = self.ensure_staged(size)?;
+        f.write_all_at(data, off)
+            .map_err(|e| Error::io("write to the private copy", e))?;
+        self.size = self.size.max(off + data.len() as u64);
+        self.dirty = true;
+        Ok(data.len())
+    }
+
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        self.writable()?;
+        let keep = self.size.min(len);
+        let f = self.ensure_staged(keep)?;
+        f.set_len(len)
+            .map_err(|e| Error::io("truncate the private copy", e))?;
+        self.size = len;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// SaveChanges. On success the content is a new version and, with KEEP_OPEN_READWRITE,
+    /// the transaction goes on from it. On error nothing changed and the transaction keeps
+    /// its private copy, so the caller can retry with FORCE_SAVE or save it elsewhere.
+    pub fn save(&mut self, flags: SaveFlags) -> Result<Outcome> {
+        let flags = flags.validate()?;
+        self.writable()?;
+        if !self.dirty && self.new_in.is_none() {
+            // Nothing changed: nothing to commit (MAPI answers S_OK).
+            self.after_save(flags);
+            return Ok(Outcome {
+                id: self.id,
+                version: self.base_version.unwrap_or(0),
+            });
+        }
+        let size = self.size;
+        let f = self.ensure_staged(size)?;
+        f.sync()
+            .map_err(|e| Error::io("sync the private copy", e))?;
+        let (size, crc) = size_and_crc(f)?;
+        let path = self.staged.as_ref().unwrap().0.clone();
+        let out = self.store.run(Op::Save(Box::new(Save {
+            id: self.id,
+            new_in: self.new_in.clone(),
+            base_version: self.base_version,
+            force: flags.has(SaveFlags::FORCE_SAVE),
+            source: Source::Staged(path),
+            size,
+            crc,
+            attrs: None,
+            flags: None,
+            xattrs: None,
+            delete_source: None,
+        })))?;
+        // The private copy is now the committed object (same file, moved): keep reading it.
+        let (_, file) = self.staged.take().unwrap();
+        self.base = Some(Arc::from(file));
+        self.base_version = Some(out.version);
+        self.new_in = None;
+        self.dirty = false;
+        self.after_save(flags);
+        Ok(out)
+    }
+
+    fn after_save(&mut self, flags: SaveFlags) {
+        self.state = if flags.has(SaveFlags::KEEP_OPEN_READWRITE) {
+            TxState::Open
+        } else if flags.has(SaveFlags::KEEP_OPEN_READONLY) {
+            TxState::ReadOnly
+        } else {
+            TxState::Closed
+        };
+    }
+
+    /// Turn this transaction into a new message `name` in `folder` and save it there: how
+    /// a writer whose save failed keeps its content (`NAME (conflict N).eml`).
+    pub fn save_as_new(&mut self, folder: Id, name: &str) -> Result<Outcome> {
+        check_name(name)?;
+        let size = self.size;
+        self.ensure_staged(size)?;
+        self.id = self.store.alloc_id();
+        self.new_in = Some((folder, name.to_string()));
+        self.base_version = None;
+        self.dirty = true;
+        self.state = TxState::Open;
+        self.save(SaveFlags(0))
+    }
+
+    /// Keep the private copy (for recovered drafts): moves it out of the transaction, which
+    /// then no longer removes it. None if there is no private copy.
+    pub fn take_staged(&mut self) -> Option<PathBuf> {
+        self.staged.take().map(|(p, _)| p)
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some((path, f)) = self.staged.take() {
+            drop(f);
+            let _ = self.store.vfs().remove_file(&path);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The storage trait all persistence goes through, and its real implementation.
+//!
+//! Every byte the store writes, every rename and every sync passes through [`Vfs`], so a
+//! test backend ([`super::simfs`]) can simulate a crash at the Nth sync, keeping only what
+//! was synced, or fail the Nth write. Paths are relative to the store directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// How to open a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    Read,
+    ReadWrite,
+    /// Create; fail if it exists.
+    CreateNew,
+    /// Create or truncate.
+    CreateTruncate,
+}
+
+pub trait VfsFile: Send + Sync {
+    /// Read up to `buf.len()` bytes at `off`; 0 at end of file.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+    /// Write all of `buf` at `off`.
+    fn write_all_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    /// Make the file's data durable (fdatasync). Says nothing about its directory entry.
+    fn sync(&self) -> io::Result<()>;
+    /// The real descriptor, where there is one (for FUSE passthrough and zero-copy reads).
+    fn raw_fd(&self) -> Option<RawFd>;
+
+    /// Read exactly `buf.len()` bytes at `off`, or fail with UnexpectedEof.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut off: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.read_at(buf, off)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short file"));
+            }
+            buf = &mut buf[n..];
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The whole file.
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        let len = self.len()? as usize;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let n = self.read_at(&mut buf[got..], got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+}
+
+pub trait Vfs: Send + Sync {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Create a directory; AlreadyExists if it is there.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Names in a directory (no `.`/`..`), in no particular order.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Make the directory's entries (creates, renames, removals in it) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Make everything on the backing filesystem durable (syncfs): used for import batches,
+    /// where one call replaces thousands of per-file syncs.
+    fn sync_all(&self) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+    /// The real path, for tools that need one (the FUSE layer, rsync in backups).
+    fn real_path(&self, path: &Path) -> Option<PathBuf>;
+}
+
+/// The real filesystem under a store directory.
+pub struct RealVfs {
+    root: PathBuf,
+}
+
+impl RealVfs {
+    pub fn new(root: impl Into<PathBuf>) -> RealVfs {
+        RealVfs { root: root.into() }
+    }
+    fn p(&self, path: &Path) -> PathBuf {
+        self.root.join(path)
+    }
+}
+
+struct RealFile(File);
+
+impl VfsFile for RealFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        loop {
+            match self.0.read_at(buf, off) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn write_all_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, off)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
+}
+
+impl Vfs for RealVfs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
+        let mut o = OpenOptions::new();
+        match mode {
+            OpenMode::Read => o.read(true),
+            OpenMode::ReadWrite => o.read(true).write(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+            OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
+        };
+        Ok(Box::new(RealFile(o.open(self.p(path))?)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(self.p(from), self.p(to))
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(self.p(from), self.p(to))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(self.p(path))
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir(self.p(path))
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.p(path))? {
+            out.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(self.p(path))?.sync_all()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        let dir = File::open(&self.root)?;
+        // SAFETY: syncfs takes a valid open descriptor, which `dir` holds for the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.p(path).exists()
+    }
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        Some(self.p(path))
+    }
+}
