@@ -1,3 +1,4 @@
 //! msgfs: a message store mounted as a Linux filesystem, with MAPI SaveChanges semantics.
 
+pub mod cmd;
 pub mod store;

@@ -579,3 +579,83 @@ impl Store {
         r
     }
 }
+
+/// A message to import: its content already written (unsynced) under `staging/` by
+/// [`Store::stage_content`].
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub folder: Id,
+    pub name: String,
+    pub staged: PathBuf,
+    pub size: u64,
+    pub crc: u32,
+    pub attrs: Attrs,
+    pub flags: u8,
+}
+
+impl Store {
+    /// Write `content` to a new file under `staging/` without syncing it; returns what
+    /// [`Store::import_messages`] needs. Imports write many of these, then commit them with
+    /// one syncfs and one log sync.
+    pub fn stage_content(&self, content: &[u8]) -> Result<(PathBuf, u32)> {
+        let path = self.staging_path("i");
+        let f = self
+            .0
+            .vfs
+            .open(&path, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create a staging file", e))?;
+        if let Err(e) = f.write_all_at(content, 0) {
+            drop(f);
+            let _ = self.0.vfs.remove_file(&path);
+            return Err(Error::io("write a staging file", e));
+        }
+        Ok((path, crc32c::crc32c(content)))
+    }
+
+    /// Commit many new messages in one frame (all or none). Names must be free and
+    /// distinct. Returns their entry ids, in order. On failure the staged files are removed.
+    pub fn import_messages(&self, msgs: Vec<NewMessage>) -> Result<Vec<Id>> {
+        let ids: Vec<Id> = msgs.iter().map(|_| self.alloc_id()).collect();
+        let staged: Vec<PathBuf> = msgs.iter().map(|m| m.staged.clone()).collect();
+        let items = msgs
+            .into_iter()
+            .zip(&ids)
+            .map(|(m, id)| Save {
+                id: *id,
+                new_in: Some((m.folder, m.name)),
+                base_version: None,
+                force: false,
+                source: Source::StagedUnsynced(m.staged),
+                size: m.size,
+                crc: m.crc,
+                attrs: Some(m.attrs),
+                flags: Some(m.flags),
+                xattrs: None,
+                delete_source: None,
+            })
+            .collect();
+        match self.run(Op::Import(items)) {
+            Ok(_) => Ok(ids),
+            Err(e) => {
+                for p in staged {
+                    let _ = self.0.vfs.remove_file(&p);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The default store: `$XDG_DATA_HOME/msgfs/default`, or `~/.local/share/msgfs/default`.
+pub fn default_store_path() -> PathBuf {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            home.join(".local/share")
+        }
+    };
+    base.join("msgfs/default")
+}

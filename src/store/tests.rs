@@ -704,3 +704,51 @@ fn the_vfs_trait_is_all_the_store_uses() {
     assert!(files.contains_key(std::path::Path::new("format")));
     assert!(files.contains_key(std::path::Path::new("clean")));
 }
+
+#[test]
+fn an_import_batch_is_one_frame_and_survives_a_crash_only_whole() {
+    let fs = SimFs::new();
+    let st = Store::open_vfs(
+        Arc::new(fs.clone()),
+        Options {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ib = inbox(&st);
+    let msgs: Vec<NewMessage> = (0..50)
+        .map(|i| {
+            let body = format!("Subject: {i}\r\n\r\nbody");
+            let (staged, crc) = st.stage_content(body.as_bytes()).unwrap();
+            NewMessage {
+                folder: ib,
+                name: format!("{i}.eml"),
+                staged,
+                size: body.len() as u64,
+                crc,
+                attrs: attrs(),
+                flags: flags::SEEN,
+            }
+        })
+        .collect();
+    let frames = st
+        .shared()
+        .stats
+        .frames
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let ids = st.import_messages(msgs).unwrap();
+    assert_eq!(
+        st.shared()
+            .stats
+            .frames
+            .load(std::sync::atomic::Ordering::Relaxed),
+        frames + 1
+    );
+    assert_eq!(ids.len(), 50);
+    assert_eq!(st.read_message(ids[7]).unwrap(), b"Subject: 7\r\n\r\nbody");
+    assert_eq!(st.index().messages[&ids[7]].flags, flags::SEEN);
+    fs.crash();
+    let st = Store::open_vfs(Arc::new(fs.recover(0)), Options::default()).unwrap();
+    assert_eq!(st.index().folders[&ib].children.len(), 50);
+}

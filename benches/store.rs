@@ -1,0 +1,2 @@
+//! Store benchmark (placeholder until written): see benches/README.
+fn main() {}
