@@ -38,7 +38,7 @@ pub struct AttrChange {
     pub gid: Option<u32>,
     pub mtime: Option<i64>,
     pub flags: Option<u8>,
-    pub xattr: Option<XattrChange>,
+    pub xattrs: Vec<XattrChange>,
 }
 
 /// Where the content of a save comes from.
@@ -67,6 +67,9 @@ pub struct Save {
     pub attrs: Option<Attrs>,
     pub flags: Option<u8>,
     pub xattrs: Option<Xattrs>,
+    /// Changes a writer made to attributes and xattrs while its transaction was open
+    /// (`futimens`, `fchmod`, `fsetxattr` on the descriptor), applied over the above.
+    pub change: AttrChange,
     /// Also delete this message in the same frame (a message renamed over another).
     pub delete_source: Option<Id>,
 }
@@ -340,7 +343,7 @@ fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)
             }
         }
         Op::FolderAttrs { id, change } => {
-            if change.xattr.is_some() || change.flags.is_some() {
+            if !change.xattrs.is_empty() || change.flags.is_some() {
                 return Err(Error::InvalidArgument(
                     "folders keep no xattrs or flags".into(),
                 ));
@@ -358,7 +361,7 @@ fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)
         Op::MessageMeta { id, change } => {
             let m = ix.message(*id)?;
             let mut x = m.xattrs.as_deref().cloned().unwrap_or_default();
-            if let Some(ch) = &change.xattr {
+            for ch in &change.xattrs {
                 apply_xattr(&mut x, ch)?;
             }
             recs.push(Record::MessageMeta {
@@ -412,53 +415,60 @@ fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)
 }
 
 fn plan_save(ix: &Index, s: &Save, next_cn: &mut u64, recs: &mut Vec<Record>) -> Result<Outcome> {
-    let (folder, name, attrs, flags, xattrs) = match (&s.new_in, ix.messages.get(&s.id)) {
-        (None, None) => {
-            return Err(if ix.folders.contains_key(&s.id) {
-                Error::IsAFolder
-            } else {
-                Error::ObjectDeleted
-            });
-        }
-        (None, Some(m)) => {
-            if let Some(base) = s.base_version {
-                if base != m.version && !s.force {
-                    return Err(Error::ObjectChanged);
-                }
+    let (folder, name, attrs, flags, xattrs): (Id, String, Attrs, u8, Xattrs) =
+        match (&s.new_in, ix.messages.get(&s.id)) {
+            (None, None) => {
+                return Err(if ix.folders.contains_key(&s.id) {
+                    Error::IsAFolder
+                } else {
+                    Error::ObjectDeleted
+                });
             }
-            let attrs = s.attrs.unwrap_or(Attrs {
-                mtime: now_ns(),
-                ..m.attrs
-            });
-            let x = s
-                .xattrs
-                .clone()
-                .unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
-            (
-                m.folder,
-                m.name.to_string(),
-                attrs,
-                s.flags.unwrap_or(m.flags),
-                x,
-            )
-        }
-        (Some((folder, name)), None) => {
-            let attrs = s.attrs.unwrap_or(Attrs {
-                mode: 0o100600,
-                uid: 0,
-                gid: 0,
-                mtime: now_ns(),
-            });
-            (
-                *folder,
-                name.clone(),
-                attrs,
-                s.flags.unwrap_or(0),
-                s.xattrs.clone().unwrap_or_default(),
-            )
-        }
-        (Some(_), Some(_)) => return Err(Error::Exists),
-    };
+            (None, Some(m)) => {
+                if let Some(base) = s.base_version {
+                    if base != m.version && !s.force {
+                        return Err(Error::ObjectChanged);
+                    }
+                }
+                let attrs = s.attrs.unwrap_or(Attrs {
+                    mtime: now_ns(),
+                    ..m.attrs
+                });
+                let x = s
+                    .xattrs
+                    .clone()
+                    .unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
+                (
+                    m.folder,
+                    m.name.to_string(),
+                    attrs,
+                    s.flags.unwrap_or(m.flags),
+                    x,
+                )
+            }
+            (Some((folder, name)), None) => {
+                let attrs = s.attrs.unwrap_or(Attrs {
+                    mode: 0o100600,
+                    uid: 0,
+                    gid: 0,
+                    mtime: now_ns(),
+                });
+                (
+                    *folder,
+                    name.clone(),
+                    attrs,
+                    s.flags.unwrap_or(0),
+                    s.xattrs.clone().unwrap_or_default(),
+                )
+            }
+            (Some(_), Some(_)) => return Err(Error::Exists),
+        };
+    let attrs = merged(attrs, &s.change);
+    let flags = s.change.flags.unwrap_or(flags);
+    let mut xattrs = xattrs;
+    for ch in &s.change.xattrs {
+        apply_xattr(&mut xattrs, ch)?;
+    }
     if let Source::Object(src, ver) = s.source {
         match ix.messages.get(&src) {
             Some(m) if m.version == ver => {}

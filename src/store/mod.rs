@@ -358,7 +358,9 @@ impl Store {
         v.file.read_all().map_err(|e| Error::io("read message", e))
     }
 
-    pub(crate) fn alloc_id(&self) -> Id {
+    /// A fresh id from the store's id space (never reused), e.g. for inode numbers of
+    /// files that are not messages yet.
+    pub fn alloc_id(&self) -> Id {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -468,6 +470,7 @@ impl Store {
             attrs: Some(m.attrs),
             flags: Some(m.flags),
             xattrs: Some(xattrs),
+            change: AttrChange::default(),
             delete_source: Some(src),
         })))
     }
@@ -502,6 +505,7 @@ impl Store {
             attrs: Some(attrs),
             flags: None,
             xattrs: Some(xattrs),
+            change: AttrChange::default(),
             delete_source: None,
         })))
     }
@@ -631,6 +635,7 @@ impl Store {
                 attrs: Some(m.attrs),
                 flags: Some(m.flags),
                 xattrs: None,
+                change: AttrChange::default(),
                 delete_source: None,
             })
             .collect();

@@ -278,12 +278,12 @@ fn xattrs_and_attributes_are_stored() {
     let (_fs, st) = sim_store();
     let id = save_new(&st, inbox(&st), "m.eml", b"x");
     let set = |name: &str, v: &[u8], create, replace| AttrChange {
-        xattr: Some(XattrChange::Set {
+        xattrs: vec![XattrChange::Set {
             name: name.into(),
             value: v.to_vec(),
             create,
             replace,
-        }),
+        }],
         ..Default::default()
     };
     st.set_message_attrs(id, set("user.k", b"v", true, false))
@@ -316,9 +316,9 @@ fn xattrs_and_attributes_are_stored() {
     st.set_message_attrs(
         id,
         AttrChange {
-            xattr: Some(XattrChange::Remove {
+            xattrs: vec![XattrChange::Remove {
                 name: "user.k".into(),
-            }),
+            }],
             ..Default::default()
         },
     )

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::commit::{Op, Outcome, Save, Source};
+use super::commit::{AttrChange, Op, Outcome, Save, Source};
 use super::error::{Error, Result};
 use super::index::{check_name, Id};
 use super::vfs::{OpenMode, VfsFile};
@@ -70,6 +70,8 @@ pub struct Transaction {
     size: u64,
     dirty: bool,
     state: TxState,
+    /// Attribute and xattr changes made through this writer, committed with its save.
+    change: AttrChange,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -105,17 +107,25 @@ impl Store {
             size: view.size,
             dirty: false,
             state: TxState::Open,
+            change: AttrChange::default(),
         })
     }
 
     /// Begin a transaction for a new message to be named `name` in `folder`. It gets its
     /// entry id at its first save; the name is checked then too.
     pub fn begin_new(&self, folder: Id, name: &str) -> Result<Transaction> {
+        self.begin_new_with_id(self.alloc_id(), folder, name)
+    }
+
+    /// Like [`Store::begin_new`], with an id the caller allocated (with
+    /// [`Store::alloc_id`]); several writers of one unsaved file share it, so the first to
+    /// save creates the message and the others conflict with it.
+    pub fn begin_new_with_id(&self, id: Id, folder: Id, name: &str) -> Result<Transaction> {
         check_name(name)?;
         self.index().folder(folder)?;
         Ok(Transaction {
             store: self.clone(),
-            id: self.alloc_id(),
+            id,
             new_in: Some((folder, name.to_string())),
             base_version: None,
             base: None,
@@ -123,6 +133,7 @@ impl Store {
             size: 0,
             dirty: true,
             state: TxState::Open,
+            change: AttrChange::default(),
         })
     }
 }
@@ -272,8 +283,10 @@ impl Transaction {
             attrs: None,
             flags: None,
             xattrs: None,
+            change: self.change.clone(),
             delete_source: None,
         })))?;
+        self.change = AttrChange::default();
         // The private copy is now the committed object (same file, moved): keep reading it.
         let (_, file) = self.staged.take().unwrap();
         self.base = Some(Arc::from(file));
@@ -306,6 +319,38 @@ impl Transaction {
         self.dirty = true;
         self.state = TxState::Open;
         self.save(SaveFlags(0))
+    }
+
+    /// Record attribute or xattr changes made through this writer; they are committed with
+    /// its next save (and the transaction then counts as changed).
+    pub fn change_attrs(&mut self, c: AttrChange) {
+        let p = &mut self.change;
+        p.mode = c.mode.or(p.mode);
+        p.uid = c.uid.or(p.uid);
+        p.gid = c.gid.or(p.gid);
+        p.mtime = c.mtime.or(p.mtime);
+        p.flags = c.flags.or(p.flags);
+        p.xattrs.extend(c.xattrs);
+        self.dirty = true;
+    }
+
+    /// The changes recorded by [`Transaction::change_attrs`] and not yet saved.
+    pub fn pending_change(&self) -> &AttrChange {
+        &self.change
+    }
+
+    /// Move a not-yet-saved message to another folder or name (a rename of an open new file).
+    pub fn set_new_location(&mut self, folder: Id, name: &str) -> Result<()> {
+        check_name(name)?;
+        match &mut self.new_in {
+            Some(loc) => {
+                *loc = (folder, name.to_string());
+                Ok(())
+            }
+            None => Err(Error::InvalidArgument(
+                "the message is already saved".into(),
+            )),
+        }
     }
 
     /// Keep the private copy (for recovered drafts): moves it out of the transaction, which
