@@ -36,41 +36,21 @@ pub fn check_dir(path: &Path) -> CheckReport {
     let vfs: Arc<dyn Vfs> = Arc::new(RealVfs::new(path));
     let mut r = check(&*vfs);
     if !path.join(FORMAT_FILE).exists() {
-        r.damage.insert(
-            0,
-            (
-                path.display().to_string(),
-                "no msgfs store here (no format file)".into(),
-            ),
-        );
+        r.damage.insert(0, (path.display().to_string(), "no msgfs store here (no format file)".into()));
     }
     r
 }
 
 pub fn check(vfs: &dyn Vfs) -> CheckReport {
-    let mut r = CheckReport {
-        was_clean: vfs.exists(Path::new(CLEAN_FILE)),
-        ..Default::default()
-    };
-    match vfs
-        .open(Path::new(FORMAT_FILE), OpenMode::Read)
-        .and_then(|f| f.read_all())
-    {
+    let mut r = CheckReport { was_clean: vfs.exists(Path::new(CLEAN_FILE)), ..Default::default() };
+    match vfs.open(Path::new(FORMAT_FILE), OpenMode::Read).and_then(|f| f.read_all()) {
         Ok(t) if String::from_utf8_lossy(&t).starts_with("msgfs store\nformat ") => {}
         Ok(_) => r.damage(FORMAT_FILE, "not a msgfs format file"),
         Err(e) => r.damage(FORMAT_FILE, format!("unreadable: {e}")),
     }
     let (mut ix, ck_seq) = match checkpoint::read(vfs) {
         Ok(Some(x)) => x,
-        Ok(None) => (
-            Index::new_store(Attrs {
-                mode: libc::S_IFDIR | 0o700,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            }),
-            0,
-        ),
+        Ok(None) => (Index::new_store(Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 }), 0),
         Err(e) => {
             push_err(&mut r, e);
             return r;
@@ -98,12 +78,12 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
         };
         if let Some(at) = seg.torn_at {
             if i + 1 == n {
-                r.notes.push(format!("{place}: torn tail of {} bytes at byte {at} (an unacknowledged commit; the next open cuts it)", seg.len - at));
+                r.notes.push(format!(
+                    "{place}: torn tail of {} bytes at byte {at} (an unacknowledged commit; the next open cuts it)",
+                    seg.len - at
+                ));
             } else {
-                r.damage(
-                    format!("{place} at byte {at}"),
-                    "bad frame in a segment that is not the last",
-                );
+                r.damage(format!("{place} at byte {at}"), "bad frame in a segment that is not the last");
                 replay_ok = false;
             }
         }
@@ -126,11 +106,7 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
             for (k, rec) in fr.records.iter().enumerate() {
                 if let Err(e) = ix.validate(rec) {
                     r.damage(
-                        format!(
-                            "{place} at byte {} (record {})",
-                            fr.offset,
-                            fr.first_seq + k as u64
-                        ),
+                        format!("{place} at byte {} (record {})", fr.offset, fr.first_seq + k as u64),
                         format!("record cannot apply: {e}"),
                     );
                     replay_ok = false;
@@ -150,23 +126,15 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
     ids.sort_by_key(|(id, _)| **id);
     for (id, m) in ids {
         let p = object_path(*id, m.version);
-        let where_ = format!(
-            "{} (message {:?} in {:?})",
-            p.display(),
-            m.name,
-            ix.folder_path(m.folder)
-        );
+        let where_ = format!("{} (message {:?} in {:?})", p.display(), m.name, ix.folder_path(m.folder));
         live.insert(p.clone());
         match vfs.open(&p, OpenMode::Read) {
             Err(e) => r.damage(where_, format!("content object missing or unreadable: {e}")),
             Ok(f) => match txn::size_and_crc(&*f) {
-                Ok((size, _)) if size != m.size => {
-                    r.damage(where_, format!("size {size}, the log says {}", m.size))
+                Ok((size, _)) if size != m.size => r.damage(where_, format!("size {size}, the log says {}", m.size)),
+                Ok((_, crc)) if crc != m.crc => {
+                    r.damage(where_, format!("checksum {crc:08x}, the log says {:08x}", m.crc))
                 }
-                Ok((_, crc)) if crc != m.crc => r.damage(
-                    where_,
-                    format!("checksum {crc:08x}, the log says {:08x}", m.crc),
-                ),
                 Ok((size, _)) => r.bytes += size,
                 Err(e) => r.damage(where_, e.to_string()),
             },
@@ -176,17 +144,13 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
     for b in 0..256u32 {
         let dir = format!("{OBJECTS_DIR}/{b:02x}");
         match vfs.read_dir(Path::new(&dir)) {
-            Ok(names) => {
-                stray += names
-                    .iter()
-                    .filter(|n| !live.contains(&Path::new(&dir).join(n)))
-                    .count()
-            }
+            Ok(names) => stray += names.iter().filter(|n| !live.contains(&Path::new(&dir).join(n))).count(),
             Err(e) => r.damage(dir, format!("unreadable: {e}")),
         }
     }
     if stray > 0 {
-        r.notes.push(format!("{stray} unreferenced objects (left by an interrupted commit; the next open removes them)"));
+        r.notes
+            .push(format!("{stray} unreferenced objects (left by an interrupted commit; the next open removes them)"));
     }
     r
 }

@@ -28,19 +28,12 @@ fn put_attrs(e: &mut Enc, a: &Attrs) {
 }
 
 fn get_attrs(d: &mut Dec) -> Result<Attrs> {
-    Ok(Attrs {
-        mode: d.u32()?,
-        uid: d.u32()?,
-        gid: d.u32()?,
-        mtime: d.i64()?,
-    })
+    Ok(Attrs { mode: d.u32()?, uid: d.u32()?, gid: d.u32()?, mtime: d.i64()? })
 }
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    let mut e = Enc {
-        buf: Vec::with_capacity(64 + ix.messages.len() * 96),
-    };
+    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 96) };
     e.buf.extend_from_slice(MAGIC);
     e.u32(FORMAT);
     e.u64(last_seq);
@@ -91,10 +84,7 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     let place = CHECKPOINT;
     if buf.len() < MAGIC.len() + 4 + 4 || &buf[..8] != MAGIC {
-        return Err(Error::corrupt(
-            place,
-            "not a msgfs checkpoint (bad magic or too short)",
-        ));
+        return Err(Error::corrupt(place, "not a msgfs checkpoint (bad magic or too short)"));
     }
     let (body, tail) = buf.split_at(buf.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes(tail.try_into().unwrap()) {
@@ -103,17 +93,10 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     let mut d = Dec::new(&body[8..], place);
     let format = d.u32()?;
     if format != FORMAT {
-        return Err(Error::corrupt(
-            place,
-            format!("unknown checkpoint format {format}"),
-        ));
+        return Err(Error::corrupt(place, format!("unknown checkpoint format {format}")));
     }
     let last_seq = d.u64()?;
-    let mut ix = Index {
-        next_id: d.u64()?,
-        last_cn: d.u64()?,
-        ..Default::default()
-    };
+    let mut ix = Index { next_id: d.u64()?, last_cn: d.u64()?, ..Default::default() };
     let nf = d.u64()?;
     for _ in 0..nf {
         let id = d.u64()?;
@@ -121,22 +104,14 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let name: Arc<str> = Arc::from(d.str()?);
         let attrs = get_attrs(&mut d)?;
         if id != super::index::ROOT {
-            let p = ix.folders.get_mut(&parent).ok_or_else(|| {
-                Error::corrupt(place, format!("folder {id} has unknown parent {parent}"))
-            })?;
+            let p = ix
+                .folders
+                .get_mut(&parent)
+                .ok_or_else(|| Error::corrupt(place, format!("folder {id} has unknown parent {parent}")))?;
             p.children.insert(name.clone(), id);
             p.subfolders += 1;
         }
-        ix.folders.insert(
-            id,
-            Folder {
-                parent,
-                name,
-                attrs,
-                children: BTreeMap::new(),
-                subfolders: 0,
-            },
-        );
+        ix.folders.insert(id, Folder { parent, name, attrs, children: BTreeMap::new(), subfolders: 0 });
     }
     let nm = d.u64()?;
     ix.messages.reserve(nm as usize);
@@ -154,29 +129,15 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         for _ in 0..nx {
             x.push((Box::from(d.str()?), Box::from(d.bytes()?)));
         }
-        let f = ix.folders.get_mut(&folder).ok_or_else(|| {
-            Error::corrupt(place, format!("message {id} in unknown folder {folder}"))
-        })?;
+        let f = ix
+            .folders
+            .get_mut(&folder)
+            .ok_or_else(|| Error::corrupt(place, format!("message {id} in unknown folder {folder}")))?;
         if f.children.insert(name.clone(), id).is_some() {
-            return Err(Error::corrupt(
-                place,
-                format!("two entries named {name:?} in folder {folder}"),
-            ));
+            return Err(Error::corrupt(place, format!("two entries named {name:?} in folder {folder}")));
         }
         let xattrs = (!x.is_empty()).then(|| Box::new(x));
-        ix.messages.insert(
-            id,
-            Message {
-                folder,
-                version,
-                size,
-                attrs,
-                crc,
-                flags,
-                name,
-                xattrs,
-            },
-        );
+        ix.messages.insert(id, Message { folder, version, size, attrs, crc, flags, name, xattrs });
     }
     if !d.is_empty() {
         return Err(Error::corrupt(place, "trailing bytes"));
@@ -191,17 +152,12 @@ pub fn write(vfs: &dyn Vfs, ix: &Index, last_seq: u64) -> Result<()> {
         let what = what.to_string();
         move |e| Error::io(what, e)
     };
-    let f = vfs
-        .open(Path::new(CHECKPOINT_TMP), OpenMode::CreateTruncate)
-        .map_err(io("create checkpoint.tmp"))?;
-    f.write_all_at(&buf, 0)
-        .map_err(io("write checkpoint.tmp"))?;
+    let f = vfs.open(Path::new(CHECKPOINT_TMP), OpenMode::CreateTruncate).map_err(io("create checkpoint.tmp"))?;
+    f.write_all_at(&buf, 0).map_err(io("write checkpoint.tmp"))?;
     f.sync().map_err(io("sync checkpoint.tmp"))?;
     drop(f);
-    vfs.rename(Path::new(CHECKPOINT_TMP), Path::new(CHECKPOINT))
-        .map_err(io("rename checkpoint"))?;
-    vfs.sync_dir(Path::new(""))
-        .map_err(io("sync store directory"))?;
+    vfs.rename(Path::new(CHECKPOINT_TMP), Path::new(CHECKPOINT)).map_err(io("rename checkpoint"))?;
+    vfs.sync_dir(Path::new("")).map_err(io("sync store directory"))?;
     Ok(())
 }
 
@@ -210,9 +166,7 @@ pub fn read(vfs: &dyn Vfs) -> Result<Option<(Index, u64)>> {
     if !vfs.exists(Path::new(CHECKPOINT)) {
         return Ok(None);
     }
-    let f = vfs
-        .open(Path::new(CHECKPOINT), OpenMode::Read)
-        .map_err(|e| Error::io("open checkpoint", e))?;
+    let f = vfs.open(Path::new(CHECKPOINT), OpenMode::Read).map_err(|e| Error::io("open checkpoint", e))?;
     let buf = f.read_all().map_err(|e| Error::io("read checkpoint", e))?;
     decode(&buf).map(Some)
 }

@@ -45,10 +45,7 @@ impl<'a> Dec<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() - self.pos < n {
-            return Err(Error::corrupt(
-                self.place,
-                format!("record ends early at byte {}", self.pos),
-            ));
+            return Err(Error::corrupt(self.place, format!("record ends early at byte {}", self.pos)));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;

@@ -140,39 +140,24 @@ struct Keys {
 }
 
 fn keys(ix: &Index, op: &Op) -> Keys {
-    let mut k = Keys {
-        excl: vec![],
-        shared: vec![],
-    };
+    let mut k = Keys { excl: vec![], shared: vec![] };
     let name_of = |id: &Id| -> Option<Key> {
         if let Some(m) = ix.messages.get(id) {
             Some(Key::Name(m.folder, m.name.to_string()))
         } else {
-            ix.folders
-                .get(id)
-                .map(|f| Key::Name(f.parent, f.name.to_string()))
+            ix.folders.get(id).map(|f| Key::Name(f.parent, f.name.to_string()))
         }
     };
     let parent_of = |id: &Id| -> Option<Id> {
-        ix.messages
-            .get(id)
-            .map(|m| m.folder)
-            .or_else(|| ix.folders.get(id).map(|f| f.parent))
+        ix.messages.get(id).map(|m| m.folder).or_else(|| ix.folders.get(id).map(|f| f.parent))
     };
     match op {
-        Op::FolderCreate {
-            id, parent, name, ..
-        } => {
-            k.excl
-                .extend([Key::Entity(*id), Key::Name(*parent, name.clone())]);
+        Op::FolderCreate { id, parent, name, .. } => {
+            k.excl.extend([Key::Entity(*id), Key::Name(*parent, name.clone())]);
             k.shared.push(Key::Entity(*parent));
         }
         Op::FolderMove { id, parent, name } => {
-            k.excl.extend([
-                Key::Entity(*id),
-                Key::Name(*parent, name.clone()),
-                Key::Tree,
-            ]);
+            k.excl.extend([Key::Entity(*id), Key::Name(*parent, name.clone()), Key::Tree]);
             k.excl.extend(name_of(id));
             k.shared.push(Key::Entity(*parent));
             k.shared.extend(parent_of(id).map(Key::Entity));
@@ -185,8 +170,7 @@ fn keys(ix: &Index, op: &Op) -> Keys {
         Op::FolderAttrs { id, .. } | Op::MessageMeta { id, .. } => k.excl.push(Key::Entity(*id)),
         Op::Save(s) => save_keys(ix, s, &mut k),
         Op::MessageMove { id, folder, name } => {
-            k.excl
-                .extend([Key::Entity(*id), Key::Name(*folder, name.clone())]);
+            k.excl.extend([Key::Entity(*id), Key::Name(*folder, name.clone())]);
             k.excl.extend(name_of(id));
             k.shared.push(Key::Entity(*folder));
             k.shared.extend(parent_of(id).map(Key::Entity));
@@ -212,9 +196,7 @@ fn save_keys(ix: &Index, s: &Save, k: &mut Keys) {
             k.excl.push(Key::Name(*folder, name.clone()));
             k.shared.push(Key::Entity(*folder));
         }
-        None => k
-            .shared
-            .extend(ix.messages.get(&s.id).map(|m| Key::Entity(m.folder))),
+        None => k.shared.extend(ix.messages.get(&s.id).map(|m| Key::Entity(m.folder))),
     }
     if let Some(src) = s.delete_source {
         k.excl.push(Key::Entity(src));
@@ -236,10 +218,7 @@ struct Group {
 impl Group {
     /// Take the operation's keys if none conflicts with the group's; false if one does.
     fn admit(&mut self, k: Keys) -> bool {
-        let clash = k
-            .excl
-            .iter()
-            .any(|x| self.excl.contains(x) || self.shared.contains(x))
+        let clash = k.excl.iter().any(|x| self.excl.contains(x) || self.shared.contains(x))
             || k.shared.iter().any(|x| self.excl.contains(x));
         if clash {
             return false;
@@ -251,39 +230,25 @@ impl Group {
 }
 
 pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 fn apply_xattr(list: &mut Xattrs, ch: &XattrChange) -> Result<()> {
     match ch {
-        XattrChange::Set {
-            name,
-            value,
-            create,
-            replace,
-        } => {
+        XattrChange::Set { name, value, create, replace } => {
             let pos = list.iter().position(|(k, _)| **k == **name);
             match pos {
                 Some(_) if *create => return Err(Error::Exists),
                 None if *replace => return Err(Error::NoAttribute),
                 Some(i) => list[i].1 = value.clone().into_boxed_slice(),
                 None => {
-                    list.push((
-                        name.clone().into_boxed_str(),
-                        value.clone().into_boxed_slice(),
-                    ));
+                    list.push((name.clone().into_boxed_str(), value.clone().into_boxed_slice()));
                     list.sort_by(|a, b| a.0.cmp(&b.0));
                 }
             }
         }
         XattrChange::Remove { name } => {
-            let pos = list
-                .iter()
-                .position(|(k, _)| **k == **name)
-                .ok_or(Error::NoAttribute)?;
+            let pos = list.iter().position(|(k, _)| **k == **name).ok_or(Error::NoAttribute)?;
             list.remove(pos);
         }
     }
@@ -292,10 +257,7 @@ fn apply_xattr(list: &mut Xattrs, ch: &XattrChange) -> Result<()> {
 
 fn merged(a: Attrs, c: &AttrChange) -> Attrs {
     Attrs {
-        mode: c
-            .mode
-            .map(|m| (a.mode & !0o7777) | (m & 0o7777))
-            .unwrap_or(a.mode),
+        mode: c.mode.map(|m| (a.mode & !0o7777) | (m & 0o7777)).unwrap_or(a.mode),
         uid: c.uid.unwrap_or(a.uid),
         gid: c.gid.unwrap_or(a.gid),
         mtime: c.mtime.unwrap_or(a.mtime),
@@ -303,60 +265,30 @@ fn merged(a: Attrs, c: &AttrChange) -> Attrs {
 }
 
 /// Turn an operation into the records to log, checking it against the committed index.
-/// `next_cn` hands out change numbers for new versions.
-fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)> {
+/// `next_cn` hands out change numbers for new versions. They come from the same space as
+/// entry ids, so no version number ever equals an id (the FUSE layer uses both as inodes).
+fn plan(ix: &Index, op: &Op, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, Outcome)> {
     let mut recs = Vec::new();
     let outcome = match op {
-        Op::FolderCreate {
-            id,
-            parent,
-            name,
-            attrs,
-        } => {
-            recs.push(Record::FolderCreate {
-                id: *id,
-                parent: *parent,
-                name: name.clone(),
-                attrs: *attrs,
-            });
-            Outcome {
-                id: *id,
-                version: 0,
-            }
+        Op::FolderCreate { id, parent, name, attrs } => {
+            recs.push(Record::FolderCreate { id: *id, parent: *parent, name: name.clone(), attrs: *attrs });
+            Outcome { id: *id, version: 0 }
         }
         Op::FolderMove { id, parent, name } => {
-            recs.push(Record::FolderMove {
-                id: *id,
-                parent: *parent,
-                name: name.clone(),
-            });
-            Outcome {
-                id: *id,
-                version: 0,
-            }
+            recs.push(Record::FolderMove { id: *id, parent: *parent, name: name.clone() });
+            Outcome { id: *id, version: 0 }
         }
         Op::FolderDelete { id } => {
             recs.push(Record::FolderDelete { id: *id });
-            Outcome {
-                id: *id,
-                version: 0,
-            }
+            Outcome { id: *id, version: 0 }
         }
         Op::FolderAttrs { id, change } => {
             if !change.xattrs.is_empty() || change.flags.is_some() {
-                return Err(Error::InvalidArgument(
-                    "folders keep no xattrs or flags".into(),
-                ));
+                return Err(Error::InvalidArgument("folders keep no xattrs or flags".into()));
             }
             let f = ix.folder(*id)?;
-            recs.push(Record::FolderAttrs {
-                id: *id,
-                attrs: merged(f.attrs, change),
-            });
-            Outcome {
-                id: *id,
-                version: 0,
-            }
+            recs.push(Record::FolderAttrs { id: *id, attrs: merged(f.attrs, change) });
+            Outcome { id: *id, version: 0 }
         }
         Op::MessageMeta { id, change } => {
             let m = ix.message(*id)?;
@@ -370,28 +302,15 @@ fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)
                 flags: change.flags.unwrap_or(m.flags),
                 xattrs: x,
             });
-            Outcome {
-                id: *id,
-                version: m.version,
-            }
+            Outcome { id: *id, version: m.version }
         }
         Op::MessageMove { id, folder, name } => {
-            recs.push(Record::MessageMove {
-                id: *id,
-                folder: *folder,
-                name: name.clone(),
-            });
-            Outcome {
-                id: *id,
-                version: ix.message(*id)?.version,
-            }
+            recs.push(Record::MessageMove { id: *id, folder: *folder, name: name.clone() });
+            Outcome { id: *id, version: ix.message(*id)?.version }
         }
         Op::MessageDelete { id } => {
             recs.push(Record::MessageDelete { id: *id });
-            Outcome {
-                id: *id,
-                version: 0,
-            }
+            Outcome { id: *id, version: 0 }
         }
         Op::Save(s) => plan_save(ix, s, next_cn, &mut recs)?,
         Op::Import(items) => {
@@ -414,15 +333,11 @@ fn plan(ix: &Index, op: &Op, next_cn: &mut u64) -> Result<(Vec<Record>, Outcome)
     Ok((recs, outcome))
 }
 
-fn plan_save(ix: &Index, s: &Save, next_cn: &mut u64, recs: &mut Vec<Record>) -> Result<Outcome> {
+fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Record>) -> Result<Outcome> {
     let (folder, name, attrs, flags, xattrs): (Id, String, Attrs, u8, Xattrs) =
         match (&s.new_in, ix.messages.get(&s.id)) {
             (None, None) => {
-                return Err(if ix.folders.contains_key(&s.id) {
-                    Error::IsAFolder
-                } else {
-                    Error::ObjectDeleted
-                });
+                return Err(if ix.folders.contains_key(&s.id) { Error::IsAFolder } else { Error::ObjectDeleted });
             }
             (None, Some(m)) => {
                 if let Some(base) = s.base_version {
@@ -430,36 +345,13 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &mut u64, recs: &mut Vec<Record>) ->
                         return Err(Error::ObjectChanged);
                     }
                 }
-                let attrs = s.attrs.unwrap_or(Attrs {
-                    mtime: now_ns(),
-                    ..m.attrs
-                });
-                let x = s
-                    .xattrs
-                    .clone()
-                    .unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
-                (
-                    m.folder,
-                    m.name.to_string(),
-                    attrs,
-                    s.flags.unwrap_or(m.flags),
-                    x,
-                )
+                let attrs = s.attrs.unwrap_or(Attrs { mtime: now_ns(), ..m.attrs });
+                let x = s.xattrs.clone().unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
+                (m.folder, m.name.to_string(), attrs, s.flags.unwrap_or(m.flags), x)
             }
             (Some((folder, name)), None) => {
-                let attrs = s.attrs.unwrap_or(Attrs {
-                    mode: 0o100600,
-                    uid: 0,
-                    gid: 0,
-                    mtime: now_ns(),
-                });
-                (
-                    *folder,
-                    name.clone(),
-                    attrs,
-                    s.flags.unwrap_or(0),
-                    s.xattrs.clone().unwrap_or_default(),
-                )
+                let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid: 0, gid: 0, mtime: now_ns() });
+                (*folder, name.clone(), attrs, s.flags.unwrap_or(0), s.xattrs.clone().unwrap_or_default())
             }
             (Some(_), Some(_)) => return Err(Error::Exists),
         };
@@ -475,19 +367,8 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &mut u64, recs: &mut Vec<Record>) ->
             _ => return Err(Error::ObjectChanged),
         }
     }
-    *next_cn += 1;
-    let version = *next_cn;
-    recs.push(Record::MessagePut {
-        id: s.id,
-        folder,
-        name,
-        version,
-        size: s.size,
-        crc: s.crc,
-        attrs,
-        flags,
-        xattrs,
-    });
+    let version = next_cn();
+    recs.push(Record::MessagePut { id: s.id, folder, name, version, size: s.size, crc: s.crc, attrs, flags, xattrs });
     if let Some(src) = s.delete_source {
         ix.message(src)?;
         recs.push(Record::MessageDelete { id: src });
@@ -524,22 +405,14 @@ fn place_objects(
             let to = object_path(id, version);
             match &s.source {
                 Source::Staged(p) | Source::StagedUnsynced(p) => {
-                    vfs.rename(p, &to)
-                        .map_err(|e| Error::io(format!("move {} into objects", p.display()), e))?;
-                    moved.push(Moved {
-                        from: Some(p.clone()),
-                        to: to.clone(),
-                    });
+                    vfs.rename(p, &to).map_err(|e| Error::io(format!("move {} into objects", p.display()), e))?;
+                    moved.push(Moved { from: Some(p.clone()), to: to.clone() });
                     need_syncfs |= matches!(s.source, Source::StagedUnsynced(_));
                 }
                 Source::Object(src, ver) => {
                     let from = object_path(*src, *ver);
-                    vfs.hard_link(&from, &to)
-                        .map_err(|e| Error::io(format!("link {}", from.display()), e))?;
-                    moved.push(Moved {
-                        from: None,
-                        to: to.clone(),
-                    });
+                    vfs.hard_link(&from, &to).map_err(|e| Error::io(format!("link {}", from.display()), e))?;
+                    moved.push(Moved { from: None, to: to.clone() });
                 }
             }
             dirs.insert(object_dir(id));
@@ -595,17 +468,16 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
         return;
     }
     let mut group = Group::default();
+    let next_cn = || sh.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut planned: Vec<(Op, Vec<Record>, Reply, Outcome)> = Vec::new();
-    let mut next_cn;
     {
         let ix = sh.index.read().unwrap();
-        next_cn = ix.last_cn;
         while let Some(p) = batch.pop_front() {
             if !group.admit(keys(&ix, &p.op)) {
                 carry.push_back(p);
                 continue;
             }
-            match plan(&ix, &p.op, &mut next_cn) {
+            match plan(&ix, &p.op, &next_cn) {
                 Ok((recs, out)) => planned.push((p.op, recs, p.reply, out)),
                 Err(e) => (p.reply)(Err(e)),
             }
@@ -616,24 +488,16 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     }
     let mut moved = Vec::new();
     let mut dirs = HashSet::new();
-    let placing: Vec<(Op, Vec<Record>)> = planned
-        .iter()
-        .map(|(o, r, _, _)| (o.clone(), r.clone()))
-        .collect();
+    let placing: Vec<(Op, Vec<Record>)> = planned.iter().map(|(o, r, _, _)| (o.clone(), r.clone())).collect();
     let res = place_objects(sh, &placing, &mut moved, &mut dirs).and_then(|need_syncfs| {
         if need_syncfs {
             sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
         } else {
             for d in &dirs {
-                sh.vfs
-                    .sync_dir(d)
-                    .map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
+                sh.vfs.sync_dir(d).map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
             }
         }
-        let records: Vec<Record> = placing
-            .iter()
-            .flat_map(|(_, r)| r.iter().cloned())
-            .collect();
+        let records: Vec<Record> = placing.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
         sh.append(&records)
     });
     if let Err(e) = res {

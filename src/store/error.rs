@@ -65,23 +65,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
     pub fn corrupt(place: impl Into<String>, what: impl Into<String>) -> Error {
-        Error::Corrupt {
-            place: place.into(),
-            what: what.into(),
-        }
+        Error::Corrupt { place: place.into(), what: what.into() }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ObjectChanged => f.write_str("the message was changed by another writer since it was opened (MAPI_E_OBJECT_CHANGED)"),
+            Error::ObjectChanged => {
+                f.write_str("the message was changed by another writer since it was opened (MAPI_E_OBJECT_CHANGED)")
+            }
             Error::ObjectDeleted => f.write_str("the message was deleted since it was opened (MAPI_E_OBJECT_DELETED)"),
             Error::NotFound => f.write_str("no such folder or message"),
             Error::Exists => f.write_str("that name is already used in the folder"),
@@ -93,15 +89,15 @@ impl fmt::Display for Error {
             Error::NoAccess => f.write_str("the store is locked by crash recovery (MAPI_E_NO_ACCESS)"),
             Error::NotPermitted => f.write_str("operation not permitted"),
             Error::ReadOnly => f.write_str("the store is open read-only"),
-            Error::InUse { path, holder } => write!(
-                f,
-                "store {} is in use by {holder}; stop that process (or unmount it) first",
-                path.display()
-            ),
+            Error::InUse { path, holder } => {
+                write!(f, "store {} is in use by {holder}; stop that process (or unmount it) first", path.display())
+            }
             Error::Corrupt { place, what } => write!(f, "damaged store: {place}: {what}"),
             Error::SnapshotSequence => f.write_str("snapshot call in the wrong state (OSSnapshotInvalidSequence)"),
             Error::SnapshotInvalidId => f.write_str("unknown or finished snapshot session (OSSnapshotInvalidSnapId)"),
-            Error::SnapshotTimedOut => f.write_str("the freeze timed out and the store thawed by itself (OSSnapshotTimeOut)"),
+            Error::SnapshotTimedOut => {
+                f.write_str("the freeze timed out and the store thawed by itself (OSSnapshotTimeOut)")
+            }
             Error::Busy => f.write_str("busy (OSSnapshotNotAllowed, or the store is not in a consistent state)"),
             Error::InvalidArgument(w) => write!(f, "invalid argument: {w}"),
             Error::NoAttribute => f.write_str("no such attribute"),

@@ -133,13 +133,7 @@ pub struct Index {
 
 /// Reject names no directory can hold. Returns the name for chaining.
 pub fn check_name(name: &str) -> Result<&str> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains('/')
-        || name.contains('\0')
-        || name.len() > 255
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') || name.len() > 255 {
         return Err(Error::InvalidName(name.to_string()));
     }
     Ok(name)
@@ -147,19 +141,10 @@ pub fn check_name(name: &str) -> Result<&str> {
 
 impl Index {
     pub fn new_store(attrs: Attrs) -> Index {
-        let mut ix = Index {
-            next_id: FIRST_ID,
-            ..Default::default()
-        };
+        let mut ix = Index { next_id: FIRST_ID, ..Default::default() };
         ix.folders.insert(
             ROOT,
-            Folder {
-                parent: ROOT,
-                name: Arc::from(""),
-                attrs,
-                children: BTreeMap::new(),
-                subfolders: 0,
-            },
+            Folder { parent: ROOT, name: Arc::from(""), attrs, children: BTreeMap::new(), subfolders: 0 },
         );
         ix
     }
@@ -221,9 +206,7 @@ impl Index {
     /// and replay after a crash (where a failure means the log is damaged).
     pub fn validate(&self, r: &Record) -> Result<()> {
         match r {
-            Record::FolderCreate {
-                id, parent, name, ..
-            } => {
+            Record::FolderCreate { id, parent, name, .. } => {
                 if self.entry(*id).is_some() {
                     return Err(Error::Exists);
                 }
@@ -250,13 +233,9 @@ impl Index {
                 Ok(())
             }
             Record::FolderAttrs { id, .. } => self.folder(*id).map(|_| ()),
-            Record::MessagePut {
-                id, folder, name, ..
-            } => match self.messages.get(id) {
+            Record::MessagePut { id, folder, name, .. } => match self.messages.get(id) {
                 Some(m) if m.folder == *folder && *m.name == **name => Ok(()),
-                Some(_) => Err(Error::InvalidArgument(
-                    "a new version must keep folder and name".into(),
-                )),
+                Some(_) => Err(Error::InvalidArgument("a new version must keep folder and name".into())),
                 None if self.folders.contains_key(id) => Err(Error::IsAFolder),
                 None => self.name_free(*folder, name, None),
             },
@@ -264,34 +243,21 @@ impl Index {
                 self.message(*id)?;
                 self.name_free(*folder, name, Some(*id))
             }
-            Record::MessageDelete { id } | Record::MessageMeta { id, .. } => {
-                self.message(*id).map(|_| ())
-            }
+            Record::MessageDelete { id } | Record::MessageMeta { id, .. } => self.message(*id).map(|_| ()),
         }
     }
 
     /// Apply a validated record. Returns the object (id, version) it made unreferenced.
     pub fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
         match r {
-            Record::FolderCreate {
-                id,
-                parent,
-                name,
-                attrs,
-            } => {
+            Record::FolderCreate { id, parent, name, attrs } => {
                 let name: Arc<str> = Arc::from(name.as_str());
                 let p = self.folders.get_mut(parent).expect("validated");
                 p.children.insert(name.clone(), *id);
                 p.subfolders += 1;
                 self.folders.insert(
                     *id,
-                    Folder {
-                        parent: *parent,
-                        name,
-                        attrs: *attrs,
-                        children: BTreeMap::new(),
-                        subfolders: 0,
-                    },
+                    Folder { parent: *parent, name, attrs: *attrs, children: BTreeMap::new(), subfolders: 0 },
                 );
                 self.bump_id(*id);
                 None
@@ -324,19 +290,10 @@ impl Index {
                 self.folders.get_mut(id).expect("validated").attrs = *attrs;
                 None
             }
-            Record::MessagePut {
-                id,
-                folder,
-                name,
-                version,
-                size,
-                crc,
-                attrs,
-                flags,
-                xattrs,
-            } => {
+            Record::MessagePut { id, folder, name, version, size, crc, attrs, flags, xattrs } => {
                 self.last_cn = self.last_cn.max(*version);
                 self.bump_id(*id);
+                self.bump_id(*version);
                 let xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
                 if let Some(m) = self.messages.get_mut(id) {
                     let old = m.version;
@@ -349,11 +306,7 @@ impl Index {
                     return (old != *version).then_some((*id, old));
                 }
                 let name: Arc<str> = Arc::from(name.as_str());
-                self.folders
-                    .get_mut(folder)
-                    .expect("validated")
-                    .children
-                    .insert(name.clone(), *id);
+                self.folders.get_mut(folder).expect("validated").children.insert(name.clone(), *id);
                 self.messages.insert(
                     *id,
                     Message {
@@ -375,33 +328,16 @@ impl Index {
                 let name: Arc<str> = Arc::from(name.as_str());
                 m.folder = *folder;
                 m.name = name.clone();
-                self.folders
-                    .get_mut(&old_folder)
-                    .expect("folder")
-                    .children
-                    .remove(&old_name);
-                self.folders
-                    .get_mut(folder)
-                    .expect("validated")
-                    .children
-                    .insert(name, *id);
+                self.folders.get_mut(&old_folder).expect("folder").children.remove(&old_name);
+                self.folders.get_mut(folder).expect("validated").children.insert(name, *id);
                 None
             }
             Record::MessageDelete { id } => {
                 let m = self.messages.remove(id).expect("validated");
-                self.folders
-                    .get_mut(&m.folder)
-                    .expect("folder")
-                    .children
-                    .remove(&m.name);
+                self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 Some((*id, m.version))
             }
-            Record::MessageMeta {
-                id,
-                attrs,
-                flags,
-                xattrs,
-            } => {
+            Record::MessageMeta { id, attrs, flags, xattrs } => {
                 let m = self.messages.get_mut(id).expect("validated");
                 m.attrs = *attrs;
                 m.flags = *flags;

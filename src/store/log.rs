@@ -33,12 +33,7 @@ fn put_attrs(e: &mut Enc, a: &Attrs) {
 }
 
 fn get_attrs(d: &mut Dec) -> Result<Attrs> {
-    Ok(Attrs {
-        mode: d.u32()?,
-        uid: d.u32()?,
-        gid: d.u32()?,
-        mtime: d.i64()?,
-    })
+    Ok(Attrs { mode: d.u32()?, uid: d.u32()?, gid: d.u32()?, mtime: d.i64()? })
 }
 
 fn put_xattrs(e: &mut Enc, x: &Xattrs) {
@@ -60,12 +55,7 @@ fn get_xattrs(d: &mut Dec) -> Result<Xattrs> {
 
 pub fn encode_record(e: &mut Enc, r: &Record) {
     match r {
-        Record::FolderCreate {
-            id,
-            parent,
-            name,
-            attrs,
-        } => {
+        Record::FolderCreate { id, parent, name, attrs } => {
             e.u8(1);
             e.u64(*id);
             e.u64(*parent);
@@ -87,17 +77,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u64(*id);
             put_attrs(e, attrs);
         }
-        Record::MessagePut {
-            id,
-            folder,
-            name,
-            version,
-            size,
-            crc,
-            attrs,
-            flags,
-            xattrs,
-        } => {
+        Record::MessagePut { id, folder, name, version, size, crc, attrs, flags, xattrs } => {
             e.u8(5);
             e.u64(*id);
             e.u64(*folder);
@@ -119,12 +99,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u8(7);
             e.u64(*id);
         }
-        Record::MessageMeta {
-            id,
-            attrs,
-            flags,
-            xattrs,
-        } => {
+        Record::MessageMeta { id, attrs, flags, xattrs } => {
             e.u8(8);
             e.u64(*id);
             put_attrs(e, attrs);
@@ -137,22 +112,10 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
 pub fn decode_record(d: &mut Dec) -> Result<Record> {
     let tag = d.u8()?;
     Ok(match tag {
-        1 => Record::FolderCreate {
-            id: d.u64()?,
-            parent: d.u64()?,
-            name: d.str()?.into(),
-            attrs: get_attrs(d)?,
-        },
-        2 => Record::FolderMove {
-            id: d.u64()?,
-            parent: d.u64()?,
-            name: d.str()?.into(),
-        },
+        1 => Record::FolderCreate { id: d.u64()?, parent: d.u64()?, name: d.str()?.into(), attrs: get_attrs(d)? },
+        2 => Record::FolderMove { id: d.u64()?, parent: d.u64()?, name: d.str()?.into() },
         3 => Record::FolderDelete { id: d.u64()? },
-        4 => Record::FolderAttrs {
-            id: d.u64()?,
-            attrs: get_attrs(d)?,
-        },
+        4 => Record::FolderAttrs { id: d.u64()?, attrs: get_attrs(d)? },
         5 => Record::MessagePut {
             id: d.u64()?,
             folder: d.u64()?,
@@ -164,24 +127,10 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
             flags: d.u8()?,
             xattrs: get_xattrs(d)?,
         },
-        6 => Record::MessageMove {
-            id: d.u64()?,
-            folder: d.u64()?,
-            name: d.str()?.into(),
-        },
+        6 => Record::MessageMove { id: d.u64()?, folder: d.u64()?, name: d.str()?.into() },
         7 => Record::MessageDelete { id: d.u64()? },
-        8 => Record::MessageMeta {
-            id: d.u64()?,
-            attrs: get_attrs(d)?,
-            flags: d.u8()?,
-            xattrs: get_xattrs(d)?,
-        },
-        t => {
-            return Err(Error::corrupt(
-                "log record",
-                format!("unknown record type {t}"),
-            ))
-        }
+        8 => Record::MessageMeta { id: d.u64()?, attrs: get_attrs(d)?, flags: d.u8()?, xattrs: get_xattrs(d)? },
+        t => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
     })
 }
 
@@ -238,11 +187,7 @@ fn frame_at(buf: &[u8], off: usize, place: &str) -> Option<Result<Frame>> {
             Err(e) => return Some(Err(e)),
         }
     }
-    Some(Ok(Frame {
-        offset: off as u64,
-        first_seq,
-        records,
-    }))
+    Some(Ok(Frame { offset: off as u64, first_seq, records }))
 }
 
 /// The frames of one segment. `torn_at` is where a torn tail starts, if any.
@@ -255,12 +200,8 @@ pub struct Segment {
 /// Read every frame of a segment. A bad frame followed by a good one is damage.
 pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
     let place = path.display().to_string();
-    let f = vfs
-        .open(path, OpenMode::Read)
-        .map_err(|e| Error::io(format!("open {place}"), e))?;
-    let buf = f
-        .read_all()
-        .map_err(|e| Error::io(format!("read {place}"), e))?;
+    let f = vfs.open(path, OpenMode::Read).map_err(|e| Error::io(format!("open {place}"), e))?;
+    let buf = f.read_all().map_err(|e| Error::io(format!("read {place}"), e))?;
     let mut frames = Vec::new();
     let mut off = 0usize;
     while off < buf.len() {
@@ -272,9 +213,7 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
             }
             Some(Err(e)) => {
                 return Err(match e {
-                    Error::Corrupt { what, .. } => {
-                        Error::corrupt(format!("{place} at byte {off}"), what)
-                    }
+                    Error::Corrupt { what, .. } => Error::corrupt(format!("{place} at byte {off}"), what),
                     e => e,
                 })
             }
@@ -291,35 +230,21 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
                         }
                     }
                 }
-                return Ok(Segment {
-                    frames,
-                    torn_at: Some(off as u64),
-                    len: buf.len() as u64,
-                });
+                return Ok(Segment { frames, torn_at: Some(off as u64), len: buf.len() as u64 });
             }
         }
     }
-    Ok(Segment {
-        frames,
-        torn_at: None,
-        len: buf.len() as u64,
-    })
+    Ok(Segment { frames, torn_at: None, len: buf.len() as u64 })
 }
 
 /// Segment paths in log order.
 pub fn list_segments(vfs: &dyn Vfs) -> Result<Vec<(u64, PathBuf)>> {
-    let names = vfs
-        .read_dir(Path::new(LOG_DIR))
-        .map_err(|e| Error::io("list log/", e))?;
+    let names = vfs.read_dir(Path::new(LOG_DIR)).map_err(|e| Error::io("list log/", e))?;
     let mut segs = Vec::new();
     for n in names {
         if let Some(hex) = n.strip_suffix(".log") {
-            let seq = u64::from_str_radix(hex, 16).map_err(|_| {
-                Error::corrupt(
-                    format!("{LOG_DIR}/{n}"),
-                    "segment name is not a sequence number",
-                )
-            })?;
+            let seq = u64::from_str_radix(hex, 16)
+                .map_err(|_| Error::corrupt(format!("{LOG_DIR}/{n}"), "segment name is not a sequence number"))?;
             segs.push((seq, PathBuf::from(format!("{LOG_DIR}/{n}"))));
         }
     }

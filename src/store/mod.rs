@@ -45,10 +45,7 @@ pub const CLEAN_FILE: &str = "clean";
 /// Where the content of version `version` of message `id` lives. Objects are spread over
 /// 256 directories by the low byte of the id.
 pub fn object_path(id: Id, version: u64) -> PathBuf {
-    PathBuf::from(format!(
-        "{OBJECTS_DIR}/{:02x}/{id:016x}-{version:016x}",
-        id & 0xff
-    ))
+    PathBuf::from(format!("{OBJECTS_DIR}/{:02x}/{id:016x}-{version:016x}", id & 0xff))
 }
 
 pub fn object_dir(id: Id) -> PathBuf {
@@ -68,11 +65,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options {
-            create: false,
-            read_only: false,
-            checkpoint_bytes: 64 << 20,
-        }
+        Options { create: false, read_only: false, checkpoint_bytes: 64 << 20 }
     }
 }
 
@@ -115,7 +108,7 @@ pub struct Shared {
     pub(crate) queue_cv: Condvar,
     pub(crate) poisoned: Mutex<Option<String>>,
     pub(crate) log: Mutex<LogState>,
-    next_id: AtomicU64,
+    pub(crate) next_id: AtomicU64,
     next_staging: AtomicU64,
     pub store_id: [u8; 16],
     pub path: Option<PathBuf>,
@@ -148,17 +141,13 @@ impl Shared {
         let seq = lg.next_seq;
         let frame = log::encode_frame(seq, records);
         let w = lg.writer.as_mut().ok_or(Error::ReadOnly)?;
-        w.write(&frame)
-            .map_err(|e| Error::io("append to the log", e))?;
+        w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
         if let Err(e) = w.file.sync() {
-            *self.poisoned.lock().unwrap() =
-                Some(format!("log sync failed ({e}); reopen the store"));
+            *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
             return Err(Error::io("sync the log", e));
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
         self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
         lg.next_seq += records.len() as u64;
         lg.bytes_since_checkpoint += frame.len() as u64;
@@ -171,18 +160,10 @@ impl Shared {
 
     fn new_segment(&self, first_seq: u64) -> Result<log::Writer> {
         let p = log::segment_path(first_seq);
-        let file = self
-            .vfs
-            .open(&p, OpenMode::CreateTruncate)
-            .map_err(|e| Error::io(format!("create {}", p.display()), e))?;
-        self.vfs
-            .sync_dir(Path::new(log::LOG_DIR))
-            .map_err(|e| Error::io("sync log/", e))?;
-        Ok(log::Writer {
-            file,
-            first_seq,
-            len: 0,
-        })
+        let file =
+            self.vfs.open(&p, OpenMode::CreateTruncate).map_err(|e| Error::io(format!("create {}", p.display()), e))?;
+        self.vfs.sync_dir(Path::new(log::LOG_DIR)).map_err(|e| Error::io("sync log/", e))?;
+        Ok(log::Writer { file, first_seq, len: 0 })
     }
 
     /// Write a checkpoint when enough log follows the last one. Runs in the committer,
@@ -215,9 +196,7 @@ impl Shared {
         }
         for (first, path) in log::list_segments(&*self.vfs)? {
             if first < next {
-                self.vfs
-                    .remove_file(&path)
-                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+                self.vfs.remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
             }
         }
         let _ = self.vfs.sync_dir(Path::new(log::LOG_DIR));
@@ -252,12 +231,7 @@ impl Store {
         let sh = Arc::new(Shared {
             vfs,
             index: RwLock::new(index),
-            queue: Mutex::new(Queue {
-                ops: VecDeque::new(),
-                frozen: false,
-                busy: false,
-                closing: false,
-            }),
+            queue: Mutex::new(Queue { ops: VecDeque::new(), frozen: false, busy: false, closing: false }),
             queue_cv: Condvar::new(),
             poisoned: Mutex::new(None),
             log: Mutex::new(log),
@@ -339,17 +313,8 @@ impl Store {
         let ix = self.index();
         let m = ix.message(id)?;
         let p = object_path(id, m.version);
-        let file = self
-            .0
-            .vfs
-            .open(&p, OpenMode::Read)
-            .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
-        Ok(MessageView {
-            id,
-            version: m.version,
-            size: m.size,
-            file: Arc::from(file),
-        })
+        let file = self.0.vfs.open(&p, OpenMode::Read).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+        Ok(MessageView { id, version: m.version, size: m.size, file: Arc::from(file) })
     }
 
     /// The whole content of a message's current version.
@@ -383,10 +348,7 @@ impl Store {
         let mut q = self.0.queue.lock().unwrap();
         if q.closing {
             drop(q);
-            return reply(Err(Error::io(
-                "store",
-                std::io::Error::other("the store is closing"),
-            )));
+            return reply(Err(Error::io("store", std::io::Error::other("the store is closing"))));
         }
         q.ops.push_back(Pending { op, reply });
         self.0.queue_cv.notify_all();
@@ -396,33 +358,17 @@ impl Store {
     pub fn run(&self, op: Op) -> Result<Outcome> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.submit(op, Box::new(move |r| drop(tx.send(r))));
-        rx.recv().unwrap_or_else(|_| {
-            Err(Error::io(
-                "store",
-                std::io::Error::other("committer stopped"),
-            ))
-        })
+        rx.recv().unwrap_or_else(|_| Err(Error::io("store", std::io::Error::other("committer stopped"))))
     }
 
     pub fn create_folder(&self, parent: Id, name: &str, attrs: Attrs) -> Result<Id> {
         index::check_name(name)?;
         let id = self.alloc_id();
-        self.run(Op::FolderCreate {
-            id,
-            parent,
-            name: name.to_string(),
-            attrs,
-        })
-        .map(|o| o.id)
+        self.run(Op::FolderCreate { id, parent, name: name.to_string(), attrs }).map(|o| o.id)
     }
 
     pub fn move_folder(&self, id: Id, parent: Id, name: &str) -> Result<()> {
-        self.run(Op::FolderMove {
-            id,
-            parent,
-            name: name.to_string(),
-        })
-        .map(drop)
+        self.run(Op::FolderMove { id, parent, name: name.to_string() }).map(drop)
     }
 
     pub fn delete_folder(&self, id: Id) -> Result<()> {
@@ -434,12 +380,7 @@ impl Store {
     }
 
     pub fn move_message(&self, id: Id, folder: Id, name: &str) -> Result<()> {
-        self.run(Op::MessageMove {
-            id,
-            folder,
-            name: name.to_string(),
-        })
-        .map(drop)
+        self.run(Op::MessageMove { id, folder, name: name.to_string() }).map(drop)
     }
 
     pub fn delete_message(&self, id: Id) -> Result<()> {
@@ -486,11 +427,7 @@ impl Store {
         attrs: Attrs,
         xattrs: index::Xattrs,
     ) -> Result<Outcome> {
-        let f = self
-            .0
-            .vfs
-            .open(staged, OpenMode::Read)
-            .map_err(|e| Error::io("open staged file", e))?;
+        let f = self.0.vfs.open(staged, OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
         f.sync().map_err(|e| Error::io("sync staged file", e))?;
         let (size, crc) = txn::size_and_crc(&*f)?;
         let id = target.unwrap_or_else(|| self.alloc_id());
@@ -555,21 +492,15 @@ impl Store {
             return Ok(());
         }
         if self.0.poisoned.lock().unwrap().is_some() {
-            return Err(Error::io(
-                "close",
-                std::io::Error::other("the store had a failed sync; it is left unclean"),
-            ));
+            return Err(Error::io("close", std::io::Error::other("the store had a failed sync; it is left unclean")));
         }
         if self.0.log.lock().unwrap().bytes_since_checkpoint > 0 {
             self.0.checkpoint()?;
         }
         let vfs = &self.0.vfs;
-        let f = vfs
-            .open(Path::new(CLEAN_FILE), OpenMode::CreateTruncate)
-            .map_err(|e| Error::io("mark clean", e))?;
+        let f = vfs.open(Path::new(CLEAN_FILE), OpenMode::CreateTruncate).map_err(|e| Error::io("mark clean", e))?;
         f.sync().map_err(|e| Error::io("mark clean", e))?;
-        vfs.sync_dir(Path::new(""))
-            .map_err(|e| Error::io("mark clean", e))?;
+        vfs.sync_dir(Path::new("")).map_err(|e| Error::io("mark clean", e))?;
         self.0.log.lock().unwrap().writer = None;
         self.0.lock_file.lock().unwrap().take();
         Ok(())
@@ -603,11 +534,7 @@ impl Store {
     /// one syncfs and one log sync.
     pub fn stage_content(&self, content: &[u8]) -> Result<(PathBuf, u32)> {
         let path = self.staging_path("i");
-        let f = self
-            .0
-            .vfs
-            .open(&path, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create a staging file", e))?;
+        let f = self.0.vfs.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create a staging file", e))?;
         if let Err(e) = f.write_all_at(content, 0) {
             drop(f);
             let _ = self.0.vfs.remove_file(&path);
@@ -656,9 +583,7 @@ pub fn default_store_path() -> PathBuf {
     let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x),
         None => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/"));
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
             home.join(".local/share")
         }
     };

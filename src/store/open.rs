@@ -15,8 +15,8 @@ use super::index::{Attrs, Index, Record, ROOT};
 use super::log;
 use super::vfs::{OpenMode, RealVfs, Vfs};
 use super::{
-    object_path, LogState, OpenReport, Options, Store, CLEAN_FILE, DEFAULT_FOLDERS, FORMAT_FILE,
-    LOCK_FILE, OBJECTS_DIR, STAGING_DIR,
+    object_path, LogState, OpenReport, Options, Store, CLEAN_FILE, DEFAULT_FOLDERS, FORMAT_FILE, LOCK_FILE,
+    OBJECTS_DIR, STAGING_DIR,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -43,26 +43,17 @@ fn parse_format(text: &str) -> Result<[u8; 16]> {
     if lines.next() != Some("msgfs store") {
         return Err(bad("not a msgfs store (first line is not \"msgfs store\")"));
     }
-    let ver = lines
-        .next()
-        .and_then(|l| l.strip_prefix("format "))
-        .ok_or_else(|| bad("no format line"))?;
+    let ver = lines.next().and_then(|l| l.strip_prefix("format ")).ok_or_else(|| bad("no format line"))?;
     if ver.trim() != FORMAT_VERSION.to_string() {
-        return Err(bad(&format!(
-            "format {ver} is not supported by this msgfs (it reads format {FORMAT_VERSION})"
-        )));
+        return Err(bad(&format!("format {ver} is not supported by this msgfs (it reads format {FORMAT_VERSION})")));
     }
-    let hex = lines
-        .next()
-        .and_then(|l| l.strip_prefix("id "))
-        .ok_or_else(|| bad("no id line"))?;
+    let hex = lines.next().and_then(|l| l.strip_prefix("id ")).ok_or_else(|| bad("no id line"))?;
     let mut id = [0u8; 16];
     if hex.len() != 32 {
         return Err(bad("store id is not 32 hex digits"));
     }
     for (i, b) in id.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| bad("store id is not hex"))?;
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("store id is not hex"))?;
     }
     Ok(id)
 }
@@ -92,14 +83,9 @@ fn take_lock(dir: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
     // SAFETY: flock on a descriptor we own; non-blocking, so it cannot hang.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::InUse {
-            path: dir.to_path_buf(),
-            holder: holder_of(&mut f),
-        });
+        return Err(Error::InUse { path: dir.to_path_buf(), holder: holder_of(&mut f) });
     }
-    let cmd = std::fs::read_to_string("/proc/self/cmdline")
-        .unwrap_or_default()
-        .replace('\0', " ");
+    let cmd = std::fs::read_to_string("/proc/self/cmdline").unwrap_or_default().replace('\0', " ");
     let _ = f.set_len(0);
     let _ = f.rewind();
     let _ = write!(f, "process {} ({})\n", std::process::id(), cmd.trim());
@@ -108,22 +94,14 @@ fn take_lock(dir: &Path) -> Result<File> {
 
 pub fn open(path: &Path, opts: Options) -> Result<Store> {
     if opts.create {
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
     } else if !path.join(FORMAT_FILE).exists() {
         return Err(Error::io(
             format!("{}", path.display()),
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no msgfs store here (run `msgfs init` to create one)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no msgfs store here (run `msgfs init` to create one)"),
         ));
     }
-    let lock = if opts.read_only {
-        None
-    } else {
-        Some(take_lock(path)?)
-    };
+    let lock = if opts.read_only { None } else { Some(take_lock(path)?) };
     let vfs: Arc<dyn Vfs> = Arc::new(RealVfs::new(path));
     open_vfs(vfs, Some(path.to_path_buf()), opts, lock)
 }
@@ -152,16 +130,10 @@ fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
         }
     }
     for b in 0..256u32 {
-        vfs.sync_dir(Path::new(&format!("{OBJECTS_DIR}/{b:02x}")))
-            .map_err(io("sync objects/"))?;
+        vfs.sync_dir(Path::new(&format!("{OBJECTS_DIR}/{b:02x}"))).map_err(io("sync objects/"))?;
     }
     let (uid, gid) = unsafe_ids();
-    let attrs = Attrs {
-        mode: libc::S_IFDIR | 0o700,
-        uid,
-        gid,
-        mtime: now_ns(),
-    };
+    let attrs = Attrs { mode: libc::S_IFDIR | 0o700, uid, gid, mtime: now_ns() };
     let mut recs = vec![Record::FolderAttrs { id: ROOT, attrs }];
     for (i, name) in DEFAULT_FOLDERS.iter().enumerate() {
         recs.push(Record::FolderCreate {
@@ -172,28 +144,19 @@ fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
         });
     }
     let seg = log::segment_path(1);
-    let f = vfs
-        .open(&seg, OpenMode::CreateTruncate)
-        .map_err(io("create the first log segment"))?;
-    f.write_all_at(&log::encode_frame(1, &recs), 0)
-        .map_err(io("write the first log segment"))?;
+    let f = vfs.open(&seg, OpenMode::CreateTruncate).map_err(io("create the first log segment"))?;
+    f.write_all_at(&log::encode_frame(1, &recs), 0).map_err(io("write the first log segment"))?;
     f.sync().map_err(io("sync the first log segment"))?;
     for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR] {
-        vfs.sync_dir(Path::new(d))
-            .map_err(io(format!("sync {d}/")))?;
+        vfs.sync_dir(Path::new(d)).map_err(io(format!("sync {d}/")))?;
     }
     let id = super::open::random_id();
     let tmp = format!("{FORMAT_FILE}.tmp");
-    let f = vfs
-        .open(Path::new(&tmp), OpenMode::CreateTruncate)
-        .map_err(io("create the format file"))?;
-    f.write_all_at(format_text(&id).as_bytes(), 0)
-        .map_err(io("write the format file"))?;
+    let f = vfs.open(Path::new(&tmp), OpenMode::CreateTruncate).map_err(io("create the format file"))?;
+    f.write_all_at(format_text(&id).as_bytes(), 0).map_err(io("write the format file"))?;
     f.sync().map_err(io("sync the format file"))?;
-    vfs.rename(Path::new(&tmp), Path::new(FORMAT_FILE))
-        .map_err(io("rename the format file"))?;
-    vfs.sync_dir(Path::new(""))
-        .map_err(io("sync the store directory"))?;
+    vfs.rename(Path::new(&tmp), Path::new(FORMAT_FILE)).map_err(io("rename the format file"))?;
+    vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
     Ok(id)
 }
 
@@ -202,16 +165,9 @@ fn unsafe_ids() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
-pub fn open_vfs(
-    vfs: Arc<dyn Vfs>,
-    path: Option<PathBuf>,
-    opts: Options,
-    lock: Option<File>,
-) -> Result<Store> {
+pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: Option<File>) -> Result<Store> {
     let store_id = if vfs.exists(Path::new(FORMAT_FILE)) {
-        let f = vfs
-            .open(Path::new(FORMAT_FILE), OpenMode::Read)
-            .map_err(io("open the format file"))?;
+        let f = vfs.open(Path::new(FORMAT_FILE), OpenMode::Read).map_err(io("open the format file"))?;
         let text = f.read_all().map_err(io("read the format file"))?;
         parse_format(&String::from_utf8_lossy(&text))?
     } else if opts.create && !opts.read_only {
@@ -219,30 +175,16 @@ pub fn open_vfs(
     } else {
         return Err(Error::io(
             "open store",
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no msgfs store here (run `msgfs init` to create one)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no msgfs store here (run `msgfs init` to create one)"),
         ));
     };
     let was_clean = vfs.exists(Path::new(CLEAN_FILE));
-    let mut report = OpenReport {
-        was_clean,
-        ..Default::default()
-    };
+    let mut report = OpenReport { was_clean, ..Default::default() };
 
     // The checkpoint, then every frame after it, in order.
     let (mut ix, ck_seq) = match checkpoint::read(&*vfs)? {
         Some((ix, seq)) => (ix, seq),
-        None => (
-            Index::new_store(Attrs {
-                mode: libc::S_IFDIR | 0o700,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            }),
-            0,
-        ),
+        None => (Index::new_store(Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 }), 0),
     };
     let segments = log::list_segments(&*vfs)?;
     let mut next_seq = ck_seq + 1;
@@ -268,20 +210,13 @@ pub fn open_vfs(
             if fr.first_seq != next_seq {
                 return Err(Error::corrupt(
                     format!("{place} at byte {}", fr.offset),
-                    format!(
-                        "frame starts at sequence {} where {} was expected (log missing)",
-                        fr.first_seq, next_seq
-                    ),
+                    format!("frame starts at sequence {} where {} was expected (log missing)", fr.first_seq, next_seq),
                 ));
             }
             for (k, r) in fr.records.iter().enumerate() {
                 ix.validate(r).map_err(|e| {
                     Error::corrupt(
-                        format!(
-                            "{place} at byte {} (record {})",
-                            fr.offset,
-                            fr.first_seq + k as u64
-                        ),
+                        format!("{place} at byte {} (record {})", fr.offset, fr.first_seq + k as u64),
                         format!("record cannot apply: {e}"),
                     )
                 })?;
@@ -292,16 +227,14 @@ pub fn open_vfs(
         }
         let mut len = seg.len;
         if let Some(at) = seg.torn_at {
-            report.torn_tail_cut =
-                Some(format!("{place}: {} bytes cut at byte {at}", seg.len - at));
+            report.torn_tail_cut = Some(format!("{place}: {} bytes cut at byte {at}", seg.len - at));
             if !opts.read_only {
-                let f = vfs
-                    .open(path, OpenMode::ReadWrite)
-                    .map_err(io(format!("open {place}")))?;
-                f.set_len(at)
-                    .map_err(io(format!("cut the torn tail of {place}")))?;
+                let f = vfs.open(path, OpenMode::ReadWrite).map_err(io(format!("open {place}")))?;
+                f.set_len(at).map_err(io(format!("cut the torn tail of {place}")))?;
                 f.sync().map_err(io(format!("sync {place}")))?;
-                ::log::warn!("cut a torn tail at {place} byte {at}: a commit was interrupted before it was acknowledged");
+                ::log::warn!(
+                    "cut a torn tail at {place} byte {at}: a commit was interrupted before it was acknowledged"
+                );
             }
             len = at;
         }
@@ -312,10 +245,8 @@ pub fn open_vfs(
     if !opts.read_only {
         // From here on the store is being changed: it is no longer cleanly closed.
         if was_clean {
-            vfs.remove_file(Path::new(CLEAN_FILE))
-                .map_err(io("remove the clean marker"))?;
-            vfs.sync_dir(Path::new(""))
-                .map_err(io("sync the store directory"))?;
+            vfs.remove_file(Path::new(CLEAN_FILE)).map_err(io("remove the clean marker"))?;
+            vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
         }
         report.removed_staging = clear_staging(&*vfs)?;
         if !was_clean {
@@ -328,61 +259,35 @@ pub fn open_vfs(
     } else {
         match last_writer {
             Some((first, len)) if len < log::SEGMENT_BYTES => {
-                let file = vfs
-                    .open(&log::segment_path(first), OpenMode::ReadWrite)
-                    .map_err(io("open the log"))?;
-                Some(log::Writer {
-                    file,
-                    first_seq: first,
-                    len,
-                })
+                let file = vfs.open(&log::segment_path(first), OpenMode::ReadWrite).map_err(io("open the log"))?;
+                Some(log::Writer { file, first_seq: first, len })
             }
             _ => {
                 let p = log::segment_path(next_seq);
-                let file = vfs
-                    .open(&p, OpenMode::CreateTruncate)
-                    .map_err(io("create a log segment"))?;
-                vfs.sync_dir(Path::new(log::LOG_DIR))
-                    .map_err(io("sync log/"))?;
-                Some(log::Writer {
-                    file,
-                    first_seq: next_seq,
-                    len: 0,
-                })
+                let file = vfs.open(&p, OpenMode::CreateTruncate).map_err(io("create a log segment"))?;
+                vfs.sync_dir(Path::new(log::LOG_DIR)).map_err(io("sync log/"))?;
+                Some(log::Writer { file, first_seq: next_seq, len: 0 })
             }
         }
     };
-    let log_state = LogState {
-        writer,
-        next_seq,
-        bytes_since_checkpoint,
-    };
+    let log_state = LogState { writer, next_seq, bytes_since_checkpoint };
     if !was_clean && !opts.read_only {
         ::log::info!(
             "store was not closed cleanly: replayed {} records, removed {} unreferenced objects{}",
             report.replayed_records,
             report.removed_objects,
-            report
-                .torn_tail_cut
-                .as_ref()
-                .map(|t| format!(", torn tail: {t}"))
-                .unwrap_or_default()
+            report.torn_tail_cut.as_ref().map(|t| format!(", torn tail: {t}")).unwrap_or_default()
         );
     }
-    Ok(Store::from_parts(
-        vfs, ix, log_state, store_id, path, &opts, lock, report,
-    ))
+    Ok(Store::from_parts(vfs, ix, log_state, store_id, path, &opts, lock, report))
 }
 
 /// Remove every file in `staging/`: private copies of transactions that ended with the
 /// process that held them.
 fn clear_staging(vfs: &dyn Vfs) -> Result<u64> {
-    let names = vfs
-        .read_dir(Path::new(STAGING_DIR))
-        .map_err(io("list staging/"))?;
+    let names = vfs.read_dir(Path::new(STAGING_DIR)).map_err(io("list staging/"))?;
     for n in &names {
-        vfs.remove_file(&Path::new(STAGING_DIR).join(n))
-            .map_err(io(format!("remove staging/{n}")))?;
+        vfs.remove_file(&Path::new(STAGING_DIR).join(n)).map_err(io(format!("remove staging/{n}")))?;
     }
     Ok(names.len() as u64)
 }
@@ -398,30 +303,19 @@ fn collect_garbage(vfs: &dyn Vfs, ix: &Index) -> Result<u64> {
     let mut removed = 0;
     for b in 0..256u32 {
         let dir = PathBuf::from(format!("{OBJECTS_DIR}/{b:02x}"));
-        for n in vfs
-            .read_dir(&dir)
-            .map_err(io(format!("list {}", dir.display())))?
-        {
+        for n in vfs.read_dir(&dir).map_err(io(format!("list {}", dir.display())))? {
             let p = dir.join(&n);
             if live.contains(&p) {
                 seen += 1;
             } else {
-                vfs.remove_file(&p)
-                    .map_err(io(format!("remove {}", p.display())))?;
+                vfs.remove_file(&p).map_err(io(format!("remove {}", p.display())))?;
                 removed += 1;
             }
         }
     }
     if seen != live.len() {
-        let missing = live
-            .iter()
-            .find(|p| !vfs.exists(p))
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        return Err(Error::corrupt(
-            missing,
-            "a message's content object is missing",
-        ));
+        let missing = live.iter().find(|p| !vfs.exists(p)).map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(Error::corrupt(missing, "a message's content object is missing"));
     }
     Ok(removed)
 }

@@ -51,17 +51,8 @@ impl Default for SimFs {
 
 impl SimFs {
     pub fn new() -> SimFs {
-        let mut st = State {
-            next: 1,
-            ..Default::default()
-        };
-        st.nodes.insert(
-            0,
-            Node {
-                dir: true,
-                ..Default::default()
-            },
-        );
+        let mut st = State { next: 1, ..Default::default() };
+        st.nodes.insert(0, Node { dir: true, ..Default::default() });
         SimFs(Arc::new(Mutex::new(st)))
     }
 
@@ -94,10 +85,7 @@ impl SimFs {
     /// `torn` bytes of unsynced data appended to each file (a torn write).
     pub fn recover(&self, torn: usize) -> SimFs {
         let st = self.0.lock().unwrap();
-        let mut out = State {
-            next: st.next,
-            ..Default::default()
-        };
+        let mut out = State { next: st.next, ..Default::default() };
         let mut stack = vec![0u64];
         while let Some(ino) = stack.pop() {
             if out.nodes.contains_key(&ino) {
@@ -169,11 +157,9 @@ fn resolve(st: &State, path: &Path) -> Option<Ino> {
 
 fn split(st: &State, path: &Path) -> io::Result<(Ino, String)> {
     let mut ps = parts(path);
-    let name = ps
-        .pop()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let parent = resolve(st, &ps.iter().collect::<PathBuf>())
-        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    let name = ps.pop().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let parent =
+        resolve(st, &ps.iter().collect::<PathBuf>()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
     if !st.nodes[&parent].dir {
         return Err(io::Error::from(io::ErrorKind::NotADirectory));
     }
@@ -238,11 +224,7 @@ impl VfsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut st = self.fs.live()?;
         SimFs::count_write(&mut st)?;
-        st.nodes
-            .get_mut(&self.ino)
-            .unwrap()
-            .data
-            .resize(len as usize, 0);
+        st.nodes.get_mut(&self.ino).unwrap().data.resize(len as usize, 0);
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {
@@ -266,12 +248,8 @@ impl Vfs for SimFs {
         let existing = resolve(&st, path);
         let ino = match (mode, existing) {
             (OpenMode::Read | OpenMode::ReadWrite, Some(i)) => i,
-            (OpenMode::Read | OpenMode::ReadWrite, None) => {
-                return Err(io::Error::from(io::ErrorKind::NotFound))
-            }
-            (OpenMode::CreateNew, Some(_)) => {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists))
-            }
+            (OpenMode::Read | OpenMode::ReadWrite, None) => return Err(io::Error::from(io::ErrorKind::NotFound)),
+            (OpenMode::CreateNew, Some(_)) => return Err(io::Error::from(io::ErrorKind::AlreadyExists)),
             (OpenMode::CreateTruncate, Some(i)) => {
                 SimFs::count_write(&mut st)?;
                 st.nodes.get_mut(&i).unwrap().data.clear();
@@ -290,10 +268,7 @@ impl Vfs for SimFs {
         if st.nodes[&ino].dir {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
         }
-        Ok(Box::new(SimFile {
-            fs: self.clone(),
-            ino,
-        }))
+        Ok(Box::new(SimFile { fs: self.clone(), ino }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.live()?;
@@ -322,12 +297,7 @@ impl Vfs for SimFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.live()?;
         let (p, name) = split(&st, path)?;
-        st.nodes
-            .get_mut(&p)
-            .unwrap()
-            .entries
-            .remove(&name)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        st.nodes.get_mut(&p).unwrap().entries.remove(&name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         Ok(())
     }
     fn create_dir(&self, path: &Path) -> io::Result<()> {
@@ -338,13 +308,7 @@ impl Vfs for SimFs {
         }
         let i = st.next;
         st.next += 1;
-        st.nodes.insert(
-            i,
-            Node {
-                dir: true,
-                ..Default::default()
-            },
-        );
+        st.nodes.insert(i, Node { dir: true, ..Default::default() });
         st.nodes.get_mut(&p).unwrap().entries.insert(name, i);
         Ok(())
     }

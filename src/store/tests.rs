@@ -9,33 +9,16 @@ use super::vfs::Vfs;
 use super::*;
 
 fn attrs() -> Attrs {
-    Attrs {
-        mode: libc::S_IFREG | 0o600,
-        uid: 0,
-        gid: 0,
-        mtime: 1,
-    }
+    Attrs { mode: libc::S_IFREG | 0o600, uid: 0, gid: 0, mtime: 1 }
 }
 
 fn dir_attrs() -> Attrs {
-    Attrs {
-        mode: libc::S_IFDIR | 0o700,
-        uid: 0,
-        gid: 0,
-        mtime: 1,
-    }
+    Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 1 }
 }
 
 fn sim_store() -> (SimFs, Store) {
     let fs = SimFs::new();
-    let st = Store::open_vfs(
-        Arc::new(fs.clone()),
-        Options {
-            create: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
     (fs, st)
 }
 
@@ -63,17 +46,11 @@ fn new_message_gets_its_entry_id_at_first_save() {
     let (_fs, st) = sim_store();
     let mut t = st.begin_new(inbox(&st), "a.eml").unwrap();
     assert_eq!(t.saved_id(), None);
-    assert!(
-        st.lookup(inbox(&st), "a.eml").is_err(),
-        "not visible in the store before its save"
-    );
+    assert!(st.lookup(inbox(&st), "a.eml").is_err(), "not visible in the store before its save");
     t.write_at(b"Subject: a\r\n\r\nhello", 0).unwrap();
     let out = t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
     assert_eq!(t.saved_id(), Some(out.id));
-    assert_eq!(
-        st.lookup(inbox(&st), "a.eml").unwrap(),
-        Entry::Message(out.id)
-    );
+    assert_eq!(st.lookup(inbox(&st), "a.eml").unwrap(), Entry::Message(out.id));
     assert_eq!(st.read_message(out.id).unwrap(), b"Subject: a\r\n\r\nhello");
 }
 
@@ -86,10 +63,7 @@ fn first_save_wins_and_a_later_save_gets_object_changed() {
     a.write_at(b"AA", 0).unwrap();
     b.write_at(b"BB", 0).unwrap();
     let va = a.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
-    assert!(matches!(
-        b.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)),
-        Err(Error::ObjectChanged)
-    ));
+    assert!(matches!(b.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)), Err(Error::ObjectChanged)));
     // The loser keeps its transaction and its changes.
     assert!(b.is_dirty());
     let mut buf = [0u8; 2];
@@ -111,10 +85,7 @@ fn save_after_delete_gets_object_deleted_even_with_force() {
     t.write_at(b"v2", 0).unwrap();
     st.delete_message(id).unwrap();
     assert!(matches!(t.save(SaveFlags(0)), Err(Error::ObjectDeleted)));
-    assert!(matches!(
-        t.save(SaveFlags(SaveFlags::FORCE_SAVE)),
-        Err(Error::ObjectDeleted)
-    ));
+    assert!(matches!(t.save(SaveFlags(SaveFlags::FORCE_SAVE)), Err(Error::ObjectDeleted)));
     assert!(t.is_dirty(), "changes kept after the failed save");
     // The content can still be saved elsewhere.
     let out = t.save_as_new(inbox(&st), "m (conflict 1).eml").unwrap();
@@ -139,20 +110,12 @@ fn keep_open_flags_decide_what_the_transaction_may_do_next() {
     let mut u = st.begin(id).unwrap();
     u.write_at(b"v4", 0).unwrap();
     u.save(SaveFlags(0)).unwrap();
-    assert!(
-        matches!(u.save(SaveFlags(0)), Err(Error::NotPermitted)),
-        "closed after a plain save"
-    );
+    assert!(matches!(u.save(SaveFlags(0)), Err(Error::NotPermitted)), "closed after a plain save");
     assert!(matches!(
-        st.begin(id).unwrap().save(SaveFlags(
-            SaveFlags::KEEP_OPEN_READONLY | SaveFlags::KEEP_OPEN_READWRITE
-        )),
+        st.begin(id).unwrap().save(SaveFlags(SaveFlags::KEEP_OPEN_READONLY | SaveFlags::KEEP_OPEN_READWRITE)),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(
-        st.begin(id).unwrap().save(SaveFlags(0x100)),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(st.begin(id).unwrap().save(SaveFlags(0x100)), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
@@ -176,16 +139,11 @@ fn a_reader_keeps_its_version_while_others_save() {
     t.set_len(0).unwrap();
     t.write_at(b"second", 0).unwrap();
     t.save(SaveFlags(0)).unwrap();
-    st.delete_message(save_new(&st, inbox(&st), "other.eml", b"x"))
-        .unwrap();
+    st.delete_message(save_new(&st, inbox(&st), "other.eml", b"x")).unwrap();
     assert_eq!(view.file.read_all().unwrap(), b"version one");
     assert_eq!(st.read_message(id).unwrap(), b"second");
     st.delete_message(id).unwrap();
-    assert_eq!(
-        view.file.read_all().unwrap(),
-        b"version one",
-        "still readable after delete"
-    );
+    assert_eq!(view.file.read_all().unwrap(), b"version one", "still readable after delete");
 }
 
 #[test]
@@ -195,10 +153,7 @@ fn versions_grow_and_entry_ids_survive_moves_and_renames() {
     let v1 = st.index().messages[&id].version;
     let drafts = st.folder_by_path("Drafts").unwrap();
     st.move_message(id, drafts, "renamed.eml").unwrap();
-    assert_eq!(
-        st.lookup(drafts, "renamed.eml").unwrap(),
-        Entry::Message(id)
-    );
+    assert_eq!(st.lookup(drafts, "renamed.eml").unwrap(), Entry::Message(id));
     assert_eq!(st.index().messages[&id].version, v1, "a move is not a save");
     let mut t = st.begin(id).unwrap();
     t.write_at(b"v2", 0).unwrap();
@@ -226,50 +181,25 @@ fn rename_over_makes_a_new_version_of_the_target() {
 fn folder_rules() {
     let (_fs, st) = sim_store();
     let ib = inbox(&st);
-    assert!(matches!(
-        st.create_folder(ROOT, "Inbox", dir_attrs()),
-        Err(Error::Exists)
-    ));
-    assert!(matches!(
-        st.create_folder(ROOT, "a/b", dir_attrs()),
-        Err(Error::InvalidName(_))
-    ));
-    assert!(matches!(
-        st.create_folder(ROOT, "..", dir_attrs()),
-        Err(Error::InvalidName(_))
-    ));
-    assert!(matches!(
-        st.create_folder(ROOT, &"x".repeat(256), dir_attrs()),
-        Err(Error::InvalidName(_))
-    ));
+    assert!(matches!(st.create_folder(ROOT, "Inbox", dir_attrs()), Err(Error::Exists)));
+    assert!(matches!(st.create_folder(ROOT, "a/b", dir_attrs()), Err(Error::InvalidName(_))));
+    assert!(matches!(st.create_folder(ROOT, "..", dir_attrs()), Err(Error::InvalidName(_))));
+    assert!(matches!(st.create_folder(ROOT, &"x".repeat(256), dir_attrs()), Err(Error::InvalidName(_))));
     let sub = st.create_folder(ib, "Sub", dir_attrs()).unwrap();
     let deeper = st.create_folder(sub, "Deeper", dir_attrs()).unwrap();
     assert!(matches!(st.delete_folder(ib), Err(Error::NotEmpty)));
-    assert!(matches!(
-        st.move_folder(ib, deeper, "Loop"),
-        Err(Error::Cycle)
-    ));
-    assert!(matches!(
-        st.move_folder(sub, sub, "Self"),
-        Err(Error::Cycle)
-    ));
-    assert!(matches!(
-        st.move_folder(ROOT, ib, "x"),
-        Err(Error::NotPermitted)
-    ));
+    assert!(matches!(st.move_folder(ib, deeper, "Loop"), Err(Error::Cycle)));
+    assert!(matches!(st.move_folder(sub, sub, "Self"), Err(Error::Cycle)));
+    assert!(matches!(st.move_folder(ROOT, ib, "x"), Err(Error::NotPermitted)));
     st.move_folder(sub, ROOT, "Projects").unwrap();
     assert_eq!(st.folder_by_path("Projects/Deeper").unwrap(), deeper);
     save_new(&st, deeper, "m.eml", b"x");
     assert!(matches!(st.delete_folder(deeper), Err(Error::NotEmpty)));
     // A message and a folder share one namespace.
-    assert!(matches!(
-        st.create_folder(deeper, "m.eml", dir_attrs()),
-        Err(Error::Exists)
-    ));
+    assert!(matches!(st.create_folder(deeper, "m.eml", dir_attrs()), Err(Error::Exists)));
     let mut t = st.begin_new(deeper, "m.eml").unwrap();
     assert!(matches!(t.save(SaveFlags(0)), Err(Error::Exists)));
-    st.delete_folder(st.folder_by_path("Deleted Items").unwrap())
-        .unwrap();
+    st.delete_folder(st.folder_by_path("Deleted Items").unwrap()).unwrap();
     assert!(st.folder_by_path("Deleted Items").is_err());
 }
 
@@ -278,33 +208,13 @@ fn xattrs_and_attributes_are_stored() {
     let (_fs, st) = sim_store();
     let id = save_new(&st, inbox(&st), "m.eml", b"x");
     let set = |name: &str, v: &[u8], create, replace| AttrChange {
-        xattrs: vec![XattrChange::Set {
-            name: name.into(),
-            value: v.to_vec(),
-            create,
-            replace,
-        }],
+        xattrs: vec![XattrChange::Set { name: name.into(), value: v.to_vec(), create, replace }],
         ..Default::default()
     };
-    st.set_message_attrs(id, set("user.k", b"v", true, false))
-        .unwrap();
-    assert!(matches!(
-        st.set_message_attrs(id, set("user.k", b"v", true, false)),
-        Err(Error::Exists)
-    ));
-    assert!(matches!(
-        st.set_message_attrs(id, set("user.z", b"v", false, true)),
-        Err(Error::NoAttribute)
-    ));
-    st.set_message_attrs(
-        id,
-        AttrChange {
-            mode: Some(0o640),
-            mtime: Some(42),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    st.set_message_attrs(id, set("user.k", b"v", true, false)).unwrap();
+    assert!(matches!(st.set_message_attrs(id, set("user.k", b"v", true, false)), Err(Error::Exists)));
+    assert!(matches!(st.set_message_attrs(id, set("user.z", b"v", false, true)), Err(Error::NoAttribute)));
+    st.set_message_attrs(id, AttrChange { mode: Some(0o640), mtime: Some(42), ..Default::default() }).unwrap();
     {
         let ix = st.index();
         let m = &ix.messages[&id];
@@ -315,12 +225,7 @@ fn xattrs_and_attributes_are_stored() {
     }
     st.set_message_attrs(
         id,
-        AttrChange {
-            xattrs: vec![XattrChange::Remove {
-                name: "user.k".into(),
-            }],
-            ..Default::default()
-        },
+        AttrChange { xattrs: vec![XattrChange::Remove { name: "user.k".into() }], ..Default::default() },
     )
     .unwrap();
     assert!(st.index().messages[&id].xattrs.is_none());
@@ -329,28 +234,13 @@ fn xattrs_and_attributes_are_stored() {
 #[test]
 fn everything_survives_a_clean_reopen_and_a_checkpoint() {
     let fs = SimFs::new();
-    let opts = Options {
-        create: true,
-        checkpoint_bytes: 300,
-        ..Default::default()
-    };
+    let opts = Options { create: true, checkpoint_bytes: 300, ..Default::default() };
     let st = Store::open_vfs(Arc::new(fs.clone()), opts.clone()).unwrap();
     let mut ids = vec![];
     for i in 0..30 {
-        ids.push(save_new(
-            &st,
-            inbox(&st),
-            &format!("{i}.eml"),
-            format!("body {i}").as_bytes(),
-        ));
+        ids.push(save_new(&st, inbox(&st), &format!("{i}.eml"), format!("body {i}").as_bytes()));
     }
-    assert!(
-        st.shared()
-            .stats
-            .checkpoints
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    assert!(st.shared().stats.checkpoints.load(std::sync::atomic::Ordering::Relaxed) > 0);
     let before = snapshot(&st);
     st.close().unwrap();
     let st = Store::open_vfs(Arc::new(fs.clone()), opts).unwrap();
@@ -362,14 +252,7 @@ fn everything_survives_a_clean_reopen_and_a_checkpoint() {
 #[test]
 fn a_second_open_of_a_real_store_names_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let st = Store::open(
-        dir.path(),
-        Options {
-            create: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let st = Store::open(dir.path(), Options { create: true, ..Default::default() }).unwrap();
     match Store::open(dir.path(), Options::default()) {
         Err(Error::InUse { holder, .. }) => {
             assert!(holder.contains(&std::process::id().to_string()), "{holder}")
@@ -377,10 +260,7 @@ fn a_second_open_of_a_real_store_names_the_holder() {
         other => panic!("expected InUse, got {:?}", other.err()),
     }
     st.close().unwrap();
-    Store::open(dir.path(), Options::default())
-        .unwrap()
-        .close()
-        .unwrap();
+    Store::open(dir.path(), Options::default()).unwrap().close().unwrap();
 }
 
 #[test]
@@ -395,22 +275,12 @@ fn check_names_a_damaged_object_and_a_damaged_log_frame() {
     fs.corrupt_byte(&object_path(id, v), 3);
     let r = check::check(&fs);
     assert!(!r.ok());
-    assert!(
-        r.damage[0].0.contains(&format!("{id:016x}")),
-        "{:?}",
-        r.damage
-    );
+    assert!(r.damage[0].0.contains(&format!("{id:016x}")), "{:?}", r.damage);
     fs.corrupt_byte(&object_path(id, v), 3);
     // A flipped byte in the first frame, with good frames after it: damage, not a torn tail.
     fs.corrupt_byte(std::path::Path::new("log/0000000000000001.log"), 30);
     let r = check::check(&fs);
-    assert!(
-        r.damage
-            .iter()
-            .any(|(p, _)| p.contains("log/0000000000000001.log")),
-        "{:?}",
-        r.damage
-    );
+    assert!(r.damage.iter().any(|(p, _)| p.contains("log/0000000000000001.log")), "{:?}", r.damage);
     match Store::open_vfs(Arc::new(fs.clone()), Options::default()) {
         Err(Error::Corrupt { place, .. }) => {
             assert!(place.contains("log/0000000000000001.log"), "{place}")
@@ -437,10 +307,7 @@ fn snapshot(st: &Store) -> Snap {
     }
     for (id, m) in &ix.messages {
         let body = st.read_message(*id).unwrap();
-        out.insert(
-            format!("{}/{}", ix.folder_path(m.folder), m.name),
-            (Some(*id), body, m.attrs.mode & 0o7777),
-        );
+        out.insert(format!("{}/{}", ix.folder_path(m.folder), m.name), (Some(*id), body, m.attrs.mode & 0o7777));
     }
     out
 }
@@ -472,29 +339,21 @@ fn random_op(st: &Store, rng: &mut Rng, step: usize) -> std::result::Result<bool
     };
     let pick = |rng: &mut Rng, v: &[Id]| v[rng.below(v.len() as u64) as usize];
     let res = match rng.below(10) {
-        0 if !folders.is_empty() => st
-            .create_folder(pick(rng, &folders), &format!("f{step}"), dir_attrs())
-            .map(drop),
+        0 if !folders.is_empty() => st.create_folder(pick(rng, &folders), &format!("f{step}"), dir_attrs()).map(drop),
         1..=3 if !folders.is_empty() => {
-            let body = format!(
-                "Subject: {step}\r\n\r\n{}",
-                "x".repeat(rng.below(3000) as usize)
-            );
-            st.begin_new(pick(rng, &folders), &format!("m{step}.eml"))
-                .and_then(|mut t| {
-                    t.write_at(body.as_bytes(), 0)?;
-                    t.save(SaveFlags(0)).map(drop)
-                })
+            let body = format!("Subject: {step}\r\n\r\n{}", "x".repeat(rng.below(3000) as usize));
+            st.begin_new(pick(rng, &folders), &format!("m{step}.eml")).and_then(|mut t| {
+                t.write_at(body.as_bytes(), 0)?;
+                t.save(SaveFlags(0)).map(drop)
+            })
         }
         4 | 5 if !messages.is_empty() => st.begin(pick(rng, &messages)).and_then(|mut t| {
             t.write_at(format!("edit {step}").as_bytes(), rng.below(50))?;
             t.save(SaveFlags(0)).map(drop)
         }),
-        6 if !messages.is_empty() && !folders.is_empty() => st.move_message(
-            pick(rng, &messages),
-            pick(rng, &folders),
-            &format!("mv{step}.eml"),
-        ),
+        6 if !messages.is_empty() && !folders.is_empty() => {
+            st.move_message(pick(rng, &messages), pick(rng, &folders), &format!("mv{step}.eml"))
+        }
         7 if !messages.is_empty() => st.delete_message(pick(rng, &messages)),
         8 if !folders.is_empty() => {
             let f = pick(rng, &folders);
@@ -507,13 +366,7 @@ fn random_op(st: &Store, rng: &mut Rng, step: usize) -> std::result::Result<bool
         9 if messages.len() >= 2 => {
             let (a, b) = (pick(rng, &messages), pick(rng, &messages));
             if a == b {
-                st.set_message_attrs(
-                    a,
-                    AttrChange {
-                        mode: Some(0o600 | (step as u32 & 0o44)),
-                        ..Default::default()
-                    },
-                )
+                st.set_message_attrs(a, AttrChange { mode: Some(0o600 | (step as u32 & 0o44)), ..Default::default() })
             } else {
                 st.rename_over(a, b).map(drop)
             }
@@ -554,20 +407,12 @@ fn run_workload(fs: &SimFs, opts: &Options) -> (Vec<Snap>, bool) {
 
 #[test]
 fn after_a_crash_at_every_sync_the_store_holds_exactly_what_was_acknowledged() {
-    let opts = Options {
-        create: true,
-        checkpoint_bytes: 4000,
-        ..Default::default()
-    };
+    let opts = Options { create: true, checkpoint_bytes: 4000, ..Default::default() };
     let clean = SimFs::new();
     let (all, crashed) = run_workload(&clean, &opts);
     assert!(!crashed);
     let total_syncs = clean.syncs();
-    assert!(
-        all.len() > STEPS / 2,
-        "the workload should mostly succeed ({} acknowledged)",
-        all.len()
-    );
+    assert!(all.len() > STEPS / 2, "the workload should mostly succeed ({} acknowledged)", all.len());
     for n in 1..=total_syncs {
         for torn in [0usize, 9, 1 << 20] {
             let fs = SimFs::new();
@@ -581,15 +426,13 @@ fn after_a_crash_at_every_sync_the_store_holds_exactly_what_was_acknowledged() {
             // What was acknowledged last must be there; the one operation in flight at the
             // crash may have reached the disk or not, so the next state is also allowed.
             let k = snaps.len();
-            let ok = (k == 0 && got == all[0])
-                || (k > 0 && got == snaps[k - 1])
-                || (k < all.len() && got == all[k]);
-            assert!(ok, "crash at sync {n} (torn {torn}): state after reopen is neither the acknowledged one nor the next");
+            let ok = (k == 0 && got == all[0]) || (k > 0 && got == snaps[k - 1]) || (k < all.len() && got == all[k]);
+            assert!(
+                ok,
+                "crash at sync {n} (torn {torn}): state after reopen is neither the acknowledged one nor the next"
+            );
             // The reopened store works and checks clean.
-            let f = st
-                .folder_by_path("Inbox")
-                .ok()
-                .or_else(|| st.index().folders.keys().copied().find(|i| *i != ROOT));
+            let f = st.folder_by_path("Inbox").ok().or_else(|| st.index().folders.keys().copied().find(|i| *i != ROOT));
             if let Some(f) = f {
                 save_new(&st, f, "after-crash.eml", b"still works");
             }
@@ -604,31 +447,18 @@ fn after_a_crash_at_every_sync_the_store_holds_exactly_what_was_acknowledged() {
 fn a_full_disk_fails_the_save_and_leaves_the_store_as_it_was() {
     for n in 1..40 {
         let fs = SimFs::new();
-        let st = Store::open_vfs(
-            Arc::new(fs.clone()),
-            Options {
-                create: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
         let id = save_new(&st, inbox(&st), "m.eml", b"before");
         let before = snapshot(&st);
         fs.fail_write(n);
         let mut t = st.begin(id).unwrap();
-        let r = t
-            .write_at(b"after!", 0)
-            .and_then(|_| t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)));
+        let r = t.write_at(b"after!", 0).and_then(|_| t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)));
         match r {
             Ok(_) => continue, // the failure fell outside this save
             Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ENOSPC)),
             Err(e) => panic!("unexpected error {e}"),
         }
-        assert_eq!(
-            snapshot(&st),
-            before,
-            "write {n}: store changed by a failed save"
-        );
+        assert_eq!(snapshot(&st), before, "write {n}: store changed by a failed save");
         drop(t);
         st.close().unwrap();
         let st = Store::open_vfs(Arc::new(fs.clone()), Options::default()).unwrap();
@@ -640,14 +470,7 @@ fn a_full_disk_fails_the_save_and_leaves_the_store_as_it_was() {
 #[test]
 fn concurrent_saves_share_log_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let st = Store::open(
-        dir.path(),
-        Options {
-            create: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let st = Store::open(dir.path(), Options { create: true, ..Default::default() }).unwrap();
     let ib = inbox(&st);
     let threads: Vec<_> = (0..8)
         .map(|w| {
@@ -662,11 +485,7 @@ fn concurrent_saves_share_log_syncs() {
     for t in threads {
         t.join().unwrap();
     }
-    let frames = st
-        .shared()
-        .stats
-        .frames
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let frames = st.shared().stats.frames.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(st.index().messages.len(), 200);
     assert!(frames <= 200, "never more frames than saves");
     st.close().unwrap();
@@ -683,10 +502,7 @@ fn freeze_holds_mutations_until_thaw() {
     let ib = inbox(&st);
     let h = std::thread::spawn(move || save_new(&st2, ib, "held.eml", b"x"));
     std::thread::sleep(std::time::Duration::from_millis(100));
-    assert!(
-        st.lookup(ib, "held.eml").is_err(),
-        "a save went through during a freeze"
-    );
+    assert!(st.lookup(ib, "held.eml").is_err(), "a save went through during a freeze");
     assert!(!h.is_finished());
     st.thaw();
     let id = h.join().unwrap();
@@ -708,14 +524,7 @@ fn the_vfs_trait_is_all_the_store_uses() {
 #[test]
 fn an_import_batch_is_one_frame_and_survives_a_crash_only_whole() {
     let fs = SimFs::new();
-    let st = Store::open_vfs(
-        Arc::new(fs.clone()),
-        Options {
-            create: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
     let ib = inbox(&st);
     let msgs: Vec<NewMessage> = (0..50)
         .map(|i| {
@@ -732,19 +541,9 @@ fn an_import_batch_is_one_frame_and_survives_a_crash_only_whole() {
             }
         })
         .collect();
-    let frames = st
-        .shared()
-        .stats
-        .frames
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let frames = st.shared().stats.frames.load(std::sync::atomic::Ordering::Relaxed);
     let ids = st.import_messages(msgs).unwrap();
-    assert_eq!(
-        st.shared()
-            .stats
-            .frames
-            .load(std::sync::atomic::Ordering::Relaxed),
-        frames + 1
-    );
+    assert_eq!(st.shared().stats.frames.load(std::sync::atomic::Ordering::Relaxed), frames + 1);
     assert_eq!(ids.len(), 50);
     assert_eq!(st.read_message(ids[7]).unwrap(), b"Subject: 7\r\n\r\nbody");
     assert_eq!(st.index().messages[&ids[7]].flags, flags::SEEN);

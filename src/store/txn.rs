@@ -34,15 +34,10 @@ impl SaveFlags {
     /// Reject unknown bits and the contradictory pair of keep-open flags.
     pub fn validate(self) -> Result<SaveFlags> {
         if self.0 & !Self::ALL != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "unknown SaveChanges flags {:#x}",
-                self.0 & !Self::ALL
-            )));
+            return Err(Error::InvalidArgument(format!("unknown SaveChanges flags {:#x}", self.0 & !Self::ALL)));
         }
         if self.has(Self::KEEP_OPEN_READONLY) && self.has(Self::KEEP_OPEN_READWRITE) {
-            return Err(Error::InvalidArgument(
-                "KEEP_OPEN_READONLY and KEEP_OPEN_READWRITE together".into(),
-            ));
+            return Err(Error::InvalidArgument("KEEP_OPEN_READONLY and KEEP_OPEN_READWRITE together".into()));
         }
         Ok(self)
     }
@@ -82,9 +77,7 @@ pub fn size_and_crc(f: &dyn VfsFile) -> Result<(u64, u32)> {
     let mut off = 0u64;
     let mut crc = 0u32;
     loop {
-        let n = f
-            .read_at(&mut buf, off)
-            .map_err(|e| Error::io("read staged content", e))?;
+        let n = f.read_at(&mut buf, off).map_err(|e| Error::io("read staged content", e))?;
         if n == 0 {
             return Ok((off, crc));
         }
@@ -201,9 +194,7 @@ impl Transaction {
         if self.staged.is_none() {
             let vfs = self.store.vfs().clone();
             let path = self.store.staging_path("t");
-            let f = vfs
-                .open(&path, OpenMode::CreateNew)
-                .map_err(|e| Error::io("create a private copy", e))?;
+            let f = vfs.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create a private copy", e))?;
             if let Some(base) = &self.base {
                 let mut buf = vec![0u8; CHUNK.min(keep as usize).max(1)];
                 let mut off = 0u64;
@@ -234,8 +225,7 @@ impl Transaction {
         self.writable()?;
         let size = self.size;
         let f = self.ensure_staged(size)?;
-        f.write_all_at(data, off)
-            .map_err(|e| Error::io("write to the private copy", e))?;
+        f.write_all_at(data, off).map_err(|e| Error::io("write to the private copy", e))?;
         self.size = self.size.max(off + data.len() as u64);
         self.dirty = true;
         Ok(data.len())
@@ -245,8 +235,7 @@ impl Transaction {
         self.writable()?;
         let keep = self.size.min(len);
         let f = self.ensure_staged(keep)?;
-        f.set_len(len)
-            .map_err(|e| Error::io("truncate the private copy", e))?;
+        f.set_len(len).map_err(|e| Error::io("truncate the private copy", e))?;
         self.size = len;
         self.dirty = true;
         Ok(())
@@ -259,17 +248,18 @@ impl Transaction {
         let flags = flags.validate()?;
         self.writable()?;
         if !self.dirty && self.new_in.is_none() {
-            // Nothing changed: nothing to commit (MAPI answers S_OK).
+            // The content is unchanged: no new version. Attribute changes made through this
+            // writer apply as they would on any file (MAPI answers S_OK either way).
+            if self.has_pending_change() {
+                self.store.run(Op::MessageMeta { id: self.id, change: self.change.clone() })?;
+                self.change = AttrChange::default();
+            }
             self.after_save(flags);
-            return Ok(Outcome {
-                id: self.id,
-                version: self.base_version.unwrap_or(0),
-            });
+            return Ok(Outcome { id: self.id, version: self.base_version.unwrap_or(0) });
         }
         let size = self.size;
         let f = self.ensure_staged(size)?;
-        f.sync()
-            .map_err(|e| Error::io("sync the private copy", e))?;
+        f.sync().map_err(|e| Error::io("sync the private copy", e))?;
         let (size, crc) = size_and_crc(f)?;
         let path = self.staged.as_ref().unwrap().0.clone();
         let out = self.store.run(Op::Save(Box::new(Save {
@@ -322,7 +312,7 @@ impl Transaction {
     }
 
     /// Record attribute or xattr changes made through this writer; they are committed with
-    /// its next save (and the transaction then counts as changed).
+    /// its next save, as part of a new version if the content changed too, else on their own.
     pub fn change_attrs(&mut self, c: AttrChange) {
         let p = &mut self.change;
         p.mode = c.mode.or(p.mode);
@@ -331,7 +321,17 @@ impl Transaction {
         p.mtime = c.mtime.or(p.mtime);
         p.flags = c.flags.or(p.flags);
         p.xattrs.extend(c.xattrs);
-        self.dirty = true;
+    }
+
+    /// Are there attribute changes not yet saved?
+    pub fn has_pending_change(&self) -> bool {
+        let c = &self.change;
+        c.mode.is_some()
+            || c.uid.is_some()
+            || c.gid.is_some()
+            || c.mtime.is_some()
+            || c.flags.is_some()
+            || !c.xattrs.is_empty()
     }
 
     /// The changes recorded by [`Transaction::change_attrs`] and not yet saved.
@@ -347,9 +347,7 @@ impl Transaction {
                 *loc = (folder, name.to_string());
                 Ok(())
             }
-            None => Err(Error::InvalidArgument(
-                "the message is already saved".into(),
-            )),
+            None => Err(Error::InvalidArgument("the message is already saved".into())),
         }
     }
 
