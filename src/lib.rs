@@ -1,4 +1,7 @@
 //! msgfs: a message store mounted as a Linux filesystem, with MAPI SaveChanges semantics.
 
 pub mod cmd;
+pub mod control;
+pub mod fs;
+pub mod mime;
 pub mod store;

@@ -41,6 +41,9 @@ enum Command {
         /// Mount options, comma-separated: ro, allow_other, snapshot_timeout_ms=N
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
+        /// (internal) descriptor on which the background daemon reports readiness
+        #[arg(long, hide = true)]
+        ready_fd: Option<i32>,
     },
     /// Unmount a msgfs mount, waiting until everything is saved
     Umount { mountpoint: PathBuf },
@@ -82,30 +85,18 @@ fn main() -> ExitCode {
     let store_or_default = |s: Option<PathBuf>| s.unwrap_or_else(msgfs::store::default_store_path);
     let res = match cli.command {
         Command::Init { store } => cmd::init::run(&store_or_default(store)),
-        Command::Mount {
-            first,
-            second,
-            foreground,
-            options,
-        } => {
+        Command::Mount { first, second, foreground, options, ready_fd } => {
             let (store, mp) = match second {
                 Some(mp) => (first, mp),
                 None => (msgfs::store::default_store_path(), first),
             };
-            cmd::mount::run(&store, &mp, foreground, &options)
+            cmd::mount::run(&store, &mp, foreground, &options, ready_fd)
         }
         Command::Umount { mountpoint } => cmd::mount::umount(&mountpoint),
-        Command::Import {
-            sources,
-            store,
-            into,
-        } => cmd::import::run(&store_or_default(store), &sources, into.as_deref()),
-        Command::Export {
-            store,
-            format,
-            folder,
-            dest,
-        } => {
+        Command::Import { sources, store, into } => {
+            cmd::import::run(&store_or_default(store), &sources, into.as_deref())
+        }
+        Command::Export { store, format, folder, dest } => {
             let fmt = match format {
                 ExportFormat::Maildir => cmd::export::Format::Maildir,
                 ExportFormat::Mbox => cmd::export::Format::Mbox,

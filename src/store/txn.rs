@@ -351,6 +351,16 @@ impl Transaction {
         }
     }
 
+    /// Make this (new) transaction's content the next version of the existing message `id`,
+    /// with no conflict check: a file written under the name of a message the user had just
+    /// renamed away (an editor's backup step) replaces that message's content.
+    pub fn retarget(&mut self, id: Id) {
+        self.id = id;
+        self.new_in = None;
+        self.base_version = None;
+        self.dirty = true;
+    }
+
     /// Keep the private copy (for recovered drafts): moves it out of the transaction, which
     /// then no longer removes it. None if there is no private copy.
     pub fn take_staged(&mut self) -> Option<PathBuf> {

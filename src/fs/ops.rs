@@ -1,0 +1,1177 @@
+//! The filesystem logic behind each FUSE request, returning plain results; `fuse.rs` only
+//! decodes requests, calls these and replies.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fuser::Errno;
+
+use super::errno::{err, FsError, FsResult};
+use super::names::{conflict_name, is_scratch};
+use super::state::{DirEnt, Handle, InodeRef, Inodes, Node, NodeKind, Overlaid, Overlay, Shadow, Writer};
+use crate::store::commit::now_ns;
+use crate::store::vfs::{OpenMode, VfsFile};
+use crate::store::{AttrChange, Attrs, Entry, Error, Id, SaveFlags, Store, ROOT};
+
+/// How long the kernel may keep entries and attributes. Every change made through this
+/// mount invalidates what it affects, so this only bounds the damage of a missed case.
+pub const TTL: Duration = Duration::from_secs(60);
+
+/// Attributes of one inode, as the kernel is told them.
+#[derive(Clone, Copy, Debug)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub attrs: Attrs,
+    pub dir: bool,
+    pub nlink: u32,
+}
+
+/// A cache invalidation to send to the kernel, from a thread of its own (sending one from a
+/// request handler can deadlock against the kernel's locks).
+pub enum Inval {
+    Entry { parent: u64, name: String },
+    Attrs { ino: u64 },
+}
+
+pub struct Inner {
+    pub store: Store,
+    pub inodes: Inodes,
+    pub overlay: Mutex<Overlay>,
+    pub handles: DashMap<u64, Handle>,
+    next_fh: AtomicU64,
+    pub read_only: bool,
+    pub inval: Mutex<Option<std::sync::mpsc::Sender<Inval>>>,
+}
+
+fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
+    r.map_err(|e| FsError::Store(Error::io(what, e)))
+}
+
+/// Where a name in a folder leads.
+#[derive(Clone, Copy, Debug)]
+enum Found {
+    Folder(Id),
+    Message(Id),
+    Node(Id),
+    Shadow(Shadow),
+}
+
+impl Inner {
+    pub fn new(store: Store, read_only: bool) -> Inner {
+        Inner {
+            store,
+            inodes: Inodes::default(),
+            overlay: Mutex::new(Overlay::default()),
+            handles: DashMap::new(),
+            next_fh: AtomicU64::new(1),
+            read_only,
+            inval: Mutex::new(None),
+        }
+    }
+
+    pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
+        self.overlay.lock().unwrap()
+    }
+
+    fn invalidate(&self, i: Inval) {
+        if let Some(tx) = self.inval.lock().unwrap().as_ref() {
+            let _ = tx.send(i);
+        }
+    }
+
+    pub fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.insert(fh, h);
+        fh
+    }
+
+    pub fn handle(&self, fh: u64) -> FsResult<Handle> {
+        self.handles.get(&fh).map(|h| h.clone()).ok_or(FsError::Errno(Errno::EBADF))
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.read_only {
+            return err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, ino: u64) -> FsResult<InodeRef> {
+        if let Some(r) = self.inodes.get(ino) {
+            return Ok(r);
+        }
+        // An inode the kernel kept across a forget race, or a folder: ask the store.
+        let ix = self.store.index();
+        if ix.folders.contains_key(&ino) {
+            return Ok(InodeRef::Folder(ino));
+        }
+        if ix.messages.contains_key(&ino) {
+            return Ok(InodeRef::Message(ino));
+        }
+        err(Errno::ENOENT)
+    }
+
+    pub fn folder_of(&self, ino: u64) -> FsResult<Id> {
+        match self.resolve(ino)? {
+            InodeRef::Folder(id) => Ok(id),
+            _ => err(Errno::ENOTDIR),
+        }
+    }
+
+    /// The message an inode stands for, if any.
+    fn message_of(r: InodeRef) -> Option<Id> {
+        match r {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn find(&self, ov: &Overlay, folder: Id, name: &str) -> Option<Found> {
+        if let Some(o) = ov.names.get(&(folder, name.to_string())) {
+            return Some(match o {
+                Overlaid::Node(n) => Found::Node(*n),
+                Overlaid::Shadow(s) => Found::Shadow(*s),
+            });
+        }
+        if ov.hidden.contains_key(&(folder, name.to_string())) {
+            return None;
+        }
+        match self.store.index().lookup(folder, name)? {
+            Entry::Folder(f) => Some(Found::Folder(f)),
+            Entry::Message(m) => Some(Found::Message(m)),
+        }
+    }
+
+    fn folder_attr(&self, id: Id) -> FsResult<Attr> {
+        let ix = self.store.index();
+        let f = ix.folder(id)?;
+        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, dir: true, nlink: 2 + f.subfolders })
+    }
+
+    /// A message's stored attributes, under the inode of its current version.
+    fn message_attr(&self, id: Id) -> FsResult<Attr> {
+        let ix = self.store.index();
+        let m = ix.message(id)?;
+        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, dir: false, nlink: 1 })
+    }
+
+    fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
+        let n = ov.nodes.get(&ino).ok_or(FsError::Errno(Errno::ENOENT))?;
+        let mut a = Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } };
+        if let NodeKind::NewMessage = n.kind {
+            // A new message has no saved content: its size is its first writer's.
+            a.size = 0;
+            if let Some(&(fh, _)) = ov.writers.get(&ino).and_then(|w| w.first()) {
+                if let Some(Handle::Write(w)) = self.handles.get(&fh).map(|h| h.clone()) {
+                    a.size = w.lock().unwrap().tx.size();
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    /// What a writer sees of its own file: its size, its mtime, its pending attributes.
+    fn writer_view(w: &Writer, mut a: Attr) -> Attr {
+        let c = w.tx.pending_change();
+        a.size = w.tx.size();
+        a.attrs.mtime = c.mtime.unwrap_or(if w.tx.is_dirty() { w.last_write } else { a.attrs.mtime });
+        if let Some(m) = c.mode {
+            a.attrs.mode = (a.attrs.mode & !0o7777) | (m & 0o7777);
+        }
+        a.attrs.uid = c.uid.unwrap_or(a.attrs.uid);
+        a.attrs.gid = c.gid.unwrap_or(a.attrs.gid);
+        a
+    }
+
+    /// Attributes of an inode as seen by `pid` (through `fh` if given). Messages with open
+    /// writers are answered with no caching: a writer sees its own view, others the saved one.
+    pub fn getattr(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<(Attr, Duration)> {
+        let r = self.resolve(ino)?;
+        if let Some(fh) = fh {
+            match self.handles.get(&fh).map(|h| h.clone()) {
+                Some(Handle::Write(w)) => {
+                    let w = w.lock().unwrap();
+                    let base = self.base_attr(r, ino)?;
+                    return Ok((Self::writer_view(&w, Attr { ino, ..base }), Duration::ZERO));
+                }
+                Some(Handle::Read(v)) => {
+                    if let Ok(mut a) = self.base_attr(r, ino) {
+                        a.ino = ino;
+                        a.size = v.size;
+                        return Ok((a, Duration::ZERO));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut a = self.base_attr(r, ino)?;
+        a.ino = ino;
+        let key = Self::message_of(r).or(match r {
+            InodeRef::Node(n) => Some(n),
+            _ => None,
+        });
+        if let Some(key) = key {
+            let mine = {
+                let ov = self.overlay();
+                match ov.writers.get(&key) {
+                    None => return Ok((a, TTL)),
+                    Some(ws) => ws.iter().find(|(_, p)| *p == pid).map(|(fh, _)| *fh),
+                }
+            };
+            if let Some(Handle::Write(w)) = mine.and_then(|fh| self.handles.get(&fh).map(|h| h.clone())) {
+                return Ok((Self::writer_view(&w.lock().unwrap(), a), Duration::ZERO));
+            }
+            return Ok((a, Duration::ZERO));
+        }
+        Ok((a, TTL))
+    }
+
+    fn base_attr(&self, r: InodeRef, ino: u64) -> FsResult<Attr> {
+        match r {
+            InodeRef::Folder(id) => self.folder_attr(id),
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => self.message_attr(id),
+            InodeRef::Node(n) => self.node_attr(&self.overlay(), n).map(|a| Attr { ino, ..a }),
+        }
+    }
+
+    /// Resolve a name and hand its inode to the kernel.
+    pub fn lookup(&self, parent: u64, name: &str) -> FsResult<(Attr, Duration)> {
+        let folder = self.folder_of(parent)?;
+        let ov = self.overlay();
+        let found = self.find(&ov, folder, name).ok_or(FsError::Errno(Errno::ENOENT))?;
+        let (a, r) = match found {
+            Found::Folder(f) => (self.folder_attr(f)?, InodeRef::Folder(f)),
+            Found::Message(m) | Found::Shadow(Shadow { msg: m, .. }) => {
+                let a = self.message_attr(m)?;
+                (a, InodeRef::Version { id: m, version: a.ino })
+            }
+            Found::Node(n) => (self.node_attr(&ov, n)?, InodeRef::Node(n)),
+        };
+        let writers = match r {
+            InodeRef::Version { id, .. } => ov.writers.contains_key(&id),
+            InodeRef::Node(n) => ov.writers.contains_key(&n),
+            _ => false,
+        };
+        drop(ov);
+        self.inodes.remember(a.ino, r);
+        Ok((a, if writers { Duration::ZERO } else { TTL }))
+    }
+
+    /// A snapshot of a folder's entries, taken at opendir: readdir then serves it, so each
+    /// entry is listed once even while the folder changes. Reads no message content.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let folder = self.folder_of(ino)?;
+        let mut out = Vec::new();
+        let ov = self.overlay();
+        {
+            let ix = self.store.index();
+            let f = ix.folder(folder)?;
+            out.reserve(f.children.len() + 2);
+            out.push(DirEnt { ino, name: ".".into(), dir: true, inode: InodeRef::Folder(folder) });
+            out.push(DirEnt { ino: f.parent, name: "..".into(), dir: true, inode: InodeRef::Folder(f.parent) });
+            for (name, id) in &f.children {
+                if !ov.hidden.is_empty() && ov.hidden.contains_key(&(folder, name.to_string())) {
+                    continue;
+                }
+                if let Some(m) = ix.messages.get(id) {
+                    out.push(DirEnt {
+                        ino: m.version,
+                        name: name.to_string(),
+                        dir: false,
+                        inode: InodeRef::Version { id: *id, version: m.version },
+                    });
+                } else {
+                    out.push(DirEnt { ino: *id, name: name.to_string(), dir: true, inode: InodeRef::Folder(*id) });
+                }
+            }
+            for (name, o) in ov.in_folder(folder) {
+                match o {
+                    Overlaid::Node(n) if !ov.nodes.get(n).map(|x| x.unlinked).unwrap_or(true) => {
+                        out.push(DirEnt { ino: *n, name: name.clone(), dir: false, inode: InodeRef::Node(*n) })
+                    }
+                    Overlaid::Shadow(s) => {
+                        if let Some(m) = ix.messages.get(&s.msg) {
+                            out.push(DirEnt {
+                                ino: m.version,
+                                name: name.clone(),
+                                dir: false,
+                                inode: InodeRef::Version { id: s.msg, version: m.version },
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        drop(ov);
+        Ok(self.new_fh(Handle::Dir(Arc::new(out))))
+    }
+
+    /// Attributes for a readdirplus entry (the kernel takes a reference on each).
+    pub fn dirent_attr(&self, e: &DirEnt) -> Option<(Attr, Duration)> {
+        let a = match e.inode {
+            InodeRef::Folder(f) => self.folder_attr(f).ok()?,
+            InodeRef::Version { id, version } => {
+                let a = self.message_attr(id).ok()?;
+                if a.ino != version {
+                    return None; // saved again since opendir: let the kernel look it up
+                }
+                a
+            }
+            InodeRef::Message(id) => self.message_attr(id).ok()?,
+            InodeRef::Node(n) => self.node_attr(&self.overlay(), n).ok()?,
+        };
+        self.inodes.remember(e.ino, e.inode);
+        let writers = match e.inode {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => self.overlay().writers.contains_key(&id),
+            _ => false,
+        };
+        Some((Attr { ino: e.ino, ..a }, if writers { Duration::ZERO } else { TTL }))
+    }
+
+    fn new_attrs(mode: u32, kind: u32, uid: u32, gid: u32) -> Attrs {
+        Attrs { mode: kind | (mode & 0o7777), uid, gid, mtime: now_ns() }
+    }
+
+    fn name_taken(&self, ov: &Overlay, folder: Id, name: &str) -> bool {
+        ov.names.contains_key(&(folder, name.to_string())) || self.store.index().lookup(folder, name).is_some()
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str, mode: u32, uid: u32, gid: u32) -> FsResult<Attr> {
+        self.writable()?;
+        let folder = self.folder_of(parent)?;
+        if self.name_taken(&self.overlay(), folder, name) {
+            return err(Errno::EEXIST);
+        }
+        let id = self.store.create_folder(folder, name, Self::new_attrs(mode, libc::S_IFDIR, uid, gid))?;
+        self.inodes.remember(id, InodeRef::Folder(id));
+        self.folder_attr(id)
+    }
+
+    /// Create a file: a scratch file, or a new message that exists in the store from its
+    /// first save on.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        pid: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, u64, bool)> {
+        self.writable()?;
+        let folder = self.folder_of(parent)?;
+        crate::store::index::check_name(name)?;
+        let mut ov = self.overlay();
+        if self.name_taken(&ov, folder, name) {
+            return err(Errno::EEXIST);
+        }
+        let ino = self.store.alloc_id();
+        let attrs = Self::new_attrs(mode, libc::S_IFREG, uid, gid);
+        if is_scratch(name) {
+            let path = self.store.staging_path(&format!("s{ino}"));
+            let file: Arc<dyn VfsFile> =
+                Arc::from(io(self.store.vfs().open(&path, OpenMode::CreateNew), "create a scratch file")?);
+            ov.nodes.insert(
+                ino,
+                Node {
+                    folder,
+                    name: name.into(),
+                    kind: NodeKind::Scratch { path },
+                    attrs,
+                    xattrs: vec![],
+                    size: 0,
+                    open: 1,
+                    unlinked: false,
+                },
+            );
+            ov.names.insert((folder, name.into()), Overlaid::Node(ino));
+            drop(ov);
+            self.inodes.remember(ino, InodeRef::Node(ino));
+            let fh = self.new_fh(Handle::Scratch { ino, file });
+            return Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, false));
+        }
+        let tx = self.store.begin_new_with_id(ino, folder, name)?;
+        ov.nodes.insert(
+            ino,
+            Node {
+                folder,
+                name: name.into(),
+                kind: NodeKind::NewMessage,
+                attrs,
+                xattrs: vec![],
+                size: 0,
+                open: 1,
+                unlinked: false,
+            },
+        );
+        ov.names.insert((folder, name.into()), Overlaid::Node(ino));
+        let w = Writer {
+            ino,
+            key: ino,
+            tx,
+            pid,
+            append: flags & libc::O_APPEND != 0,
+            last_write: attrs.mtime,
+            wrote: false,
+            conflicts: 0,
+        };
+        let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+        ov.writers.entry(ino).or_default().push((fh, pid));
+        drop(ov);
+        self.inodes.remember(ino, InodeRef::Node(ino));
+        Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, true))
+    }
+
+    /// Open a file. Returns the handle and whether it must bypass the page cache
+    /// (writers, and an inode that no longer is the current version).
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
+        let r = self.resolve(ino)?;
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if write {
+            self.writable()?;
+        }
+        match r {
+            InodeRef::Folder(_) => err(Errno::EISDIR),
+            InodeRef::Node(n) => {
+                let mut ov = self.overlay();
+                let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                match &node.kind {
+                    NodeKind::Scratch { path } => {
+                        let file: Arc<dyn VfsFile> =
+                            Arc::from(io(self.store.vfs().open(path, OpenMode::ReadWrite), "open a scratch file")?);
+                        if flags & libc::O_TRUNC != 0 && write {
+                            io(file.set_len(0), "truncate a scratch file")?;
+                            node.size = 0;
+                        }
+                        node.open += 1;
+                        drop(ov);
+                        Ok((self.new_fh(Handle::Scratch { ino: n, file }), true))
+                    }
+                    NodeKind::NewMessage if !write => {
+                        node.open += 1;
+                        drop(ov);
+                        Ok((self.new_fh(Handle::Empty), true))
+                    }
+                    NodeKind::NewMessage => {
+                        let tx = self.store.begin_new_with_id(n, node.folder, &node.name.clone())?;
+                        node.open += 1;
+                        let w = Writer {
+                            ino,
+                            key: n,
+                            tx,
+                            pid,
+                            append: flags & libc::O_APPEND != 0,
+                            last_write: now_ns(),
+                            wrote: false,
+                            conflicts: 0,
+                        };
+                        let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+                        ov.writers.entry(n).or_default().push((fh, pid));
+                        Ok((fh, true))
+                    }
+                }
+            }
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                if !write {
+                    let view = self.store.open_message(id)?;
+                    // Cached reads only through the inode of exactly this version.
+                    let direct = !matches!(r, InodeRef::Version { version, .. } if version == view.version);
+                    return Ok((self.new_fh(Handle::Read(Arc::new(view))), direct));
+                }
+                let mut tx = self.store.begin(id)?;
+                if flags & libc::O_TRUNC != 0 {
+                    tx.set_len(0)?;
+                }
+                let w = Writer {
+                    ino,
+                    key: id,
+                    tx,
+                    pid,
+                    append: flags & libc::O_APPEND != 0,
+                    last_write: now_ns(),
+                    wrote: false,
+                    conflicts: 0,
+                };
+                let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+                self.overlay().writers.entry(id).or_default().push((fh, pid));
+                // Cached attributes of this inode were the saved ones; the writer sees its own.
+                self.invalidate(Inval::Attrs { ino });
+                Ok((fh, true))
+            }
+        }
+    }
+
+    pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        let mut buf = vec![0u8; size as usize];
+        let n = match self.handle(fh)? {
+            Handle::Read(v) => {
+                if off >= v.size {
+                    0
+                } else {
+                    let want = (size as u64).min(v.size - off) as usize;
+                    let mut got = 0;
+                    while got < want {
+                        let n = io(v.file.read_at(&mut buf[got..want], off + got as u64), "read")?;
+                        if n == 0 {
+                            break;
+                        }
+                        got += n;
+                    }
+                    got
+                }
+            }
+            Handle::Empty => 0,
+            Handle::Write(w) => w.lock().unwrap().tx.read_at(&mut buf, off)?,
+            Handle::Scratch { file, .. } => io(file.read_at(&mut buf, off), "read a scratch file")?,
+            Handle::Dir(_) => return err(Errno::EISDIR),
+        };
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+        match self.handle(fh)? {
+            Handle::Write(w) => {
+                let mut w = w.lock().unwrap();
+                let off = if w.append { w.tx.size() } else { off };
+                w.tx.write_at(data, off).map_err(|e| match e {
+                    Error::NotPermitted => FsError::Errno(Errno::EBADF),
+                    e => FsError::Store(e),
+                })?;
+                w.last_write = now_ns();
+                w.wrote = true;
+                Ok(data.len() as u32)
+            }
+            Handle::Scratch { ino, file } => {
+                io(file.write_all_at(data, off), "write a scratch file")?;
+                let mut ov = self.overlay();
+                if let Some(n) = ov.nodes.get_mut(&ino) {
+                    n.size = n.size.max(off + data.len() as u64);
+                    n.attrs.mtime = now_ns();
+                }
+                Ok(data.len() as u32)
+            }
+            _ => err(Errno::EBADF),
+        }
+    }
+
+    /// The save of `close`: every close of a descriptor (dups included) saves what changed,
+    /// keeping the transaction open for the other copies of the descriptor. A new file
+    /// nothing was written to yet is left for the last close (`release`), so a shell's
+    /// redirection (create, dup, close, write, close) makes one version, not an empty one first.
+    pub fn flush(&self, fh: u64, last: bool) -> FsResult<()> {
+        if let Handle::Write(w) = self.handle(fh)? {
+            let w = w.lock().unwrap();
+            if !last && !w.wrote && w.tx.new_in().is_some() {
+                return Ok(());
+            }
+        }
+        self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true)
+    }
+
+    /// SaveChanges on a writer. `on_close`: a failed save keeps the content as a conflict
+    /// copy beside the original (nothing is lost) and still reports the failure.
+    pub fn save(&self, fh: u64, flags: SaveFlags, on_close: bool) -> FsResult<()> {
+        let w = match self.handle(fh)? {
+            Handle::Write(w) => w,
+            Handle::Scratch { file, .. } if !on_close => return io(file.sync(), "sync a scratch file"),
+            _ if on_close => return Ok(()),
+            _ => return err(Errno::EBADF),
+        };
+        let mut w = w.lock().unwrap();
+        if on_close && !w.tx.is_dirty() && !w.tx.has_pending_change() {
+            return Ok(());
+        }
+        if w.tx.state() != crate::store::txn::TxState::Open {
+            return if on_close { Ok(()) } else { err(Errno::EBADF) };
+        }
+        self.writable()?;
+        // A new message goes where its node is now (it may have been renamed), and becomes
+        // the new version of a message hidden under that name (an editor's backup step).
+        let mut unhide: Option<(Id, String)> = None;
+        let mut loc = None;
+        if w.tx.new_in().is_some() {
+            let ov = self.overlay();
+            let node = ov.nodes.get(&w.key).ok_or(FsError::Errno(Errno::ENOENT))?;
+            if node.unlinked {
+                return if on_close { Ok(()) } else { err(Errno::ENOENT) };
+            }
+            let (folder, name) = (node.folder, node.name.clone());
+            let c = AttrChange {
+                mode: Some(node.attrs.mode),
+                uid: Some(node.attrs.uid),
+                gid: Some(node.attrs.gid),
+                mtime: None,
+                flags: None,
+                xattrs: node
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| crate::store::XattrChange::Set {
+                        name: k.to_string(),
+                        value: v.to_vec(),
+                        create: false,
+                        replace: false,
+                    })
+                    .collect(),
+            };
+            let hidden = ov.hidden.get(&(folder, name.clone())).copied();
+            drop(ov);
+            w.tx.change_attrs(c);
+            w.tx.set_new_location(folder, &name)?;
+            if let Some(msg) = hidden {
+                w.tx.retarget(msg);
+                unhide = Some((folder, name.clone()));
+            }
+            loc = Some((folder, name));
+        }
+        let was_key = w.key;
+        match w.tx.save(flags) {
+            Ok(out) => {
+                let mut ov = self.overlay();
+                if let Some((folder, name)) = &loc {
+                    // The node is a message now: the store shows it under its name.
+                    ov.names.remove(&(*folder, name.clone()));
+                    if let Some(n) = ov.nodes.remove(&was_key) {
+                        ov.nodes.insert(was_key, Node { unlinked: true, ..n });
+                    }
+                    if let Some(key) = &unhide {
+                        ov.hidden.remove(key);
+                        for o in ov.names.values_mut() {
+                            if let Overlaid::Shadow(s) = o {
+                                if s.msg == out.id {
+                                    s.attached = false;
+                                }
+                            }
+                        }
+                    }
+                    if let Some(ws) = ov.writers.remove(&was_key) {
+                        ov.writers.entry(out.id).or_default().extend(ws);
+                    }
+                    w.key = out.id;
+                    self.inodes.retarget(w.ino, InodeRef::Message(out.id));
+                }
+                let (folder, name) = match loc {
+                    Some(l) => l,
+                    None => {
+                        let ix = self.store.index();
+                        match ix.messages.get(&out.id) {
+                            Some(m) => (m.folder, m.name.to_string()),
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                drop(ov);
+                // The name now leads to the new version's inode.
+                self.invalidate(Inval::Entry { parent: folder, name });
+                self.invalidate(Inval::Attrs { ino: w.ino });
+                Ok(())
+            }
+            Err(e @ (Error::ObjectChanged | Error::ObjectDeleted | Error::Exists | Error::NotFound)) if on_close => {
+                let code = match e {
+                    Error::ObjectChanged | Error::Exists => Errno::EBUSY,
+                    _ => Errno::ENOENT,
+                };
+                self.keep_conflict_copy(&mut w)?;
+                err(code)
+            }
+            Err(Error::Exists) => err(Errno::EBUSY),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Save a writer's content as `NAME (conflict N).eml` beside the message it was for.
+    fn keep_conflict_copy(&self, w: &mut Writer) -> FsResult<()> {
+        let (folder, name) = {
+            let ix = self.store.index();
+            match ix.messages.get(&w.key) {
+                Some(m) => (m.folder, m.name.to_string()),
+                None => match w.tx.new_in() {
+                    Some((f, n)) if ix.folders.contains_key(&f) => (f, n.to_string()),
+                    Some((_, n)) => (ROOT, n.to_string()),
+                    None => (ROOT, format!("message {}", w.key)),
+                },
+            }
+        };
+        loop {
+            w.conflicts += 1;
+            let cname = conflict_name(&name, w.conflicts);
+            if self.name_taken(&self.overlay(), folder, &cname) {
+                continue;
+            }
+            match w.tx.save_as_new(folder, &cname) {
+                Ok(_) => {
+                    log::warn!("a save could not apply; the content is kept as {cname:?}");
+                    return Ok(());
+                }
+                Err(Error::Exists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn release(&self, fh: u64) {
+        let Some((_, h)) = self.handles.remove(&fh) else { return };
+        let mut ov = self.overlay();
+        match h {
+            Handle::Write(w) => {
+                let w = w.lock().unwrap();
+                if let Some(ws) = ov.writers.get_mut(&w.key) {
+                    ws.retain(|(f, _)| *f != fh);
+                    if ws.is_empty() {
+                        ov.writers.remove(&w.key);
+                    }
+                }
+                Self::node_closed(&mut ov, w.key, &self.store);
+                drop(ov);
+                self.invalidate(Inval::Attrs { ino: w.ino });
+            }
+            Handle::Scratch { ino, .. } => Self::node_closed(&mut ov, ino, &self.store),
+            _ => {}
+        }
+    }
+
+    /// One fewer open handle on a node; an unlinked node with none left is gone.
+    fn node_closed(ov: &mut Overlay, ino: u64, store: &Store) {
+        let gone = match ov.nodes.get_mut(&ino) {
+            Some(n) => {
+                n.open = n.open.saturating_sub(1);
+                n.open == 0 && n.unlinked
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(Node { kind: NodeKind::Scratch { path }, .. }) = ov.nodes.remove(&ino) {
+                let _ = store.vfs().remove_file(&path);
+            }
+        }
+    }
+
+    pub fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        pid: u32,
+        change: AttrChange,
+        size: Option<u64>,
+    ) -> FsResult<(Attr, Duration)> {
+        self.writable()?;
+        let r = self.resolve(ino)?;
+        match r {
+            InodeRef::Folder(id) => {
+                if size.is_some() {
+                    return err(Errno::EISDIR);
+                }
+                self.store.set_folder_attrs(id, change)?;
+            }
+            InodeRef::Node(n) => {
+                let mut ov = self.overlay();
+                let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                apply_to_attrs(&mut node.attrs, &change);
+                if let Some(len) = size {
+                    match &node.kind {
+                        NodeKind::Scratch { path } => {
+                            let f = io(self.store.vfs().open(path, OpenMode::ReadWrite), "open a scratch file")?;
+                            io(f.set_len(len), "truncate a scratch file")?;
+                            node.size = len;
+                        }
+                        NodeKind::NewMessage => {
+                            drop(ov);
+                            self.truncate_writer(fh, n, pid, len)?;
+                        }
+                    }
+                }
+            }
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                // Through a writer's descriptor (futimens, fchmod, ftruncate), changes join
+                // its transaction; otherwise they apply now.
+                let writer = fh.and_then(|fh| match self.handles.get(&fh).map(|h| h.clone()) {
+                    Some(Handle::Write(w)) => Some(w),
+                    _ => None,
+                });
+                match writer {
+                    Some(w) => {
+                        let mut w = w.lock().unwrap();
+                        if let Some(len) = size {
+                            w.tx.set_len(len)?;
+                            w.last_write = now_ns();
+                            w.wrote = true;
+                        }
+                        if has_change(&change) {
+                            w.tx.change_attrs(change);
+                        }
+                    }
+                    None => {
+                        if let Some(len) = size {
+                            let mut tx = self.store.begin(id)?;
+                            tx.set_len(len)?;
+                            tx.change_attrs(change.clone());
+                            tx.save(SaveFlags(0))?;
+                            self.refresh_entry(id);
+                        } else if has_change(&change) {
+                            self.store.set_message_attrs(id, change)?;
+                        }
+                    }
+                }
+            }
+        }
+        self.getattr(ino, fh, pid)
+    }
+
+    fn truncate_writer(&self, fh: Option<u64>, key: Id, pid: u32, len: u64) -> FsResult<()> {
+        let fh = fh.or_else(|| {
+            self.overlay()
+                .writers
+                .get(&key)
+                .and_then(|ws| ws.iter().find(|(_, p)| *p == pid).or(ws.first()).map(|(f, _)| *f))
+        });
+        match fh.and_then(|fh| self.handles.get(&fh).map(|h| h.clone())) {
+            Some(Handle::Write(w)) => Ok(w.lock().unwrap().tx.set_len(len)?),
+            _ if len == 0 => Ok(()),
+            _ => err(Errno::EBADF),
+        }
+    }
+
+    /// After a message's save outside a writer: its name leads to a new version inode.
+    fn refresh_entry(&self, id: Id) {
+        let loc = self.store.index().messages.get(&id).map(|m| (m.folder, m.name.to_string()));
+        if let Some((folder, name)) = loc {
+            self.invalidate(Inval::Entry { parent: folder, name });
+        }
+    }
+
+    pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.writable()?;
+        let folder = self.folder_of(parent)?;
+        let mut ov = self.overlay();
+        let found = self.find(&ov, folder, name).ok_or(FsError::Errno(Errno::ENOENT))?;
+        match found {
+            Found::Folder(_) => err(Errno::EISDIR),
+            Found::Node(n) => {
+                ov.names.remove(&(folder, name.to_string()));
+                if let Some(node) = ov.nodes.get_mut(&n) {
+                    node.unlinked = true;
+                }
+                Self::node_closed_if_idle(&mut ov, n, &self.store);
+                Ok(())
+            }
+            Found::Shadow(s) => {
+                ov.names.remove(&(folder, name.to_string()));
+                if s.attached {
+                    // The message was only renamed away in this mount: deleting it under its
+                    // scratch name deletes it.
+                    ov.hidden.retain(|_, m| *m != s.msg);
+                    drop(ov);
+                    match self.store.delete_message(s.msg) {
+                        Ok(()) | Err(Error::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }
+            Found::Message(m) => {
+                drop(ov);
+                self.store.delete_message(m)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn node_closed_if_idle(ov: &mut Overlay, n: u64, store: &Store) {
+        if ov.nodes.get(&n).map(|x| x.open == 0).unwrap_or(false) {
+            if let Some(x) = ov.nodes.get_mut(&n) {
+                x.open = 1;
+            }
+            Self::node_closed(ov, n, store);
+        }
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.writable()?;
+        let folder = self.folder_of(parent)?;
+        let ov = self.overlay();
+        match self.find(&ov, folder, name) {
+            Some(Found::Folder(f)) => {
+                if ov.in_folder(f).next().is_some() {
+                    return err(Errno::ENOTEMPTY);
+                }
+                drop(ov);
+                Ok(self.store.delete_folder(f)?)
+            }
+            Some(_) => err(Errno::ENOTDIR),
+            None => err(Errno::ENOENT),
+        }
+    }
+
+    pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, flags: u32) -> FsResult<()> {
+        self.writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return err(Errno::EINVAL);
+        }
+        let sf = self.folder_of(parent)?;
+        let df = self.folder_of(newparent)?;
+        if sf == df && name == newname {
+            return Ok(());
+        }
+        crate::store::index::check_name(newname)?;
+        let mut ov = self.overlay();
+        let src = self.find(&ov, sf, name).ok_or(FsError::Errno(Errno::ENOENT))?;
+        let dst = self.find(&ov, df, newname);
+        if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
+            return err(Errno::EEXIST);
+        }
+        let skey = (sf, name.to_string());
+        let dkey = (df, newname.to_string());
+        match src {
+            Found::Folder(id) => {
+                match dst {
+                    None => {}
+                    Some(Found::Folder(t)) => {
+                        let empty = self.store.index().folders.get(&t).map(|f| f.children.is_empty()).unwrap_or(false);
+                        if !empty || ov.in_folder(t).next().is_some() {
+                            return err(Errno::ENOTEMPTY);
+                        }
+                        drop(ov);
+                        self.store.delete_folder(t)?;
+                        return Ok(self.store.move_folder(id, df, newname)?);
+                    }
+                    Some(_) => return err(Errno::ENOTDIR),
+                }
+                drop(ov);
+                Ok(self.store.move_folder(id, df, newname)?)
+            }
+            Found::Message(id) => {
+                if is_scratch(newname) {
+                    // An editor's backup step: show the message under the scratch name, hide
+                    // its own name; the store does not change.
+                    self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    ov.names.insert(dkey, Overlaid::Shadow(Shadow { msg: id, attached: true }));
+                    ov.hidden.insert(skey, id);
+                    return Ok(());
+                }
+                match dst {
+                    None => {
+                        drop(ov);
+                        Ok(self.store.move_message(id, df, newname)?)
+                    }
+                    Some(Found::Message(t)) => {
+                        drop(ov);
+                        self.rename_over(id, t, df, newname)
+                    }
+                    Some(Found::Folder(_)) => err(Errno::EISDIR),
+                    Some(d @ Found::Node(_)) | Some(d @ Found::Shadow(_)) => {
+                        self.drop_overlaid(&mut ov, &dkey, Some(d))?;
+                        drop(ov);
+                        Ok(self.store.move_message(id, df, newname)?)
+                    }
+                }
+            }
+            Found::Shadow(s) => {
+                if is_scratch(newname) {
+                    self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    ov.names.remove(&skey);
+                    ov.names.insert(dkey, Overlaid::Shadow(s));
+                    return Ok(());
+                }
+                let home = ov.hidden.iter().find(|(_, m)| **m == s.msg).map(|(k, _)| k.clone());
+                if s.attached && home.as_ref() == Some(&dkey) {
+                    // Moved back where it came from.
+                    ov.names.remove(&skey);
+                    ov.hidden.remove(&dkey);
+                    return Ok(());
+                }
+                match dst {
+                    None if s.attached => {
+                        ov.names.remove(&skey);
+                        if let Some(h) = home {
+                            ov.hidden.remove(&h);
+                        }
+                        drop(ov);
+                        Ok(self.store.move_message(s.msg, df, newname)?)
+                    }
+                    Some(Found::Message(t)) => {
+                        ov.names.remove(&skey);
+                        if let Some(h) = home {
+                            ov.hidden.remove(&h);
+                        }
+                        drop(ov);
+                        self.rename_over(s.msg, t, df, newname)
+                    }
+                    // A backup whose message has a new version since: let mv copy it.
+                    _ => err(Errno::EXDEV),
+                }
+            }
+            Found::Node(n) => {
+                let is_new_message = matches!(ov.nodes.get(&n).map(|x| &x.kind), Some(NodeKind::NewMessage));
+                if is_scratch(newname) || is_new_message {
+                    if is_new_message && (is_scratch(newname) || dst.is_some()) {
+                        return err(Errno::EXDEV);
+                    }
+                    self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    ov.names.remove(&skey);
+                    ov.names.insert(dkey, Overlaid::Node(n));
+                    if let Some(node) = ov.nodes.get_mut(&n) {
+                        node.folder = df;
+                        node.name = newname.to_string();
+                    }
+                    return Ok(());
+                }
+                self.commit_scratch(ov, n, skey, dkey, dst)
+            }
+        }
+    }
+
+    /// Message `src` renamed over message `dst`: `dst` gets `src`'s content as a new
+    /// version and keeps its entry id.
+    fn rename_over(&self, src: Id, dst: Id, df: Id, newname: &str) -> FsResult<()> {
+        let src_ino = self.store.index().messages.get(&src).map(|m| m.version);
+        self.store.rename_over(src, dst)?;
+        if let Some(ino) = src_ino {
+            // The kernel moved the source's inode to the target's name.
+            self.inodes.retarget(ino, InodeRef::Message(dst));
+        }
+        self.invalidate(Inval::Entry { parent: df, name: newname.to_string() });
+        Ok(())
+    }
+
+    /// Remove whatever the overlay shows at a name about to be replaced.
+    fn drop_overlaid(&self, ov: &mut Overlay, key: &(Id, String), dst: Option<Found>) -> FsResult<()> {
+        match dst {
+            None => Ok(()),
+            Some(Found::Node(n)) => {
+                ov.names.remove(key);
+                if let Some(node) = ov.nodes.get_mut(&n) {
+                    node.unlinked = true;
+                }
+                Self::node_closed_if_idle(ov, n, &self.store);
+                Ok(())
+            }
+            Some(Found::Shadow(_)) => {
+                ov.names.remove(key);
+                Ok(())
+            }
+            Some(Found::Folder(_)) => err(Errno::EISDIR),
+            // A stored message with a scratch name (only from outside this mount): the store
+            // must drop it for the name to be reused.
+            Some(Found::Message(m)) => {
+                self.store.delete_message(m)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A scratch file renamed to a message name becomes that message's new version (rsync,
+    /// editors that write a temporary file), or a new message.
+    fn commit_scratch(
+        &self,
+        mut ov: MutexGuard<'_, Overlay>,
+        n: u64,
+        skey: (Id, String),
+        dkey: (Id, String),
+        dst: Option<Found>,
+    ) -> FsResult<()> {
+        let hidden = ov.hidden.get(&dkey).copied();
+        let target = match dst {
+            None => hidden,
+            Some(Found::Message(t)) => Some(t),
+            Some(Found::Folder(_)) => return err(Errno::EISDIR),
+            Some(d) => {
+                self.drop_overlaid(&mut ov, &dkey, Some(d))?;
+                None
+            }
+        };
+        let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+        let NodeKind::Scratch { path } = &node.kind else { return err(Errno::EXDEV) };
+        let (path, open, attrs, xattrs) = (path.clone(), node.open, node.attrs, node.xattrs.clone());
+        drop(ov);
+        // A scratch file still open by someone keeps being written through its descriptor:
+        // commit a copy, so the committed object stays immutable.
+        let staged: PathBuf = if open > 0 {
+            let copy = self.store.staging_path("c");
+            let vfs = self.store.vfs();
+            let from = io(vfs.open(&path, OpenMode::Read), "open a scratch file")?;
+            let to = io(vfs.open(&copy, OpenMode::CreateNew), "copy a scratch file")?;
+            let data = io(from.read_all(), "read a scratch file")?;
+            io(to.write_all_at(&data, 0), "copy a scratch file")?;
+            copy
+        } else {
+            path.clone()
+        };
+        let out = self.store.commit_file(&staged, target, Some((dkey.0, dkey.1.clone())), attrs, xattrs)?;
+        let mut ov = self.overlay();
+        ov.names.remove(&skey);
+        if open > 0 {
+            if let Some(node) = ov.nodes.get_mut(&n) {
+                node.unlinked = true;
+            }
+        } else {
+            ov.nodes.remove(&n);
+        }
+        if hidden.is_some() {
+            ov.hidden.remove(&dkey);
+            for o in ov.names.values_mut() {
+                if let Overlaid::Shadow(s) = o {
+                    if s.msg == out.id {
+                        s.attached = false;
+                    }
+                }
+            }
+        }
+        drop(ov);
+        self.inodes.retarget(n, InodeRef::Message(out.id));
+        self.invalidate(Inval::Entry { parent: dkey.0, name: dkey.1 });
+        Ok(())
+    }
+
+    /// Everything at unmount: unsaved writers are saved as at close; scratch files go.
+    pub fn shutdown(&self) {
+        let fhs: Vec<u64> = self.handles.iter().map(|e| *e.key()).collect();
+        for fh in fhs {
+            if let Err(e) = self.flush(fh, true) {
+                log::warn!("unmount: saving an open file failed: {:?}", e.errno(self.read_only));
+            }
+            self.release(fh);
+        }
+        let ov = self.overlay();
+        for n in ov.nodes.values() {
+            if let NodeKind::Scratch { path } = &n.kind {
+                let _ = self.store.vfs().remove_file(path);
+            }
+        }
+    }
+
+    pub fn statfs(&self) -> FsResult<libc::statvfs> {
+        let path = self.store.path().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("/"));
+        let c =
+            std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| FsError::Errno(Errno::EINVAL))?;
+        // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return io(Err(std::io::Error::last_os_error()), "statfs");
+        }
+        Ok(st)
+    }
+}
+
+fn has_change(c: &AttrChange) -> bool {
+    c.mode.is_some()
+        || c.uid.is_some()
+        || c.gid.is_some()
+        || c.mtime.is_some()
+        || c.flags.is_some()
+        || !c.xattrs.is_empty()
+}
+
+fn apply_to_attrs(a: &mut Attrs, c: &AttrChange) {
+    if let Some(m) = c.mode {
+        a.mode = (a.mode & !0o7777) | (m & 0o7777);
+    }
+    a.uid = c.uid.unwrap_or(a.uid);
+    a.gid = c.gid.unwrap_or(a.gid);
+    a.mtime = c.mtime.unwrap_or(a.mtime);
+}

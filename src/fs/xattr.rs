@@ -1,0 +1,144 @@
+//! Extended attributes: `user.*` stored with each message, and the computed, read-only
+//! `user.msgfs.*` properties (never listed, so `rsync -X` and `cp -a` do not copy them).
+
+use fuser::Errno;
+
+use super::errno::{err, FsError, FsResult};
+use super::ops::Inner;
+use super::state::InodeRef;
+use crate::control::*;
+use crate::store::{AttrChange, Error, XattrChange};
+
+/// How much of a message is read to find its header properties.
+const HEADER_PREFIX: usize = 256 << 10;
+
+impl Inner {
+    fn computed(&self, r: InodeRef, name: &str) -> FsResult<Vec<u8>> {
+        let id = match r {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => id,
+            // A new file has no entry id (nor anything else) before its first save.
+            InodeRef::Node(_) | InodeRef::Folder(_) => return err(Errno::ENODATA),
+        };
+        match name {
+            XATTR_ENTRYID => return Ok(self.store.entry_id_hex(id).into_bytes()),
+            XATTR_VERSION => return Ok(self.store.index().message(id)?.version.to_string().into_bytes()),
+            _ => {}
+        }
+        let view = self.store.open_message(id)?;
+        let mut buf = vec![0u8; (view.size as usize).min(HEADER_PREFIX)];
+        view.file.read_exact_at(&mut buf, 0).map_err(|e| FsError::Store(Error::io("read message headers", e)))?;
+        let p = crate::mime::parse_props(&buf);
+        let v = match name {
+            XATTR_SUBJECT => p.subject,
+            XATTR_FROM => p.from,
+            XATTR_DATE => p.date,
+            XATTR_MESSAGE_ID => p.message_id,
+            _ => None,
+        };
+        v.map(String::into_bytes).ok_or(FsError::Errno(Errno::ENODATA))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {
+        let r = self.resolve(ino)?;
+        if name.starts_with(XATTR_PREFIX) {
+            return self.computed(r, name);
+        }
+        if !name.starts_with("user.") {
+            return err(Errno::ENODATA);
+        }
+        let found = match r {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                let ix = self.store.index();
+                let m = ix.message(id)?;
+                m.xattrs.as_deref().and_then(|x| x.iter().find(|(k, _)| **k == *name)).map(|(_, v)| v.to_vec())
+            }
+            InodeRef::Node(n) => {
+                let ov = self.overlay();
+                let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                node.xattrs.iter().find(|(k, _)| **k == *name).map(|(_, v)| v.to_vec())
+            }
+            InodeRef::Folder(_) => None,
+        };
+        found.ok_or(FsError::Errno(Errno::ENODATA))
+    }
+
+    /// The names, each NUL-terminated. The computed `user.msgfs.*` ones are not listed.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let names: Vec<String> = match self.resolve(ino)? {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                let ix = self.store.index();
+                let m = ix.message(id)?;
+                m.xattrs.as_deref().map(|x| x.iter().map(|(k, _)| k.to_string()).collect()).unwrap_or_default()
+            }
+            InodeRef::Node(n) => {
+                let ov = self.overlay();
+                let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                node.xattrs.iter().map(|(k, _)| k.to_string()).collect()
+            }
+            InodeRef::Folder(_) => vec![],
+        };
+        let mut out = Vec::new();
+        for n in names {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &str, value: &[u8], flags: i32) -> FsResult<()> {
+        let change = XattrChange::Set {
+            name: name.to_string(),
+            value: value.to_vec(),
+            create: flags & libc::XATTR_CREATE != 0,
+            replace: flags & libc::XATTR_REPLACE != 0,
+        };
+        self.change_xattr(ino, name, change)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &str) -> FsResult<()> {
+        self.change_xattr(ino, name, XattrChange::Remove { name: name.to_string() })
+    }
+
+    fn change_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<()> {
+        if name.starts_with(XATTR_PREFIX) {
+            return err(Errno::EPERM);
+        }
+        if !name.starts_with("user.") {
+            return err(Errno::ENOTSUP);
+        }
+        if self.read_only {
+            return err(Errno::EROFS);
+        }
+        if name.len() > 255 {
+            return err(Errno::ERANGE);
+        }
+        match self.resolve(ino)? {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                Ok(self.store.set_message_attrs(id, AttrChange { xattrs: vec![change], ..Default::default() })?)
+            }
+            InodeRef::Node(n) => {
+                let mut ov = self.overlay();
+                let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                let pos = node.xattrs.iter().position(|(k, _)| **k == *name);
+                match (change, pos) {
+                    (XattrChange::Set { create: true, .. }, Some(_)) => err(Errno::EEXIST),
+                    (XattrChange::Set { replace: true, .. }, None) => err(Errno::ENODATA),
+                    (XattrChange::Set { value, .. }, Some(i)) => {
+                        node.xattrs[i].1 = value.into_boxed_slice();
+                        Ok(())
+                    }
+                    (XattrChange::Set { value, .. }, None) => {
+                        node.xattrs.push((name.into(), value.into_boxed_slice()));
+                        Ok(())
+                    }
+                    (XattrChange::Remove { .. }, Some(i)) => {
+                        node.xattrs.remove(i);
+                        Ok(())
+                    }
+                    (XattrChange::Remove { .. }, None) => err(Errno::ENODATA),
+                }
+            }
+            InodeRef::Folder(_) => err(Errno::ENOTSUP),
+        }
+    }
+}
