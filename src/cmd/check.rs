@@ -21,11 +21,7 @@ pub fn run(store: &Path) -> CmdResult {
             r.messages,
             r.bytes,
             r.records,
-            if r.was_clean {
-                ""
-            } else {
-                "; not closed cleanly or in use"
-            }
+            if r.was_clean { "" } else { "; not closed cleanly or in use" }
         );
         Ok(0)
     } else {

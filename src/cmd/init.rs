@@ -6,13 +6,7 @@ use super::CmdResult;
 use crate::store::{Options, Store};
 
 pub fn run(store: &Path) -> CmdResult {
-    let st = Store::open(
-        store,
-        Options {
-            create: true,
-            ..Default::default()
-        },
-    )?;
+    let st = Store::open(store, Options { create: true, ..Default::default() })?;
     let folders = st.index().folders.len() - 1;
     st.close()?;
     println!("store ready at {} ({folders} folders)", store.display());
