@@ -1,14 +1,37 @@
-//! `msgfs export`: write the store out as Maildir or mbox.
+//! `msgfs export`: write the store (or one folder and its subfolders) out as a Maildir++
+//! tree or as a directory of mbox files. The store is opened read-only, so this works
+//! while it is mounted.
 
 use std::path::Path;
 
+use indicatif::HumanBytes;
+
 use super::CmdResult;
+use crate::export;
+use crate::store::{Options, Store};
 
 pub enum Format {
     Maildir,
     Mbox,
 }
 
-pub fn run(_store: &Path, _format: Format, _folder: Option<&str>, _dest: &Path) -> CmdResult {
-    Err("export is not built yet".into())
+pub fn run(store: &Path, format: Format, folder: Option<&str>, dest: &Path) -> CmdResult {
+    let st = Store::open(store, Options { read_only: true, ..Default::default() })
+        .map_err(|e| format!("store {}: {e}", store.display()))?;
+    let folder = folder.unwrap_or("");
+    let top = st.folder_by_path(folder).map_err(|e| format!("folder {folder:?}: {e}"))?;
+    let res = match format {
+        Format::Maildir => export::export_maildir(&st, top, dest),
+        Format::Mbox => export::export_mbox(&st, top, dest),
+    };
+    st.close()?;
+    let r = res.map_err(|e| format!("export to {}: {e}", dest.display()))?;
+    println!(
+        "exported {} messages ({}) in {} folders to {}",
+        r.messages,
+        HumanBytes(r.bytes),
+        r.folders,
+        dest.display()
+    );
+    Ok(0)
 }

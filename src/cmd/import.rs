@@ -1,9 +1,41 @@
-//! `msgfs import`: bring mbox, Maildir and .eml sources into a store.
+//! `msgfs import`: bring mbox, Maildir and .eml sources into a store (created on first
+//! use), then print what was imported and every item left out. Exits 1 when something
+//! could not be imported, 0 otherwise.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use super::CmdResult;
+use indicatif::HumanBytes;
 
-pub fn run(_store: &Path, _sources: &[PathBuf], _into: Option<&str>) -> CmdResult {
-    Err("import is not built yet".into())
+use super::CmdResult;
+use crate::import::{self, Report};
+use crate::store::{Options, Store};
+
+pub fn run(store: &Path, sources: &[PathBuf], into: Option<&str>) -> CmdResult {
+    let st = Store::open(store, Options { create: true, ..Default::default() })
+        .map_err(|e| format!("store {}: {e}", store.display()))?;
+    let opts = import::Options { progress: std::io::stderr().is_terminal() };
+    let res = import::import_sources(&st, sources, into, &opts);
+    // Close even after a failure: what was committed stays, and the store is left clean.
+    let closed = st.close();
+    let report = res.map_err(|e| format!("import into {}: {e}", store.display()))?;
+    closed.map_err(|e| format!("close store {}: {e}", store.display()))?;
+    print_report(&report);
+    Ok(u8::from(report.incomplete()))
+}
+
+fn print_report(r: &Report) {
+    println!("imported {} messages ({}), {} folders created", r.messages, HumanBytes(r.bytes), r.folders_created);
+    if !r.skipped.is_empty() {
+        println!("not imported ({}):", r.skipped.len());
+        for s in &r.skipped {
+            println!("  {}: {}", s.path.display(), s.reason);
+        }
+    }
+    if !r.ignored.is_empty() {
+        println!("left out, not messages ({}):", r.ignored.len());
+        for s in &r.ignored {
+            println!("  {}: {}", s.path.display(), s.reason);
+        }
+    }
 }

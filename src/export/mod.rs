@@ -1,0 +1,153 @@
+//! Export a folder tree of the store as Maildir++ ([`maildir`]) or as mbox files
+//! ([`mbox`]), so that importing the result gives back every message byte for byte, in
+//! the same folders, under the same names.
+//!
+//! Messages are written in entry id order, which is the order they were imported or
+//! created in: re-importing them in that order hands out the same ` (2)` suffixes.
+//! Existing files are never overwritten: a clash is an error naming the file.
+
+pub mod maildir;
+pub mod mbox;
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::{self, Id, Store};
+
+/// What can stop an export.
+#[derive(Debug)]
+pub enum Error {
+    /// Reading the store failed.
+    Store(store::Error),
+    /// Writing the destination failed.
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Store(e) => write!(f, "reading the store: {e}"),
+            Error::Write { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store(e) => Some(e),
+            Error::Write { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Error {
+        Error::Store(e)
+    }
+}
+
+/// Attach the path to an I/O error.
+pub(crate) fn at<T>(path: &Path, r: io::Result<T>) -> Result<T, Error> {
+    r.map_err(|source| Error::Write { path: path.to_path_buf(), source })
+}
+
+/// What an export wrote.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub folders: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// One message to write.
+#[derive(Clone, Debug)]
+pub struct MessagePlan {
+    pub id: Id,
+    pub name: String,
+    pub flags: u8,
+    /// Nanoseconds since the epoch.
+    pub mtime: i64,
+}
+
+/// One folder to write: its path below the exported folder and its messages by id.
+#[derive(Clone, Debug)]
+pub struct FolderPlan {
+    pub rel: Vec<String>,
+    pub messages: Vec<MessagePlan>,
+}
+
+/// The folders at and below `top`, parents before children, siblings by name. Taken
+/// under one index lock, so the export is of one consistent moment.
+pub fn plan(store: &Store, top: Id) -> Result<Vec<FolderPlan>, Error> {
+    let ix = store.index();
+    ix.folder(top)?;
+    let mut out = Vec::new();
+    let mut stack = vec![(top, Vec::<String>::new())];
+    while let Some((id, rel)) = stack.pop() {
+        let f = ix.folder(id)?;
+        let mut messages = Vec::new();
+        let mut subs = Vec::new();
+        for (name, &child) in &f.children {
+            if let Some(m) = ix.messages.get(&child) {
+                messages.push(MessagePlan { id: child, name: name.to_string(), flags: m.flags, mtime: m.attrs.mtime });
+            } else if ix.folders.contains_key(&child) {
+                subs.push((child, name.to_string()));
+            }
+        }
+        messages.sort_by_key(|m| m.id);
+        // Reversed onto the stack so siblings come off it in name order.
+        for (child, name) in subs.into_iter().rev() {
+            let mut r = rel.clone();
+            r.push(name);
+            stack.push((child, r));
+        }
+        out.push(FolderPlan { rel, messages });
+    }
+    Ok(out)
+}
+
+/// A file's mtime from nanoseconds since the epoch.
+pub(crate) fn system_time(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// Create a file that must not exist yet.
+pub(crate) fn create_new(path: &Path) -> Result<File, Error> {
+    at(path, File::options().write(true).create_new(true).open(path))
+}
+
+/// Create a directory and its parents.
+pub(crate) fn mkdirs(path: &Path) -> Result<(), Error> {
+    at(path, fs::create_dir_all(path))
+}
+
+/// Export folder `top` and everything below it to `dest` as a Maildir++ tree.
+pub fn export_maildir(store: &Store, top: Id, dest: &Path) -> Result<Report, Error> {
+    maildir::export(store, &plan(store, top)?, dest)
+}
+
+/// Export folder `top` and everything below it to the directory `dest` as mbox files.
+pub fn export_mbox(store: &Store, top: Id, dest: &Path) -> Result<Report, Error> {
+    let name = if top == store::ROOT { None } else { Some(store.index().folder(top)?.name.to_string()) };
+    mbox::export(store, &plan(store, top)?, name.as_deref(), dest)
+}
+
+/// Make everything written below `dest` durable with one syncfs.
+pub(crate) fn sync_tree(dest: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let dir = at(dest, File::open(dest))?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return at(dest, Err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
