@@ -12,7 +12,8 @@
 //!   other dot directories (`.notmuch`, ...) are skipped;
 //! - other directories are nested folders, detected again (Maildir or tree of messages);
 //! - loose files are messages (notmuch's corpora keep some there), except known metadata
-//!   (`maildirfolder`, `subscriptions`, `dovecot*`, `courier*`) and dot files.
+//!   (`subscriptions`, `dovecot*`, `courier*`) and dot files, which are reported as left
+//!   out, and the empty `maildirfolder` marker, which is passed over silently.
 
 use std::fs;
 use std::path::Path;
@@ -80,7 +81,7 @@ pub fn decode_component(comp: &str) -> String {
 
 /// Files at the top of a Maildir that hold mail software's state, not messages.
 fn is_metadata_file(name: &str) -> bool {
-    name == "maildirfolder" || name == "subscriptions" || name.starts_with("dovecot") || name.starts_with("courier")
+    name == "subscriptions" || name.starts_with("dovecot") || name.starts_with("courier")
 }
 
 /// Directories at the top of a Maildir that hold mail software's state.
@@ -175,6 +176,10 @@ pub(super) fn import(imp: &mut Importer, dir: &Path, folder: Id) -> Result<(), E
                 imp.import_dir(&p, folder)?;
             }
         } else if meta.is_file() {
+            if name == "maildirfolder" {
+                // Maildir++'s empty marker of a subfolder: nothing to import or report.
+                continue;
+            }
             if name.starts_with('.') || is_metadata_file(&name) {
                 imp.ignore(&p, "Maildir metadata");
             } else {
