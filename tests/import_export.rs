@@ -288,6 +288,26 @@ fn eml_trees_and_single_files_go_where_they_should() {
     st.close().unwrap();
 }
 
+#[test]
+fn pst_files_and_the_store_itself_are_not_imported_as_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src.join("outlook.pst"), b"!BDN\x00\x01binary");
+    write(&src.join("renamed"), b"!BDN\x00\x01binary");
+    write(&src.join("ok.eml"), b"Subject: ok\n\nx\n");
+    let store_dir = src.join("store");
+    let st = create_store(&store_dir);
+    let r = import(&st, &[&src, &src.join("outlook.pst")], None);
+    let skipped: Vec<String> =
+        r.skipped.iter().map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(skipped, vec!["outlook.pst", "renamed", "outlook.pst"]);
+    assert!(r.skipped.iter().all(|s| s.reason.contains("PST")));
+    assert_eq!(r.ignored.len(), 1);
+    assert_eq!(r.ignored[0].path, store_dir);
+    assert_eq!(r.messages, 1);
+    st.close().unwrap();
+}
+
 /// A source tree with every hard case, flags, a folder name with dots, a message at the
 /// top of the store and a 50 MB message; returns the store built from it.
 fn build_hard_store(root: &Path) -> Store {

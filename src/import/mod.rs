@@ -7,11 +7,17 @@
 //!   one message, except files named `*.mbox`/`*.mbx`, which are mbox files (that is how an
 //!   mbox export nests folders); subdirectories become subfolders and are detected again;
 //! - a file named `*.eml` is one message, `*.mbox`/`*.mbx` is an mbox ([`mbox`]); any other
-//!   file given on the command line is an mbox if it starts with `From `, else one message.
+//!   file given on the command line is an mbox if it starts with `From `, else one message;
+//! - Outlook PST/OST files are recognised and reported as not imported;
+//! - the store's own directory is never imported.
 //!
 //! Folders: a directory or mbox file becomes a folder named after it (without `.mbox`)
 //! under the target folder (`--into`, default the top of the store); a single message
 //! file goes straight into the target. A folder that exists already is reused.
+//!
+//! Attributes: mode `0600` (regular file), the importing user's uid and gid, and as
+//! mtime the Date header's time; without a parsable Date, the file's mtime (Maildir,
+//! `.eml`) or the date of the mbox From_ line, else the time of the import.
 //!
 //! Messages keep their bytes exactly. Each gets the name [`mime::import_name`] made
 //! unique in its folder ([`mime::unique_name_from`]) against the store's names and the
@@ -41,6 +47,9 @@ use crate::store::{Attrs, Entry, Error, Id, NewMessage, Store, ROOT};
 pub const BATCH_MESSAGES: usize = 1000;
 /// ...or this many staged bytes, whichever comes first.
 pub const BATCH_BYTES: u64 = 64 << 20;
+
+/// Why a PST or OST file is left out.
+pub const PST_NOT_YET: &str = "Outlook PST/OST files cannot be imported yet";
 
 /// A path left out of an import, and why.
 #[derive(Clone, Debug)]
@@ -81,33 +90,51 @@ pub struct Options {
 pub enum FileKind {
     Mbox,
     Eml,
+    /// An Outlook PST or OST file: not imported (yet), reported as skipped rather than
+    /// stored as one binary "message".
+    Pst,
 }
+
+/// The magic number at the start of PST and OST files.
+pub const PST_MAGIC: &[u8; 4] = b"!BDN";
 
 fn has_ext(path: &Path, exts: &[&str]) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// A file inside a directory tree: `*.mbox`/`*.mbx` are mbox files, anything else is a
-/// message.
+/// A file inside a directory tree: `*.mbox`/`*.mbx` are mbox files, `*.pst`/`*.ost`
+/// Outlook files, anything else is a message.
 pub fn kind_in_tree(path: &Path) -> FileKind {
     if has_ext(path, &["mbox", "mbx"]) {
         FileKind::Mbox
+    } else if has_ext(path, &["pst", "ost"]) {
+        FileKind::Pst
     } else {
         FileKind::Eml
     }
 }
 
-/// A file named as a source: by extension, else an mbox if it starts with `From `.
+/// A file named as a source: by extension, else by its first bytes (`From ` for an mbox,
+/// the PST magic), else a message.
 pub fn kind_of_source(path: &Path) -> std::io::Result<FileKind> {
-    if has_ext(path, &["eml"]) {
-        return Ok(FileKind::Eml);
-    }
-    if has_ext(path, &["mbox", "mbx"]) {
-        return Ok(FileKind::Mbox);
+    let by_name = kind_in_tree(path);
+    if by_name != FileKind::Eml || has_ext(path, &["eml"]) {
+        return Ok(by_name);
     }
     let mut head = [0u8; 5];
-    let n = std::io::Read::read(&mut fs::File::open(path)?, &mut head)?;
-    Ok(if &head[..n] == b"From " { FileKind::Mbox } else { FileKind::Eml })
+    let mut f = fs::File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match std::io::Read::read(&mut f, &mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(match &head[..n] {
+        b"From " => FileKind::Mbox,
+        h if h.starts_with(PST_MAGIC) => FileKind::Pst,
+        _ => FileKind::Eml,
+    })
 }
 
 /// A file's mtime in nanoseconds since the epoch.
@@ -157,6 +184,8 @@ pub struct Importer<'s> {
     gid: u32,
     report: Report,
     progress: Option<ProgressBar>,
+    /// The store's own directory, never imported into itself.
+    store_dir: Option<PathBuf>,
 }
 
 impl<'s> Importer<'s> {
@@ -172,6 +201,7 @@ impl<'s> Importer<'s> {
             gid,
             report: Report::default(),
             progress: None,
+            store_dir: store.path().and_then(|p| fs::canonicalize(p).ok()),
         }
     }
 
@@ -308,6 +338,10 @@ impl<'s> Importer<'s> {
         match kind_of_source(src) {
             Ok(FileKind::Mbox) => mbox::import(self, src, into),
             Ok(FileKind::Eml) => eml::import_file(self, src, &meta, into),
+            Ok(FileKind::Pst) => {
+                self.skip(src, PST_NOT_YET);
+                Ok(())
+            }
             Err(e) => {
                 self.skip(src, format!("cannot read: {e}"));
                 Ok(())
@@ -317,6 +351,11 @@ impl<'s> Importer<'s> {
 
     /// A directory becomes folder `parent/NAME`, holding what it holds.
     pub fn import_dir(&mut self, dir: &Path, parent: Id) -> Result<(), Error> {
+        if self.store_dir.is_some() && fs::canonicalize(dir).ok() == self.store_dir {
+            // Importing the store's objects into itself would only make copies of copies.
+            self.ignore(dir, "the store itself");
+            return Ok(());
+        }
         let name = name_of(dir);
         let Some(folder) = self.folder_for(parent, &name, dir)? else {
             return Ok(());
