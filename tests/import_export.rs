@@ -396,6 +396,34 @@ fn round_trip_through_maildir_and_mbox_is_byte_exact() {
     }
 }
 
+#[test]
+fn export_goes_on_past_an_unreadable_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("box.mbox");
+    write(&src, &mboxrd(&[b"Subject: a\n\na\n", b"Subject: b\n\nb\n", b"Subject: c\n\nc\n"], "\n"));
+    let store_dir = tmp.path().join("store");
+    let st = create_store(&store_dir);
+    import(&st, &[&src], None);
+    st.close().unwrap();
+    // Read-only, as `msgfs export` opens it; then the content of "b" goes away (as an old
+    // version does when a mounted daemon saves a new one).
+    let st = Store::open(&store_dir, Options { read_only: true, ..Default::default() }).unwrap();
+    let folder = st.folder_by_path("box").unwrap();
+    let msgfs::store::Entry::Message(b) = st.lookup(folder, "b.eml").unwrap() else { panic!() };
+    let version = st.index().message(b).unwrap().version;
+    fs::remove_file(store_dir.join(msgfs::store::object_path(b, version))).unwrap();
+    let r = export::export_mbox(&st, ROOT, &tmp.path().join("out")).unwrap();
+    assert_eq!(r.messages, 2);
+    assert_eq!(r.unreadable.len(), 1);
+    assert_eq!(r.unreadable[0].0, "box/b.eml");
+    let out = msgfs::import::mbox::split(&fs::read(tmp.path().join("out/box.mbox")).unwrap());
+    assert_eq!(
+        out.iter().map(|m| m.content.clone()).collect::<Vec<_>>(),
+        vec![b"Subject: a\n\na\n".to_vec(), b"Subject: c\n\nc\n".to_vec()]
+    );
+    st.close().unwrap();
+}
+
 fn msgfs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_msgfs"))
 }

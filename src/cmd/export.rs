@@ -1,6 +1,6 @@
 //! `msgfs export`: write the store (or one folder and its subfolders) out as a Maildir++
 //! tree or as a directory of mbox files. The store is opened read-only, so this works
-//! while it is mounted.
+//! while it is mounted. Exits 1 if some message could not be read (the rest is written).
 
 use std::path::Path;
 
@@ -33,5 +33,11 @@ pub fn run(store: &Path, format: Format, folder: Option<&str>, dest: &Path) -> C
         r.folders,
         dest.display()
     );
-    Ok(0)
+    if !r.unreadable.is_empty() {
+        println!("not exported, unreadable ({}):", r.unreadable.len());
+        for (path, why) in &r.unreadable {
+            println!("  {path}: {why}");
+        }
+    }
+    Ok(u8::from(!r.unreadable.is_empty()))
 }

@@ -40,13 +40,11 @@ pub(super) fn export(store: &Store, plans: &[FolderPlan], dest: &Path) -> Result
             }
         }
         for (seq, m) in f.messages.iter().enumerate() {
-            let content = store.read_message(m.id)?;
+            let Some(content) = report.read(store, &f.rel, m) else { continue };
             let path = dir.join("cur").join(format!("{stamp}.M{seq:07}P{pid}.msgfs{}", info_suffix(m.flags)));
             let mut file = create_new(&path)?;
             at(&path, file.write_all(&content))?;
             at(&path, file.set_modified(system_time(m.mtime)))?;
-            report.messages += 1;
-            report.bytes += content.len() as u64;
         }
         report.folders += 1;
     }

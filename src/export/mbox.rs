@@ -67,10 +67,8 @@ pub(super) fn export(
         let file = create_new(&path)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         for m in &f.messages {
-            let content = store.read_message(m.id)?;
+            let Some(content) = report.read(store, &f.rel, m) else { continue };
             at(&path, write_message(&mut w, &content, m.mtime))?;
-            report.messages += 1;
-            report.bytes += content.len() as u64;
         }
         at(&path, w.flush())?;
         report.folders += 1;
@@ -80,12 +78,10 @@ pub(super) fn export(
             for m in &root.messages {
                 let name = mime::unique_name(&m.name, |n| dest.join(n).symlink_metadata().is_ok());
                 let path = dest.join(name);
-                let content = store.read_message(m.id)?;
+                let Some(content) = report.read(store, &root.rel, m) else { continue };
                 let mut file = create_new(&path)?;
                 at(&path, file.write_all(&content))?;
                 at(&path, file.set_modified(system_time(m.mtime)))?;
-                report.messages += 1;
-                report.bytes += content.len() as u64;
             }
         }
     }

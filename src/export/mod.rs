@@ -61,6 +61,32 @@ pub struct Report {
     pub folders: u64,
     pub messages: u64,
     pub bytes: u64,
+    /// Messages that could not be read, as `folder/name` and the reason; the rest of the
+    /// export went on. (A read-only opener does not pin objects: a message saved again
+    /// by a mounted daemon after the export opened the store can lose its old content.)
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl Report {
+    /// The content of message `m` in folder `rel`, or None (recorded) if it cannot be read.
+    pub(crate) fn read(&mut self, store: &Store, rel: &[String], m: &MessagePlan) -> Option<Vec<u8>> {
+        match store.read_message(m.id) {
+            Ok(c) => {
+                self.messages += 1;
+                self.bytes += c.len() as u64;
+                Some(c)
+            }
+            Err(e) => {
+                let mut path = rel.join("/");
+                if !path.is_empty() {
+                    path.push('/');
+                }
+                path.push_str(&m.name);
+                self.unreadable.push((path, e.to_string()));
+                None
+            }
+        }
+    }
 }
 
 /// One message to write.

@@ -435,7 +435,11 @@ pub fn import_sources(store: &Store, sources: &[PathBuf], into: Option<&str>, op
     if opts.progress {
         imp.show_progress(sources.iter().map(|s| source_bytes(s)).sum());
     }
-    let target = imp.ensure_path(into.unwrap_or(""))?;
+    let into = into.unwrap_or("");
+    let target = match imp.ensure_path(into) {
+        Err(e) if item_error(&e) => return Err(Error::InvalidArgument(format!("folder {into:?}: {e}"))),
+        r => r?,
+    };
     for src in sources {
         imp.import_source(src, target)?;
     }
