@@ -1,2 +1,11 @@
-//! Mount tests: each mounts a real msgfs in a temporary directory and drives it with real
-//! programs.
+//! Mount tests: each mounts a real msgfs in a temporary directory (through a guard that
+//! always unmounts) and drives it with real programs. One test binary.
+
+mod common;
+
+mod browse;
+mod daemon;
+mod editors;
+mod tools;
+mod transactions;
+mod xattrs;

@@ -1,9 +1,9 @@
 //! msgfs: a message store mounted as a Linux filesystem, with MAPI SaveChanges semantics.
 
 pub mod cmd;
-pub mod export;
-pub mod import;
 pub mod control;
+pub mod export;
 pub mod fs;
+pub mod import;
 pub mod mime;
 pub mod store;

@@ -146,8 +146,9 @@ fn utf8(name: &OsStr) -> Result<String, Errno> {
 
 impl Filesystem for MsgFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let want = InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_DO_READDIRPLUS
+        // No FUSE_ATOMIC_O_TRUNC: with it the kernel zeroes the size and page cache of the
+        // inode at open, under readers of the same version; a SETATTR lets us answer it.
+        let want = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP

@@ -161,17 +161,9 @@ impl Inner {
 
     fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
         let n = ov.nodes.get(&ino).ok_or(FsError::Errno(Errno::ENOENT))?;
-        let mut a = Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } };
-        if let NodeKind::NewMessage = n.kind {
-            // A new message has no saved content: its size is its first writer's.
-            a.size = 0;
-            if let Some(&(fh, _)) = ov.writers.get(&ino).and_then(|w| w.first()) {
-                if let Some(Handle::Write(w)) = self.handles.get(&fh).map(|h| h.clone()) {
-                    a.size = w.lock().unwrap().tx.size();
-                }
-            }
-        }
-        Ok(a)
+        // A new message's size is its writers' (kept in the node by `write`, so no writer
+        // lock is taken here: the lock order is writer, then overlay).
+        Ok(Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } })
     }
 
     /// What a writer sees of its own file: its size, its mtime, its pending attributes.
@@ -209,6 +201,14 @@ impl Inner {
             }
         }
         let mut a = self.base_attr(r, ino)?;
+        if let InodeRef::Version { version, .. } = r {
+            if version != a.ino {
+                // An older version's inode, still open somewhere: its readers revalidate
+                // through their own descriptors, so never let these attributes be cached.
+                a.ino = ino;
+                return Ok((a, Duration::ZERO));
+            }
+        }
         a.ino = ino;
         let key = Self::message_of(r).or(match r {
             InodeRef::Node(n) => Some(n),
@@ -337,8 +337,12 @@ impl Inner {
         Attrs { mode: kind | (mode & 0o7777), uid, gid, mtime: now_ns() }
     }
 
+    /// Is the name in use, as this mount shows the folder? A stored name hidden by a shadow
+    /// is free: an editor writes its new file there.
     fn name_taken(&self, ov: &Overlay, folder: Id, name: &str) -> bool {
-        ov.names.contains_key(&(folder, name.to_string())) || self.store.index().lookup(folder, name).is_some()
+        let key = (folder, name.to_string());
+        ov.names.contains_key(&key)
+            || (self.store.index().lookup(folder, name).is_some() && !ov.hidden.contains_key(&key))
     }
 
     pub fn mkdir(&self, parent: u64, name: &str, mode: u32, uid: u32, gid: u32) -> FsResult<Attr> {
@@ -388,6 +392,7 @@ impl Inner {
                     size: 0,
                     open: 1,
                     unlinked: false,
+                    mtime_set: false,
                 },
             );
             ov.names.insert((folder, name.into()), Overlaid::Node(ino));
@@ -408,6 +413,7 @@ impl Inner {
                 size: 0,
                 open: 1,
                 unlinked: false,
+                mtime_set: false,
             },
         );
         ov.names.insert((folder, name.into()), Overlaid::Node(ino));
@@ -418,6 +424,7 @@ impl Inner {
             pid,
             append: flags & libc::O_APPEND != 0,
             last_write: attrs.mtime,
+            home: (folder, name.to_string()),
             wrote: false,
             conflicts: 0,
         };
@@ -468,6 +475,7 @@ impl Inner {
                             pid,
                             append: flags & libc::O_APPEND != 0,
                             last_write: now_ns(),
+                            home: (node.folder, node.name.clone()),
                             wrote: false,
                             conflicts: 0,
                         };
@@ -488,6 +496,11 @@ impl Inner {
                 if flags & libc::O_TRUNC != 0 {
                     tx.set_len(0)?;
                 }
+                let home = {
+                    let ix = self.store.index();
+                    let m = ix.message(id)?;
+                    (m.folder, m.name.to_string())
+                };
                 let w = Writer {
                     ino,
                     key: id,
@@ -495,6 +508,7 @@ impl Inner {
                     pid,
                     append: flags & libc::O_APPEND != 0,
                     last_write: now_ns(),
+                    home,
                     wrote: false,
                     conflicts: 0,
                 };
@@ -546,6 +560,12 @@ impl Inner {
                 })?;
                 w.last_write = now_ns();
                 w.wrote = true;
+                if w.tx.new_in().is_some() {
+                    let size = w.tx.size();
+                    if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
+                        n.size = size;
+                    }
+                }
                 Ok(data.len() as u32)
             }
             Handle::Scratch { ino, file } => {
@@ -584,6 +604,7 @@ impl Inner {
             _ if on_close => return Ok(()),
             _ => return err(Errno::EBADF),
         };
+        let flags = flags.validate()?;
         let mut w = w.lock().unwrap();
         if on_close && !w.tx.is_dirty() && !w.tx.has_pending_change() {
             return Ok(());
@@ -607,7 +628,7 @@ impl Inner {
                 mode: Some(node.attrs.mode),
                 uid: Some(node.attrs.uid),
                 gid: Some(node.attrs.gid),
-                mtime: None,
+                mtime: node.mtime_set.then_some(node.attrs.mtime),
                 flags: None,
                 xattrs: node
                     .xattrs
@@ -689,14 +710,15 @@ impl Inner {
     fn keep_conflict_copy(&self, w: &mut Writer) -> FsResult<()> {
         let (folder, name) = {
             let ix = self.store.index();
-            match ix.messages.get(&w.key) {
+            let (f, n) = match ix.messages.get(&w.key) {
                 Some(m) => (m.folder, m.name.to_string()),
                 None => match w.tx.new_in() {
-                    Some((f, n)) if ix.folders.contains_key(&f) => (f, n.to_string()),
-                    Some((_, n)) => (ROOT, n.to_string()),
-                    None => (ROOT, format!("message {}", w.key)),
+                    Some((f, n)) => (f, n.to_string()),
+                    None => w.home.clone(),
                 },
-            }
+            };
+            // Beside the original; in the top folder if its folder is gone too.
+            (if ix.folders.contains_key(&f) { f } else { ROOT }, n)
         };
         loop {
             w.conflicts += 1;
@@ -717,21 +739,24 @@ impl Inner {
 
     pub fn release(&self, fh: u64) {
         let Some((_, h)) = self.handles.remove(&fh) else { return };
-        let mut ov = self.overlay();
         match h {
             Handle::Write(w) => {
-                let w = w.lock().unwrap();
-                if let Some(ws) = ov.writers.get_mut(&w.key) {
+                let (key, ino) = {
+                    let w = w.lock().unwrap();
+                    (w.key, w.ino)
+                };
+                let mut ov = self.overlay();
+                if let Some(ws) = ov.writers.get_mut(&key) {
                     ws.retain(|(f, _)| *f != fh);
                     if ws.is_empty() {
-                        ov.writers.remove(&w.key);
+                        ov.writers.remove(&key);
                     }
                 }
-                Self::node_closed(&mut ov, w.key, &self.store);
+                Self::node_closed(&mut ov, key, &self.store);
                 drop(ov);
-                self.invalidate(Inval::Attrs { ino: w.ino });
+                self.invalidate(Inval::Attrs { ino });
             }
-            Handle::Scratch { ino, .. } => Self::node_closed(&mut ov, ino, &self.store),
+            Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
             _ => {}
         }
     }
@@ -773,6 +798,7 @@ impl Inner {
                 let mut ov = self.overlay();
                 let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
                 apply_to_attrs(&mut node.attrs, &change);
+                node.mtime_set |= change.mtime.is_some();
                 if let Some(len) = size {
                     match &node.kind {
                         NodeKind::Scratch { path } => {

@@ -102,6 +102,8 @@ pub struct Node {
     /// Open handles on it.
     pub open: u32,
     pub unlinked: bool,
+    /// Whether a user set the mtime (touch, futimens): then the save keeps it.
+    pub mtime_set: bool,
 }
 
 /// A stored message shown under a scratch name: what `mv m.eml m.eml~` (and vim's backup
@@ -147,6 +149,9 @@ pub struct Writer {
     pub append: bool,
     /// When it last wrote (what the writer sees as its mtime).
     pub last_write: i64,
+    /// Folder and name of the message when it was opened (for a conflict copy of a message
+    /// deleted meanwhile).
+    pub home: (Id, String),
     /// Whether anything was written (or truncated) through it.
     pub wrote: bool,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).

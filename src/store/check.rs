@@ -77,7 +77,10 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
             }
         };
         if let Some(at) = seg.torn_at {
-            if i + 1 == n {
+            if i + 1 == n && r.was_clean {
+                r.damage(format!("{place} at byte {at}"), "bad frame at the end of a cleanly closed log");
+                replay_ok = false;
+            } else if i + 1 == n {
                 r.notes.push(format!(
                     "{place}: torn tail of {} bytes at byte {at} (an unacknowledged commit; the next open cuts it)",
                     seg.len - at
@@ -113,6 +116,9 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
                     break;
                 }
                 ix.apply(rec);
+            }
+            if !replay_ok {
+                break;
             }
             r.records += cnt;
             next_seq += cnt;
@@ -160,4 +166,21 @@ fn push_err(r: &mut CheckReport, e: Error) {
         Error::Corrupt { place, what } => r.damage(place, what),
         e => r.damage("store", e.to_string()),
     }
+}
+
+/// Every record still in the log, in order (those a checkpoint already covers included,
+/// until their segment is removed). For tests and debugging: how many versions a change made.
+pub fn log_records(vfs: &dyn Vfs) -> super::Result<Vec<super::index::Record>> {
+    let mut out = Vec::new();
+    for (_, path) in log::list_segments(vfs)? {
+        for fr in log::read_segment(vfs, &path)?.frames {
+            out.extend(fr.records);
+        }
+    }
+    Ok(out)
+}
+
+/// [`log_records`] of a store directory.
+pub fn log_records_in(dir: &Path) -> super::Result<Vec<super::index::Record>> {
+    log_records(&RealVfs::new(dir))
 }

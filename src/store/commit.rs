@@ -501,7 +501,12 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
         sh.append(&records)
     });
     if let Err(e) = res {
-        undo_moves(sh, moved);
+        // After a failed log sync the frame may be on disk: leave the objects where they
+        // are (an unclean open removes them if the frame is not there). Otherwise nothing
+        // refers to them, and the writers get their private copies back.
+        if sh.poisoned.lock().unwrap().is_none() {
+            undo_moves(sh, moved);
+        }
         for (_, _, reply, _) in planned {
             reply(Err(copy_error(&e)));
         }

@@ -220,9 +220,15 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
             None => {
                 // Look for any whole frame after the bad bytes: if there is one, the bad
                 // frame is not a torn tail but damage in the middle of the log.
+                // Only a frame that continues the sequence counts, so bytes inside a record
+                // that happen to look like a frame (an xattr value) are not mistaken for one.
+                let expected = frames.last().map(|f: &Frame| f.first_seq + f.records.len() as u64);
                 for later in off + 1..buf.len() {
                     if buf[later..].starts_with(&FRAME_MAGIC.to_le_bytes()) {
-                        if let Some(Ok(_)) = frame_at(&buf, later, &place) {
+                        if let Some(Ok(fr)) = frame_at(&buf, later, &place) {
+                            if expected.is_some_and(|e| fr.first_seq < e) {
+                                continue;
+                            }
                             return Err(Error::corrupt(
                                 format!("{place} at byte {off}"),
                                 format!("bad frame followed by a good one at byte {later}"),

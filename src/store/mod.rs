@@ -140,6 +140,13 @@ impl Shared {
         let lg = &mut *guard;
         let seq = lg.next_seq;
         let frame = log::encode_frame(seq, records);
+        if frame.len() > log::MAX_FRAME {
+            // Replay refuses frames this large; never acknowledge one.
+            return Err(Error::InvalidArgument(format!(
+                "a commit group of {} bytes is over the frame limit",
+                frame.len()
+            )));
+        }
         let w = lg.writer.as_mut().ok_or(Error::ReadOnly)?;
         w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
         if let Err(e) = w.file.sync() {
@@ -152,8 +159,13 @@ impl Shared {
         lg.next_seq += records.len() as u64;
         lg.bytes_since_checkpoint += frame.len() as u64;
         if w.len >= log::SEGMENT_BYTES {
+            // The frame is durable: a failure to start the next segment must not turn this
+            // commit into a reported failure. The next append tries again.
             let next = lg.next_seq;
-            lg.writer = Some(self.new_segment(next)?);
+            match self.new_segment(next) {
+                Ok(w) => lg.writer = Some(w),
+                Err(e) => ::log::warn!("starting a new log segment failed (will retry): {e}"),
+            }
         }
         Ok(())
     }

@@ -49,7 +49,7 @@ fn parse_format(text: &str) -> Result<[u8; 16]> {
     }
     let hex = lines.next().and_then(|l| l.strip_prefix("id ")).ok_or_else(|| bad("no id line"))?;
     let mut id = [0u8; 16];
-    if hex.len() != 32 {
+    if hex.len() != 32 || !hex.is_ascii() {
         return Err(bad("store id is not 32 hex digits"));
     }
     for (i, b) in id.iter_mut().enumerate() {
@@ -226,6 +226,13 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             report.replayed_records += n;
         }
         let mut len = seg.len;
+        if let (Some(at), true) = (seg.torn_at, was_clean) {
+            // A cleanly closed store has no commit in flight: a bad tail is damage.
+            return Err(Error::corrupt(
+                format!("{place} at byte {at}"),
+                "bad frame at the end of a cleanly closed log",
+            ));
+        }
         if let Some(at) = seg.torn_at {
             report.torn_tail_cut = Some(format!("{place}: {} bytes cut at byte {at}", seg.len - at));
             if !opts.read_only {
@@ -286,10 +293,15 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
 /// process that held them.
 fn clear_staging(vfs: &dyn Vfs) -> Result<u64> {
     let names = vfs.read_dir(Path::new(STAGING_DIR)).map_err(io("list staging/"))?;
+    let mut removed = 0;
     for n in &names {
-        vfs.remove_file(&Path::new(STAGING_DIR).join(n)).map_err(io(format!("remove staging/{n}")))?;
+        match vfs.remove_file(&Path::new(STAGING_DIR).join(n)) {
+            Ok(()) => removed += 1,
+            // Not ours (a directory someone put there): leave it, say so.
+            Err(e) => ::log::warn!("staging/{n} left in place: {e}"),
+        }
     }
-    Ok(names.len() as u64)
+    Ok(removed)
 }
 
 /// After an unclean stop: every live message must have its object (else the store is

@@ -1,0 +1,223 @@
+//! Writing as SaveChanges transactions: fsync saves, the first save wins, a later save gets
+//! EBUSY and keeps its changes, close keeps a conflict copy, the SaveChanges ioctl.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use msgfs::control::{FORCE_SAVE, KEEP_OPEN_READONLY, KEEP_OPEN_READWRITE, MSGFS_IOC_SAVECHANGES};
+
+use crate::common::*;
+
+const MSG: &[u8] = b"Subject: original\n\nbody\n";
+
+fn open_rw(path: &std::path::Path) -> i32 {
+    // SAFETY: open with a valid C string.
+    let fd = unsafe { libc::open(cpath(path).as_ptr(), libc::O_RDWR) };
+    assert!(fd >= 0, "open: {}", errno());
+    fd
+}
+
+fn pwrite(fd: i32, data: &[u8], off: i64) {
+    // SAFETY: writing from a valid buffer of that length.
+    let n = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), off) };
+    assert_eq!(n, data.len() as isize, "pwrite: {}", errno());
+}
+
+fn fsync(fd: i32) -> Result<(), i32> {
+    // SAFETY: fsync on an open descriptor.
+    if unsafe { libc::fsync(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+fn close(fd: i32) -> Result<(), i32> {
+    // SAFETY: closing a descriptor we own, once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+fn save_ioctl(fd: i32, flags: u32) -> Result<(), i32> {
+    // SAFETY: the ioctl reads a u32 from the pointer we pass.
+    let r = unsafe { libc::ioctl(fd, MSGFS_IOC_SAVECHANGES as _, &flags as *const u32) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+fn mount_one() -> Mount {
+    Mount::with(&[], |st| put(st, "Inbox", &[("m.eml", MSG)]))
+}
+
+#[test]
+fn fsync_saves_a_new_version_others_see() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let (id, v) = (entry_id(&p), version(&p));
+    let fd = open_rw(&p);
+    pwrite(fd, b"SUBJECT", 0);
+    assert_eq!(std::fs::read(&p).unwrap(), MSG, "changes are private before the save");
+    fsync(fd).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"SUBJECT: original\n\nbody\n");
+    assert_eq!(entry_id(&p), id);
+    assert!(version(&p) > v);
+    pwrite(fd, b"more", 0);
+    close(fd).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"moreECT: original\n\nbody\n", "the descriptor stayed writable");
+}
+
+#[test]
+fn the_first_save_wins_and_the_second_gets_ebusy_keeping_its_changes() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let a = open_rw(&p);
+    let b = open_rw(&p);
+    pwrite(a, b"AAAA", 0);
+    pwrite(b, b"BBBB", 0);
+    fsync(a).unwrap();
+    assert_eq!(fsync(b), Err(libc::EBUSY));
+    assert_eq!(std::fs::read(&p).unwrap(), b"AAAAect: original\n\nbody\n");
+    // B still has its changes and can force them.
+    let mut buf = [0u8; 4];
+    // SAFETY: reading into a 4-byte buffer.
+    assert_eq!(unsafe { libc::pread(b, buf.as_mut_ptr().cast(), 4, 0) }, 4);
+    assert_eq!(&buf, b"BBBB");
+    save_ioctl(b, FORCE_SAVE | KEEP_OPEN_READWRITE).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"BBBBect: original\n\nbody\n");
+    close(a).unwrap();
+    close(b).unwrap();
+    assert_eq!(names(&m.p("Inbox")), ["m.eml"], "no conflict copy when nothing was lost");
+}
+
+#[test]
+fn a_close_that_cannot_save_returns_ebusy_and_keeps_a_conflict_copy() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let a = open_rw(&p);
+    let b = open_rw(&p);
+    pwrite(a, b"AAAA", 0);
+    pwrite(b, b"BBBB", 0);
+    close(a).unwrap();
+    assert_eq!(close(b), Err(libc::EBUSY));
+    assert_eq!(std::fs::read(&p).unwrap(), b"AAAAect: original\n\nbody\n");
+    assert_eq!(names(&m.p("Inbox")), ["m (conflict 1).eml", "m.eml"]);
+    assert_eq!(std::fs::read(m.p("Inbox/m (conflict 1).eml")).unwrap(), b"BBBBect: original\n\nbody\n");
+}
+
+#[test]
+fn a_save_after_delete_gets_enoent_and_close_keeps_the_content() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let a = open_rw(&p);
+    pwrite(a, b"edited", 0);
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(fsync(a), Err(libc::ENOENT));
+    assert_eq!(save_ioctl(a, FORCE_SAVE), Err(libc::ENOENT), "FORCE_SAVE cannot bring back a deleted message");
+    assert_eq!(close(a), Err(libc::ENOENT));
+    assert_eq!(names(&m.p("Inbox")), ["m (conflict 1).eml"]);
+    assert_eq!(std::fs::read(m.p("Inbox/m (conflict 1).eml")).unwrap(), b"editedt: original\n\nbody\n");
+}
+
+#[test]
+fn the_savechanges_ioctl_takes_the_mapi_flags() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let fd = open_rw(&p);
+    pwrite(fd, b"one", 0);
+    save_ioctl(fd, KEEP_OPEN_READWRITE).unwrap();
+    assert!(std::fs::read(&p).unwrap().starts_with(b"one"));
+    pwrite(fd, b"two", 0);
+    save_ioctl(fd, KEEP_OPEN_READONLY).unwrap();
+    assert!(std::fs::read(&p).unwrap().starts_with(b"two"));
+    // SAFETY: a write that must fail: the transaction is read-only now.
+    let n = unsafe { libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0) };
+    assert_eq!((n, errno()), (-1, libc::EBADF));
+    assert_eq!(save_ioctl(fd, 0x100), Err(libc::EINVAL));
+    close(fd).unwrap();
+    let r = std::fs::File::open(&p).unwrap();
+    assert_eq!(save_ioctl(r.as_raw_fd(), 0), Err(libc::EBADF), "a reader has nothing to save");
+}
+
+#[test]
+fn a_writer_sees_its_own_size_and_mtime_and_others_the_saved_ones() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/m.eml");
+    let fd = open_rw(&p);
+    pwrite(fd, &[b'x'; 1000], 0);
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+    assert_eq!(st.st_size, 1000);
+    let mine = std::fs::metadata(&p).unwrap();
+    assert_eq!(mine.len(), 1000, "stat by path from the writer's process");
+    assert!(mine.mtime() > 1_600_000_000);
+    let other = Command::new("stat").arg("-c").arg("%s %Y").arg(&p).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout).trim(), format!("{} 1600000000", MSG.len()));
+    close(fd).unwrap();
+    let other = Command::new("stat").arg("-c").arg("%s").arg(&p).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout).trim(), "1000");
+}
+
+#[test]
+fn a_new_file_is_visible_at_once_and_has_no_entry_id_before_its_first_save() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let p = m.p("Inbox/new.eml");
+    let f = std::fs::File::create(&p).unwrap();
+    assert!(names(&m.p("Inbox")).contains(&"new.eml".to_string()));
+    assert_eq!(getxattr(&p, "user.msgfs.entryid"), Err(libc::ENODATA));
+    f.sync_all().unwrap();
+    assert_eq!(entry_id(&p).len(), 48);
+    drop(f);
+}
+
+#[test]
+fn a_process_killed_while_writing_leaves_what_it_wrote_and_a_sound_store() {
+    if should_skip() {
+        return;
+    }
+    let mut m = mount_one();
+    let p = m.p("Inbox/big.eml");
+    let mut child = Command::new("perl")
+        .arg("-e")
+        .arg(r#"open(F, ">", $ARGV[0]) or die; select F; $| = 0; print "Subject: partial\n\n"; while (1) { print "line\n" }"#)
+        .arg(&p)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let data = std::fs::read(&p).unwrap_or_default();
+    assert!(data.is_empty() || data.starts_with(b"Subject: partial\n\n"));
+    m.unmount();
+    let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
