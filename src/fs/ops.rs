@@ -203,8 +203,11 @@ impl Inner {
         let mut a = self.base_attr(r, ino)?;
         if let InodeRef::Version { version, .. } = r {
             if version != a.ino {
-                // An older version's inode, still open somewhere: its readers revalidate
-                // through their own descriptors, so never let these attributes be cached.
+                // An older version's inode, still open somewhere (fstat of a reader comes
+                // without its handle): it has its version's size, and is never cached.
+                if let Some((size, _)) = self.overlay().open_versions.get(&version) {
+                    a.size = *size;
+                }
                 a.ino = ino;
                 return Ok((a, Duration::ZERO));
             }
@@ -490,6 +493,11 @@ impl Inner {
                     let view = self.store.open_message(id)?;
                     // Cached reads only through the inode of exactly this version.
                     let direct = !matches!(r, InodeRef::Version { version, .. } if version == view.version);
+                    {
+                        let mut ov = self.overlay();
+                        let e = ov.open_versions.entry(view.version).or_insert((view.size, 0));
+                        e.1 += 1;
+                    }
                     return Ok((self.new_fh(Handle::Read(Arc::new(view))), direct));
                 }
                 let mut tx = self.store.begin(id)?;
@@ -582,13 +590,14 @@ impl Inner {
     }
 
     /// The save of `close`: every close of a descriptor (dups included) saves what changed,
-    /// keeping the transaction open for the other copies of the descriptor. A new file
-    /// nothing was written to yet is left for the last close (`release`), so a shell's
-    /// redirection (create, dup, close, write, close) makes one version, not an empty one first.
+    /// keeping the transaction open for the other copies of the descriptor. A descriptor
+    /// nothing was written through yet (only created or truncated) is left for the last
+    /// close (`release`), so a shell's redirection (open, dup, close, write, close) makes
+    /// one version, not an empty one first.
     pub fn flush(&self, fh: u64, last: bool) -> FsResult<()> {
         if let Handle::Write(w) = self.handle(fh)? {
             let w = w.lock().unwrap();
-            if !last && !w.wrote && w.tx.new_in().is_some() {
+            if !last && !w.wrote && w.tx.is_dirty() {
                 return Ok(());
             }
         }
@@ -757,6 +766,15 @@ impl Inner {
                 self.invalidate(Inval::Attrs { ino });
             }
             Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
+            Handle::Read(v) => {
+                let mut ov = self.overlay();
+                if let Some(e) = ov.open_versions.get_mut(&v.version) {
+                    e.1 -= 1;
+                    if e.1 == 0 {
+                        ov.open_versions.remove(&v.version);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -816,6 +834,15 @@ impl Inner {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
                 // Through a writer's descriptor (futimens, fchmod, ftruncate), changes join
                 // its transaction; otherwise they apply now.
+                // The kernel sends the truncation of open(O_TRUNC) without a handle: a
+                // writer of this message in the calling process is the one it belongs to.
+                let fh = fh.or_else(|| {
+                    self.overlay()
+                        .writers
+                        .get(&id)
+                        .and_then(|ws| ws.iter().rev().find(|(_, p)| *p == pid))
+                        .map(|(f, _)| *f)
+                });
                 let writer = fh.and_then(|fh| match self.handles.get(&fh).map(|h| h.clone()) {
                     Some(Handle::Write(w)) => Some(w),
                     _ => None,
@@ -826,7 +853,6 @@ impl Inner {
                         if let Some(len) = size {
                             w.tx.set_len(len)?;
                             w.last_write = now_ns();
-                            w.wrote = true;
                         }
                         if has_change(&change) {
                             w.tx.change_attrs(change);

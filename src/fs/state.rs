@@ -130,6 +130,8 @@ pub struct Overlay {
     pub hidden: HashMap<(Id, String), Id>,
     /// Open writers by message id (or node inode): (handle, pid).
     pub writers: HashMap<Id, Vec<(u64, u32)>>,
+    /// Versions open for reading: their size and how many handles.
+    pub open_versions: HashMap<u64, (u64, u32)>,
 }
 
 impl Overlay {
@@ -152,7 +154,7 @@ pub struct Writer {
     /// Folder and name of the message when it was opened (for a conflict copy of a message
     /// deleted meanwhile).
     pub home: (Id, String),
-    /// Whether anything was written (or truncated) through it.
+    /// Whether anything was written through it (truncation alone does not count).
     pub wrote: bool,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
