@@ -360,7 +360,8 @@ impl Inner {
     }
 
     /// Create a file: a scratch file, or a new message that exists in the store from its
-    /// first save on.
+    /// first save on. The arguments are those of the FUSE request.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &self,
         parent: u64,

@@ -229,6 +229,8 @@ impl Store {
         open::open_vfs(vfs, None, opts, None)
     }
 
+    // Every part is what open found; a struct for them would only be built here and torn apart.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         vfs: Arc<dyn Vfs>,
         index: Index,

@@ -88,7 +88,7 @@ fn take_lock(dir: &Path) -> Result<File> {
     let cmd = std::fs::read_to_string("/proc/self/cmdline").unwrap_or_default().replace('\0', " ");
     let _ = f.set_len(0);
     let _ = f.rewind();
-    let _ = write!(f, "process {} ({})\n", std::process::id(), cmd.trim());
+    let _ = writeln!(f, "process {} ({})", std::process::id(), cmd.trim());
     Ok(f)
 }
 

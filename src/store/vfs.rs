@@ -28,6 +28,9 @@ pub trait VfsFile: Send + Sync {
     fn write_all_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Make the file's data durable (fdatasync). Says nothing about its directory entry.
     fn sync(&self) -> io::Result<()>;
     /// The real descriptor, where there is one (for FUSE passthrough and zero-copy reads).
