@@ -119,3 +119,29 @@ fn readdir_lists_each_entry_once_while_the_folder_changes() {
     assert!(seen.len() >= 250, "entries were skipped: {}", seen.len());
     assert_eq!(names(&dir).len(), 300 - 50 + 20);
 }
+
+#[test]
+fn grep_r_over_the_mount_matches_grep_r_over_an_export() {
+    if should_skip() {
+        return;
+    }
+    let m = Mount::with(&[], |st| {
+        put(st, "Inbox", &[("a.eml", A), ("b.eml", B)]);
+        put(st, "Archive/2020", &[("old.eml", B), ("older.eml", A)]);
+    });
+    let export = m.dir.path().join("export");
+    run(std::process::Command::new(MSGFS)
+        .arg("export")
+        .arg("--store")
+        .arg(&m.store)
+        .arg("--format")
+        .arg("maildir")
+        .arg(&export));
+    let lines = |dir: &std::path::Path| {
+        let out = sh(&format!("grep -r -h -a -e needle -e hello '{}' | sort", dir.display()));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (mounted, exported) = (lines(&m.mp), lines(&export));
+    assert!(mounted.lines().count() >= 4, "{mounted}");
+    assert_eq!(mounted, exported);
+}

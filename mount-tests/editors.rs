@@ -283,3 +283,34 @@ fn rsync_of_a_changed_copy_into_the_mount_makes_one_version() {
         );
     }
 }
+
+#[test]
+fn two_vims_racing_the_second_is_warned_and_nothing_is_lost() {
+    if should_skip() {
+        return;
+    }
+    require(&["vim", "tmux"]);
+    let m = Mount::with(&[], |st| put(st, "Inbox", &[("m.eml", MSG)]));
+    let p = m.p("Inbox/m.eml");
+    let first = Tmux::start(&format!("vim --clean '{}'", p.display()));
+    let second = Tmux::start(&format!("vim --clean '{}'", p.display()));
+    first.wait_for("apples");
+    // The first vim's swap file is visible to the second, which asks first.
+    second.wait_for("ATTENTION");
+    second.keys(&["e"]);
+    second.wait_for("apples");
+    first.keys(&[":%s/apple/pear/", "Enter"]);
+    first.keys(&[":wq", "Enter"]);
+    first.wait_exit();
+    let after_first = std::fs::read(&p).unwrap();
+    assert!(after_first.windows(4).any(|w| w == b"pear"));
+    second.keys(&[":%s/banana/cherry/", "Enter"]);
+    second.keys(&[":w", "Enter"]);
+    // vim sees the saved version's new mtime and asks before overwriting it.
+    second.wait_for("changed since reading it");
+    second.keys(&["n", "Enter"]);
+    second.keys(&[":q!", "Enter"]);
+    second.wait_exit();
+    assert_eq!(std::fs::read(&p).unwrap(), after_first, "the second vim overwrote the first one's save");
+    assert_eq!(names(&m.p("Inbox")), ["m.eml"]);
+}
