@@ -350,7 +350,9 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Rec
                 (m.folder, m.name.to_string(), attrs, s.flags.unwrap_or(m.flags), x)
             }
             (Some((folder, name)), None) => {
-                let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid: 0, gid: 0, mtime: now_ns() });
+                // SAFETY: getuid and getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid, gid, mtime: now_ns() });
                 (*folder, name.clone(), attrs, s.flags.unwrap_or(0), s.xattrs.clone().unwrap_or_default())
             }
             (Some(_), Some(_)) => return Err(Error::Exists),

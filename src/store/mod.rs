@@ -337,8 +337,9 @@ impl Store {
         v.file.read_all().map_err(|e| Error::io("read message", e))
     }
 
-    /// A fresh id from the store's id space (never reused), e.g. for inode numbers of
-    /// files that are not messages yet.
+    /// A fresh id from the store's id space, e.g. for inode numbers of files that are not
+    /// messages yet. Ids that end up in the log are never handed out again; one handed out
+    /// and never committed may be, after the store is reopened.
     pub fn alloc_id(&self) -> Id {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
