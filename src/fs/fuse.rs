@@ -273,7 +273,11 @@ impl Filesystem for MsgFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.inner.open(ino.0, flags.0, req.pid()) {
             Ok((fh, direct)) => {
-                let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::FOPEN_KEEP_CACHE };
+                let mut f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::FOPEN_KEEP_CACHE };
+                if let Ok(Handle::Read(_) | Handle::Empty) = self.inner.handle(fh) {
+                    // A reader has nothing to save at close: spare the kernel the FLUSH.
+                    f |= FopenFlags::FOPEN_NOFLUSH;
+                }
                 reply.opened(FileHandle(fh), f)
             }
             Err(e) => reply.error(self.errno(&e)),
@@ -316,6 +320,10 @@ impl Filesystem for MsgFs {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+        // Only writers have anything to save; the rest answer at once, without a thread hop.
+        if !matches!(self.inner.handle(fh.0), Ok(Handle::Write(_))) {
+            return reply.ok();
+        }
         self.park(move |fs| fs.flush(fh.0, false), move |r| reply_empty(reply, r));
     }
 
@@ -329,6 +337,10 @@ impl Filesystem for MsgFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if !matches!(self.inner.handle(fh.0), Ok(Handle::Write(_))) {
+            self.inner.release(fh.0);
+            return reply.ok();
+        }
         self.park(
             move |fs| {
                 // A new file never flushed with content is saved now, at its last close.
