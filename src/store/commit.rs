@@ -351,8 +351,8 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Rec
             }
             (Some((folder, name)), None) => {
                 // SAFETY: getuid and getgid cannot fail.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid, gid, mtime: now_ns() });
+                let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+                let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid, gid, mtime: now_ns() });
                 (*folder, name.clone(), attrs, s.flags.unwrap_or(0), s.xattrs.clone().unwrap_or_default())
             }
             (Some(_), Some(_)) => return Err(Error::Exists),
@@ -440,7 +440,7 @@ pub fn run(sh: Arc<Shared>) {
             let mut q = sh.queue.lock().unwrap();
             loop {
                 let have = !q.ops.is_empty() || !carry.is_empty();
-                if q.frozen {
+                if q.frozen > 0 {
                     // Hold every mutation while frozen; close still waits for the thaw.
                 } else if have {
                     break;

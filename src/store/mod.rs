@@ -6,6 +6,7 @@ pub mod check;
 mod checkpoint;
 mod codec;
 pub mod commit;
+pub mod control;
 pub mod error;
 pub mod index;
 mod log;
@@ -71,7 +72,8 @@ impl Default for Options {
 
 pub(crate) struct Queue {
     pub ops: VecDeque<Pending>,
-    pub frozen: bool,
+    /// How many holders freeze the store (a snapshot session, a checkpoint); 0 = not frozen.
+    pub frozen: u32,
     pub busy: bool,
     pub closing: bool,
 }
@@ -118,6 +120,7 @@ pub struct Shared {
     committer: Mutex<Option<JoinHandle<()>>>,
     pub stats: Stats,
     pub report: OpenReport,
+    pub(crate) control: control::Control,
 }
 
 /// A handle on an open store; clones share it. Call [`Store::close`] to close it cleanly.
@@ -245,7 +248,7 @@ impl Store {
         let sh = Arc::new(Shared {
             vfs,
             index: RwLock::new(index),
-            queue: Mutex::new(Queue { ops: VecDeque::new(), frozen: false, busy: false, closing: false }),
+            queue: Mutex::new(Queue { ops: VecDeque::new(), frozen: 0, busy: false, closing: false }),
             queue_cv: Condvar::new(),
             poisoned: Mutex::new(None),
             log: Mutex::new(log),
@@ -259,6 +262,7 @@ impl Store {
             committer: Mutex::new(None),
             stats: Stats::default(),
             report,
+            control: control::Control::default(),
         });
         if !opts.read_only {
             let sh2 = sh.clone();
@@ -321,6 +325,7 @@ impl Store {
 
     /// Open the current version of a message for reading.
     pub fn open_message(&self, id: Id) -> Result<MessageView> {
+        self.check_access()?;
         // Opened under the index lock: the committer removes an old object only after
         // applying the record that replaces it, so the object cannot vanish between the
         // lookup and the open, and once open the descriptor keeps it readable.
@@ -359,6 +364,9 @@ impl Store {
     pub fn submit(&self, op: Op, reply: commit::Reply) {
         if self.0.read_only {
             return reply(Err(Error::ReadOnly));
+        }
+        if let Err(e) = self.check_access() {
+            return reply(Err(e));
         }
         let mut q = self.0.queue.lock().unwrap();
         if q.closing {
@@ -466,7 +474,7 @@ impl Store {
     /// the group being committed, if any, is durable: the directory is then consistent.
     pub fn freeze(&self) {
         let mut q = self.0.queue.lock().unwrap();
-        q.frozen = true;
+        q.frozen += 1;
         while q.busy {
             q = self.0.queue_cv.wait(q).unwrap();
         }
@@ -474,19 +482,19 @@ impl Store {
 
     pub fn thaw(&self) {
         let mut q = self.0.queue.lock().unwrap();
-        q.frozen = false;
+        q.frozen = q.frozen.saturating_sub(1);
         self.0.queue_cv.notify_all();
     }
 
     pub fn is_frozen(&self) -> bool {
-        self.0.queue.lock().unwrap().frozen
+        self.0.queue.lock().unwrap().frozen > 0
     }
 
     /// Make everything durable and wait for queued operations (used before a lock or an
     /// unmount). Everything acknowledged is already durable; this waits for the rest.
     pub fn flush(&self) {
         let mut q = self.0.queue.lock().unwrap();
-        while (q.busy || !q.ops.is_empty()) && !q.frozen {
+        while (q.busy || !q.ops.is_empty()) && q.frozen == 0 {
             q = self.0.queue_cv.wait(q).unwrap();
         }
     }
@@ -497,7 +505,7 @@ impl Store {
         {
             let mut q = self.0.queue.lock().unwrap();
             q.closing = true;
-            q.frozen = false;
+            q.frozen = 0;
             self.0.queue_cv.notify_all();
         }
         if let Some(h) = self.0.committer.lock().unwrap().take() {

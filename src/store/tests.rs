@@ -551,3 +551,103 @@ fn an_import_batch_is_one_frame_and_survives_a_crash_only_whole() {
     let st = Store::open_vfs(Arc::new(fs.recover(0)), Options::default()).unwrap();
     assert_eq!(st.index().folders[&ib].children.len(), 50);
 }
+
+// ---- snapshot sessions and the crash-recovery lock ------------------------------------
+
+#[test]
+fn snapshot_sessions_follow_the_ese_state_table() {
+    let (_fs, st) = sim_store();
+    // Unknown ids: OSSnapshotInvalidSnapId for every call.
+    assert!(matches!(st.snapshot_freeze(999), Err(Error::SnapshotInvalidId)));
+    assert!(matches!(st.snapshot_thaw(999), Err(Error::SnapshotInvalidId)));
+    assert!(matches!(st.snapshot_abort(999), Err(Error::SnapshotInvalidId)));
+    assert!(matches!(st.snapshot_end(999), Err(Error::SnapshotInvalidId)));
+    assert!(matches!(st.snapshot_info(999), Err(Error::SnapshotInvalidId)));
+    // Prepared: thaw is out of sequence; end is legal.
+    let a = st.snapshot_prepare();
+    assert_eq!(st.snapshot_info(a).unwrap().state, control::SnapState::Prepared);
+    assert!(matches!(st.snapshot_thaw(a), Err(Error::SnapshotSequence)));
+    st.snapshot_end(a).unwrap();
+    assert!(matches!(st.snapshot_info(a), Err(Error::SnapshotInvalidId)), "an ended session is gone");
+    // Prepared -> Frozen -> Thawed -> End.
+    let b = st.snapshot_prepare();
+    st.snapshot_freeze(b).unwrap();
+    assert!(st.is_frozen());
+    assert!(matches!(st.snapshot_freeze(b), Err(Error::SnapshotSequence)), "freeze twice");
+    assert!(matches!(st.snapshot_end(b), Err(Error::SnapshotSequence)), "end while frozen");
+    let c = st.snapshot_prepare();
+    assert!(matches!(st.snapshot_freeze(c), Err(Error::Busy)), "a second freeze: OSSnapshotNotAllowed");
+    assert_eq!(st.snapshot_info(c).unwrap().state, control::SnapState::Prepared, "a refused call changes nothing");
+    st.snapshot_thaw(b).unwrap();
+    assert!(!st.is_frozen());
+    assert!(matches!(st.snapshot_thaw(b), Err(Error::SnapshotSequence)), "thaw after thaw");
+    assert!(matches!(st.snapshot_freeze(b), Err(Error::SnapshotSequence)), "freeze after thaw");
+    st.snapshot_end(b).unwrap();
+    // Abort from Prepared, from Frozen (thaws).
+    st.snapshot_abort(c).unwrap();
+    let d = st.snapshot_prepare();
+    st.snapshot_freeze(d).unwrap();
+    st.snapshot_abort(d).unwrap();
+    assert!(!st.is_frozen());
+    assert!(matches!(st.snapshot_abort(d), Err(Error::SnapshotInvalidId)));
+}
+
+#[test]
+fn a_freeze_that_outlives_its_timeout_thaws_and_the_thaw_reports_it() {
+    let (_fs, st) = sim_store();
+    st.set_freeze_timeout(std::time::Duration::from_millis(100));
+    let id = st.snapshot_prepare();
+    st.snapshot_freeze(id).unwrap();
+    let ib = inbox(&st);
+    let st2 = st.clone();
+    let held = std::thread::spawn(move || save_new(&st2, ib, "waited.eml", b"x"));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(held.is_finished(), "the timeout did not thaw the store");
+    held.join().unwrap();
+    assert_eq!(st.snapshot_info(id).unwrap().state, control::SnapState::TimedOut);
+    assert!(matches!(st.snapshot_end(id), Err(Error::SnapshotSequence)));
+    assert!(matches!(st.snapshot_thaw(id), Err(Error::SnapshotTimedOut)));
+    assert!(matches!(st.snapshot_thaw(id), Err(Error::SnapshotInvalidId)), "the session ended");
+}
+
+#[test]
+fn the_crash_lock_refuses_reads_and_writes_until_continue_or_the_holder_ends() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"x");
+    // CONTINUE without a lock changes nothing.
+    st.crash_continue().unwrap();
+    st.crash_recover(std::process::id(), false).unwrap();
+    assert!(matches!(st.open_message(id), Err(Error::NoAccess)));
+    assert!(matches!(st.delete_message(id), Err(Error::NoAccess)));
+    assert!(matches!(st.crash_recover(1, false), Err(Error::Busy)), "another process cannot take a held lock");
+    st.crash_continue().unwrap();
+    assert_eq!(st.read_message(id).unwrap(), b"x");
+    // SYSTEM_SHUTDOWN: CONTINUE is refused.
+    st.crash_recover(std::process::id(), true).unwrap();
+    assert!(matches!(st.crash_continue(), Err(Error::NotPermitted)));
+    assert!(st.crash_lock().is_some());
+    // A holder that ends lifts the lock.
+    let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+    let (_fs2, st2) = sim_store();
+    st2.crash_recover(child.id(), true).unwrap();
+    assert!(st2.crash_lock().is_some());
+    child.wait().unwrap();
+    let start = std::time::Instant::now();
+    while st2.crash_lock().is_some() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(st2.crash_lock().is_none(), "the lock outlived its holder");
+}
+
+#[test]
+fn the_crash_lock_is_refused_on_a_store_that_is_not_consistent() {
+    let (_fs, st) = sim_store();
+    *st.shared().poisoned.lock().unwrap() = Some("a sync failed".into());
+    assert!(matches!(st.crash_recover(std::process::id(), false), Err(Error::Busy)));
+    assert!(st.crash_lock().is_none(), "no lock when inconsistent");
+    let (_fs, st) = sim_store();
+    let s = st.snapshot_prepare();
+    st.snapshot_freeze(s).unwrap();
+    assert!(matches!(st.crash_recover(std::process::id(), false), Err(Error::Busy)), "commits are held by a freeze");
+    assert!(st.crash_lock().is_none());
+}
