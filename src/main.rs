@@ -22,60 +22,71 @@ enum ExportFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a store (default: ~/.local/share/msgfs/default)
+    /// Create a store (default: ~/.local/share/msgfs/default); an existing store is opened and left
+    /// as it is
     Init {
-        /// Store directory
+        /// Store directory (default: $XDG_DATA_HOME/msgfs/default or ~/.local/share/msgfs/default)
         store: Option<PathBuf>,
     },
-    /// Mount a store (or a .pst file, read-only) at MOUNTPOINT and serve it in the background
+    /// Mount a store at MOUNTPOINT and serve it from a daemon in the background
     Mount {
-        /// Store directory (default: ~/.local/share/msgfs/default, created on first use)
+        /// Store directory (created on first use); given alone, it is the MOUNTPOINT and the store is
+        /// the default one, ~/.local/share/msgfs/default
         #[arg(value_name = "STORE")]
         first: PathBuf,
-        /// Mount point (an empty directory)
+        /// Mount point (an existing empty directory)
         #[arg(value_name = "MOUNTPOINT")]
         second: Option<PathBuf>,
-        /// Stay in the foreground and log to stderr (RUST_LOG=debug for more)
+        /// Stay in the foreground and log to stderr (RUST_LOG=debug for more); without it the daemon
+        /// logs to ~/.local/state/msgfs/msgfs.log
         #[arg(short = 'f', long)]
         foreground: bool,
-        /// Mount options, comma-separated: ro, allow_other, snapshot_timeout_ms=N
+        /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
+        /// default 4), snapshot_timeout_ms=N (accepted, reserved: snapshots are not implemented yet)
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// (internal) descriptor on which the background daemon reports readiness
         #[arg(long, hide = true)]
         ready_fd: Option<i32>,
     },
-    /// Unmount a msgfs mount, waiting until everything is saved
-    Umount { mountpoint: PathBuf },
-    /// Import mbox files, Maildir folders, directories of .eml files
+    /// Unmount a msgfs mount and wait (up to 2 minutes) until its daemon has saved everything and
+    /// closed the store
+    Umount {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
+    /// Import mbox files, Maildir folders, .eml files and directories of them; exit 1 if something
+    /// could not be imported
     Import {
-        /// Files or directories to import
+        /// Files or directories to import (PST/OST files are reported, not imported)
         #[arg(required = true)]
         sources: Vec<PathBuf>,
-        /// Store directory
+        /// Store directory (default: ~/.local/share/msgfs/default; created if missing; not while it is
+        /// mounted)
         #[arg(long)]
         store: Option<PathBuf>,
-        /// Folder to import into (created if missing; default: the top of the store)
+        /// Folder path to import into, such as Archive/2024 (created if missing; default: the top of the store)
         #[arg(long, value_name = "FOLDER")]
         into: Option<String>,
     },
-    /// Export the store (or one folder) as Maildir or mbox
+    /// Export the store (or one folder) as Maildir or mbox; exit 1 if some message could not be read
     Export {
-        /// Store directory
+        /// Store directory (default: ~/.local/share/msgfs/default; opened read-only, so it may be mounted)
         #[arg(long)]
         store: Option<PathBuf>,
         /// Output format
         #[arg(long, value_enum)]
         format: ExportFormat,
-        /// Only this folder (and its subfolders)
+        /// Only this folder path, such as Inbox/Work (and its subfolders)
         #[arg(long, value_name = "FOLDER")]
         folder: Option<String>,
-        /// Destination directory (Maildir) or file (mbox)
+        /// Destination directory, created if missing: a Maildir++ tree (maildir) or a directory of
+        /// FOLDER.mbox files (mbox); existing files are never overwritten
         dest: PathBuf,
     },
     /// Verify every log record, object checksum and reference; exit 1 on damage
     Check {
-        /// Store directory
+        /// Store directory (default: ~/.local/share/msgfs/default)
         store: Option<PathBuf>,
     },
 }
