@@ -22,15 +22,31 @@ pub const KEEP_OPEN_READONLY: u32 = 0x1;
 pub const KEEP_OPEN_READWRITE: u32 = 0x2;
 pub const FORCE_SAVE: u32 = 0x4;
 
-/// Crash-recovery lock (reserved for the control issue). Argument: `u32` flags below.
-pub const MSGFS_IOC_CRASH_RECOVERY: u32 = ioc(IOC_WRITE, b'M', 2, 4);
+/// Crash-recovery lock. Argument: `struct { u32 flags; u32 pid; }` with the flags below and
+/// the process on whose behalf the lock is taken (0: the caller). Results: 0; EBUSY (the
+/// store is not consistent, or another process holds the lock); EPERM (CONTINUE after
+/// SYSTEM_SHUTDOWN, or a caller that is neither root nor the mounting user); EINVAL.
+pub const MSGFS_IOC_CRASH_RECOVERY: u32 = ioc(IOC_WRITE, b'M', 2, 8);
 pub const RECOVER: u32 = 0x1;
 pub const CONTINUE: u32 = 0x2;
 pub const SYSTEM_SHUTDOWN: u32 = 0x4;
 
-/// Snapshot sessions (reserved for the control issue): `struct { u32 op; u32 flags; u64 id; }`,
-/// read back with the id and state filled in.
+/// Snapshot sessions: `struct { u32 op; u32 state; u64 id; }`, read back with `id` (the new
+/// session's, for PREPARE) and `state` (SNAP_STATE_*) filled in. Errors as in SEMANTICS.md
+/// §3: EPROTO (wrong state), ENOENT (unknown or finished id), EBUSY (another session is
+/// frozen), ETIMEDOUT (thaw after the freeze timed out), EINVAL, EPERM (not root or the
+/// mounting user).
 pub const MSGFS_IOC_SNAPSHOT: u32 = ioc(IOC_WRITE | IOC_READ, b'M', 3, 16);
+pub const SNAP_PREPARE: u32 = 1;
+pub const SNAP_FREEZE: u32 = 2;
+pub const SNAP_THAW: u32 = 3;
+pub const SNAP_ABORT: u32 = 4;
+pub const SNAP_END: u32 = 5;
+pub const SNAP_INFO: u32 = 6;
+pub const SNAP_STATE_PREPARED: u32 = 1;
+pub const SNAP_STATE_FROZEN: u32 = 2;
+pub const SNAP_STATE_TIMED_OUT: u32 = 3;
+pub const SNAP_STATE_THAWED: u32 = 4;
 
 /// Computed, read-only xattrs on messages (never listed, so `rsync -X` does not copy them).
 pub const XATTR_ENTRYID: &str = "user.msgfs.entryid";

@@ -42,7 +42,7 @@ enum Command {
         #[arg(short = 'f', long)]
         foreground: bool,
         /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
-        /// default 4), snapshot_timeout_ms=N (accepted, reserved: snapshots are not implemented yet)
+        /// default 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions, default 70000)
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// (internal) descriptor on which the background daemon reports readiness
@@ -84,6 +84,31 @@ enum Command {
         /// FOLDER.mbox files (mbox); existing files are never overwritten
         dest: PathBuf,
     },
+    /// Take the crash-recovery lock for the calling shell: reads and writes fail with EACCES
+    /// until that shell exits or `msgfs unlock`
+    Lock {
+        mountpoint: PathBuf,
+        /// SYSTEM_SHUTDOWN: `msgfs unlock` cannot lift it, only the end of the shell
+        #[arg(long)]
+        shutdown: bool,
+    },
+    /// Lift the crash-recovery lock (CONTINUE)
+    Unlock { mountpoint: PathBuf },
+    /// Freeze the store for a backup: changes wait, reads go on, until `msgfs thaw` or the
+    /// timeout
+    Freeze { mountpoint: PathBuf },
+    /// Thaw a frozen store; exit 1 if the freeze timed out (the backup may be inconsistent)
+    Thaw { mountpoint: PathBuf },
+    /// Abort a snapshot session (thaws if frozen)
+    Abort { mountpoint: PathBuf },
+    /// Show the state of a mount: crash-recovery lock, snapshot sessions, last open
+    Status { mountpoint: PathBuf },
+    /// Back up a mounted store safely: freeze, copy the store directory with rsync, thaw
+    Backup {
+        mountpoint: PathBuf,
+        /// Destination directory (becomes a store that `msgfs mount` serves)
+        dest: PathBuf,
+    },
     /// Verify every log record, object checksum and reference; exit 1 on damage
     Check {
         /// Store directory (default: ~/.local/share/msgfs/default)
@@ -115,6 +140,13 @@ fn main() -> ExitCode {
             cmd::export::run(&store_or_default(store), fmt, folder.as_deref(), &dest)
         }
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
+        Command::Lock { mountpoint, shutdown } => cmd::control::lock(&mountpoint, shutdown),
+        Command::Unlock { mountpoint } => cmd::control::unlock(&mountpoint),
+        Command::Freeze { mountpoint } => cmd::control::freeze(&mountpoint),
+        Command::Thaw { mountpoint } => cmd::control::thaw(&mountpoint),
+        Command::Abort { mountpoint } => cmd::control::abort(&mountpoint),
+        Command::Status { mountpoint } => cmd::control::status(&mountpoint),
+        Command::Backup { mountpoint, dest } => cmd::control::backup(&mountpoint, &dest),
     };
     match res {
         Ok(code) => ExitCode::from(code),

@@ -2,6 +2,7 @@
 //! Each returns the exit code, or an error that `main` prints as one line.
 
 pub mod check;
+pub mod control;
 pub mod export;
 pub mod import;
 pub mod init;

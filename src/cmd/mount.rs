@@ -43,10 +43,14 @@ fn check_mountpoint(mp: &Path) -> Result<(), String> {
         return Err(format!("mount point {} is not empty (is something already mounted there?)", mp.display()));
     }
     if !Path::new("/dev/fuse").exists() {
-        return Err("/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the module (modprobe fuse)".into());
+        return Err(
+            "/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the module (modprobe fuse)".into()
+        );
     }
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-        return Err(format!("cannot open /dev/fuse: {e} (install fuse3, which lets every user open it, or mount as root)"));
+        return Err(format!(
+            "cannot open /dev/fuse: {e} (install fuse3, which lets every user open it, or mount as root)"
+        ));
     }
     Ok(())
 }
@@ -179,7 +183,7 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
 }
 
 /// The store directory behind a msgfs mount, from /proc/self/mountinfo.
-fn store_of(mp: &Path) -> Option<PathBuf> {
+pub fn store_of(mp: &Path) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = mp.to_str()?;
     for line in info.lines() {

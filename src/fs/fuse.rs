@@ -116,6 +116,44 @@ impl MsgFs {
         code
     }
 
+    /// While the crash-recovery lock is held, every read and write is refused with EACCES.
+    fn locked(&self) -> bool {
+        self.inner.store.crash_lock().is_some()
+    }
+
+    /// Run a change on the pool once the store is not frozen: while frozen, changes wait
+    /// (parked with their reply, on worker threads) instead of failing.
+    fn park_change<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> FsResult<T> + Send + 'static,
+        reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
+    ) {
+        self.park(
+            move |fs| {
+                fs.store.wait_unfrozen();
+                if fs.store.crash_lock().is_some() {
+                    return Err(FsError::Errno(Errno::EACCES));
+                }
+                f(fs)
+            },
+            reply,
+        );
+    }
+
+    /// Run a control request on a thread of its own: it must not queue behind changes that
+    /// wait for a thaw (the thaw itself may be this request).
+    fn control<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> FsResult<T> + Send + 'static,
+        reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
+    ) {
+        let inner = self.inner.clone();
+        let ro = inner.read_only;
+        let _ = std::thread::Builder::new()
+            .name("msgfs-control".into())
+            .spawn(move || reply(f(&inner).map_err(|e| e.errno(ro))));
+    }
+
     /// Run `f` on the pool and send its result with `reply`.
     fn park<T: Send + 'static>(
         &self,
@@ -165,6 +203,9 @@ impl Filesystem for MsgFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         match self.inner.lookup(parent.0, name) {
             Ok((a, ttl)) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
@@ -177,6 +218,10 @@ impl Filesystem for MsgFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        // The mount root stays reachable under the lock, for the control xattrs.
+        if self.locked() && ino.0 != crate::store::ROOT {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
             Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
             Err(e) => reply.error(self.errno(&e)),
@@ -203,7 +248,7 @@ impl Filesystem for MsgFs {
     ) {
         let change = AttrChange { mode, uid, gid, mtime: mtime.map(ns_of), flags: None, xattrs: vec![] };
         let pid = req.pid();
-        self.park(
+        self.park_change(
             move |fs| fs.setattr(ino.0, fh.map(|f| f.0), pid, change, size),
             move |r| match r {
                 Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
@@ -222,7 +267,7 @@ impl Filesystem for MsgFs {
             Err(e) => return reply.error(e),
         };
         let (uid, gid) = (req.uid(), req.gid());
-        self.park(
+        self.park_change(
             move |fs| fs.mkdir(parent.0, &name, mode & !umask, uid, gid),
             move |r| match r {
                 Ok(a) => reply.entry(&super::ops::TTL, &file_attr(&a), Generation(0)),
@@ -233,12 +278,12 @@ impl Filesystem for MsgFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.park(move |fs| fs.unlink(parent.0, &name), move |r| reply_empty(reply, r));
+        self.park_change(move |fs| fs.unlink(parent.0, &name), move |r| reply_empty(reply, r));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.park(move |fs| fs.rmdir(parent.0, &name), move |r| reply_empty(reply, r));
+        self.park_change(move |fs| fs.rmdir(parent.0, &name), move |r| reply_empty(reply, r));
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
@@ -260,7 +305,7 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        self.park(
+        self.park_change(
             move |fs| fs.rename(parent.0, &name, newparent.0, &newname, flags.bits()),
             move |r| reply_empty(reply, r),
         );
@@ -271,6 +316,9 @@ impl Filesystem for MsgFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.open(ino.0, flags.0, req.pid()) {
             Ok((fh, direct)) => {
                 let mut f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::FOPEN_KEEP_CACHE };
@@ -295,6 +343,9 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(self.errno(&e)),
@@ -313,6 +364,9 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(self.errno(&e)),
@@ -365,6 +419,9 @@ impl Filesystem for MsgFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(self.errno(&e)),
@@ -372,6 +429,9 @@ impl Filesystem for MsgFs {
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
             let kind = if e.dir { FileType::Directory } else { FileType::RegularFile };
@@ -383,6 +443,9 @@ impl Filesystem for MsgFs {
     }
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
             if e.name == "." || e.name == ".." {
@@ -437,7 +500,7 @@ impl Filesystem for MsgFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -450,11 +513,27 @@ impl Filesystem for MsgFs {
             Err(e) => return reply.error(e),
         };
         let value = value.to_vec();
-        self.park(move |fs| fs.setxattr(ino.0, &name, &value, flags), move |r| reply_empty(reply, r));
+        if ino.0 == crate::store::ROOT && super::control::is_control_name(&name) {
+            let (uid, pid) = (req.uid(), req.pid());
+            return self.control(move |fs| fs.control_set(uid, pid, &name, &value), move |r| reply_empty(reply, r));
+        }
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
+        self.park_change(move |fs| fs.setxattr(ino.0, &name, &value, flags), move |r| reply_empty(reply, r));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some(name) = name.to_str() else { return reply.error(Errno::ENODATA) };
+        if ino.0 == crate::store::ROOT && super::control::is_control_name(name) {
+            return match self.inner.control_get(name) {
+                Ok(v) => reply_xattr(reply, size, &v),
+                Err(e) => reply.error(self.errno(&e)),
+            };
+        }
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.getxattr(ino.0, name) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(self.errno(&e)),
@@ -462,6 +541,9 @@ impl Filesystem for MsgFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if self.locked() {
+            return reply.error(Errno::EACCES);
+        }
         match self.inner.listxattr(ino.0) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(self.errno(&e)),
@@ -470,7 +552,7 @@ impl Filesystem for MsgFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENODATA) };
-        self.park(move |fs| fs.removexattr(ino.0, &name), move |r| reply_empty(reply, r));
+        self.park_change(move |fs| fs.removexattr(ino.0, &name), move |r| reply_empty(reply, r));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -491,18 +573,28 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.inner.create(parent.0, &name, mode & !umask, req.uid(), req.gid(), req.pid(), flags) {
-            Ok((a, fh, direct)) => {
-                let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
-                reply.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(fh), f)
-            }
-            Err(e) => reply.error(self.errno(&e)),
+        if self.locked() {
+            return reply.error(Errno::EACCES);
         }
+        // Creating a file changes nothing on disk (a new message exists from its first save,
+        // which waits for a thaw like every commit), so it does not wait for a freeze: a
+        // waiting create would hold the kernel's lock on the directory and stall lookups there.
+        let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
+        self.park(
+            move |fs| fs.create(parent.0, &name, mode & !umask, uid, gid, pid, flags),
+            move |r| match r {
+                Ok((a, fh, direct)) => {
+                    let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
+                    reply.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(fh), f)
+                }
+                Err(e) => reply.error(e),
+            },
+        );
     }
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: IoctlFlags,
@@ -512,6 +604,7 @@ impl Filesystem for MsgFs {
         reply: ReplyIoctl,
     ) {
         match cmd {
+            control::MSGFS_IOC_SAVECHANGES if self.locked() => reply.error(Errno::EACCES),
             control::MSGFS_IOC_SAVECHANGES => {
                 let Some(bytes) = in_data.get(..4) else { return reply.error(Errno::EINVAL) };
                 let flags = u32::from_ne_bytes(bytes.try_into().unwrap());
@@ -524,6 +617,41 @@ impl Filesystem for MsgFs {
                     },
                     move |r| match r {
                         Ok(()) => reply.ioctl(0, &[]),
+                        Err(e) => reply.error(e),
+                    },
+                );
+            }
+            control::MSGFS_IOC_CRASH_RECOVERY => {
+                let Some(b) = in_data.get(..8) else { return reply.error(Errno::EINVAL) };
+                let flags = u32::from_ne_bytes(b[..4].try_into().unwrap());
+                let holder = match u32::from_ne_bytes(b[4..8].try_into().unwrap()) {
+                    0 => req.pid(),
+                    p => p,
+                };
+                let uid = req.uid();
+                self.control(
+                    move |fs| fs.crash_recovery(uid, flags, holder),
+                    move |r| match r {
+                        Ok(()) => reply.ioctl(0, &[]),
+                        Err(e) => reply.error(e),
+                    },
+                );
+            }
+            control::MSGFS_IOC_SNAPSHOT => {
+                let Some(b) = in_data.get(..16) else { return reply.error(Errno::EINVAL) };
+                let op = u32::from_ne_bytes(b[..4].try_into().unwrap());
+                let id = u64::from_ne_bytes(b[8..16].try_into().unwrap());
+                let uid = req.uid();
+                self.control(
+                    move |fs| fs.snapshot(uid, op, id),
+                    move |r| match r {
+                        Ok((id, state)) => {
+                            let mut out = [0u8; 16];
+                            out[..4].copy_from_slice(&op.to_ne_bytes());
+                            out[4..8].copy_from_slice(&state.to_ne_bytes());
+                            out[8..].copy_from_slice(&id.to_ne_bytes());
+                            reply.ioctl(0, &out)
+                        }
                         Err(e) => reply.error(e),
                     },
                 );

@@ -2,6 +2,7 @@
 //! SaveChanges transactions, on fuser. `ops.rs` holds the logic, `fuse.rs` the thin adapter,
 //! `errno.rs` the one errno mapping.
 
+mod control;
 pub mod errno;
 mod fuse;
 pub mod names;
@@ -40,6 +41,7 @@ pub type Unmounter = fuser::SessionUnmounter;
 /// the mount is in place (with an unmounter for signal handling). At the end every open
 /// writer is saved as at close, and the store is closed cleanly.
 pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnOnce(Unmounter)) -> std::io::Result<()> {
+    store.set_freeze_timeout(std::time::Duration::from_millis(cfg.snapshot_timeout_ms));
     let inner = Arc::new(Inner::new(store.clone(), cfg.read_only));
     let fs = fuse::MsgFs::new(inner.clone(), 8);
     let mut config = fuser::Config::default();

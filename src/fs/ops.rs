@@ -45,6 +45,8 @@ pub struct Inner {
     next_fh: AtomicU64,
     pub read_only: bool,
     pub inval: Mutex<Option<std::sync::mpsc::Sender<Inval>>>,
+    /// The mounting user: with root, the only one allowed to use the control interface.
+    pub owner_uid: u32,
 }
 
 fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
@@ -70,6 +72,8 @@ impl Inner {
             next_fh: AtomicU64::new(1),
             read_only,
             inval: Mutex::new(None),
+            // SAFETY: getuid cannot fail.
+            owner_uid: unsafe { libc::getuid() },
         }
     }
 
@@ -616,6 +620,18 @@ impl Inner {
         };
         let flags = flags.validate()?;
         let mut w = w.lock().unwrap();
+        if self.store.crash_lock().is_some() {
+            // Under the crash-recovery lock nothing is committed: a closing writer's changes
+            // are kept as a recovered draft (committed to "Recovered Drafts" once the lock is
+            // lifted, or at the next open), and the close reports EACCES.
+            if on_close && (w.tx.is_dirty() || w.wrote) {
+                let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
+                if let Some(path) = w.tx.take_staged() {
+                    self.store.keep_draft(&path, &name)?;
+                }
+            }
+            return err(Errno::EACCES);
+        }
         if on_close && !w.tx.is_dirty() && !w.tx.has_pending_change() {
             return Ok(());
         }

@@ -242,7 +242,11 @@ impl Store {
             Some(CrashLock { shutdown: true, .. }) => Err(Error::NotPermitted),
             Some(_) => {
                 *l = None;
+                drop(l);
                 ::log::warn!("crash-recovery lock lifted by CONTINUE");
+                if let Err(e) = self.import_recovered() {
+                    ::log::warn!("committing recovered drafts: {e}");
+                }
                 Ok(())
             }
             None => Ok(()),
@@ -272,7 +276,11 @@ impl Store {
             let mut l = st.control().lock.lock().unwrap();
             if l.map(|h| h.pid) == Some(pid) {
                 *l = None;
+                drop(l);
                 ::log::warn!("crash-recovery lock lifted: process {pid} ended");
+                if let Err(e) = st.import_recovered() {
+                    ::log::warn!("committing recovered drafts: {e}");
+                }
             }
         };
         if fd < 0 {
@@ -304,5 +312,78 @@ impl Store {
 
     pub(crate) fn from_shared(sh: Arc<Shared>) -> Store {
         Store(sh)
+    }
+}
+
+/// Where the private copies of writers closed under the crash-recovery lock are kept until
+/// they can be committed (see [`Store::import_recovered`]).
+pub const RECOVERED_DIR: &str = "recovered";
+/// The folder recovered drafts are committed to.
+pub const RECOVERED_FOLDER: &str = "Recovered Drafts";
+
+impl Store {
+    /// Keep a writer's private copy as a recovered draft: moved to `recovered/` and made
+    /// durable there. `name` is the file name it had. Committed later by
+    /// [`Store::import_recovered`], once the store accepts writes again.
+    pub fn keep_draft(&self, staged: &std::path::Path, name: &str) -> Result<std::path::PathBuf> {
+        use std::path::Path;
+        let vfs = self.vfs();
+        match vfs.create_dir(Path::new(RECOVERED_DIR)) {
+            Ok(()) => vfs.sync_dir(Path::new("")).map_err(|e| Error::io("sync the store directory", e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create recovered/", e)),
+        }
+        let clean: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+        let to = Path::new(RECOVERED_DIR).join(format!("{}-{clean}", super::commit::now_ns()));
+        let f = vfs.open(staged, super::vfs::OpenMode::Read).map_err(|e| Error::io("open a private copy", e))?;
+        f.sync().map_err(|e| Error::io("sync a private copy", e))?;
+        vfs.rename(staged, &to).map_err(|e| Error::io("keep a recovered draft", e))?;
+        vfs.sync_dir(Path::new(RECOVERED_DIR)).map_err(|e| Error::io("sync recovered/", e))?;
+        ::log::warn!("kept a recovered draft: {}", to.display());
+        Ok(to)
+    }
+
+    /// Commit every recovered draft as a new message in the folder "Recovered Drafts"
+    /// (created if missing), then remove its file. Returns how many were committed.
+    pub fn import_recovered(&self) -> Result<usize> {
+        use std::path::Path;
+        let vfs = self.vfs().clone();
+        let names = match vfs.read_dir(Path::new(RECOVERED_DIR)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("list recovered/", e)),
+        };
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let folder = match self.lookup(super::ROOT, RECOVERED_FOLDER) {
+            Ok(super::Entry::Folder(f)) => f,
+            Ok(super::Entry::Message(_)) => return Err(Error::NotAFolder),
+            Err(_) => {
+                let root = self.index().folders[&super::ROOT].attrs;
+                self.create_folder(super::ROOT, RECOVERED_FOLDER, root)?
+            }
+        };
+        let mut n = 0;
+        for file in names {
+            let from = Path::new(RECOVERED_DIR).join(&file);
+            // The staging name keeps the original file name after the time stamp.
+            let wanted = file.split_once('-').map(|(_, n)| n.to_string()).unwrap_or(file.clone());
+            let mut name = wanted.clone();
+            let mut k = 2;
+            while self.lookup(folder, &name).is_ok() {
+                name = format!("{wanted} ({k})");
+                k += 1;
+            }
+            let staged = self.staging_path("r");
+            vfs.rename(&from, &staged).map_err(|e| Error::io("take a recovered draft", e))?;
+            // SAFETY: getuid and getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            let attrs = super::Attrs { mode: libc::S_IFREG | 0o600, uid, gid, mtime: super::commit::now_ns() };
+            self.commit_file(&staged, None, Some((folder, name)), attrs, vec![])?;
+            n += 1;
+        }
+        let _ = vfs.sync_dir(Path::new(RECOVERED_DIR));
+        Ok(n)
     }
 }

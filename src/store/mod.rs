@@ -222,9 +222,24 @@ impl Shared {
 }
 
 impl Store {
-    /// Open (or with `opts.create`, create) the store in directory `path`.
+    /// Open (or with `opts.create`, create) the store in directory `path`. Recovered drafts
+    /// left by a crash-recovery lock are committed to "Recovered Drafts".
     pub fn open(path: &Path, opts: Options) -> Result<Store> {
-        open::open(path, opts)
+        let st = open::open(path, opts.clone())?;
+        if !opts.read_only {
+            if let Err(e) = st.import_recovered() {
+                ::log::warn!("committing recovered drafts: {e}");
+            }
+        }
+        Ok(st)
+    }
+
+    /// Wait while the store is frozen (for changes that do not go through the committer).
+    pub fn wait_unfrozen(&self) {
+        let mut q = self.0.queue.lock().unwrap();
+        while q.frozen > 0 && !q.closing {
+            q = self.0.queue_cv.wait(q).unwrap();
+        }
     }
 
     /// Open over any storage backend (tests use a simulated one).
