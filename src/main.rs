@@ -87,26 +87,44 @@ enum Command {
     /// Take the crash-recovery lock for the calling shell: reads and writes fail with EACCES
     /// until that shell exits or `msgfs unlock`
     Lock {
+        /// Mount point of a msgfs mount
         mountpoint: PathBuf,
         /// SYSTEM_SHUTDOWN: `msgfs unlock` cannot lift it, only the end of the shell
         #[arg(long)]
         shutdown: bool,
     },
     /// Lift the crash-recovery lock (CONTINUE)
-    Unlock { mountpoint: PathBuf },
+    Unlock {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
     /// Freeze the store for a backup: changes wait, reads go on, until `msgfs thaw` or the
     /// timeout
-    Freeze { mountpoint: PathBuf },
+    Freeze {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
     /// Thaw a frozen store; exit 1 if the freeze timed out (the backup may be inconsistent)
-    Thaw { mountpoint: PathBuf },
+    Thaw {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
     /// Abort a snapshot session (thaws if frozen)
-    Abort { mountpoint: PathBuf },
+    Abort {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
     /// Show the state of a mount: crash-recovery lock, snapshot sessions, last open
-    Status { mountpoint: PathBuf },
+    Status {
+        /// Mount point of a msgfs mount
+        mountpoint: PathBuf,
+    },
     /// Back up a mounted store safely: freeze, copy the store directory with rsync, thaw
     Backup {
+        /// Mount point of a msgfs mount
         mountpoint: PathBuf,
-        /// Destination directory (becomes a store that `msgfs mount` serves)
+        /// Destination directory (becomes a store that `msgfs mount` serves); files in it that the
+        /// store does not have are deleted (rsync --delete)
         dest: PathBuf,
     },
     /// Verify every log record, object checksum and reference; exit 1 on damage
