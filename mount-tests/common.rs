@@ -79,6 +79,16 @@ impl Mount {
         Mount::with(&[], |_| {})
     }
 
+    /// Mount an existing store directory (a backup) in a new temporary mount point.
+    pub fn adopt(store: &Path) -> Mount {
+        let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+        let mp = dir.path().join("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        let mut m = Mount { dir, store: store.to_path_buf(), mp, mounted: false };
+        m.mount(&[]);
+        m
+    }
+
     pub fn mount(&mut self, opts: &[&str]) {
         let mut c = Command::new(MSGFS);
         c.arg("mount");
