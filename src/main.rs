@@ -135,6 +135,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output into a closed pipe (`msgfs status MP | head -1`) ends the program quietly, as
+    // for any Unix tool, instead of a panic in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let store_or_default = |s: Option<PathBuf>| s.unwrap_or_else(msgfs::store::default_store_path);
     let res = match cli.command {

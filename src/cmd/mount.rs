@@ -86,7 +86,16 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
     });
-    let st = match Store::open(store, Options { create: true, ..Default::default() }) {
+    // An absolute path: `msgfs umount` and `msgfs backup` find the store from the mount table.
+    let _ = std::fs::create_dir_all(store);
+    let store = &std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    // A read-only mount changes nothing: no lock, no recovery, no creation.
+    let opts = if cfg.read_only {
+        Options { read_only: true, ..Default::default() }
+    } else {
+        Options { create: true, ..Default::default() }
+    };
+    let st = match Store::open(store, opts) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = ready.as_mut() {
@@ -154,7 +163,9 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
     for o in options {
         cmd.arg("-o").arg(o);
     }
-    cmd.arg(store).arg(mp).stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
+    // Absolute paths: `msgfs umount` recognizes its daemon by the mount point in its command line.
+    let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
+    cmd.arg(store).arg(&mp_abs).stdin(Stdio::null()).stdout(Stdio::null()).stderr(logf);
     // SAFETY: between fork and exec we only call async-signal-safe functions (setsid, close).
     unsafe {
         cmd.pre_exec(move || {
@@ -182,6 +193,23 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
     Err(msg.lines().last().unwrap_or(msg).to_string().into())
 }
 
+/// Undo mountinfo's octal escapes (`\040` for a space, and tab, newline, backslash).
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The store directory behind a msgfs mount, from /proc/self/mountinfo.
 pub fn store_of(mp: &Path) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -189,23 +217,29 @@ pub fn store_of(mp: &Path) -> Option<PathBuf> {
     for line in info.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-        if fields.get(4) == Some(&want) {
+        if fields.get(4).map(|f| unescape(f)) == Some(want.to_string()) {
             let source = fields.get(dash + 2)?;
-            return source.strip_prefix("msgfs:").map(|s| PathBuf::from(s.replace("\\040", " ")));
+            return source.strip_prefix("msgfs:").map(|s| PathBuf::from(unescape(s)));
         }
     }
     None
 }
 
-fn daemon_pid(store: &Path) -> Option<i32> {
+/// The daemon serving `mp`: the holder named in the store's lock file, if that process is a
+/// `msgfs mount` of this mount point (a read-only mount takes no lock and has nothing to save).
+fn daemon_pid(store: &Path, mp: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(store.join(LOCK_FILE)).ok()?;
-    text.strip_prefix("process ")?.split_whitespace().next()?.parse().ok()
+    let pid: i32 = text.strip_prefix("process ")?.split_whitespace().next()?.parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.iter().any(|a| *a == b"mount") && args.iter().any(|a| *a == mp.as_os_str().as_encoded_bytes());
+    ours.then_some(pid)
 }
 
 pub fn umount(mp: &Path) -> CmdResult {
     let mp = std::fs::canonicalize(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
     let store = store_of(&mp).ok_or_else(|| format!("{} is not a msgfs mount", mp.display()))?;
-    let pid = daemon_pid(&store);
+    let pid = daemon_pid(&store, &mp);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
@@ -234,6 +268,14 @@ pub fn umount(mp: &Path) -> CmdResult {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if Path::new(&format!("/proc/{pid}")).exists() && stat.split(' ').nth(2) != Some("Z") {
+            return Err(format!(
+                "unmounted {}, but its daemon (process {pid}) is still saving after 2 minutes; see its log",
+                mp.display()
+            )
+            .into());
         }
     }
     Ok(0)

@@ -50,9 +50,9 @@ pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnO
     if cfg.read_only {
         config.mount_options.push(MountOption::RO);
     }
+    // The kernel checks every access against the stored mode, uid and gid.
+    config.mount_options.push(MountOption::DefaultPermissions);
     if cfg.allow_other {
-        // Others may use the mount; the kernel checks the stored mode, uid and gid.
-        config.mount_options.push(MountOption::DefaultPermissions);
         config.acl = SessionACL::All;
     }
     config.n_threads = Some(cfg.threads.max(1));

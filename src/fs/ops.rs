@@ -728,6 +728,18 @@ impl Inner {
                 err(code)
             }
             Err(Error::Exists) => err(Errno::EBUSY),
+            Err(e) if on_close => {
+                // Any other failure at close (a full disk, an I/O error): nothing is lost
+                // either; the private copy is kept as a recovered draft (a rename, which
+                // needs no space), committed to "Recovered Drafts" at the next open.
+                let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
+                if let Some(path) = w.tx.take_staged() {
+                    if let Err(k) = self.store.keep_draft(&path, &name) {
+                        log::error!("could not keep the unsaved content of {name:?}: {k}");
+                    }
+                }
+                Err(e.into())
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -166,6 +166,8 @@ fn unsafe_ids() -> (u32, u32) {
 }
 
 pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: Option<File>) -> Result<Store> {
+    // A store created just now has nothing to recover: its report says clean.
+    let created = !vfs.exists(Path::new(FORMAT_FILE));
     let store_id = if vfs.exists(Path::new(FORMAT_FILE)) {
         let f = vfs.open(Path::new(FORMAT_FILE), OpenMode::Read).map_err(io("open the format file"))?;
         let text = f.read_all().map_err(io("read the format file"))?;
@@ -179,7 +181,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
         ));
     };
     let was_clean = vfs.exists(Path::new(CLEAN_FILE));
-    let mut report = OpenReport { was_clean, ..Default::default() };
+    let mut report = OpenReport { was_clean: was_clean || created, ..Default::default() };
 
     // The checkpoint, then every frame after it, in order.
     let (mut ix, ck_seq) = match checkpoint::read(&*vfs)? {
