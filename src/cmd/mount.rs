@@ -199,7 +199,7 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -232,7 +232,7 @@ fn daemon_pid(store: &Path, mp: &Path) -> Option<i32> {
     let pid: i32 = text.strip_prefix("process ")?.split_whitespace().next()?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = args.iter().any(|a| *a == b"mount") && args.iter().any(|a| *a == mp.as_os_str().as_encoded_bytes());
+    let ours = args.contains(&&b"mount"[..]) && args.contains(&mp.as_os_str().as_encoded_bytes());
     ours.then_some(pid)
 }
 
