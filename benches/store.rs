@@ -443,6 +443,18 @@ fn malloc_chunk(n: usize) -> usize {
     ((n + 8).div_ceil(16) * 16).max(32)
 }
 
+/// Buckets of a hashbrown table (std's HashMap) holding `items` that never had removals:
+/// the smallest power of two whose 7/8 holds them (4 or 8 for tiny tables), whether it was
+/// sized by `reserve` (a checkpoint load) or grew by doubling (a log replay).
+fn hashbrown_buckets(items: usize) -> usize {
+    match items {
+        0 => 0,
+        1..=3 => 4,
+        4..=7 => 8,
+        _ => (items * 8 / 7).next_power_of_two(),
+    }
+}
+
 /// Open the store and report time, resident memory and what the open did. Leaves the store
 /// as it found it: a clean store is closed again, an unclean one is left unclean.
 fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
@@ -455,20 +467,24 @@ fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
     let open_s = t.elapsed().as_secs_f64();
     let rss1 = status_kb("VmRSS:");
     let hwm = status_kb("VmHWM:");
-    // Where the memory goes, estimated from the index's own shape.
-    let (msgs, folders, buckets, name_heap, children) = {
+    // Where the memory goes, estimated from the index's own shape. The messages are a
+    // dense `Vec<(Id, Message)>` (its capacity is allocated, used or not) plus a
+    // `HashMap<Id, u32>` from id to slot.
+    let (msgs, folders, slots, map_buckets, name_heap, children) = {
         let ix = st.index();
-        let cap = ix.messages.capacity();
-        // hashbrown: capacity is 7/8 of a power-of-two bucket count (above 8 buckets).
-        let buckets = if cap < 8 { cap + 1 } else { (cap * 8 / 7).next_power_of_two() };
+        let n = ix.messages.len();
         // Arc<str>: two counters and the bytes, one allocation per name (folder children
         // share it).
         let name_heap: usize = ix.messages.values().map(|m| malloc_chunk(16 + m.name.len())).sum();
         let children: usize = ix.folders.values().map(|f| f.children.len()).sum();
-        (ix.messages.len(), ix.folders.len(), buckets, name_heap, children)
+        (n, ix.folders.len(), ix.messages.capacity(), hashbrown_buckets(n), name_heap, children)
     };
-    let entry = std::mem::size_of::<(Id, Message)>();
-    let table = buckets * (entry + 1);
+    let slot = std::mem::size_of::<(Id, Message)>();
+    let map_entry = std::mem::size_of::<(Id, u32)>();
+    let vec_bytes = slots * slot;
+    // hashbrown: one control byte per bucket, plus one group (16 bytes) of trailing ones.
+    let map_bytes = map_buckets * (map_entry + 1) + 16;
+    let table = vec_bytes + map_bytes;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the system.
     unsafe {
@@ -478,8 +494,9 @@ fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
     let rep = st.report().clone();
     println!(
         "RESULT open_s={open_s} rss0_kb={rss0} rss1_kb={rss1} hwm_kb={hwm} trimmed_kb={rss2} \
-         messages={msgs} folders={folders} children={children} buckets={buckets} \
-         entry_bytes={entry} table_bytes={table} name_heap={name_heap} \
+         messages={msgs} folders={folders} children={children} slots={slots} slot_bytes={slot} \
+         vec_bytes={vec_bytes} map_buckets={map_buckets} map_entry_bytes={map_entry} map_bytes={map_bytes} \
+         table_bytes={table} name_heap={name_heap} \
          was_clean={} replayed={} removed_objects={} removed_staging={} torn={}",
         rep.was_clean,
         rep.replayed_records,
@@ -821,24 +838,31 @@ fn print_open(tag: &str, label: &str, n: usize, f: &OpenFig, summary: &mut Vec<S
 }
 
 /// Where the bytes per message go, from the index's shape (see child_open).
-fn print_breakdown(n: usize, f: &OpenFig) {
+fn print_breakdown(f: &OpenFig) {
     let r = &f.last;
+    let get = |k: &str| r.get(k).map_or("?", |s| s.as_str());
     let msgs = num(r, "messages");
-    let table = num(r, "table_bytes");
+    let vec_bytes = num(r, "vec_bytes");
+    let map_bytes = num(r, "map_bytes");
     let names = num(r, "name_heap");
     let measured = f.delta_kb * 1024.0;
     println!(
-        "    breakdown per message: messages HashMap {:.0} B ({} buckets of {} B + 1 control byte for {} messages, load {:.0}%), \
+        "    breakdown per message: messages {:.0} B = Vec<(Id, Message)> {:.0} B ({} slots of {} B for {} messages, {:.0}% used) \
+         + id->slot HashMap<Id, u32> {:.0} B ({} buckets of {} B + 1 control byte, load {:.0}%), \
          names (Arc<str>) {:.0} B, rest {:.0} B (folder children BTreeMap<Arc<str>, Id>: 24 B per entry in 11-slot nodes, allocator slack, fixed costs)",
-        table / msgs,
-        r.get("buckets").map_or("?", |s| s.as_str()),
-        r.get("entry_bytes").map_or("?", |s| s.as_str()),
+        (vec_bytes + map_bytes) / msgs,
+        vec_bytes / msgs,
+        get("slots"),
+        get("slot_bytes"),
         msgs,
-        100.0 * msgs / num(r, "buckets"),
+        100.0 * msgs / num(r, "slots"),
+        map_bytes / msgs,
+        get("map_buckets"),
+        get("map_entry_bytes"),
+        100.0 * msgs / num(r, "map_buckets"),
         names / msgs,
-        (measured - table - names) / msgs
+        (measured - vec_bytes - map_bytes - names) / msgs
     );
-    let _ = n;
 }
 
 fn bench_open(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res<()> {
@@ -871,7 +895,7 @@ fn bench_open(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res<()> {
         print_open("c)", "clean open (page cache warm)", n, &clean, summary);
         let cold = measure_opens(&dir, cfg.reps, true)?;
         print_open("c)", "clean open (checkpoint evicted)", n, &cold, summary);
-        print_breakdown(n, &clean);
+        print_breakdown(&clean);
         let t = Instant::now();
         std::fs::remove_dir_all(&dir)?;
         println!("  (removed the store in {:.1} s)", t.elapsed().as_secs_f64());
@@ -884,7 +908,7 @@ fn bench_open_imported(cfg: &Config, dir: &Path, n: usize, summary: &mut Vec<Str
     println!("\n== c') Store::open of the imported store ({n} messages, realistic names; {} runs, median)", cfg.reps);
     let clean = measure_opens(dir, cfg.reps, false)?;
     print_open("c')", "clean open, imported store", n, &clean, summary);
-    print_breakdown(n, &clean);
+    print_breakdown(&clean);
     Ok(())
 }
 
