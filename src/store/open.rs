@@ -280,6 +280,13 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
         }
     };
     let log_state = LogState { writer, next_seq, bytes_since_checkpoint };
+    // Replay and garbage collection allocate and free a lot (whole segments, every object
+    // path); hand the freed memory back so the daemon's footprint is the index's.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     if !was_clean && !opts.read_only {
         ::log::info!(
             "store was not closed cleanly: replayed {} records, removed {} unreferenced objects{}",
