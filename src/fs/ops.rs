@@ -425,17 +425,7 @@ impl Inner {
             },
         );
         ov.names.insert((folder, name.into()), Overlaid::Node(ino));
-        let w = Writer {
-            ino,
-            key: ino,
-            tx,
-            pid,
-            append: flags & libc::O_APPEND != 0,
-            last_write: attrs.mtime,
-            home: (folder, name.to_string()),
-            wrote: false,
-            conflicts: 0,
-        };
+        let w = Writer::new(ino, ino, tx, pid, flags, (folder, name.to_string()));
         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
         ov.writers.entry(ino).or_default().push((fh, pid));
         drop(ov);
@@ -476,17 +466,7 @@ impl Inner {
                     NodeKind::NewMessage => {
                         let tx = self.store.begin_new_with_id(n, node.folder, &node.name.clone())?;
                         node.open += 1;
-                        let w = Writer {
-                            ino,
-                            key: n,
-                            tx,
-                            pid,
-                            append: flags & libc::O_APPEND != 0,
-                            last_write: now_ns(),
-                            home: (node.folder, node.name.clone()),
-                            wrote: false,
-                            conflicts: 0,
-                        };
+                        let w = Writer::new(ino, n, tx, pid, flags, (node.folder, node.name.clone()));
                         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
                         ov.writers.entry(n).or_default().push((fh, pid));
                         Ok((fh, true))
@@ -514,17 +494,7 @@ impl Inner {
                     let m = ix.message(id)?;
                     (m.folder, m.name.to_string())
                 };
-                let w = Writer {
-                    ino,
-                    key: id,
-                    tx,
-                    pid,
-                    append: flags & libc::O_APPEND != 0,
-                    last_write: now_ns(),
-                    home,
-                    wrote: false,
-                    conflicts: 0,
-                };
+                let w = Writer::new(ino, id, tx, pid, flags, home);
                 let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
                 self.overlay().writers.entry(id).or_default().push((fh, pid));
                 // Cached attributes of this inode were the saved ones; the writer sees its own.
@@ -883,7 +853,7 @@ impl Inner {
                             w.tx.set_len(len)?;
                             w.last_write = now_ns();
                         }
-                        if has_change(&change) {
+                        if !change.is_empty() {
                             w.tx.change_attrs(change);
                         }
                     }
@@ -894,7 +864,7 @@ impl Inner {
                             tx.change_attrs(change.clone());
                             tx.save(SaveFlags(0))?;
                             self.refresh_entry(id);
-                        } else if has_change(&change) {
+                        } else if !change.is_empty() {
                             self.store.set_message_attrs(id, change)?;
                         }
                     }
@@ -1237,15 +1207,6 @@ impl Inner {
         }
         Ok(st)
     }
-}
-
-fn has_change(c: &AttrChange) -> bool {
-    c.mode.is_some()
-        || c.uid.is_some()
-        || c.gid.is_some()
-        || c.mtime.is_some()
-        || c.flags.is_some()
-        || !c.xattrs.is_empty()
 }
 
 fn apply_to_attrs(a: &mut Attrs, c: &AttrChange) {

@@ -160,6 +160,22 @@ pub struct Writer {
     pub conflicts: u32,
 }
 
+impl Writer {
+    pub fn new(ino: u64, key: Id, tx: Transaction, pid: u32, open_flags: i32, home: (Id, String)) -> Writer {
+        Writer {
+            ino,
+            key,
+            tx,
+            pid,
+            append: open_flags & libc::O_APPEND != 0,
+            last_write: crate::store::commit::now_ns(),
+            home,
+            wrote: false,
+            conflicts: 0,
+        }
+    }
+}
+
 pub struct DirEnt {
     pub ino: u64,
     pub name: String,

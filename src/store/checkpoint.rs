@@ -12,24 +12,13 @@ use std::sync::Arc;
 
 use super::codec::{Dec, Enc};
 use super::error::{Error, Result};
-use super::index::{Attrs, Folder, Index, Message};
+use super::index::{Folder, Index, Message};
 use super::vfs::{OpenMode, Vfs};
 
 pub const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 const MAGIC: &[u8; 8] = b"MSGFSCKP";
 const FORMAT: u32 = 1;
-
-fn put_attrs(e: &mut Enc, a: &Attrs) {
-    e.u32(a.mode);
-    e.u32(a.uid);
-    e.u32(a.gid);
-    e.i64(a.mtime);
-}
-
-fn get_attrs(d: &mut Dec) -> Result<Attrs> {
-    Ok(Attrs { mode: d.u32()?, uid: d.u32()?, gid: d.u32()?, mtime: d.i64()? })
-}
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
@@ -56,7 +45,7 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
         e.u64(id);
         e.u64(f.parent);
         e.str(&f.name);
-        put_attrs(&mut e, &f.attrs);
+        e.attrs(&f.attrs);
     }
     e.u64(ix.messages.len() as u64);
     for (id, m) in &ix.messages {
@@ -66,7 +55,7 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
         e.u64(m.version);
         e.u64(m.size);
         e.u32(m.crc);
-        put_attrs(&mut e, &m.attrs);
+        e.attrs(&m.attrs);
         e.u8(m.flags);
         let x = m.xattrs.as_deref().map(|x| x.as_slice()).unwrap_or(&[]);
         e.u32(x.len() as u32);
@@ -102,7 +91,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let id = d.u64()?;
         let parent = d.u64()?;
         let name: Arc<str> = Arc::from(d.str()?);
-        let attrs = get_attrs(&mut d)?;
+        let attrs = d.attrs()?;
         if id != super::index::ROOT {
             let p = ix
                 .folders
@@ -122,7 +111,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let version = d.u64()?;
         let size = d.u64()?;
         let crc = d.u32()?;
-        let attrs = get_attrs(&mut d)?;
+        let attrs = d.attrs()?;
         let flags = d.u8()?;
         let nx = d.u32()?;
         let mut x = Vec::new();

@@ -1,6 +1,7 @@
 //! Little-endian binary encoding for log records and checkpoints.
 
 use super::error::{Error, Result};
+use super::index::Attrs;
 
 #[derive(Default)]
 pub struct Enc {
@@ -26,6 +27,13 @@ impl Enc {
     }
     pub fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
+    }
+    /// mode, uid, gid (u32 each), mtime (i64 nanoseconds): 20 bytes.
+    pub fn attrs(&mut self, a: &Attrs) {
+        self.u32(a.mode);
+        self.u32(a.uid);
+        self.u32(a.gid);
+        self.i64(a.mtime);
     }
 }
 
@@ -66,6 +74,9 @@ impl<'a> Dec<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
+    }
+    pub fn attrs(&mut self) -> Result<Attrs> {
+        Ok(Attrs { mode: self.u32()?, uid: self.u32()?, gid: self.u32()?, mtime: self.i64()? })
     }
     pub fn str(&mut self) -> Result<&'a str> {
         let place = self.place;

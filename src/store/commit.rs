@@ -41,6 +41,18 @@ pub struct AttrChange {
     pub xattrs: Vec<XattrChange>,
 }
 
+impl AttrChange {
+    /// Does it change nothing?
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.mtime.is_none()
+            && self.flags.is_none()
+            && self.xattrs.is_empty()
+    }
+}
+
 /// Where the content of a save comes from.
 #[derive(Clone, Debug)]
 pub enum Source {

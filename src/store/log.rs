@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::codec::{Dec, Enc};
 use super::error::{Error, Result};
-use super::index::{Attrs, Record, Xattrs};
+use super::index::{Record, Xattrs};
 use super::vfs::{OpenMode, Vfs, VfsFile};
 
 pub const FRAME_MAGIC: u32 = 0x4C47_534D; // "MSGL"
@@ -23,17 +23,6 @@ pub const LOG_DIR: &str = "log";
 
 pub fn segment_path(first_seq: u64) -> PathBuf {
     PathBuf::from(format!("{LOG_DIR}/{first_seq:016x}.log"))
-}
-
-fn put_attrs(e: &mut Enc, a: &Attrs) {
-    e.u32(a.mode);
-    e.u32(a.uid);
-    e.u32(a.gid);
-    e.i64(a.mtime);
-}
-
-fn get_attrs(d: &mut Dec) -> Result<Attrs> {
-    Ok(Attrs { mode: d.u32()?, uid: d.u32()?, gid: d.u32()?, mtime: d.i64()? })
 }
 
 fn put_xattrs(e: &mut Enc, x: &Xattrs) {
@@ -60,7 +49,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u64(*id);
             e.u64(*parent);
             e.str(name);
-            put_attrs(e, attrs);
+            e.attrs(attrs);
         }
         Record::FolderMove { id, parent, name } => {
             e.u8(2);
@@ -75,7 +64,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
         Record::FolderAttrs { id, attrs } => {
             e.u8(4);
             e.u64(*id);
-            put_attrs(e, attrs);
+            e.attrs(attrs);
         }
         Record::MessagePut { id, folder, name, version, size, crc, attrs, flags, xattrs } => {
             e.u8(5);
@@ -85,7 +74,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u64(*version);
             e.u64(*size);
             e.u32(*crc);
-            put_attrs(e, attrs);
+            e.attrs(attrs);
             e.u8(*flags);
             put_xattrs(e, xattrs);
         }
@@ -102,7 +91,7 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
         Record::MessageMeta { id, attrs, flags, xattrs } => {
             e.u8(8);
             e.u64(*id);
-            put_attrs(e, attrs);
+            e.attrs(attrs);
             e.u8(*flags);
             put_xattrs(e, xattrs);
         }
@@ -112,10 +101,10 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
 pub fn decode_record(d: &mut Dec) -> Result<Record> {
     let tag = d.u8()?;
     Ok(match tag {
-        1 => Record::FolderCreate { id: d.u64()?, parent: d.u64()?, name: d.str()?.into(), attrs: get_attrs(d)? },
+        1 => Record::FolderCreate { id: d.u64()?, parent: d.u64()?, name: d.str()?.into(), attrs: d.attrs()? },
         2 => Record::FolderMove { id: d.u64()?, parent: d.u64()?, name: d.str()?.into() },
         3 => Record::FolderDelete { id: d.u64()? },
-        4 => Record::FolderAttrs { id: d.u64()?, attrs: get_attrs(d)? },
+        4 => Record::FolderAttrs { id: d.u64()?, attrs: d.attrs()? },
         5 => Record::MessagePut {
             id: d.u64()?,
             folder: d.u64()?,
@@ -123,13 +112,13 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
             version: d.u64()?,
             size: d.u64()?,
             crc: d.u32()?,
-            attrs: get_attrs(d)?,
+            attrs: d.attrs()?,
             flags: d.u8()?,
             xattrs: get_xattrs(d)?,
         },
         6 => Record::MessageMove { id: d.u64()?, folder: d.u64()?, name: d.str()?.into() },
         7 => Record::MessageDelete { id: d.u64()? },
-        8 => Record::MessageMeta { id: d.u64()?, attrs: get_attrs(d)?, flags: d.u8()?, xattrs: get_xattrs(d)? },
+        8 => Record::MessageMeta { id: d.u64()?, attrs: d.attrs()?, flags: d.u8()?, xattrs: get_xattrs(d)? },
         t => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
     })
 }

@@ -325,13 +325,7 @@ impl Transaction {
 
     /// Are there attribute changes not yet saved?
     pub fn has_pending_change(&self) -> bool {
-        let c = &self.change;
-        c.mode.is_some()
-            || c.uid.is_some()
-            || c.gid.is_some()
-            || c.mtime.is_some()
-            || c.flags.is_some()
-            || !c.xattrs.is_empty()
+        !self.change.is_empty()
     }
 
     /// The changes recorded by [`Transaction::change_attrs`] and not yet saved.
