@@ -293,8 +293,9 @@ fn two_vims_racing_the_second_is_warned_and_nothing_is_lost() {
     let m = Mount::with(&[], |st| put(st, "Inbox", &[("m.eml", MSG)]));
     let p = m.p("Inbox/m.eml");
     let first = Tmux::start(&format!("vim --clean '{}'", p.display()));
-    let second = Tmux::start(&format!("vim --clean '{}'", p.display()));
+    // The first vim has its swap file once it shows the text; only then start the second.
     first.wait_for("apples");
+    let second = Tmux::start(&format!("vim --clean '{}'", p.display()));
     // The first vim's swap file is visible to the second, which asks first.
     second.wait_for("ATTENTION");
     second.keys(&["e"]);

@@ -30,7 +30,9 @@ pub struct MountConfig {
 
 impl Default for MountConfig {
     fn default() -> MountConfig {
-        MountConfig { read_only: false, allow_other: false, snapshot_timeout_ms: 70_000, threads: 4 }
+        // As many FUSE threads as CPUs (at most 4): more only adds thread switches.
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        MountConfig { read_only: false, allow_other: false, snapshot_timeout_ms: 70_000, threads: cpus.clamp(1, 4) }
     }
 }
 

@@ -44,7 +44,9 @@ impl Inner {
             return self.computed(r, name);
         }
         if !name.starts_with("user.") {
-            return err(Errno::ENODATA);
+            // No labels, ACLs or trusted attributes here. ENOTSUP (not ENODATA) lets
+            // `ls -l` and `cp -a` learn that once per listing instead of asking for each file.
+            return err(Errno::ENOTSUP);
         }
         let found = match r {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {

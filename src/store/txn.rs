@@ -73,7 +73,10 @@ const CHUNK: usize = 1 << 20;
 
 /// Size and CRC32C of a file's content.
 pub fn size_and_crc(f: &dyn VfsFile) -> Result<(u64, u32)> {
-    let mut buf = vec![0u8; CHUNK];
+    // Sized to the content: most messages are small, and zeroing a large buffer for each
+    // save was a visible part of the daemon's work.
+    let len = f.len().map_err(|e| Error::io("size of staged content", e))?;
+    let mut buf = vec![0u8; (len as usize).clamp(1, CHUNK)];
     let mut off = 0u64;
     let mut crc = 0u32;
     loop {
