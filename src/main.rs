@@ -42,7 +42,7 @@ enum Command {
         #[arg(short = 'f', long)]
         foreground: bool,
         /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
-        /// default 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions, default 70000)
+        /// default: the CPUs, at most 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions, default 70000)
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// (internal) descriptor on which the background daemon reports readiness

@@ -25,7 +25,11 @@ fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
                     v.parse().map_err(|_| format!("-o snapshot_timeout_ms={v}: not a number of milliseconds"))?
             }
             Some(("threads", v)) => c.threads = v.parse().map_err(|_| format!("-o threads={v}: not a number"))?,
-            _ => return Err(format!("unknown mount option {o:?} (known: ro, allow_other, snapshot_timeout_ms=N)")),
+            _ => {
+                return Err(format!(
+                    "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N)"
+                ))
+            }
         }
     }
     Ok(c)
