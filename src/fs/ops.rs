@@ -389,42 +389,14 @@ impl Inner {
             let path = self.store.staging_path(&format!("s{ino}"));
             let file: Arc<dyn VfsFile> =
                 Arc::from(io(self.store.vfs().open(&path, OpenMode::CreateNew), "create a scratch file")?);
-            ov.nodes.insert(
-                ino,
-                Node {
-                    folder,
-                    name: name.into(),
-                    kind: NodeKind::Scratch { path },
-                    attrs,
-                    xattrs: vec![],
-                    size: 0,
-                    open: 1,
-                    unlinked: false,
-                    mtime_set: false,
-                },
-            );
-            ov.names.insert((folder, name.into()), Overlaid::Node(ino));
+            ov.add_node(ino, Node::new(folder, name, NodeKind::Scratch { path }, attrs));
             drop(ov);
             self.inodes.remember(ino, InodeRef::Node(ino));
             let fh = self.new_fh(Handle::Scratch { ino, file });
             return Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, false));
         }
         let tx = self.store.begin_new_with_id(ino, folder, name)?;
-        ov.nodes.insert(
-            ino,
-            Node {
-                folder,
-                name: name.into(),
-                kind: NodeKind::NewMessage,
-                attrs,
-                xattrs: vec![],
-                size: 0,
-                open: 1,
-                unlinked: false,
-                mtime_set: false,
-            },
-        );
-        ov.names.insert((folder, name.into()), Overlaid::Node(ino));
+        ov.add_node(ino, Node::new(folder, name, NodeKind::NewMessage, attrs));
         let w = Writer::new(ino, ino, tx, pid, flags, (folder, name.to_string()));
         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
         ov.writers.entry(ino).or_default().push((fh, pid));
@@ -595,10 +567,7 @@ impl Inner {
             // are kept as a recovered draft (committed to "Recovered Drafts" once the lock is
             // lifted, or at the next open), and the close reports EACCES.
             if on_close && (w.tx.is_dirty() || w.wrote) {
-                let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
-                if let Some(path) = w.tx.take_staged() {
-                    self.store.keep_draft(&path, &name)?;
-                }
+                self.keep_draft(&mut w)?;
             }
             return err(Errno::EACCES);
         }
@@ -702,16 +671,22 @@ impl Inner {
                 // Any other failure at close (a full disk, an I/O error): nothing is lost
                 // either; the private copy is kept as a recovered draft (a rename, which
                 // needs no space), committed to "Recovered Drafts" at the next open.
-                let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
-                if let Some(path) = w.tx.take_staged() {
-                    if let Err(k) = self.store.keep_draft(&path, &name) {
-                        log::error!("could not keep the unsaved content of {name:?}: {k}");
-                    }
+                if let Err(k) = self.keep_draft(&mut w) {
+                    log::error!("could not keep unsaved content as a recovered draft: {:?}", k.errno(self.read_only));
                 }
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Move a writer's private copy, if any, to the store's recovered drafts.
+    fn keep_draft(&self, w: &mut Writer) -> FsResult<()> {
+        let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
+        if let Some(path) = w.tx.take_staged() {
+            self.store.keep_draft(&path, &name)?;
+        }
+        Ok(())
     }
 
     /// Save a writer's content as `NAME (conflict N).eml` beside the message it was for.

@@ -106,6 +106,23 @@ pub struct Node {
     pub mtime_set: bool,
 }
 
+impl Node {
+    /// A node just created, open once.
+    pub fn new(folder: Id, name: &str, kind: NodeKind, attrs: Attrs) -> Node {
+        Node {
+            folder,
+            name: name.into(),
+            kind,
+            attrs,
+            xattrs: vec![],
+            size: 0,
+            open: 1,
+            unlinked: false,
+            mtime_set: false,
+        }
+    }
+}
+
 /// A stored message shown under a scratch name: what `mv m.eml m.eml~` (and vim's backup
 /// step) leaves. The store is not changed; while `attached`, the message's own name is
 /// hidden, so a file written under that name becomes the message's new version.
@@ -135,6 +152,12 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Show a new node under its name.
+    pub fn add_node(&mut self, ino: Id, node: Node) {
+        self.names.insert((node.folder, node.name.clone()), Overlaid::Node(ino));
+        self.nodes.insert(ino, node);
+    }
+
     pub fn in_folder(&self, folder: Id) -> impl Iterator<Item = (&String, &Overlaid)> {
         self.names.iter().filter(move |((f, _), _)| *f == folder).map(|((_, n), o)| (n, o))
     }
