@@ -6,4 +6,5 @@ pub mod export;
 pub mod fs;
 pub mod import;
 pub mod mime;
+pub mod pst;
 pub mod store;

@@ -1,0 +1,1 @@
+//! RTF bodies: HTML de-encapsulation and plain text (being written).
