@@ -140,7 +140,8 @@ impl<'a> Parser<'a> {
                     if self.consume_fallback() {
                         continue;
                     }
-                    if self.visible() {
+                    // NUL is no text in any code page RTF uses.
+                    if self.visible() && b != 0 {
                         if b < 0x80 {
                             self.push_char(b as char);
                         } else {
@@ -183,7 +184,9 @@ impl<'a> Parser<'a> {
 
     /// Whether text at this point goes to the output.
     fn visible(&self) -> bool {
-        if self.cur.skip || self.overflow > 0 {
+        // Everything of a document is inside its `{\rtf1 ...}` group: bytes outside it are
+        // padding or garbage (decompressed RTF often ends with NULs).
+        if self.cur.skip || self.overflow > 0 || self.stack.is_empty() {
             return false;
         }
         match self.mode {
@@ -523,6 +526,11 @@ mod tests {
     }
 
     #[test]
+    fn text_outside_the_document_ignored() {
+        assert_eq!(text_from_rtf(b"junk{\\rtf1 in}\0\0after"), "in");
+    }
+
+    #[test]
     fn html_requires_fromhtml() {
         assert_eq!(html_from_rtf(br"{\rtf1\ansi hello}"), None);
         assert_eq!(html_from_rtf(br"{\rtf1\ansi\fromhtml0 hello}"), None);
@@ -560,8 +568,8 @@ mod tests {
         // Bytes after a deep overflow still parse normally once the groups close.
         let mut s = "{".repeat(MAX_DEPTH + 10);
         s.push_str("hidden");
-        s.push_str(&"}".repeat(MAX_DEPTH + 10));
-        s.push_str("shown");
+        s.push_str(&"}".repeat(MAX_DEPTH + 9));
+        s.push_str("shown}");
         assert_eq!(text_from_rtf(s.as_bytes()), "shown");
     }
 }
