@@ -52,7 +52,7 @@ pub fn write_item(item: &Item) -> Vec<u8> {
 fn write_nested(item: &Item, depth: usize) -> Vec<u8> {
     let part = build_body(item, depth);
     let mut counter = 0;
-    let (part_headers, body) = render(&part, depth, &mut counter);
+    let (part_headers, body) = render(part, depth, &mut counter);
 
     let transport = item.transport_headers.as_deref().map(transport_header_fields).filter(|fields| !fields.is_empty());
     let (mut head, id_at) = match transport {
@@ -148,8 +148,12 @@ fn built_headers(item: &Item) -> (Vec<String>, Option<usize>) {
         }
     }
     for (name, kind) in [("To", RecipientKind::To), ("Cc", RecipientKind::Cc), ("Bcc", RecipientKind::Bcc)] {
-        let list: Vec<String> =
+        let mut list: Vec<String> =
             item.recipients.iter().filter(|r| r.kind == kind).filter_map(|r| format_address(&r.address)).collect();
+        // Empty groups (names without an address) go last: mailparse 0.18 reads the comma
+        // after a group as the start of the next display name, so a mailbox after a group
+        // would get a name beginning with ", ". Python's email package has no such quirk.
+        list.sort_by_key(|a| a.ends_with(":;"));
         if !list.is_empty() {
             head.push(fold(&format!("{name}: {}", list.join(", "))));
         }
@@ -268,6 +272,9 @@ fn format_address(a: &Address) -> Option<String> {
         (Some(n), Some(e)) if n.eq_ignore_ascii_case(&e) => Some(e),
         (Some(n), Some(e)) => Some(format!("{} <{e}>", phrase(&n))),
         (None, Some(e)) => Some(e),
+        // An encoded-word must be followed by white space (RFC 2047 section 5), which
+        // the phrase before the group's colon may end with.
+        (Some(n), None) if !n.is_ascii() => Some(format!("{} :;", phrase(&n))),
         (Some(n), None) => Some(format!("{}:;", phrase(&n))),
         (None, None) => None,
     }
@@ -369,12 +376,11 @@ impl Part {
 
 /// The header lines (folded) and body of a part. `counter` numbers the multiparts of
 /// one message, so boundaries differ even between parts with equal content.
-fn render(part: &Part, depth: usize, counter: &mut u32) -> (Vec<String>, Vec<u8>) {
+fn render(part: Part, depth: usize, counter: &mut u32) -> (Vec<String>, Vec<u8>) {
     let mut headers = Vec::with_capacity(part.headers.len() + 1);
-    let body = match &part.body {
-        Body::Leaf(bytes) => {
+    let body = match part.body {
+        Body::Leaf(mut body) => {
             headers.push(fold(&format!("Content-Type: {}", part.content_type)));
-            let mut body = bytes.clone();
             if body.last().is_some_and(|&b| b != b'\n') {
                 body.push(b'\n');
             }
@@ -382,7 +388,7 @@ fn render(part: &Part, depth: usize, counter: &mut u32) -> (Vec<String>, Vec<u8>
         }
         Body::Multi(children) => {
             let rendered: Vec<Vec<u8>> = children
-                .iter()
+                .into_iter()
                 .map(|child| {
                     let (h, b) = render(child, depth, counter);
                     let mut bytes = Vec::with_capacity(b.len() + 256);
@@ -432,7 +438,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn build_body(item: &Item, depth: usize) -> Part {
     let mut plain = item.body_text.clone();
     let mut html = item.body_html.as_ref().map(|h| {
-        let enc = encoding_rs::Encoding::for_label(h.charset.trim().as_bytes()).unwrap_or(encoding_rs::UTF_8);
+        let enc = encoding_rs::Encoding::for_label(h.charset.trim().as_bytes()).unwrap_or_else(|| {
+            // An unknown label: UTF-8 if the bytes are, else the usual Windows code page.
+            if std::str::from_utf8(&h.bytes).is_ok() {
+                encoding_rs::UTF_8
+            } else {
+                encoding_rs::WINDOWS_1252
+            }
+        });
         // decode() also honours a BOM, which wins over a wrong charset label.
         enc.decode(&h.bytes).0.into_owned()
     });
@@ -905,7 +918,7 @@ fn calendar_part(item: &Item, a: &Appointment) -> Part {
         line(format!("LOCATION:{}", escape_text(l)));
     }
     if let Some(d) = item.body_text.as_deref().filter(|d| !d.trim().is_empty()) {
-        line(format!("DESCRIPTION:{}", escape_text(d)));
+        line(format!("DESCRIPTION:{}", escape_text(d.trim_end())));
     }
     if let Some(o) = item.from.as_ref().and_then(|f| cal_address("ORGANIZER", f, "")) {
         line(o);
@@ -1097,10 +1110,12 @@ mod tests {
         item.from = Some(addr(Some("Doe, John"), Some("john@example.com")));
         item.sender = Some(addr(Some("Assistant"), Some("assistant@example.com")));
         item.recipients = vec![
+            rcpt(RecipientKind::To, Some("No Address"), None),
             rcpt(RecipientKind::To, Some("Bob"), Some("bob@example.com")),
             rcpt(RecipientKind::To, None, Some("carol@example.com")),
             rcpt(RecipientKind::Cc, Some("Zoë Ünal"), Some("zoe@example.com")),
             rcpt(RecipientKind::Bcc, Some("Hidden Person"), None),
+            rcpt(RecipientKind::Bcc, Some("Ünbekannt"), None),
         ];
         item.in_reply_to = Some("<a@x>".into());
         item.references = Some("<r1@x> <r2@x>\r\n <a@x>".into());
@@ -1116,7 +1131,14 @@ mod tests {
         assert_eq!(from.addr, "john@example.com");
         assert!(header(&m, "Sender").unwrap().contains("assistant@example.com"));
         let to = addrparse_header(m.get_headers().get_first_header("To").unwrap()).unwrap();
-        assert_eq!(to.len(), 2);
+        assert_eq!(to.len(), 3);
+        match (&to[0], &to[2]) {
+            (MailAddr::Single(bob), MailAddr::Group(g)) => {
+                assert_eq!(bob.display_name.as_deref(), Some("Bob"));
+                assert_eq!(g.group_name, "No Address");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         let cc =
             addrparse_header(m.get_headers().get_first_header("Cc").unwrap()).unwrap().extract_single_info().unwrap();
         assert_eq!(cc.display_name.as_deref(), Some("Zoë Ünal"));
@@ -1128,6 +1150,11 @@ mod tests {
                 assert_eq!(g.group_name, "Hidden Person");
                 assert!(g.addrs.is_empty());
             }
+            other => panic!("expected a group, got {other:?}"),
+        }
+        match &bcc[1] {
+            // mailparse keeps the comma between two groups (see built_headers).
+            MailAddr::Group(g) => assert_eq!(g.group_name.trim_start_matches(", "), "Ünbekannt"),
             other => panic!("expected a group, got {other:?}"),
         }
         assert_eq!(header(&m, "In-Reply-To").unwrap(), "<a@x>");
