@@ -244,7 +244,8 @@ fn is_atext(c: char) -> bool {
 
 /// A display name as an RFC 5322 phrase: bare atoms, a quoted string, or encoded-words.
 fn phrase(name: &str) -> String {
-    if !name.is_ascii() {
+    // Encoded-words also split a long word, which could not be folded otherwise.
+    if !name.is_ascii() || name.split(' ').any(|w| w.len() > 70) {
         return encoded_words(name);
     }
     let atoms = name.split(' ').all(|w| !w.is_empty() && w.chars().all(is_atext));
@@ -282,14 +283,21 @@ fn format_address(a: &Address) -> Option<String> {
 
 /// An address without the characters that would break out of `<...>` or the header.
 fn clean_email(e: &str) -> String {
-    e.chars().filter(|c| !c.is_whitespace() && !c.is_control() && !"<>,;\"".contains(*c)).collect()
+    let e: String = e.chars().filter(|c| !c.is_whitespace() && !c.is_control() && !"<>,;\"".contains(*c)).collect();
+    // RFC 5321 4.5.3.1.3: a path is at most 256 octets; longer is garbage.
+    if e.len() > 254 {
+        String::new()
+    } else {
+        e
+    }
 }
 
 /// A message id as `<...>`: whitespace and controls removed, brackets added when missing.
 fn msg_id(id: &str) -> Option<String> {
     let id: String = id.chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect();
     let inner = id.trim_start_matches('<').trim_end_matches('>');
-    (!inner.is_empty()).then(|| format!("<{inner}>"))
+    // An id that long is corrupt, and would break the line length limit.
+    (!inner.is_empty() && inner.len() <= 900).then(|| format!("<{inner}>"))
 }
 
 /// Space-separated message ids (In-Reply-To, References).
@@ -563,7 +571,7 @@ fn attachment_part(att: &Attachment, depth: usize) -> Part {
             }
             if let Some(loc) = &att.content_location {
                 let loc = loc.trim();
-                if !loc.is_empty() && loc.bytes().all(|b| (33..=126).contains(&b)) {
+                if !loc.is_empty() && loc.len() <= 900 && loc.bytes().all(|b| (33..=126).contains(&b)) {
                     headers.push(format!("Content-Location: {loc}"));
                 }
             }
@@ -665,7 +673,7 @@ fn guess_mime_type(filename: &str) -> &'static str {
 fn with_name(content_type: &str, name: Option<&str>) -> String {
     match name {
         None => content_type.to_string(),
-        Some(n) if n.is_ascii() => format!("{content_type}; name={}", quoted(n)),
+        Some(n) if n.is_ascii() && n.len() <= 60 => format!("{content_type}; name={}", quoted(n)),
         Some(n) => format!("{content_type}; name=\"{}\"", encoded_words(n)),
     }
 }
@@ -739,6 +747,8 @@ fn contact_name(c: &Contact) -> String {
         .map(str::to_string)
         .or_else(|| (!joined.is_empty()).then_some(joined))
         .or_else(|| c.emails.first().cloned())
+        .map(|n| one_line(&n).trim().to_string())
+        .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "Unnamed contact".to_string())
 }
 
@@ -1573,6 +1583,42 @@ mod tests {
         let bytes = write_item(&item);
         let m = parse_mail(&bytes).unwrap();
         assert_eq!(shape(&m), "multipart/alternative(text/plain,text/html)");
+    }
+
+    /// Hostile property values still give a message that parses, with lines in bounds.
+    #[test]
+    fn hostile_items() {
+        let long_word = "x".repeat(2000);
+        let nasty = "line1\r\nBcc: injected@example.com\n\tmore\0 \"quoted\" <a> \\";
+        let mut item = note(&long_word);
+        item.from = Some(addr(Some(nasty), Some("a b<c>@example.com\r\n")));
+        item.recipients.push(rcpt(RecipientKind::To, Some(""), Some("")));
+        item.recipients.push(rcpt(RecipientKind::Cc, Some(nasty), None));
+        item.message_id = Some("<>".into());
+        item.in_reply_to = Some(" ,, ".into());
+        item.references = Some(long_word.clone());
+        item.submit_time = Some(i64::MIN);
+        item.delivery_time = Some(i64::MAX);
+        item.body_html = Some(Html { bytes: vec![0xff, 0xfe, 0, 0x41], charset: "no-such-charset".into() });
+        let mut a = attachment(nasty, AttachmentData::Bytes(b"From: x\n\nbody".to_vec()));
+        a.mime_type = Some("message/rfc822".into());
+        a.content_id = Some("\r\n".into());
+        a.content_location = Some("http://x/ y".into());
+        item.attachments.push(a);
+        let mut a = attachment(&"ü".repeat(300), AttachmentData::Bytes(vec![0; 10]));
+        a.mime_type = Some("multipart/mixed".into());
+        item.attachments.push(a);
+        item.appointment =
+            Some(Appointment { start: Some(i64::MAX), end: Some(i64::MIN), all_day: true, ..Appointment::default() });
+        item.contact = Some(Contact { display_name: Some(nasty.into()), ..Contact::default() });
+        let bytes = write_item(&item);
+        check_lines(&bytes);
+        let m = parse_mail(&bytes).unwrap();
+        assert!(header(&m, "Bcc").is_none(), "a name must not inject a header");
+        assert!(header(&m, "Date").is_none());
+        assert_eq!(header(&m, "Subject").unwrap(), long_word);
+        assert_eq!(shape(&m), "multipart/mixed(multipart/alternative(text/plain,text/html),text/vcard,text/calendar,message/rfc822,application/octet-stream)");
+        assert_eq!(m.subparts[4].get_body_raw().unwrap(), vec![0; 10]);
     }
 
     #[test]

@@ -525,6 +525,64 @@ mod tests {
         assert_eq!(text_from_rtf(rtf), "Caf\u{e9} \u{20ac} &amp; more\n");
     }
 
+    /// Random RTF-like input (a fixed-seed generator, so failures reproduce): no panic, and
+    /// output bounded by the input size.
+    #[test]
+    fn random_input() {
+        const PIECES: &[&[u8]] = &[
+            b"{",
+            b"}",
+            b"\\",
+            b"\\'",
+            b"e9",
+            b"8",
+            b"\\u",
+            b"-",
+            b"12",
+            b"65535",
+            b"\\uc",
+            b"\\par ",
+            b"\\*",
+            b"\\htmltag",
+            b"\\htmlrtf",
+            b"0",
+            b"\\fromhtml1",
+            b"\\bin",
+            b"\\f",
+            b"\\fonttbl",
+            b"\\fcharset128",
+            b"\\ansicpg",
+            b"932",
+            b" ",
+            b"a",
+            b"\\~",
+            b"\\-",
+            b"\r\n",
+            b"\xff",
+            b"\0",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 200) as usize;
+            let mut input = Vec::new();
+            for _ in 0..len {
+                input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let text = text_from_rtf(&input);
+            assert!(text.len() <= input.len() * 4 + 4);
+            if let Some(html) = html_from_rtf(&input) {
+                assert!(html.len() <= input.len() * 4 + 4);
+            }
+        }
+    }
+
     #[test]
     fn text_outside_the_document_ignored() {
         assert_eq!(text_from_rtf(b"junk{\\rtf1 in}\0\0after"), "in");
