@@ -20,6 +20,11 @@
 //! address is written as an empty group, `Name:;` (RFC 5322 section 3.4; RFC 6854 allows
 //! it in From and Sender): standard syntax that keeps the name and that mailparse and
 //! Python's email package read as a name without a mailbox, where `"Name" <>` is invalid.
+//! Such groups come after the mailboxes of their header (mailparse 0.18 would otherwise
+//! take the comma after a group into the next display name); an encoded name is followed
+//! by a space before the colon, as RFC 2047 wants white space after an encoded-word.
+//! Display names are atoms when they can be, else quoted strings, else (non-ASCII or a
+//! very long word) RFC 2047 encoded-words; the Subject is the same ASCII-or-encoded-words.
 //!
 //! Structure, each level present only when needed:
 //! `multipart/mixed(multipart/related(multipart/alternative(text/plain, text/html),
@@ -28,6 +33,14 @@
 //! MS-OXRTFEX) the HTML is recovered and written as text/html after a text/plain rendering
 //! of the same RTF; otherwise the text/plain rendering comes with the RTF itself as the
 //! richer `text/rtf` alternative, so nothing of the original body is lost.
+//! Inline attachments go into multipart/related only when there is HTML to refer to them.
+//!
+//! Encodings: text parts are UTF-8, 7bit when ASCII with lines of at most 998 octets, else
+//! quoted-printable; file attachments are base64 in 76-column lines; embedded messages
+//! (and message/rfc822 files that look like one) are 7bit/8bit/binary as their content
+//! needs, since RFC 2046 forbids base64 there. An unreadable attachment becomes a short
+//! text/plain note naming it and the reason. The read and flagged states are store flags,
+//! not headers, and are not written here.
 
 use super::item::{Address, Appointment, Attachment, AttachmentData, Contact, Item};
 use super::item::{Recipient, RecipientKind};
