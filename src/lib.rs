@@ -7,4 +7,5 @@ pub mod fs;
 pub mod import;
 pub mod mime;
 pub mod pst;
+pub mod pstfs;
 pub mod store;

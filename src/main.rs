@@ -30,8 +30,8 @@ enum Command {
     },
     /// Mount a store at MOUNTPOINT and serve it from a daemon in the background
     Mount {
-        /// Store directory (created on first use); given alone, it is the MOUNTPOINT and the store is
-        /// the default one, ~/.local/share/msgfs/default
+        /// Store directory (created on first use), or an Outlook PST file to mount read-only; given
+        /// alone, it is the MOUNTPOINT and the store is the default one, ~/.local/share/msgfs/default
         #[arg(value_name = "STORE")]
         first: PathBuf,
         /// Mount point (an existing empty directory)
@@ -55,10 +55,10 @@ enum Command {
         /// Mount point of a msgfs mount
         mountpoint: PathBuf,
     },
-    /// Import mbox files, Maildir folders, .eml files and directories of them; exit 1 if something
-    /// could not be imported
+    /// Import Outlook PST files, mbox files, Maildir folders, .eml files and directories of them;
+    /// exit 1 if something could not be imported
     Import {
-        /// Files or directories to import (PST/OST files are reported, not imported)
+        /// Files or directories to import; an Outlook PST file brings its whole folder tree
         #[arg(required = true)]
         sources: Vec<PathBuf>,
         /// Store directory (default: ~/.local/share/msgfs/default; created if missing; not while it is

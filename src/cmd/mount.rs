@@ -72,13 +72,6 @@ fn log_path() -> PathBuf {
 
 pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_fd: Option<RawFd>) -> CmdResult {
     let cfg = parse_options(options)?;
-    if store.extension().map(|e| e.eq_ignore_ascii_case("pst")).unwrap_or(false) {
-        return Err(format!(
-            "{}: mounting PST files is not supported yet; import it with `msgfs import` when PST support lands",
-            store.display()
-        )
-        .into());
-    }
     check_mountpoint(mp)?;
     if !foreground {
         return spawn_daemon(store, mp, options);
@@ -90,6 +83,9 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
     });
+    if crate::pstfs::is_pst(store) {
+        return serve_pst(store, mp, &cfg, sigs, ready);
+    }
     // An absolute path: `msgfs umount` and `msgfs backup` find the store from the mount table.
     let _ = std::fs::create_dir_all(store);
     let store = &std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
@@ -109,19 +105,8 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         }
     };
     let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
-    let res = serve(st, &mp_abs, &cfg, |mut unmounter| {
-        std::thread::Builder::new()
-            .name("msgfs-signals".into())
-            .spawn(move || {
-                let mut sig = 0;
-                // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
-                unsafe { libc::sigwait(&sigs, &mut sig) };
-                log::info!("signal {sig}: unmounting");
-                if let Err(e) = unmounter.unmount() {
-                    log::warn!("unmount after signal {sig}: {e}");
-                }
-            })
-            .expect("spawn the signal thread");
+    let res = serve(st, &mp_abs, &cfg, |unmounter| {
+        unmount_on_signal(sigs, unmounter);
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }
@@ -129,6 +114,41 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
     if let Err(e) = res {
         if let Some(r) = ready.as_mut() {
             let _ = writeln!(r, "mount {}: {e}", mp.display());
+        }
+        return Err(format!("mount {}: {e}", mp.display()).into());
+    }
+    Ok(0)
+}
+
+/// A thread that unmounts on the first of the signals blocked by [`block_signals`].
+fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter) {
+    std::thread::Builder::new()
+        .name("msgfs-signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
+            unsafe { libc::sigwait(&sigs, &mut sig) };
+            log::info!("signal {sig}: unmounting");
+            if let Err(e) = unmounter.unmount() {
+                log::warn!("unmount after signal {sig}: {e}");
+            }
+        })
+        .expect("spawn the signal thread");
+}
+
+/// Serve a PST file read-only (the daemon side of `msgfs mount FILE.pst MOUNTPOINT`).
+fn serve_pst(path: &Path, mp: &Path, cfg: &MountConfig, sigs: libc::sigset_t, mut ready: Option<File>) -> CmdResult {
+    let path = &std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
+    let res = crate::pstfs::serve(path, &mp_abs, cfg.allow_other, |unmounter| {
+        unmount_on_signal(sigs, unmounter);
+        if let Some(mut r) = ready.take() {
+            let _ = writeln!(r, "ok");
+        }
+    });
+    if let Err(e) = res {
+        if let Some(r) = ready.as_mut() {
+            let _ = writeln!(r, "{e}");
         }
         return Err(format!("mount {}: {e}", mp.display()).into());
     }
@@ -223,7 +243,8 @@ pub fn store_of(mp: &Path) -> Option<PathBuf> {
         let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
         if fields.get(4).map(|f| unescape(f)) == Some(want.to_string()) {
             let source = fields.get(dash + 2)?;
-            return source.strip_prefix("msgfs:").map(|s| PathBuf::from(unescape(s)));
+            let path = source.strip_prefix("msgfs:").or_else(|| source.strip_prefix("msgfs-pst:"));
+            return path.map(|s| PathBuf::from(unescape(s)));
         }
     }
     None

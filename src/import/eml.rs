@@ -1,22 +1,19 @@
 //! Single message files and directory trees of them. In a tree every regular file is a
 //! message (whatever its name), except `*.mbox`/`*.mbx` files, which are mbox folders, and
-//! Outlook PST/OST files (by name or magic number), which are reported as not imported;
+//! Outlook PST files (by name or magic number), imported by [`super::pst`];
 //! subdirectories become subfolders. Symbolic links to files are followed; links to
 //! directories are not (they can loop).
 
 use std::fs;
 use std::path::Path;
 
-use super::{kind_in_tree, mbox, mtime_ns, sorted_entries, FileKind, Importer, PST_MAGIC, PST_NOT_YET};
+use super::{kind_in_tree, mbox, mtime_ns, pst, sorted_entries, FileKind, Importer, PST_MAGIC};
 use crate::store::{Error, Id};
 
 /// Import one message file into `folder`, byte for byte.
 pub(super) fn import_file(imp: &mut Importer, path: &Path, meta: &fs::Metadata, folder: Id) -> Result<(), Error> {
     match fs::read(path) {
-        Ok(content) if content.starts_with(PST_MAGIC) => {
-            imp.skip(path, PST_NOT_YET);
-            Ok(())
-        }
+        Ok(content) if content.starts_with(PST_MAGIC) => pst::import(imp, path, folder),
         Ok(content) => imp.add(folder, &content, 0, mtime_ns(meta)),
         Err(e) => {
             imp.skip(path, format!("cannot read: {e}"));
@@ -61,7 +58,8 @@ pub(super) fn import_tree(imp: &mut Importer, dir: &Path, folder: Id) -> Result<
             match kind_in_tree(&p) {
                 FileKind::Mbox => mbox::import(imp, &p, folder)?,
                 FileKind::Eml => import_file(imp, &p, &meta, folder)?,
-                FileKind::Pst => imp.skip(&p, PST_NOT_YET),
+                // A PST in a tree goes into the folder the tree's directory became.
+                FileKind::Pst => pst::import(imp, &p, folder)?,
             }
         } else {
             imp.skip(&p, "neither a regular file nor a directory");

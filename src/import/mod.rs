@@ -8,7 +8,9 @@
 //!   mbox export nests folders); subdirectories become subfolders and are detected again;
 //! - a file named `*.eml` is one message, `*.mbox`/`*.mbx` is an mbox ([`mbox`]); any other
 //!   file given on the command line is an mbox if it starts with `From `, else one message;
-//! - Outlook PST/OST files are recognised and reported as not imported;
+//! - an Outlook PST file (`*.pst`, `*.ost` or the `!BDN` magic) is read by [`pst`]: its folder
+//!   tree goes under the target folder (an OST or a password-protected PST is refused with
+//!   the reason);
 //! - the store's own directory is never imported.
 //!
 //! Folders: a directory or mbox file becomes a folder named after it (without `.mbox`)
@@ -31,6 +33,7 @@
 pub mod eml;
 pub mod maildir;
 pub mod mbox;
+pub mod pst;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -48,9 +51,6 @@ pub const BATCH_MESSAGES: usize = 1000;
 /// ...or this many staged bytes, whichever comes first.
 pub const BATCH_BYTES: u64 = 64 << 20;
 
-/// Why a PST or OST file is left out.
-pub const PST_NOT_YET: &str = "Outlook PST/OST files cannot be imported yet";
-
 /// A path left out of an import, and why.
 #[derive(Clone, Debug)]
 pub struct Skipped {
@@ -62,7 +62,11 @@ pub struct Skipped {
 #[derive(Debug, Default)]
 pub struct Report {
     pub folders_created: u64,
+    /// Folders read from PST files (created or reused).
+    pub source_folders: u64,
     pub messages: u64,
+    /// Attachments of imported PST items, at any depth.
+    pub attachments: u64,
     pub bytes: u64,
     /// Left out because of an error (unreadable, neither file nor directory, refused
     /// name): the import is incomplete and `msgfs import` exits 1.
@@ -90,8 +94,7 @@ pub struct Options {
 pub enum FileKind {
     Mbox,
     Eml,
-    /// An Outlook PST or OST file: not imported (yet), reported as skipped rather than
-    /// stored as one binary "message".
+    /// An Outlook PST or OST file: read by [`pst`], never stored as one binary "message".
     Pst,
 }
 
@@ -182,10 +185,13 @@ pub struct Importer<'s> {
     next_suffix: HashMap<(Id, String), u64>,
     uid: u32,
     gid: u32,
-    report: Report,
+    pub(crate) report: Report,
     progress: Option<ProgressBar>,
     /// The store's own directory, never imported into itself.
     store_dir: Option<PathBuf>,
+    /// Messages being added are generated from a source (a PST), not its bytes: the
+    /// source advances the progress bar itself ([`Importer::progress_step`]).
+    pub(crate) generated: bool,
 }
 
 impl<'s> Importer<'s> {
@@ -202,6 +208,7 @@ impl<'s> Importer<'s> {
             report: Report::default(),
             progress: None,
             store_dir: store.path().and_then(|p| fs::canonicalize(p).ok()),
+            generated: false,
         }
     }
 
@@ -213,6 +220,14 @@ impl<'s> Importer<'s> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         self.progress = Some(bar);
+    }
+
+    /// Advance the progress bar by `bytes` of a source that is not read as messages
+    /// (a PST: its messages are generated, so [`Importer::add`] does not count them).
+    pub fn progress_step(&mut self, bytes: u64) {
+        if let Some(bar) = &self.progress {
+            bar.inc(bytes);
+        }
     }
 
     pub fn skip(&mut self, path: &Path, reason: impl Into<String>) {
@@ -296,7 +311,9 @@ impl<'s> Importer<'s> {
         });
         self.batch_bytes += size;
         if let Some(bar) = &self.progress {
-            bar.inc(size);
+            if !self.generated {
+                bar.inc(size);
+            }
             bar.set_message(format!("{} messages", self.report.messages + self.batch.len() as u64));
         }
         if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
@@ -338,10 +355,7 @@ impl<'s> Importer<'s> {
         match kind_of_source(src) {
             Ok(FileKind::Mbox) => mbox::import(self, src, into),
             Ok(FileKind::Eml) => eml::import_file(self, src, &meta, into),
-            Ok(FileKind::Pst) => {
-                self.skip(src, PST_NOT_YET);
-                Ok(())
-            }
+            Ok(FileKind::Pst) => pst::import(self, src, into),
             Err(e) => {
                 self.skip(src, format!("cannot read: {e}"));
                 Ok(())

@@ -1,6 +1,61 @@
 //! Outlook PST files: reading them ([`reader`]), turning their items into RFC 5322
 //! ([`rfc5322`]), importing them into a store and mounting them read-only.
 
+pub mod fixup;
 pub mod item;
+pub mod reader;
 pub mod rfc5322;
 pub mod rtf;
+
+use std::io;
+
+use item::{AttachmentData, Item};
+use reader::Pst;
+
+/// One PST message as it is stored and shown: the RFC 5322 bytes and what goes with them.
+pub struct Converted {
+    pub content: Vec<u8>,
+    /// Store flags (Maildir letters, see `store::flags`): read and flagged.
+    pub flags: u8,
+    /// The time to use when the Date header is missing (ns): delivery, else submit time.
+    pub fallback_mtime: Option<i64>,
+    /// Attachments written, at any depth.
+    pub attachments: u64,
+    /// Attachments that could not be read, with the reason: each is also a note in the
+    /// message, and the import lists it.
+    pub missing: Vec<String>,
+}
+
+/// Read message `node` of `pst` and write it as RFC 5322.
+pub fn convert(pst: &Pst, node: u32) -> io::Result<Converted> {
+    let item = pst.message(node)?;
+    let content = rfc5322::write_item(&item);
+    let mut attachments = 0;
+    let mut missing = Vec::new();
+    count_attachments(&item, &mut attachments, &mut missing);
+    let mut flags = 0;
+    if item.read {
+        flags |= crate::store::flags::SEEN;
+    }
+    if item.flagged {
+        flags |= crate::store::flags::FLAGGED;
+    }
+    let fallback_mtime = item.delivery_time.or(item.submit_time).and_then(|s| s.checked_mul(1_000_000_000));
+    Ok(Converted { content, flags, fallback_mtime, attachments, missing })
+}
+
+fn count_attachments(item: &Item, n: &mut u64, missing: &mut Vec<String>) {
+    for a in &item.attachments {
+        match &a.data {
+            AttachmentData::Bytes(_) => *n += 1,
+            AttachmentData::Message(inner) => {
+                *n += 1;
+                count_attachments(inner, n, missing);
+            }
+            AttachmentData::Missing(why) => {
+                let name = a.filename.as_deref().map(|f| format!("{f:?}: ")).unwrap_or_default();
+                missing.push(format!("{name}{why}"));
+            }
+        }
+    }
+}

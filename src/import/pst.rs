@@ -1,0 +1,117 @@
+//! Import of an Outlook PST file: its folder tree (the IPM subtree: Inbox, Sent Items...)
+//! goes under the target folder with Outlook's folder names, reusing folders that exist;
+//! messages at the top of the tree go into the target folder itself. Each item is
+//! converted by [`crate::pst::convert`]; one that cannot be read is listed with its folder,
+//! subject when known and reason, and the import goes on.
+//!
+//! The folder tables are read first (cheap: no message is opened) so the progress bar can
+//! advance per message over the file's size.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::Importer;
+use crate::pst::reader::{FolderListing, Pst};
+use crate::store::{Error, Id};
+
+/// A folder of the PST, in the order it is imported (parents before children).
+struct Walked {
+    listing: FolderListing,
+    /// Index of the parent in the walk; None for the top.
+    parent: Option<usize>,
+    /// Path below the top, for messages about it.
+    place: String,
+}
+
+/// Read the folder tables from the top down. Unreadable folders are listed as skipped.
+fn walk(imp: &mut Importer, pst: &Pst, path: &Path, root: u32) -> Vec<Walked> {
+    let mut out: Vec<Walked> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root, None::<usize>)];
+    while let Some((node, parent)) = stack.pop() {
+        // A damaged file can make a folder its own descendant; visit each node once.
+        if !seen.insert(node) {
+            continue;
+        }
+        let listing = match pst.folder(node) {
+            Ok(l) => l,
+            Err(e) => {
+                let place = parent.map(|i| out[i].place.clone()).unwrap_or_default();
+                imp.skip(&path.join(place), format!("folder {node:#x} cannot be read: {e}"));
+                continue;
+            }
+        };
+        let place = match parent {
+            None => String::new(),
+            Some(i) if out[i].place.is_empty() => listing.name.clone(),
+            Some(i) => format!("{}/{}", out[i].place, listing.name),
+        };
+        let me = out.len();
+        // Reverse so the stack visits subfolders in the file's order.
+        stack.extend(listing.subfolders.iter().rev().map(|&n| (n, Some(me))));
+        out.push(Walked { listing, parent, place });
+    }
+    out
+}
+
+pub fn import(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
+    imp.generated = true;
+    let r = import_file(imp, path, into);
+    imp.generated = false;
+    r
+}
+
+fn import_file(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
+    let pst = match Pst::open(path) {
+        Ok(p) => p,
+        Err(e) => {
+            imp.skip(path, e.to_string());
+            return Ok(());
+        }
+    };
+    let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let root = match pst.root() {
+        Ok(r) => r,
+        Err(e) => {
+            imp.skip(path, format!("the folder tree cannot be read: {e}"));
+            imp.progress_step(file_size);
+            return Ok(());
+        }
+    };
+    let tree = walk(imp, &pst, path, root);
+    let total: u64 = tree.iter().map(|w| w.listing.messages.len() as u64).sum();
+    let step = file_size.checked_div(total).unwrap_or(0);
+    let mut folders: Vec<Option<Id>> = Vec::with_capacity(tree.len());
+    for w in &tree {
+        let here = path.join(&w.place);
+        let folder = match w.parent {
+            None => Some(into),
+            // A folder whose parent could not be made is left out with it.
+            Some(i) => match folders[i] {
+                Some(parent) => imp.folder_for(parent, &w.listing.name, &here)?,
+                None => None,
+            },
+        };
+        folders.push(folder);
+        let Some(folder) = folder else { continue };
+        imp.report.source_folders += 1;
+        for &node in &w.listing.messages {
+            match crate::pst::convert(&pst, node) {
+                Ok(c) => {
+                    imp.report.attachments += c.attachments;
+                    if !c.missing.is_empty() {
+                        let subject = crate::mime::parse_props(&c.content).subject.unwrap_or_default();
+                        for why in &c.missing {
+                            imp.skip(&here, format!("message {subject:?}: attachment left out: {why}"));
+                        }
+                    }
+                    imp.add(folder, &c.content, c.flags, c.fallback_mtime)?;
+                }
+                Err(e) => imp.skip(&here, format!("message {node:#x} cannot be read: {e}")),
+            }
+            imp.progress_step(step);
+        }
+    }
+    imp.progress_step(file_size - step * total);
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! Reading a PST file with the `outlook-pst` crate: the folder tree one folder at a time
+//! (nothing is read before it is asked for, so opening a large file costs a header and a
+//! root folder), and one message at a time as an [`Item`].
+//!
+//! The crate's objects are `Rc` based, so a [`Pst`] stays on the thread that opened it.
+//! Corrupt input shows up as `io::Error`s from the crate; the few places where the crate
+//! may panic on bad bytes are fenced by [`guard`] so a damaged item is reported, not fatal.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use outlook_pst::ltp::prop_context::PropertyValue;
+use outlook_pst::ltp::table_context::TableContext;
+use outlook_pst::messaging::attachment::{
+    AnsiAttachment, Attachment as PstAttachment, AttachmentData as PstData, UnicodeAttachment,
+};
+use outlook_pst::messaging::folder::Folder as PstFolder;
+use outlook_pst::messaging::message::{AnsiMessage, Message as PstMessage, UnicodeMessage};
+use outlook_pst::messaging::named_prop::{NamedPropertyGuid, NamedPropertyId};
+use outlook_pst::messaging::store::{AnsiStore, Store as PstStore, UnicodeStore};
+use outlook_pst::ndb::node_id::NodeId;
+use outlook_pst::{AnsiPstFile, UnicodePstFile};
+
+use super::fixup::FixupReader;
+use super::item::{Address, Appointment, Attachment, AttachmentData, Contact, Html, Item, Recipient, RecipientKind};
+
+/// Why a file cannot be opened as a PST. Each says what the file is and what to do.
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    /// Not a PST at all (no `!BDN` magic).
+    NotPst,
+    /// An OST (offline store of an Exchange/Outlook.com account).
+    Ost,
+    /// A PST with 4 KiB pages (wVer 36), written by recent Outlook versions for large stores.
+    FourKPages,
+    /// An unknown format version.
+    Version(u16),
+    /// The store has a password (PidTagPstPassword).
+    Password,
+    /// The header or the root structures do not read.
+    Corrupt(String),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Io(e) => write!(f, "cannot read: {e}"),
+            OpenError::NotPst => write!(f, "not an Outlook PST file (no !BDN signature)"),
+            OpenError::Ost => write!(
+                f,
+                "an Outlook OST (offline cache of a server mailbox) is not supported: export the mailbox to a PST from Outlook (File > Open & Export > Import/Export) and import that"
+            ),
+            OpenError::FourKPages => write!(
+                f,
+                "a PST with 4 KiB pages (format version 36) is not supported by the PST reader: export it again from Outlook as an ordinary Unicode PST"
+            ),
+            OpenError::Version(v) => write!(f, "unknown PST format version {v}"),
+            OpenError::Password => write!(
+                f,
+                "the PST is password-protected: remove the password in Outlook (Data File Settings > Change Password) and try again"
+            ),
+            OpenError::Corrupt(why) => {
+                write!(f, "the PST is damaged ({why}): try Outlook's Inbox Repair Tool (scanpst.exe) on it")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The header fields that decide whether we can read a file at all (MS-PST 2.2.2.6).
+/// Returns whether the file is Unicode and its encoding (bCryptMethod).
+fn check_header(path: &Path) -> Result<(bool, u8), OpenError> {
+    let mut head = [0u8; 0x202];
+    let f = std::fs::File::open(path).map_err(OpenError::Io)?;
+    let n = f.take(head.len() as u64).read(&mut head).map_err(OpenError::Io)?;
+    if n < 4 || &head[0..4] != b"!BDN" {
+        return Err(OpenError::NotPst);
+    }
+    if n < head.len() {
+        return Err(OpenError::Corrupt("the file ends inside the PST header: it was cut short".into()));
+    }
+    let client = u16::from_le_bytes([head[8], head[9]]);
+    let version = u16::from_le_bytes([head[10], head[11]]);
+    if client == 0x4F53 {
+        return Err(OpenError::Ost);
+    }
+    // bCryptMethod: offset 0x201 in a Unicode header, 0x1CD in an ANSI one.
+    match version {
+        14 | 15 => Ok((false, head[0x1CD])),
+        23 => Ok((true, head[0x201])),
+        36 => Err(OpenError::FourKPages),
+        v => Err(OpenError::Version(v)),
+    }
+}
+
+/// Run crate code that may panic on corrupt bytes; a panic becomes an `InvalidData` error.
+pub fn guard<T>(what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(io::Error::new(io::ErrorKind::InvalidData, format!("{what}: the PST reader failed ({msg})")))
+        }
+    }
+}
+
+enum Kind {
+    Unicode(Rc<UnicodeStore>),
+    Ansi(Rc<AnsiStore>),
+}
+
+/// An open PST file.
+pub struct Pst {
+    kind: Kind,
+    path: PathBuf,
+    /// Named property ids of this file for the (property set, LID) pairs we use.
+    named: HashMap<(u32, u32), u16>,
+    /// The code page of 8-bit strings of an ANSI file when an item does not say.
+    default_codepage: u16,
+    /// Heap blocks shown to the crate with their free count filled in ([`FixupReader`]).
+    fixed: Arc<AtomicU64>,
+}
+
+/// One folder: its name, subfolders and messages (node ids), as listed by its tables.
+#[derive(Clone, Debug, Default)]
+pub struct FolderListing {
+    pub node: u32,
+    pub name: String,
+    pub subfolders: Vec<u32>,
+    pub messages: Vec<u32>,
+}
+
+// Property sets of the named properties we read (MS-OXPROPS), by their Data1.
+const PSETID_ADDRESS: u32 = 0x0006_2004;
+const PSETID_APPOINTMENT: u32 = 0x0006_2002;
+
+// PidLid ids (MS-OXPROPS).
+const LID_EMAIL1: u32 = 0x8083;
+const LID_EMAIL2: u32 = 0x8093;
+const LID_EMAIL3: u32 = 0x80A3;
+const LID_APPT_START: u32 = 0x820D;
+const LID_APPT_END: u32 = 0x820E;
+const LID_LOCATION: u32 = 0x8208;
+const LID_ALL_DAY: u32 = 0x8215;
+
+impl Pst {
+    /// Open `path`: the header, the store's properties and its named property map.
+    pub fn open(path: &Path) -> Result<Pst, OpenError> {
+        let (unicode, crypt) = check_header(path)?;
+        let corrupt = |e: io::Error| OpenError::Corrupt(e.to_string());
+        let file = std::fs::File::open(path).map_err(OpenError::Io)?;
+        let reader = FixupReader::new(file, unicode, crypt);
+        let fixed = reader.fixed.clone();
+        let kind = guard("open", || {
+            Ok(if unicode {
+                Kind::Unicode(UnicodeStore::read(Rc::new(UnicodePstFile::read_from(Box::new(reader))?))?)
+            } else {
+                Kind::Ansi(AnsiStore::read(Rc::new(AnsiPstFile::read_from(Box::new(reader))?))?)
+            })
+        })
+        .map_err(corrupt)?;
+        let mut pst = Pst { kind, path: path.to_path_buf(), named: HashMap::new(), default_codepage: 1252, fixed };
+        if let Some(v) = pst.store().properties().get(0x67FF) {
+            if matches!(v, PropertyValue::Integer32(n) if *n != 0) {
+                return Err(OpenError::Password);
+            }
+        }
+        pst.load_named();
+        Ok(pst)
+    }
+
+    /// How many heap blocks needed their free count filled in so far.
+    pub fn fixed_blocks(&self) -> u64 {
+        self.fixed.load(Ordering::Relaxed)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn store(&self) -> Rc<dyn PstStore> {
+        match &self.kind {
+            Kind::Unicode(s) => s.clone(),
+            Kind::Ansi(s) => s.clone(),
+        }
+    }
+
+    /// The store's display name ("Personal Folders").
+    pub fn display_name(&self) -> String {
+        self.store().properties().display_name().unwrap_or_default()
+    }
+
+    /// Map the named properties we use to this file's property ids. A file without a
+    /// usable map just lacks contact emails and appointment times.
+    fn load_named(&mut self) {
+        let Ok(map) = guard("named property map", || self.store().named_property_map()) else { return };
+        let props = map.properties();
+        let guids = props.stream_guid().unwrap_or_default();
+        let Ok(entries) = props.stream_entry() else { return };
+        for e in entries {
+            let NamedPropertyId::Number(lid) = e.id() else { continue };
+            let set = match e.guid() {
+                NamedPropertyGuid::GuidIndex(i) => match guids.get(i as usize) {
+                    Some(g) => g.data1(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let Some(id) = 0x8000u16.checked_add(e.prop_id()) else { continue };
+            self.named.insert((set, lid), id);
+        }
+    }
+
+    fn named_id(&self, set: u32, lid: u32) -> Option<u16> {
+        self.named.get(&(set, lid)).copied()
+    }
+
+    /// The top of the folder tree people see (the IPM subtree: Inbox, Sent Items...).
+    pub fn root(&self) -> io::Result<u32> {
+        guard("root folder", || {
+            let eid = self.store().properties().ipm_sub_tree_entry_id()?;
+            Ok(u32::from(eid.node_id()))
+        })
+    }
+
+    /// List folder `node`: name, subfolders, messages.
+    pub fn folder(&self, node: u32) -> io::Result<FolderListing> {
+        guard("folder", || {
+            let store = self.store();
+            let eid = store.properties().make_entry_id(NodeId::from(node))?;
+            let folder: Rc<dyn PstFolder> = store.open_folder(&eid)?;
+            let name = folder.properties().display_name()?;
+            let ids = |t: Option<&Rc<dyn TableContext>>| -> Vec<u32> {
+                t.map(|t| t.rows_matrix().map(|r| u32::from(r.id())).collect()).unwrap_or_default()
+            };
+            Ok(FolderListing {
+                node,
+                name: clean_name(&name),
+                subfolders: ids(folder.hierarchy_table()),
+                messages: ids(folder.contents_table()),
+            })
+        })
+    }
+
+    /// Read message `node` and everything in it.
+    pub fn message(&self, node: u32) -> io::Result<Item> {
+        guard("message", || {
+            let store = self.store();
+            let eid = store.properties().make_entry_id(NodeId::from(node))?;
+            match &self.kind {
+                Kind::Unicode(s) => {
+                    let m = UnicodeMessage::read(s.clone(), &eid, None)?;
+                    let open = |sub: NodeId| -> io::Result<Rc<dyn PstAttachment>> {
+                        Ok(UnicodeAttachment::read(m.clone(), sub, None)?)
+                    };
+                    Ok(self.item(m.as_ref(), &open, 0))
+                }
+                Kind::Ansi(s) => {
+                    let m = AnsiMessage::read(s.clone(), &eid, None)?;
+                    let open = |sub: NodeId| -> io::Result<Rc<dyn PstAttachment>> {
+                        Ok(AnsiAttachment::read(m.clone(), sub, None)?)
+                    };
+                    Ok(self.item(m.as_ref(), &open, 0))
+                }
+            }
+        })
+    }
+
+    /// Build an [`Item`] from a message's properties, recipients and attachments.
+    /// `open` opens an attachment of this message by its subnode; embedded messages pass
+    /// `None` through [`Pst::embedded_item`], whose attachments the crate cannot open.
+    fn item(&self, m: &dyn PstMessage, open: &dyn Fn(NodeId) -> io::Result<Rc<dyn PstAttachment>>, depth: u32) -> Item {
+        let mut item = self.item_props(m);
+        if let Some(table) = m.attachment_table() {
+            for row in table.rows_matrix() {
+                let sub = NodeId::from(u32::from(row.id()));
+                item.attachments.push(match guard("attachment", || open(sub)) {
+                    Ok(a) => self.attachment(a.as_ref(), depth),
+                    Err(e) => missing(format!("attachment cannot be read: {e}")),
+                });
+            }
+        }
+        item
+    }
+
+    /// An embedded message: its properties, recipients and body. The crate hands it out
+    /// as a trait object whose own attachments cannot be opened, so each of those is kept
+    /// as a note saying so (never silently dropped).
+    fn embedded_item(&self, m: &dyn PstMessage) -> Item {
+        let mut item = self.item_props(m);
+        if let Some(table) = m.attachment_table() {
+            for _ in table.rows_matrix() {
+                item.attachments
+                    .push(missing("an attachment of an embedded message is not read by this version".into()));
+            }
+        }
+        item
+    }
+
+    fn attachment(&self, a: &dyn PstAttachment, depth: u32) -> Attachment {
+        let props = a.properties();
+        let get = |id: u16| props.get(id);
+        let cp = self.codepage_of(get(0x3FFD), get(0x3FDE));
+        let text = |id: u16| get(id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
+        let filename = text(0x3707).or_else(|| text(0x3704)).or_else(|| text(0x3001));
+        let flags = int_value(get(0x3714)).unwrap_or(0);
+        let content_id = text(0x3712).map(|s| s.trim_matches(|c| c == '<' || c == '>').to_string());
+        let data = match a.data() {
+            Some(PstData::Binary(b)) => AttachmentData::Bytes(b.buffer().to_vec()),
+            Some(PstData::Message(m)) if depth < 8 => AttachmentData::Message(Box::new(self.embedded_item(m.as_ref()))),
+            Some(PstData::Message(_)) => AttachmentData::Missing("embedded messages nested too deep".into()),
+            None => {
+                let method = int_value(get(0x3705)).unwrap_or(0);
+                AttachmentData::Missing(match method {
+                    2 | 4 | 7 => format!(
+                        "the attachment is a link to {}, not stored in the PST",
+                        text(0x370D).or_else(|| text(0x3708)).unwrap_or_else(|| "a file".into())
+                    ),
+                    _ => format!("attachment method {method} holds no data"),
+                })
+            }
+        };
+        Attachment {
+            filename,
+            mime_type: text(0x370E),
+            content_id,
+            content_location: text(0x3713),
+            // ATT_MHTML_REF (4): referenced from the HTML body.
+            inline: flags & 4 != 0,
+            data,
+        }
+    }
+
+    /// The code page of an object's 8-bit strings.
+    /// `message_cp`, `internet_cp`: PidTagMessageCodepage, PidTagInternetCodepage.
+    fn codepage_of(&self, message_cp: Option<&PropertyValue>, internet_cp: Option<&PropertyValue>) -> u16 {
+        int_value(message_cp)
+            .or_else(|| int_value(internet_cp))
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|&n| n != 0)
+            .unwrap_or(self.default_codepage)
+    }
+
+    fn item_props(&self, m: &dyn PstMessage) -> Item {
+        let props = m.properties();
+        let get = |id: u16| props.get(id);
+        let cp = self.codepage_of(get(0x3FFD), get(0x3FDE));
+        let text = |id: u16| get(id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
+        let time = |id: u16| match get(id) {
+            Some(PropertyValue::Time(t)) => filetime_to_unix(*t),
+            _ => None,
+        };
+        let mut item = Item {
+            class: text(0x001A).unwrap_or_else(|| "IPM.Note".into()),
+            transport_headers: text(0x007D),
+            subject: text(0x0037).map(|s| strip_subject_prefix(&s)),
+            submit_time: time(0x0039),
+            delivery_time: time(0x0E06),
+            message_id: text(0x1035),
+            in_reply_to: text(0x1042),
+            references: text(0x1039),
+            body_text: text(0x1000),
+            ..Item::default()
+        };
+        let sender = address(text(0x0C1A), text(0x0C1E), text(0x0C1F), text(0x5D01));
+        let author = address(text(0x0042), text(0x0064), text(0x0065), text(0x5D02));
+        match (author, sender) {
+            (Some(a), Some(s)) if a != s => {
+                item.from = Some(a);
+                item.sender = Some(s);
+            }
+            (Some(a), _) => item.from = Some(a),
+            (None, s) => item.from = s,
+        }
+        item.body_html = match get(0x1013) {
+            Some(PropertyValue::Binary(b)) if !b.buffer().is_empty() => {
+                let charset = int_value(get(0x3FDE))
+                    .and_then(|n| u16::try_from(n).ok())
+                    .and_then(codepage::to_encoding)
+                    .map(|e| e.name().to_ascii_lowercase())
+                    .unwrap_or_else(|| "utf-8".into());
+                Some(Html { bytes: b.buffer().to_vec(), charset })
+            }
+            Some(v) => string_value(v, cp)
+                .filter(|s| !s.is_empty())
+                .map(|s| Html { bytes: s.into_bytes(), charset: "utf-8".into() }),
+            None => None,
+        };
+        if item.body_text.is_none() && item.body_html.is_none() {
+            if let Some(PropertyValue::Binary(b)) = get(0x1009) {
+                item.body_rtf = guard("rtf", || {
+                    compressed_rtf::decompress_rtf(b.buffer())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                })
+                .ok()
+                .map(String::into_bytes);
+            }
+        }
+        let flags = int_value(get(0x0E07)).unwrap_or(0);
+        item.read = flags & 1 != 0;
+        item.flagged = int_value(get(0x1090)) == Some(2);
+        if let Some(table) = m.recipient_table() {
+            item.recipients = recipients(table.as_ref(), cp);
+        }
+        let named_text = |lid: u32, set: u32| self.named_id(set, lid).and_then(text);
+        if item.class.starts_with("IPM.Contact") {
+            let mut phones = Vec::new();
+            for (id, kind) in [(0x3A08, "work"), (0x3A09, "home"), (0x3A1C, "cell"), (0x3A24, "fax")] {
+                if let Some(n) = text(id) {
+                    phones.push((kind.to_string(), n));
+                }
+            }
+            item.contact = Some(Contact {
+                display_name: text(0x3001),
+                given_name: text(0x3A06),
+                surname: text(0x3A11),
+                company: text(0x3A16),
+                title: text(0x3A17),
+                emails: [LID_EMAIL1, LID_EMAIL2, LID_EMAIL3]
+                    .iter()
+                    .filter_map(|&lid| named_text(lid, PSETID_ADDRESS))
+                    .collect(),
+                phones,
+                notes: None,
+            });
+        }
+        if item.class.starts_with("IPM.Appointment") {
+            let named_time = |lid: u32| {
+                self.named_id(PSETID_APPOINTMENT, lid).and_then(|id| match get(id) {
+                    Some(PropertyValue::Time(t)) => filetime_to_unix(*t),
+                    _ => None,
+                })
+            };
+            item.appointment = Some(Appointment {
+                // PidTagStartDate/PidTagEndDate mirror the appointment's times.
+                start: named_time(LID_APPT_START).or_else(|| time(0x0060)),
+                end: named_time(LID_APPT_END).or_else(|| time(0x0061)),
+                location: named_text(LID_LOCATION, PSETID_APPOINTMENT),
+                all_day: self
+                    .named_id(PSETID_APPOINTMENT, LID_ALL_DAY)
+                    .and_then(get)
+                    .is_some_and(|v| matches!(v, PropertyValue::Boolean(true))),
+                uid: None,
+            });
+        }
+        item
+    }
+}
+
+fn missing(reason: String) -> Attachment {
+    Attachment {
+        filename: None,
+        mime_type: None,
+        content_id: None,
+        content_location: None,
+        inline: false,
+        data: AttachmentData::Missing(reason),
+    }
+}
+
+/// Recipients from a message's recipient table.
+fn recipients(table: &dyn TableContext, cp: u16) -> Vec<Recipient> {
+    let ctx = table.context();
+    let mut out = Vec::new();
+    for row in table.rows_matrix() {
+        let Ok(values) = row.columns(ctx) else { continue };
+        let mut props: HashMap<u16, PropertyValue> = HashMap::new();
+        for (col, value) in ctx.columns().iter().zip(values) {
+            if let Some(value) = value {
+                if let Ok(v) = table.read_column(&value, col.prop_type()) {
+                    props.insert(col.prop_id(), v);
+                }
+            }
+        }
+        let text = |id: u16| props.get(&id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
+        let kind = match int_value(props.get(&0x0C15)) {
+            Some(2) => RecipientKind::Cc,
+            Some(3) => RecipientKind::Bcc,
+            _ => RecipientKind::To,
+        };
+        if let Some(address) = address(text(0x3001), text(0x3002), text(0x3003), text(0x39FE)) {
+            out.push(Recipient { kind, address });
+        }
+    }
+    out
+}
+
+/// A display name and the SMTP address among (address type, address, SMTP address).
+fn address(
+    name: Option<String>,
+    addr_type: Option<String>,
+    addr: Option<String>,
+    smtp: Option<String>,
+) -> Option<Address> {
+    let email = smtp.filter(|s| s.contains('@')).or_else(|| {
+        let is_smtp = addr_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("SMTP"));
+        addr.filter(|a| is_smtp && a.contains('@'))
+    });
+    if name.is_none() && email.is_none() {
+        return None;
+    }
+    Some(Address { name, email })
+}
+
+fn int_value(v: Option<&PropertyValue>) -> Option<i32> {
+    match v? {
+        PropertyValue::Integer32(n) => Some(*n),
+        PropertyValue::Integer16(n) => Some(i32::from(*n)),
+        _ => None,
+    }
+}
+
+/// A string property as text: UTF-16 as is, 8-bit in code page `cp`.
+fn string_value(v: &PropertyValue, cp: u16) -> Option<String> {
+    let s = match v {
+        PropertyValue::Unicode(u) => String::from_utf16_lossy(u.buffer()),
+        PropertyValue::String8(s) => {
+            let enc = codepage::to_encoding(cp).unwrap_or(encoding_rs::WINDOWS_1252);
+            enc.decode_without_bom_handling(s.buffer()).0.into_owned()
+        }
+        _ => return None,
+    };
+    Some(s.trim_end_matches('\0').to_string())
+}
+
+/// A subject may start with \x01 and a character giving the length of its prefix ("RE: ").
+fn strip_subject_prefix(s: &str) -> String {
+    let mut chars = s.chars();
+    if chars.next() == Some('\u{1}') {
+        chars.next();
+        return chars.as_str().to_string();
+    }
+    s.to_string()
+}
+
+/// Folder names are file names: no `/` or NUL.
+fn clean_name(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    if s.is_empty() || s == "." || s == ".." {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+/// FILETIME (100 ns since 1601) to Unix seconds; None for 0 and out-of-range values.
+pub fn filetime_to_unix(t: i64) -> Option<i64> {
+    if t <= 0 {
+        return None;
+    }
+    Some(t / 10_000_000 - 11_644_473_600)
+}
