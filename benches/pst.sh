@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# PST import speed: `msgfs import` of the largest sample PST against `readpst -e` (pst-utils)
+# and `pffexport` (pff-tools) on the same file, side by side, RUNS times each in turn;
+# prints the median wall time of each and the ratios. Needs a release build
+# (cargo build --release) and MSGFS_TESTDATA (default ../shared/testdata).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-5}"
+DATA="${MSGFS_TESTDATA:-$(cd .. && pwd)/shared/testdata}"
+PST="${PST:-$(ls -S "$DATA"/pst/*.pst | head -1)}"
+BIN="${BIN:-target/release/msgfs}"
+for p in readpst pffexport; do
+  command -v "$p" >/dev/null || { echo "$p is missing: apt-get install pst-utils pff-tools" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --release" >&2; exit 1; }
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+: >"$WORK/msgfs"; : >"$WORK/readpst"; : >"$WORK/pffexport"
+for i in $(seq "$RUNS"); do
+  rm -rf "$WORK/s" "$WORK/r" "$WORK/p.export"; mkdir "$WORK/r"
+  t "$BIN" import --store "$WORK/s" "$PST" >>"$WORK/msgfs"
+  t readpst -e -D -o "$WORK/r" "$PST" >>"$WORK/readpst"
+  t pffexport -q -t "$WORK/p" "$PST" >>"$WORK/pffexport"
+done
+n=$("$BIN" import --store "$WORK/count" "$PST" | sed -n 's/^imported \([0-9]*\) messages.*/\1/p')
+m=$(median <"$WORK/msgfs"); r=$(median <"$WORK/readpst"); p=$(median <"$WORK/pffexport")
+echo "file: $PST ($(stat -c %s "$PST") bytes, $n messages), $RUNS runs each, medians:"
+printf 'msgfs import  %.3f s  (%.0f msg/s)\n' "$m" "$(echo "$n / $m" | bc -l)"
+printf 'readpst -e    %.3f s\n' "$r"
+printf 'pffexport     %.3f s\n' "$p"
+printf 'ratio msgfs/readpst %.2f, msgfs/pffexport %.2f\n' "$(echo "$m / $r" | bc -l)" "$(echo "$m / $p" | bc -l)"

@@ -1,0 +1,85 @@
+//! A PST file mounted read-only: the same folders, names and bytes as `msgfs import` of
+//! the same file gives, and every write refused with EROFS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+fn sample(name: &str) -> Option<PathBuf> {
+    match std::env::var_os("MSGFS_TESTDATA") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p).join("pst").join(name)),
+        _ => {
+            println!("skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)");
+            None
+        }
+    }
+}
+
+/// Every file and folder under `a` is under `b` with the same bytes (`diff -r` per entry of
+/// `a`: the imported store also has its default folders, which the PST may not).
+fn same_tree(a: &Path, b: &Path) {
+    let mut n = 0;
+    for e in std::fs::read_dir(a).unwrap() {
+        let name = e.unwrap().file_name();
+        let out = run(Command::new("diff").arg("-r").arg(a.join(&name)).arg(b.join(&name)));
+        assert!(out.status.success(), "{:?} differs: {}", name, String::from_utf8_lossy(&out.stdout));
+        n += 1;
+    }
+    assert!(n > 0, "{} is empty", a.display());
+}
+
+#[test]
+fn a_mounted_pst_gives_the_files_an_import_gives_and_refuses_writes() {
+    if should_skip() {
+        return;
+    }
+    require(&["diff"]);
+    for name in [
+        "pstextractor-enron.pst",
+        "libyal-outlook.pst",
+        "rubymsg-attachAndInline.pst",
+        "tika-testPST_variousBodyTypes.pst",
+    ] {
+        let Some(pst) = sample(name) else { return };
+        let tmp = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+        let store = tmp.path().join("store");
+        let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(&pst));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
+        let imported = Mount::adopt(&store);
+        let mounted = Mount::adopt(&pst);
+        same_tree(&mounted.mp, &imported.mp);
+
+        // Read-only: creating, changing, renaming and removing all get EROFS.
+        let some_file = walk_files(&mounted.mp).into_iter().next().expect("a message");
+        let refused = [
+            std::fs::write(mounted.mp.join("new.eml"), b"x").err(),
+            std::fs::OpenOptions::new().append(true).open(&some_file).err(),
+            std::fs::remove_file(&some_file).err(),
+            std::fs::create_dir(mounted.mp.join("Folder")).err(),
+            std::fs::rename(&some_file, mounted.mp.join("renamed.eml")).err(),
+        ];
+        for (i, e) in refused.iter().enumerate() {
+            assert_eq!(e.as_ref().and_then(|e| e.raw_os_error()), Some(libc::EROFS), "{name}: write {i}: {e:?}");
+        }
+        let mut mounted = mounted;
+        mounted.unmount();
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
