@@ -27,6 +27,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("find", "findutils"),
     ("diff", "diffutils"),
     ("setpriv", "util-linux"),
+    ("useradd", "passwd"),
+    ("setfacl", "acl"),
+    ("getfacl", "acl"),
     ("python3", "python3"),
 ];
 

@@ -7,6 +7,7 @@ mod browse;
 mod control;
 mod daemon;
 mod editors;
+mod nonroot;
 mod pst;
 mod tools;
 mod transactions;

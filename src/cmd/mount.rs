@@ -51,12 +51,29 @@ fn check_mountpoint(mp: &Path) -> Result<(), String> {
             "/dev/fuse is missing: install fuse3 (apt-get install fuse3) and load the module (modprobe fuse)".into()
         );
     }
+    // A normal user needs read-write access to /dev/fuse even with fusermount3: the setuid
+    // helper mounts, but opens the device as the calling user (libfuse drops its privileges
+    // for that open), so the device's mode says who may use FUSE.
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
         return Err(format!(
-            "cannot open /dev/fuse: {e} (install fuse3, which lets every user open it, or mount as root)"
+            "cannot open /dev/fuse: {e} (a normal user needs read-write access to it: Debian's udev rule makes it \
+             mode 0666; without udev, as root: chmod 0666 /dev/fuse, or setfacl -m u:$USER:rw /dev/fuse; or mount as root)"
         ));
     }
+    if !is_root() && !on_path("fusermount3") {
+        return Err("fusermount3 is missing: a normal user mounts through it (apt-get install fuse3)".into());
+    }
     Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(program).is_file())
 }
 
 /// Where the background daemon logs.
@@ -181,7 +198,12 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
     if let Some(d) = log.parent() {
         let _ = std::fs::create_dir_all(d);
     }
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| {
+        format!(
+            "cannot open the daemon's log {}: {e} (set XDG_STATE_HOME or HOME to a directory you can write)",
+            log.display()
+        )
+    })?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("mount").arg("-f").arg("--ready-fd").arg(wfd.to_string());
     for o in options {
@@ -265,9 +287,7 @@ pub fn umount(mp: &Path) -> CmdResult {
     let mp = std::fs::canonicalize(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
     let store = store_of(&mp).ok_or_else(|| format!("{} is not a msgfs mount", mp.display()))?;
     let pid = daemon_pid(&store, &mp);
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
+    if is_root() {
         let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())?;
         // SAFETY: umount2 on a valid C string path.
         if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
@@ -275,13 +295,18 @@ pub fn umount(mp: &Path) -> CmdResult {
             return Err(format!("unmount {}: {e} (close the files open there first)", mp.display()).into());
         }
     } else {
-        let st = Command::new("fusermount3")
+        // The kernel lets only root unmount; the setuid helper unmounts for the user who mounted.
+        let out = Command::new("fusermount3")
             .arg("-u")
             .arg(&mp)
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .map_err(|e| format!("fusermount3: {e} (install fuse3: apt-get install fuse3)"))?;
-        if !st.success() {
-            return Err(format!("fusermount3 -u {} failed", mp.display()).into());
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            return Err(
+                format!("fusermount3 -u {}: {} (close the files open there first)", mp.display(), why.trim()).into()
+            );
         }
     }
     // Wait for the daemon to finish saving and close the store.

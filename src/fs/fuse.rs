@@ -320,9 +320,9 @@ impl Filesystem for MsgFs {
             return reply.error(Errno::EACCES);
         }
         match self.inner.open(ino.0, flags.0, req.pid()) {
-            Ok((fh, direct)) => {
+            Ok((fh, direct, reader)) => {
                 let mut f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::FOPEN_KEEP_CACHE };
-                if let Ok(Handle::Read(_) | Handle::Empty) = self.inner.handle(fh) {
+                if reader {
                     // A reader has nothing to save at close: spare the kernel the FLUSH.
                     f |= FopenFlags::FOPEN_NOFLUSH;
                 }
@@ -375,7 +375,7 @@ impl Filesystem for MsgFs {
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
         // Only writers have anything to save; the rest answer at once, without a thread hop.
-        if !matches!(self.inner.handle(fh.0), Ok(Handle::Write(_))) {
+        if !self.inner.is_writer(fh.0) {
             return reply.ok();
         }
         self.park(move |fs| fs.flush(fh.0, false), move |r| reply_empty(reply, r));
@@ -391,7 +391,7 @@ impl Filesystem for MsgFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if !matches!(self.inner.handle(fh.0), Ok(Handle::Write(_))) {
+        if !self.inner.is_writer(fh.0) {
             self.inner.release(fh.0);
             return reply.ok();
         }

@@ -97,6 +97,12 @@ impl Inner {
         self.handles.get(&fh).map(|h| h.clone()).ok_or(FsError::Errno(Errno::EBADF))
     }
 
+    /// Whether `fh` is a writer's handle (without cloning it: asked at every FLUSH and
+    /// RELEASE).
+    pub fn is_writer(&self, fh: u64) -> bool {
+        self.handles.get(&fh).is_some_and(|h| matches!(*h, Handle::Write(_)))
+    }
+
     fn writable(&self) -> FsResult<()> {
         if self.read_only {
             return err(Errno::EROFS);
@@ -209,8 +215,8 @@ impl Inner {
             if version != a.ino {
                 // An older version's inode, still open somewhere (fstat of a reader comes
                 // without its handle): it has its version's size, and is never cached.
-                if let Some((size, _)) = self.overlay().open_versions.get(&version) {
-                    a.size = *size;
+                if let Some(size) = self.store.pinned_size(version) {
+                    a.size = size;
                 }
                 a.ino = ino;
                 return Ok((a, Duration::ZERO));
@@ -405,9 +411,10 @@ impl Inner {
         Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, true))
     }
 
-    /// Open a file. Returns the handle and whether it must bypass the page cache
-    /// (writers, and an inode that no longer is the current version).
-    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
+    /// Open a file. Returns the handle, whether it must bypass the page cache (writers, and
+    /// an inode that no longer is the current version), and whether it is a reader (which
+    /// has nothing to save at close).
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool, bool)> {
         let r = self.resolve(ino)?;
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
@@ -428,12 +435,12 @@ impl Inner {
                         }
                         node.open += 1;
                         drop(ov);
-                        Ok((self.new_fh(Handle::Scratch { ino: n, file }), true))
+                        Ok((self.new_fh(Handle::Scratch { ino: n, file }), true, false))
                     }
                     NodeKind::NewMessage if !write => {
                         node.open += 1;
                         drop(ov);
-                        Ok((self.new_fh(Handle::Empty), true))
+                        Ok((self.new_fh(Handle::Empty), true, true))
                     }
                     NodeKind::NewMessage => {
                         let tx = self.store.begin_new_with_id(n, node.folder, &node.name.clone())?;
@@ -441,21 +448,19 @@ impl Inner {
                         let w = Writer::new(ino, n, tx, pid, flags, (node.folder, node.name.clone()));
                         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
                         ov.writers.entry(n).or_default().push((fh, pid));
-                        Ok((fh, true))
+                        Ok((fh, true, false))
                     }
                 }
             }
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
                 if !write {
-                    let view = self.store.open_message(id)?;
+                    // No file is opened here (this is the hot path of reading many
+                    // messages): the pin keeps the version's object, and the first READ
+                    // opens it.
+                    let pin = self.store.pin_message(id)?;
                     // Cached reads only through the inode of exactly this version.
-                    let direct = !matches!(r, InodeRef::Version { version, .. } if version == view.version);
-                    {
-                        let mut ov = self.overlay();
-                        let e = ov.open_versions.entry(view.version).or_insert((view.size, 0));
-                        e.1 += 1;
-                    }
-                    return Ok((self.new_fh(Handle::Read(Arc::new(view))), direct));
+                    let direct = !matches!(r, InodeRef::Version { version, .. } if version == pin.version);
+                    return Ok((self.new_fh(Handle::Read(Arc::new(pin))), direct, true));
                 }
                 let mut tx = self.store.begin(id)?;
                 if flags & libc::O_TRUNC != 0 {
@@ -471,7 +476,7 @@ impl Inner {
                 self.overlay().writers.entry(id).or_default().push((fh, pid));
                 // Cached attributes of this inode were the saved ones; the writer sees its own.
                 self.invalidate(Inval::Attrs { ino });
-                Ok((fh, true))
+                Ok((fh, true, false))
             }
         }
     }
@@ -486,7 +491,7 @@ impl Inner {
                     let want = (size as u64).min(v.size - off) as usize;
                     let mut got = 0;
                     while got < want {
-                        let n = io(v.file.read_at(&mut buf[got..want], off + got as u64), "read")?;
+                        let n = io(v.file()?.read_at(&mut buf[got..want], off + got as u64), "read")?;
                         if n == 0 {
                             break;
                         }
@@ -740,15 +745,7 @@ impl Inner {
                 self.invalidate(Inval::Attrs { ino });
             }
             Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
-            Handle::Read(v) => {
-                let mut ov = self.overlay();
-                if let Some(e) = ov.open_versions.get_mut(&v.version) {
-                    e.1 -= 1;
-                    if e.1 == 0 {
-                        ov.open_versions.remove(&v.version);
-                    }
-                }
-            }
+            // A reader's pin goes with its last reference.
             _ => {}
         }
     }

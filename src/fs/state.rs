@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use crate::store::index::Xattrs;
 use crate::store::vfs::VfsFile;
-use crate::store::{Attrs, Id, MessageView, Transaction, ROOT};
+use crate::store::{Attrs, Id, PinnedVersion, Transaction, ROOT};
 
 /// What an inode number handed to the kernel stands for.
 ///
@@ -147,8 +147,6 @@ pub struct Overlay {
     pub hidden: HashMap<(Id, String), Id>,
     /// Open writers by message id (or node inode): (handle, pid).
     pub writers: HashMap<Id, Vec<(u64, u32)>>,
-    /// Versions open for reading: their size and how many handles.
-    pub open_versions: HashMap<u64, (u64, u32)>,
 }
 
 impl Overlay {
@@ -207,7 +205,9 @@ pub struct DirEnt {
 }
 
 pub enum Handle {
-    Read(Arc<MessageView>),
+    /// Reading one version, pinned at open; its object is opened at the first READ, which
+    /// with a warm page cache never comes.
+    Read(Arc<PinnedVersion>),
     /// Reading a file with no saved content yet.
     Empty,
     Write(Arc<Mutex<Writer>>),

@@ -540,9 +540,13 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     }
     // Old versions are removed only now that the records replacing them are durable; a
     // crash before this leaves them unreferenced, and the next open removes them.
+    // An object a reader has pinned stays until its last reader leaves (see `pin.rs`).
     for (id, ver) in garbage {
-        let _ = sh.vfs.remove_file(&object_path(id, ver));
+        if sh.reclaim_now(ver) {
+            let _ = sh.vfs.remove_file(&object_path(id, ver));
+        }
     }
+    sh.reclaim_deferred();
     sh.maybe_checkpoint();
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod index;
 mod log;
 mod open;
+pub mod pin;
 #[cfg(test)]
 pub mod simfs;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use std::thread::JoinHandle;
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Entry, Id, Index, Message, ROOT};
+pub use pin::PinnedVersion;
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
 
@@ -76,6 +78,9 @@ pub(crate) struct Queue {
     pub frozen: u32,
     pub busy: bool,
     pub closing: bool,
+    /// Unreferenced objects whose last reader left while the store was frozen (message id,
+    /// version): removed by the committer once it runs again, or at close.
+    pub reclaim: Vec<(Id, u64)>,
 }
 
 pub(crate) struct LogState {
@@ -121,6 +126,8 @@ pub struct Shared {
     pub stats: Stats,
     pub report: OpenReport,
     pub(crate) control: control::Control,
+    /// Versions readers hold (see `pin.rs`).
+    pub(crate) pins: Mutex<pin::Pins>,
 }
 
 /// A handle on an open store; clones share it. Call [`Store::close`] to close it cleanly.
@@ -263,7 +270,13 @@ impl Store {
         let sh = Arc::new(Shared {
             vfs,
             index: RwLock::new(index),
-            queue: Mutex::new(Queue { ops: VecDeque::new(), frozen: 0, busy: false, closing: false }),
+            queue: Mutex::new(Queue {
+                ops: VecDeque::new(),
+                frozen: 0,
+                busy: false,
+                closing: false,
+                reclaim: Vec::new(),
+            }),
             queue_cv: Condvar::new(),
             poisoned: Mutex::new(None),
             log: Mutex::new(log),
@@ -278,6 +291,7 @@ impl Store {
             stats: Stats::default(),
             report,
             control: control::Control::default(),
+            pins: Mutex::new(pin::Pins::default()),
         });
         if !opts.read_only {
             let sh2 = sh.clone();
@@ -529,6 +543,10 @@ impl Store {
         if self.0.read_only {
             return Ok(());
         }
+        // Nothing reads after close: objects kept for readers go now, so a clean store
+        // holds no unreferenced object.
+        self.0.reclaim_deferred();
+        self.0.reclaim_pinned();
         if self.0.poisoned.lock().unwrap().is_some() {
             return Err(Error::io("close", std::io::Error::other("the store had a failed sync; it is left unclean")));
         }

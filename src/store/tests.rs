@@ -131,6 +131,45 @@ fn a_save_after_ones_own_save_is_not_a_conflict() {
 }
 
 #[test]
+fn a_pinned_version_opens_late_and_its_object_goes_with_its_last_pin() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"version one");
+    let (a, b) = (st.pin_message(id).unwrap(), st.pin_message(id).unwrap());
+    let old = object_path(id, a.version);
+    let mut t = st.begin(id).unwrap();
+    t.set_len(0).unwrap();
+    t.write_at(b"second", 0).unwrap();
+    t.save(SaveFlags(0)).unwrap();
+    assert_eq!(st.pinned_size(a.version), Some(11));
+    st.delete_message(id).unwrap();
+    // Opened only now, after a save and a delete made the version unreferenced.
+    assert_eq!(a.file().unwrap().read_all().unwrap(), b"version one");
+    drop(a);
+    assert!(st.vfs().exists(&old), "removed while a reader still holds it");
+    drop(b);
+    assert!(!st.vfs().exists(&old), "kept after its last reader left");
+    assert_eq!(st.pinned_size(0), None);
+}
+
+#[test]
+fn an_object_whose_last_reader_leaves_during_a_freeze_stays_until_the_thaw() {
+    let (_fs, st) = sim_store();
+    let id = save_new(&st, inbox(&st), "m.eml", b"version one");
+    let pin = st.pin_message(id).unwrap();
+    let old = object_path(id, pin.version);
+    st.delete_message(id).unwrap();
+    st.freeze();
+    drop(pin);
+    assert!(st.vfs().exists(&old), "the store directory changed while frozen");
+    st.thaw();
+    // The committer replies before it removes garbage; a second commit's reply comes after
+    // the first group is done.
+    save_new(&st, inbox(&st), "next.eml", b"x");
+    save_new(&st, inbox(&st), "after.eml", b"x");
+    assert!(!st.vfs().exists(&old), "not removed by the next commit after the thaw");
+}
+
+#[test]
 fn a_reader_keeps_its_version_while_others_save() {
     let (_fs, st) = sim_store();
     let id = save_new(&st, inbox(&st), "m.eml", b"version one");
