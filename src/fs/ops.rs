@@ -17,8 +17,12 @@ use crate::store::vfs::{OpenMode, VfsFile};
 use crate::store::{AttrChange, Attrs, Entry, Error, Id, SaveFlags, Store, ROOT};
 
 /// How long the kernel may keep entries and attributes. Every change made through this
-/// mount invalidates what it affects, so this only bounds the damage of a missed case.
-pub const TTL: Duration = Duration::from_secs(60);
+/// mount invalidates what it affects, and nothing else changes the store (the daemon holds
+/// its lock), so this only bounds the damage of a missed case. An hour, not a minute: with
+/// a minute, reading a large folder that takes longer than that (100,000 messages with
+/// `xargs cat`) sent a LOOKUP before every OPEN once the entries expired, doubling the
+/// daemon's work per file; a plain filesystem never revalidates at all.
+pub const TTL: Duration = Duration::from_secs(3600);
 
 /// Attributes of one inode, as the kernel is told them.
 #[derive(Clone, Copy, Debug)]
