@@ -279,10 +279,9 @@ impl Pst {
     }
 
     /// Build an [`Item`] from a message's properties, recipients and attachments.
-    /// `open` opens an attachment of this message by its subnode; embedded messages pass
-    /// `None` through [`Pst::embedded_item`], whose attachments the crate cannot open.
+    /// `open` opens an attachment of this message by its subnode.
     fn item(&self, m: &dyn PstMessage, open: &dyn Fn(NodeId) -> io::Result<Rc<dyn PstAttachment>>, depth: u32) -> Item {
-        let mut item = self.item_props(m);
+        let mut item = self.item_of(m);
         if let Some(table) = m.attachment_table() {
             for row in table.rows_matrix() {
                 let sub = NodeId::from(u32::from(row.id()));
@@ -295,11 +294,19 @@ impl Pst {
         item
     }
 
+    /// A message's properties and recipients as an [`Item`] (no attachments yet).
+    fn item_of(&self, m: &dyn PstMessage) -> Item {
+        let props = self.props(m.properties().iter());
+        let cp = self.codepage(&props);
+        let recipients = m.recipient_table().map(|t| recipient_props(t.as_ref(), cp)).unwrap_or_default();
+        self.item_from(&props, &recipients)
+    }
+
     /// An embedded message: its properties, recipients and body. The crate hands it out
     /// as a trait object whose own attachments cannot be opened, so each of those is kept
     /// as a note saying so (never silently dropped).
     fn embedded_item(&self, m: &dyn PstMessage) -> Item {
-        let mut item = self.item_props(m);
+        let mut item = self.item_of(m);
         if let Some(table) = m.attachment_table() {
             for _ in table.rows_matrix() {
                 item.attachments
@@ -310,32 +317,37 @@ impl Pst {
     }
 
     fn attachment(&self, a: &dyn PstAttachment, depth: u32) -> Attachment {
-        let props = a.properties();
-        let get = |id: u16| props.get(id);
-        let cp = self.codepage_of(get(0x3FFD), get(0x3FDE));
-        let text = |id: u16| get(id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
-        let filename = text(0x3707).or_else(|| text(0x3704)).or_else(|| text(0x3001));
-        let flags = int_value(get(0x3714)).unwrap_or(0);
-        let content_id = text(0x3712).map(|s| s.trim_matches(|c| c == '<' || c == '>').to_string());
+        let props = self.props(a.properties().iter());
         let data = match a.data() {
             Some(PstData::Binary(b)) => AttachmentData::Bytes(b.buffer().to_vec()),
             Some(PstData::Message(m)) if depth < 8 => AttachmentData::Message(Box::new(self.embedded_item(m.as_ref()))),
             Some(PstData::Message(_)) => AttachmentData::Missing("embedded messages nested too deep".into()),
-            None => {
-                let method = int_value(get(0x3705)).unwrap_or(0);
-                AttachmentData::Missing(match method {
-                    2 | 4 | 7 => format!(
-                        "the attachment is a link to {}, not stored in the PST",
-                        text(0x370D).or_else(|| text(0x3708)).unwrap_or_else(|| "a file".into())
-                    ),
-                    _ => format!("attachment method {method} holds no data"),
-                })
-            }
+            None => self.no_data(&props),
         };
+        self.attachment_from(&props, data)
+    }
+
+    /// Why an attachment has no data, from its method.
+    fn no_data(&self, props: &Props) -> AttachmentData {
+        let method = int(props, 0x3705).unwrap_or(0);
+        let text = |id| text(props, id);
+        AttachmentData::Missing(match method {
+            2 | 4 | 7 => format!(
+                "the attachment is a link to {}, not stored in the PST",
+                text(0x370D).or_else(|| text(0x3708)).unwrap_or_else(|| "a file".into())
+            ),
+            _ => format!("attachment method {method} holds no data"),
+        })
+    }
+
+    /// An attachment's name, type and place from its properties, holding `data`.
+    fn attachment_from(&self, props: &Props, data: AttachmentData) -> Attachment {
+        let text = |id| text(props, id);
+        let flags = int(props, 0x3714).unwrap_or(0);
         Attachment {
-            filename,
+            filename: text(0x3707).or_else(|| text(0x3704)).or_else(|| text(0x3001)),
             mime_type: text(0x370E),
-            content_id,
+            content_id: text(0x3712).map(|s| s.trim_matches(|c| c == '<' || c == '>').to_string()),
             content_location: text(0x3713),
             // ATT_MHTML_REF (4): referenced from the HTML body.
             inline: flags & 4 != 0,
@@ -343,23 +355,35 @@ impl Pst {
         }
     }
 
-    /// The code page of an object's 8-bit strings.
-    /// `message_cp`, `internet_cp`: PidTagMessageCodepage, PidTagInternetCodepage.
-    fn codepage_of(&self, message_cp: Option<&PropertyValue>, internet_cp: Option<&PropertyValue>) -> u16 {
-        int_value(message_cp)
-            .or_else(|| int_value(internet_cp))
+    /// The code page of an object's 8-bit strings: PidTagMessageCodepage, else
+    /// PidTagInternetCodepage, else the file's default.
+    fn codepage(&self, props: &Props) -> u16 {
+        int(props, 0x3FFD)
+            .or_else(|| int(props, 0x3FDE))
             .and_then(|n| u16::try_from(n).ok())
             .filter(|&n| n != 0)
             .unwrap_or(self.default_codepage)
     }
 
-    fn item_props(&self, m: &dyn PstMessage) -> Item {
-        let props = m.properties();
-        let get = |id: u16| props.get(id);
-        let cp = self.codepage_of(get(0x3FFD), get(0x3FDE));
-        let text = |id: u16| get(id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
-        let time = |id: u16| match get(id) {
-            Some(PropertyValue::Time(t)) => filetime_to_unix(*t),
+    /// The crate's property values as [`Props`], 8-bit strings decoded in the object's
+    /// code page.
+    fn props<'a>(&self, iter: impl Iterator<Item = (&'a u16, &'a PropertyValue)>) -> Props {
+        let all: Vec<(&u16, &PropertyValue)> = iter.collect();
+        let cp_of = |id: u16| {
+            all.iter().find(|(k, _)| **k == id).and_then(|(_, v)| match v {
+                PropertyValue::Integer32(n) => u16::try_from(*n).ok().filter(|&n| n != 0),
+                _ => None,
+            })
+        };
+        let cp = cp_of(0x3FFD).or_else(|| cp_of(0x3FDE)).unwrap_or(self.default_codepage);
+        all.iter().filter_map(|&(&id, v)| Some((id, value(v, cp)?))).collect()
+    }
+
+    /// An [`Item`] from a message's properties and its recipients' properties.
+    pub(crate) fn item_from(&self, props: &Props, recipients: &[Props]) -> Item {
+        let text = |id| text(props, id);
+        let time = |id| match props.get(&id) {
+            Some(Val::Time(t)) => filetime_to_unix(*t),
             _ => None,
         };
         let mut item = Item {
@@ -384,36 +408,32 @@ impl Pst {
             (Some(a), _) => item.from = Some(a),
             (None, s) => item.from = s,
         }
-        item.body_html = match get(0x1013) {
-            Some(PropertyValue::Binary(b)) if !b.buffer().is_empty() => {
-                let charset = int_value(get(0x3FDE))
+        item.body_html = match props.get(&0x1013) {
+            Some(Val::Bin(b)) if !b.is_empty() => {
+                let charset = int(props, 0x3FDE)
                     .and_then(|n| u16::try_from(n).ok())
                     .and_then(codepage::to_encoding)
                     .map(|e| e.name().to_ascii_lowercase())
                     .unwrap_or_else(|| "utf-8".into());
-                Some(Html { bytes: b.buffer().to_vec(), charset })
+                Some(Html { bytes: b.clone(), charset })
             }
-            Some(v) => string_value(v, cp)
-                .filter(|s| !s.is_empty())
-                .map(|s| Html { bytes: s.into_bytes(), charset: "utf-8".into() }),
-            None => None,
+            Some(Val::Str(s)) if !s.is_empty() => Some(Html { bytes: s.clone().into_bytes(), charset: "utf-8".into() }),
+            _ => None,
         };
         if item.body_text.is_none() && item.body_html.is_none() {
-            if let Some(PropertyValue::Binary(b)) = get(0x1009) {
+            if let Some(Val::Bin(b)) = props.get(&0x1009) {
                 item.body_rtf = guard("rtf", || {
-                    compressed_rtf::decompress_rtf(b.buffer())
+                    compressed_rtf::decompress_rtf(b)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
                 })
                 .ok()
                 .map(String::into_bytes);
             }
         }
-        let flags = int_value(get(0x0E07)).unwrap_or(0);
+        let flags = int(props, 0x0E07).unwrap_or(0);
         item.read = flags & 1 != 0;
-        item.flagged = int_value(get(0x1090)) == Some(2);
-        if let Some(table) = m.recipient_table() {
-            item.recipients = recipients(table.as_ref(), cp);
-        }
+        item.flagged = int(props, 0x1090) == Some(2);
+        item.recipients = recipients.iter().filter_map(recipient_from).collect();
         let named_text = |lid: u32, set: u32| self.named_id(set, lid).and_then(text);
         if item.class.starts_with("IPM.Contact") {
             let mut phones = Vec::new();
@@ -437,12 +457,7 @@ impl Pst {
             });
         }
         if item.class.starts_with("IPM.Appointment") {
-            let named_time = |lid: u32| {
-                self.named_id(PSETID_APPOINTMENT, lid).and_then(|id| match get(id) {
-                    Some(PropertyValue::Time(t)) => filetime_to_unix(*t),
-                    _ => None,
-                })
-            };
+            let named_time = |lid: u32| self.named_id(PSETID_APPOINTMENT, lid).and_then(time);
             item.appointment = Some(Appointment {
                 // PidTagStartDate/PidTagEndDate mirror the appointment's times.
                 start: named_time(LID_APPT_START).or_else(|| time(0x0060)),
@@ -450,13 +465,65 @@ impl Pst {
                 location: named_text(LID_LOCATION, PSETID_APPOINTMENT),
                 all_day: self
                     .named_id(PSETID_APPOINTMENT, LID_ALL_DAY)
-                    .and_then(get)
-                    .is_some_and(|v| matches!(v, PropertyValue::Boolean(true))),
+                    .is_some_and(|id| matches!(props.get(&id), Some(Val::Bool(true)))),
                 uid: None,
             });
         }
         item
     }
+}
+
+/// A property value as the item builder needs it, whichever reader it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Int(i64),
+    Bool(bool),
+    /// FILETIME: 100 ns since 1601.
+    Time(i64),
+    Str(String),
+    Bin(Vec<u8>),
+}
+
+/// An object's properties by id.
+pub type Props = std::collections::BTreeMap<u16, Val>;
+
+fn value(v: &PropertyValue, cp: u16) -> Option<Val> {
+    Some(match v {
+        PropertyValue::Integer16(n) => Val::Int(i64::from(*n)),
+        PropertyValue::Integer32(n) => Val::Int(i64::from(*n)),
+        PropertyValue::Integer64(n) => Val::Int(*n),
+        PropertyValue::Boolean(b) => Val::Bool(*b),
+        PropertyValue::Time(t) => Val::Time(*t),
+        PropertyValue::Binary(b) => Val::Bin(b.buffer().to_vec()),
+        PropertyValue::String8(_) | PropertyValue::Unicode(_) => Val::Str(string_value(v, cp)?),
+        _ => return None,
+    })
+}
+
+fn int(props: &Props, id: u16) -> Option<i32> {
+    match props.get(&id)? {
+        Val::Int(n) => i32::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+fn text(props: &Props, id: u16) -> Option<String> {
+    match props.get(&id)? {
+        Val::Str(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A recipient from its row of the recipient table.
+fn recipient_from(props: &Props) -> Option<Recipient> {
+    let text = |id| text(props, id);
+    let kind = match int(props, 0x0C15) {
+        Some(2) => RecipientKind::Cc,
+        Some(3) => RecipientKind::Bcc,
+        _ => RecipientKind::To,
+    };
+    let address = address(text(0x3001), text(0x3002), text(0x3003), text(0x39FE))?;
+    Some(Recipient { kind, address })
 }
 
 fn missing(reason: String) -> Attachment {
@@ -470,29 +537,21 @@ fn missing(reason: String) -> Attachment {
     }
 }
 
-/// Recipients from a message's recipient table.
-fn recipients(table: &dyn TableContext, cp: u16) -> Vec<Recipient> {
+/// The rows of a message's recipient table as [`Props`].
+fn recipient_props(table: &dyn TableContext, cp: u16) -> Vec<Props> {
     let ctx = table.context();
     let mut out = Vec::new();
     for row in table.rows_matrix() {
         let Ok(values) = row.columns(ctx) else { continue };
-        let mut props: HashMap<u16, PropertyValue> = HashMap::new();
-        for (col, value) in ctx.columns().iter().zip(values) {
-            if let Some(value) = value {
-                if let Ok(v) = table.read_column(&value, col.prop_type()) {
+        let mut props = Props::new();
+        for (col, value_ref) in ctx.columns().iter().zip(values) {
+            if let Some(value_ref) = value_ref {
+                if let Some(v) = table.read_column(&value_ref, col.prop_type()).ok().and_then(|v| value(&v, cp)) {
                     props.insert(col.prop_id(), v);
                 }
             }
         }
-        let text = |id: u16| props.get(&id).and_then(|v| string_value(v, cp)).filter(|s| !s.is_empty());
-        let kind = match int_value(props.get(&0x0C15)) {
-            Some(2) => RecipientKind::Cc,
-            Some(3) => RecipientKind::Bcc,
-            _ => RecipientKind::To,
-        };
-        if let Some(address) = address(text(0x3001), text(0x3002), text(0x3003), text(0x39FE)) {
-            out.push(Recipient { kind, address });
-        }
+        out.push(props);
     }
     out
 }
@@ -512,14 +571,6 @@ fn address(
         return None;
     }
     Some(Address { name, email })
-}
-
-fn int_value(v: Option<&PropertyValue>) -> Option<i32> {
-    match v? {
-        PropertyValue::Integer32(n) => Some(*n),
-        PropertyValue::Integer16(n) => Some(i32::from(*n)),
-        _ => None,
-    }
 }
 
 /// A string property as text: UTF-16 as is, 8-bit in code page `cp`.
