@@ -246,7 +246,8 @@ except OSError as e:
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("close {}", libc::EACCES));
     // The process has ended: the lock is gone and the draft is committed.
     let start = Instant::now();
-    while !m.p("Recovered Drafts").exists() {
+    // The folder is made first, then the draft is committed into it.
+    while !m.p("Recovered Drafts").exists() || names(&m.p("Recovered Drafts")).is_empty() {
         assert!(start.elapsed() < Duration::from_secs(5), "no recovered draft: {}", state(&m));
         std::thread::sleep(Duration::from_millis(20));
     }

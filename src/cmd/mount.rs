@@ -146,8 +146,19 @@ fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter) 
             // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
             unsafe { libc::sigwait(&sigs, &mut sig) };
             log::info!("signal {sig}: unmounting");
-            if let Err(e) = unmounter.unmount() {
-                log::warn!("unmount after signal {sig}: {e}");
+            // A file closed a moment ago may still hold the mount (a process forked at that
+            // moment keeps its descriptor until it execs): retry a busy unmount for 5 s.
+            for attempt in 0.. {
+                match unmounter.unmount() {
+                    Ok(()) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 50 => {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        log::warn!("unmount after signal {sig}: {e} (close the files open there, then unmount again)");
+                        break;
+                    }
+                }
             }
         })
         .expect("spawn the signal thread");
