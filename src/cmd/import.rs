@@ -1,4 +1,4 @@
-//! `msgfs import`: bring mbox, Maildir and .eml sources into a store (created on first
+//! `msgfs import`: bring PST, mbox, Maildir and .eml sources into a store (created on first
 //! use), then print what was imported and every item left out. Exits 1 when something
 //! could not be imported, 0 otherwise.
 
@@ -26,6 +26,9 @@ pub fn run(store: &Path, sources: &[PathBuf], into: Option<&str>) -> CmdResult {
 
 fn print_report(r: &Report) {
     println!("imported {} messages ({}), {} folders created", r.messages, HumanBytes(r.bytes), r.folders_created);
+    if r.source_folders > 0 {
+        println!("from PST files: {} folders read, {} attachments", r.source_folders, r.attachments);
+    }
     if !r.skipped.is_empty() {
         println!("not imported ({}):", r.skipped.len());
         for s in &r.skipped {
