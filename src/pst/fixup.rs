@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// mpbbR, the permutative encoding's substitution (MS-PST 5.1, first 256 bytes of
 /// mpbbCrypt): encoded = R[plain].
-const PERMUTE_R: [u8; 256] = [
+pub(crate) const PERMUTE_R: [u8; 256] = [
     65, 54, 19, 98, 168, 33, 110, 187, 244, 22, 204, 4, 127, 100, 232, 93, 30, 242, 203, 42, 116, 197, 94, 53, 210,
     149, 71, 158, 150, 45, 154, 136, 76, 125, 132, 63, 219, 172, 49, 182, 72, 95, 246, 196, 216, 57, 139, 231, 35, 59,
     56, 142, 200, 193, 223, 37, 177, 32, 165, 70, 96, 78, 156, 251, 170, 211, 86, 81, 69, 124, 85, 0, 7, 201, 43, 157,
@@ -44,6 +44,15 @@ fn permute_inverse() -> [u8; 256] {
         inv[enc as usize] = plain as u8;
     }
     inv
+}
+
+/// Undo the permutative encoding of a data block's bytes in place (MS-PST 5.1).
+pub(crate) fn permute_decode(data: &mut [u8]) {
+    static INV: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    let inv = INV.get_or_init(permute_inverse);
+    for b in data {
+        *b = inv[*b as usize];
+    }
 }
 
 /// The PST's CRC (MS-PST 5.3): CRC-32 with the reflected polynomial 0xEDB88320, initial
