@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::fixup::permute_decode;
+use super::fixup::{permute_decode, pst_crc};
 
 /// The deepest nesting followed anywhere: B-tree levels, data and subnode trees, BTH
 /// index levels, embedded messages. Real files stay far below it; it stops cycles.
@@ -292,7 +292,8 @@ impl RawPst {
             return Err(bad("PST header: file too short"));
         }
         file.read_exact_at(&mut hdr, 0)?;
-        if &hdr[0..4] != b"!BDN" || &hdr[8..10] != b"SM" {
+        // wMagicClient: "SM" for PST, "SO" for OST files, which share the format.
+        if &hdr[0..4] != b"!BDN" || !matches!(&hdr[8..10], b"SM" | b"SO") {
             return Err(bad("PST header: not a PST file (bad magic)"));
         }
         let ver = u16_at(&hdr, 10, "header")?;
@@ -423,6 +424,12 @@ impl RawPst {
         let stored_cb = usize::from(u16_at(&buf, total - trailer, "block trailer")?);
         if stored_cb != cb {
             return Err(bad(format!("block 0x{bid:X}: trailer says {stored_cb} bytes, BBT {cb}")));
+        }
+        // dwCRC covers the data as stored, before decoding (MS-PST 2.2.2.8.1).
+        let crc_at = total - trailer + if self.unicode { 4 } else { 8 };
+        let crc = u32_at(&buf, crc_at, "block trailer")?;
+        if pst_crc(&buf[..cb]) != crc {
+            return Err(bad(format!("block 0x{bid:X}: CRC mismatch")));
         }
         buf.truncate(cb);
         if bid & 2 == 0 && self.crypt == CRYPT_PERMUTE {
@@ -901,6 +908,16 @@ mod tests {
 
         let Some(path) = sample("pstsdk-submessage.pst") else { return };
         let whole = std::fs::read(&path).unwrap();
+        // Cyclic encoding and the 4 KiB-page OST format are refused by name.
+        let mut head = whole[..4096].to_vec();
+        head[0x201] = CRYPT_CYCLIC;
+        let p = dir.path().join("cyclic.pst");
+        std::fs::write(&p, &head).unwrap();
+        let err = RawPst::open(&p).err().unwrap();
+        assert!(err.to_string().contains("cyclic"), "{err}");
+        let ost = path.with_file_name("pstextractor-test-v36.ost");
+        let err = RawPst::open(&ost).err().unwrap();
+        assert!(err.to_string().contains("version 36"), "{err}");
         let nids: Vec<u32> = all_messages(&path).into_iter().map(|(_, n)| n).collect();
         // Cut the file at several points, and scribble over its middle: only errors.
         for cut in [600, whole.len() / 4, whole.len() / 2, whole.len() - 700] {
