@@ -56,7 +56,8 @@ pub enum RawValue {
     Bool(bool),
     /// PtypTime: a FILETIME (100 ns units since 1601).
     Time(i64),
-    /// PtypString (UTF-16) or PtypString8 (decoded with the message's code page).
+    /// PtypString (UTF-16) or PtypString8 (decoded with the message's code page); trailing
+    /// NULs, which some writers store, are dropped.
     Str(String),
     /// PtypBinary and PtypGuid.
     Bin(Vec<u8>),
