@@ -46,6 +46,15 @@ fn permute_inverse() -> [u8; 256] {
     inv
 }
 
+/// Undo the permutative encoding of a data block's bytes in place (MS-PST 5.1).
+pub(crate) fn permute_decode(data: &mut [u8]) {
+    static INV: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    let inv = INV.get_or_init(permute_inverse);
+    for b in data {
+        *b = inv[*b as usize];
+    }
+}
+
 /// The PST's CRC (MS-PST 5.3): CRC-32 with the reflected polynomial 0xEDB88320, initial
 /// value 0 and no final inversion.
 pub fn pst_crc(data: &[u8]) -> u32 {

@@ -3,6 +3,7 @@
 
 pub mod fixup;
 pub mod item;
+pub mod raw;
 pub mod reader;
 pub mod rfc5322;
 pub mod rtf;
