@@ -29,6 +29,7 @@ use outlook_pst::{AnsiPstFile, UnicodePstFile};
 
 use super::fixup::FixupReader;
 use super::item::{Address, Appointment, Attachment, AttachmentData, Contact, Html, Item, Recipient, RecipientKind};
+use super::raw::{RawAttachment, RawMessage, RawPst, RawValue};
 
 /// Why a file cannot be opened as a PST. Each says what the file is and what to do.
 #[derive(Debug)]
@@ -131,6 +132,9 @@ pub struct Pst {
     default_codepage: u16,
     /// Heap blocks shown to the crate with their free count filled in ([`FixupReader`]).
     fixed: Arc<AtomicU64>,
+    /// Our own reader ([`RawPst`]), opened the first time the crate cannot read an item:
+    /// attachments holding embedded messages and messages without a subnode tree.
+    raw: std::cell::OnceCell<Option<RawPst>>,
 }
 
 /// One folder: its name, subfolders and messages (node ids), as listed by its tables.
@@ -171,7 +175,14 @@ impl Pst {
             })
         })
         .map_err(corrupt)?;
-        let mut pst = Pst { kind, path: path.to_path_buf(), named: HashMap::new(), default_codepage: 1252, fixed };
+        let mut pst = Pst {
+            kind,
+            path: path.to_path_buf(),
+            named: HashMap::new(),
+            default_codepage: 1252,
+            fixed,
+            raw: std::cell::OnceCell::new(),
+        };
         if let Some(v) = pst.store().properties().get(0x67FF) {
             if matches!(v, PropertyValue::Integer32(n) if *n != 0) {
                 return Err(OpenError::Password);
@@ -254,9 +265,10 @@ impl Pst {
         })
     }
 
-    /// Read message `node` and everything in it.
+    /// Read message `node` and everything in it: with the crate, else (an item the crate
+    /// refuses, such as one without a subnode tree) with our own reader.
     pub fn message(&self, node: u32) -> io::Result<Item> {
-        guard("message", || {
+        let from_crate = guard("message", || {
             let store = self.store();
             let eid = store.properties().make_entry_id(NodeId::from(node))?;
             match &self.kind {
@@ -265,29 +277,82 @@ impl Pst {
                     let open = |sub: NodeId| -> io::Result<Rc<dyn PstAttachment>> {
                         Ok(UnicodeAttachment::read(m.clone(), sub, None)?)
                     };
-                    Ok(self.item(m.as_ref(), &open, 0))
+                    Ok(self.item(node, m.as_ref(), &open))
                 }
                 Kind::Ansi(s) => {
                     let m = AnsiMessage::read(s.clone(), &eid, None)?;
                     let open = |sub: NodeId| -> io::Result<Rc<dyn PstAttachment>> {
                         Ok(AnsiAttachment::read(m.clone(), sub, None)?)
                     };
-                    Ok(self.item(m.as_ref(), &open, 0))
+                    Ok(self.item(node, m.as_ref(), &open))
                 }
             }
-        })
+        });
+        match from_crate {
+            Ok(item) => Ok(item),
+            Err(crate_err) => match self.raw() {
+                Some(raw) => match raw.message(node) {
+                    Ok(m) => Ok(self.item_from_raw(&m, 0)),
+                    Err(e) => Err(io::Error::new(e.kind(), format!("{crate_err}; {e}"))),
+                },
+                None => Err(crate_err),
+            },
+        }
+    }
+
+    /// Our own reader, opened on first use (None if it cannot open the file).
+    fn raw(&self) -> Option<&RawPst> {
+        self.raw
+            .get_or_init(|| match RawPst::open(&self.path) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    log::warn!("{}: the fallback reader cannot open it: {e}", self.path.display());
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// An item read by our own reader, attachments and embedded messages included.
+    fn item_from_raw(&self, m: &RawMessage, depth: u32) -> Item {
+        let props = raw_props(&m.props);
+        let recipients: Vec<Props> = m.recipients.iter().map(raw_props).collect();
+        let mut item = self.item_from(&props, &recipients);
+        item.attachments = m.attachments.iter().map(|a| self.attachment_from_raw(a, depth)).collect();
+        item
+    }
+
+    fn attachment_from_raw(&self, a: &RawAttachment, depth: u32) -> Attachment {
+        let props = raw_props(&a.props);
+        let data = match (&a.data, &a.embedded) {
+            (Some(bytes), _) => AttachmentData::Bytes(bytes.clone()),
+            (None, Some(m)) if depth < 8 => AttachmentData::Message(Box::new(self.item_from_raw(m, depth + 1))),
+            (None, Some(_)) => AttachmentData::Missing("embedded messages nested too deep".into()),
+            (None, None) => self.no_data(&props),
+        };
+        self.attachment_from(&props, data)
     }
 
     /// Build an [`Item`] from a message's properties, recipients and attachments.
-    /// `open` opens an attachment of this message by its subnode.
-    fn item(&self, m: &dyn PstMessage, open: &dyn Fn(NodeId) -> io::Result<Rc<dyn PstAttachment>>, depth: u32) -> Item {
+    /// `open` opens an attachment of message `node` by its subnode; an attachment the crate
+    /// cannot read (every one holding an embedded message: the crate does not parse
+    /// PtypObject properties) is read by our own reader.
+    fn item(&self, node: u32, m: &dyn PstMessage, open: &dyn Fn(NodeId) -> io::Result<Rc<dyn PstAttachment>>) -> Item {
         let mut item = self.item_of(m);
         if let Some(table) = m.attachment_table() {
             for row in table.rows_matrix() {
-                let sub = NodeId::from(u32::from(row.id()));
-                item.attachments.push(match guard("attachment", || open(sub)) {
-                    Ok(a) => self.attachment(a.as_ref(), depth),
-                    Err(e) => missing(format!("attachment cannot be read: {e}")),
+                let sub = u32::from(row.id());
+                let from_crate = guard("attachment", || open(NodeId::from(sub)));
+                item.attachments.push(match from_crate {
+                    Ok(a) if !matches!(a.data(), Some(PstData::Message(_))) => self.attachment(a.as_ref()),
+                    other => match self.raw().map(|r| r.attachment(node, sub)) {
+                        Some(Ok(a)) => self.attachment_from_raw(&a, 1),
+                        Some(Err(e)) => missing(format!("attachment cannot be read: {e}")),
+                        None => match other {
+                            Ok(a) => self.attachment(a.as_ref()),
+                            Err(e) => missing(format!("attachment cannot be read: {e}")),
+                        },
+                    },
                 });
             }
         }
@@ -302,26 +367,14 @@ impl Pst {
         self.item_from(&props, &recipients)
     }
 
-    /// An embedded message: its properties, recipients and body. The crate hands it out
-    /// as a trait object whose own attachments cannot be opened, so each of those is kept
-    /// as a note saying so (never silently dropped).
-    fn embedded_item(&self, m: &dyn PstMessage) -> Item {
-        let mut item = self.item_of(m);
-        if let Some(table) = m.attachment_table() {
-            for _ in table.rows_matrix() {
-                item.attachments
-                    .push(missing("an attachment of an embedded message is not read by this version".into()));
-            }
-        }
-        item
-    }
-
-    fn attachment(&self, a: &dyn PstAttachment, depth: u32) -> Attachment {
+    /// An attachment read by the crate (embedded messages come from [`RawPst`]).
+    fn attachment(&self, a: &dyn PstAttachment) -> Attachment {
         let props = self.props(a.properties().iter());
         let data = match a.data() {
             Some(PstData::Binary(b)) => AttachmentData::Bytes(b.buffer().to_vec()),
-            Some(PstData::Message(m)) if depth < 8 => AttachmentData::Message(Box::new(self.embedded_item(m.as_ref()))),
-            Some(PstData::Message(_)) => AttachmentData::Missing("embedded messages nested too deep".into()),
+            Some(PstData::Message(_)) => {
+                AttachmentData::Missing("an embedded message the fallback reader could not open".into())
+            }
             None => self.no_data(&props),
         };
         self.attachment_from(&props, data)
@@ -486,6 +539,23 @@ pub enum Val {
 
 /// An object's properties by id.
 pub type Props = std::collections::BTreeMap<u16, Val>;
+
+/// Our reader's values as [`Props`] (objects and unread types left out).
+fn raw_props(p: &std::collections::BTreeMap<u16, RawValue>) -> Props {
+    p.iter()
+        .filter_map(|(&id, v)| {
+            let v = match v {
+                RawValue::Int(n) => Val::Int(*n),
+                RawValue::Bool(b) => Val::Bool(*b),
+                RawValue::Time(t) => Val::Time(*t),
+                RawValue::Str(s) => Val::Str(s.clone()),
+                RawValue::Bin(b) => Val::Bin(b.clone()),
+                RawValue::Object { .. } | RawValue::Other(_) => return None,
+            };
+            Some((id, v))
+        })
+        .collect()
+}
 
 fn value(v: &PropertyValue, cp: u16) -> Option<Val> {
     Some(match v {
