@@ -379,7 +379,11 @@ pub fn serve(
     let (tx, rx) = channel();
     let (opened_tx, opened_rx) = channel();
     let p = path.to_path_buf();
-    let worker = std::thread::Builder::new().name("msgfs-pst".into()).spawn(move || worker(&p, rx, opened_tx))?;
+    // A large stack: see crate::pst::STACK_SIZE.
+    let worker = std::thread::Builder::new()
+        .name("msgfs-pst".into())
+        .stack_size(crate::pst::STACK_SIZE)
+        .spawn(move || worker(&p, rx, opened_tx))?;
     match opened_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(std::io::Error::other(e)),

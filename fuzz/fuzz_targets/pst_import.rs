@@ -69,8 +69,18 @@ fn run(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     install_hook();
-    if catch_unwind(AssertUnwindSafe(|| run(data))).is_err() {
-        let msg = LAST_PANIC.with(|p| p.borrow().clone());
+    // On a thread with msgfs's PST stack size, as `msgfs import` and the PST mount do.
+    let escaped = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(msgfs::pst::STACK_SIZE)
+            .spawn_scoped(s, || {
+                catch_unwind(AssertUnwindSafe(|| run(data))).err().map(|_| LAST_PANIC.with(|p| p.borrow().clone()))
+            })
+            .expect("spawn")
+            .join()
+            .unwrap_or_else(|_| Some("the reading thread died".into()))
+    });
+    if let Some(msg) = escaped {
         eprintln!("panic escaped msgfs: {msg}");
         std::process::abort();
     }

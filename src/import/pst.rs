@@ -56,7 +56,15 @@ fn walk(imp: &mut Importer, pst: &Pst, path: &Path, root: u32) -> Vec<Walked> {
 
 pub fn import(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
     imp.generated = true;
-    let r = import_file(imp, path, into);
+    // On a thread with a large stack: see crate::pst::STACK_SIZE.
+    let r = std::thread::scope(|s| {
+        let t = std::thread::Builder::new()
+            .name("msgfs-pst".into())
+            .stack_size(crate::pst::STACK_SIZE)
+            .spawn_scoped(s, || import_file(imp, path, into))
+            .map_err(|e| Error::io("start the PST reader thread", e))?;
+        t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
     imp.generated = false;
     r
 }

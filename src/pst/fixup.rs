@@ -13,6 +13,12 @@
 //!
 //! Encodings (MS-PST 5.1, 5.2): blocks of files with no encoding or with permutative
 //! ("compressible") encoding are handled; cyclic ("high") encoding is passed through.
+//!
+//! The layer also stops loops: a damaged file can make a block tree refer to itself, and
+//! the crate then reads the same block over and over, recursing until the stack runs out
+//! (which no panic handler can catch). Within one operation of the reader (an epoch,
+//! advanced by [`super::reader::Pst`] before each one) a block read more than
+//! [`MAX_REPEATS`] times fails with `InvalidData`, which ends the recursion.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -77,6 +83,11 @@ pub fn pst_crc(data: &[u8]) -> u32 {
 const CRYPT_NONE: u8 = 0;
 const CRYPT_PERMUTE: u8 = 1;
 
+/// Reads of one offset allowed within one operation. A sound file reads a block a few
+/// times (its caches miss); a loop reads it once per level of recursion. The reader's
+/// threads have stacks large enough for this many levels.
+pub const MAX_REPEATS: u32 = 20_000;
+
 /// The largest data block (MS-PST 2.2.2.8.3.1: 8 KiB less the trailer).
 const MAX_BLOCK: usize = 8192;
 
@@ -91,6 +102,11 @@ pub struct FixupReader {
     patches: BTreeMap<u64, Vec<u8>>,
     /// Blocks fixed so far (shared so the caller can report it).
     pub fixed: Arc<AtomicU64>,
+    /// The current operation (advanced by the reader); `repeats` counts reads per offset
+    /// within `seen_epoch`.
+    pub epoch: Arc<AtomicU64>,
+    seen_epoch: u64,
+    repeats: std::collections::HashMap<u64, u32>,
 }
 
 impl FixupReader {
@@ -104,6 +120,9 @@ impl FixupReader {
             decode: permute_inverse(),
             patches: BTreeMap::new(),
             fixed: Arc::new(AtomicU64::new(0)),
+            epoch: Arc::new(AtomicU64::new(0)),
+            seen_epoch: 0,
+            repeats: std::collections::HashMap::new(),
         }
     }
 
@@ -228,6 +247,19 @@ pub fn needs_free_count(plain: &[u8]) -> Option<(usize, u16)> {
 
 impl Read for FixupReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if epoch != self.seen_epoch {
+            self.seen_epoch = epoch;
+            self.repeats.clear();
+        }
+        let count = self.repeats.entry(self.pos).or_insert(0);
+        *count += 1;
+        if *count > MAX_REPEATS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the block at byte {} is read again and again: the file's trees loop", self.pos),
+            ));
+        }
         let n = self.file.read_at(buf, self.pos)?;
         if n == buf.len() {
             let (pos, data) = (self.pos, &buf[..n]);
@@ -254,6 +286,26 @@ impl Seek for FixupReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_read_again_and_again_in_one_operation_is_refused() {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &[7u8; 4096]).unwrap();
+        let mut r = FixupReader::new(f, true, CRYPT_NONE);
+        let mut buf = [0u8; 64];
+        let mut read_at_64 = |r: &mut FixupReader| {
+            r.seek(SeekFrom::Start(64)).unwrap();
+            r.read(&mut buf)
+        };
+        for _ in 0..MAX_REPEATS {
+            assert_eq!(read_at_64(&mut r).unwrap(), 64);
+        }
+        let e = read_at_64(&mut r).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // The next operation starts afresh.
+        r.epoch.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(read_at_64(&mut r).unwrap(), 64);
+    }
 
     #[test]
     fn the_permutation_is_a_permutation() {

@@ -10,6 +10,10 @@ pub mod rtf;
 
 use std::io;
 
+/// Stack size of the threads that read PST files: enough for the deepest recursion the
+/// crate can be led into before the loop guard ([`fixup::MAX_REPEATS`]) stops it.
+pub const STACK_SIZE: usize = 512 << 20;
+
 use item::{AttachmentData, Item};
 use reader::Pst;
 

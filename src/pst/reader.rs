@@ -132,6 +132,8 @@ pub struct Pst {
     default_codepage: u16,
     /// Heap blocks shown to the crate with their free count filled in ([`FixupReader`]).
     fixed: Arc<AtomicU64>,
+    /// Advanced before each operation; see [`FixupReader`]'s loop guard.
+    epoch: Arc<AtomicU64>,
     /// Our own reader ([`RawPst`]), opened the first time the crate cannot read an item:
     /// attachments holding embedded messages and messages without a subnode tree.
     raw: std::cell::OnceCell<Option<RawPst>>,
@@ -167,6 +169,7 @@ impl Pst {
         let file = std::fs::File::open(path).map_err(OpenError::Io)?;
         let reader = FixupReader::new(file, unicode, crypt);
         let fixed = reader.fixed.clone();
+        let epoch = reader.epoch.clone();
         let kind = guard("open", || {
             Ok(if unicode {
                 Kind::Unicode(UnicodeStore::read(Rc::new(UnicodePstFile::read_from(Box::new(reader))?))?)
@@ -181,6 +184,7 @@ impl Pst {
             named: HashMap::new(),
             default_codepage: 1252,
             fixed,
+            epoch,
             raw: std::cell::OnceCell::new(),
         };
         if let Some(v) = pst.store().properties().get(0x67FF) {
@@ -190,6 +194,12 @@ impl Pst {
         }
         pst.load_named();
         Ok(pst)
+    }
+
+    /// Run one operation of the crate: a new epoch for the loop guard, panics as errors.
+    fn op<T>(&self, what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        guard(what, f)
     }
 
     /// How many heap blocks needed their free count filled in so far.
@@ -216,7 +226,7 @@ impl Pst {
     /// Map the named properties we use to this file's property ids. A file without a
     /// usable map just lacks contact emails and appointment times.
     fn load_named(&mut self) {
-        let Ok(map) = guard("named property map", || self.store().named_property_map()) else { return };
+        let Ok(map) = self.op("named property map", || self.store().named_property_map()) else { return };
         let props = map.properties();
         let guids = props.stream_guid().unwrap_or_default();
         let Ok(entries) = props.stream_entry() else { return };
@@ -240,7 +250,7 @@ impl Pst {
 
     /// The top of the folder tree people see (the IPM subtree: Inbox, Sent Items...).
     pub fn root(&self) -> io::Result<u32> {
-        guard("root folder", || {
+        self.op("root folder", || {
             let eid = self.store().properties().ipm_sub_tree_entry_id()?;
             Ok(u32::from(eid.node_id()))
         })
@@ -248,7 +258,7 @@ impl Pst {
 
     /// List folder `node`: name, subfolders, messages.
     pub fn folder(&self, node: u32) -> io::Result<FolderListing> {
-        guard("folder", || {
+        self.op("folder", || {
             let store = self.store();
             let eid = store.properties().make_entry_id(NodeId::from(node))?;
             let folder: Rc<dyn PstFolder> = store.open_folder(&eid)?;
@@ -268,7 +278,7 @@ impl Pst {
     /// Read message `node` and everything in it: with the crate, else (an item the crate
     /// refuses, such as one without a subnode tree) with our own reader.
     pub fn message(&self, node: u32) -> io::Result<Item> {
-        let from_crate = guard("message", || {
+        let from_crate = self.op("message", || {
             let store = self.store();
             let eid = store.properties().make_entry_id(NodeId::from(node))?;
             match &self.kind {
