@@ -57,6 +57,8 @@ struct ItemFacts {
     attachments: Vec<(String, u64)>,
     /// Embedded messages among its attachments.
     embedded: usize,
+    /// Marked read (pffexport: "Flags: ... (Read ...)"; ours: the store's S flag).
+    read: bool,
 }
 
 /// folder path (below the top) -> items.
@@ -122,7 +124,8 @@ fn item_facts(dir: &Path) -> ItemFacts {
         }
     }
     attachments.sort();
-    ItemFacts { subject, sender, attachments, embedded }
+    let read = header_value(&headers, "Flags:").is_some_and(|f| f.contains("Read"));
+    ItemFacts { subject, sender, attachments, embedded, read }
 }
 
 /// The same facts from the store `msgfs import` made.
@@ -142,7 +145,11 @@ fn store_facts(store: &Path) -> Facts {
                     let sub = if place.is_empty() { name } else { format!("{place}/{name}") };
                     stack.push((id, sub));
                 }
-                Entry::Message(id) => items.push(message_facts(&st.read_message(id).unwrap())),
+                Entry::Message(id) => {
+                    let mut facts = message_facts(&st.read_message(id).unwrap());
+                    facts.read = st.index().messages[&id].flags & msgfs::store::flags::SEEN != 0;
+                    items.push(facts);
+                }
             }
         }
     }
@@ -187,7 +194,7 @@ fn message_facts(content: &[u8]) -> ItemFacts {
         }
     }
     attachments.sort();
-    ItemFacts { subject: subject.unwrap_or_default(), sender, attachments, embedded }
+    ItemFacts { subject: subject.unwrap_or_default(), sender, attachments, embedded, read: false }
 }
 
 /// A part and its descendants, not entering message/rfc822 parts.
@@ -343,4 +350,38 @@ fn an_embedded_message_is_a_message_rfc822_part_and_its_non_ascii_subject_surviv
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let st = Store::open(&store2, Options { read_only: true, ..Default::default() }).unwrap();
     assert!(st.folder_by_path("收件箱").is_ok(), "no folder 收件箱");
+}
+
+#[test]
+fn contacts_and_appointments_become_vcard_and_icalendar_parts() {
+    let Some(dir) = testdata() else { return };
+    require_pffexport();
+    let pst = dir.join("javalibpst-dist-list.pst");
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let out = msgfs().arg("import").arg("--store").arg(&store).arg(&pst).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // What pffexport reads from the contact's named properties.
+    let top = "Top of Personal Folders";
+    let _ = pffexport_facts(&pst, top, work.path());
+    let contact =
+        fs::read_to_string(work.path().join("pff.export").join(top).join("Contacts/Contact00002/Contact.txt")).unwrap();
+    let email = header_value(&contact, "Email address 1:").expect("pffexport shows an email");
+    let appointment =
+        fs::read_to_string(work.path().join("pff.export").join(top).join("Calendar/Appointment00001/Appointment.txt"))
+            .unwrap();
+    assert!(appointment.contains("Test appointment"));
+
+    let part_of = |subject: &str, mimetype: &str| -> String {
+        let content = message_with_subject(&store, subject);
+        let parsed = mailparse::parse_mail(&content).unwrap();
+        let parts = all_parts(&parsed);
+        let part = parts.into_iter().find(|p| p.ctype.mimetype == mimetype);
+        part.unwrap_or_else(|| panic!("{subject:?} has no {mimetype} part")).get_body().unwrap()
+    };
+    let vcard = part_of("contact name 1", "text/vcard");
+    assert!(vcard.contains("BEGIN:VCARD") && vcard.contains(&format!("EMAIL:{email}")), "{vcard}");
+    let ics = part_of("Test appointment", "text/calendar");
+    assert!(ics.contains("BEGIN:VEVENT") && ics.contains("SUMMARY:Test appointment"), "{ics}");
+    assert!(ics.contains("DTSTART:") && ics.contains("DTEND:"), "{ics}");
 }

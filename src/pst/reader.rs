@@ -239,7 +239,11 @@ impl Pst {
                 },
                 _ => continue,
             };
-            let Some(id) = 0x8000u16.checked_add(e.prop_id()) else { continue };
+            // The crate gives the property id itself (0x8000 + the entry's index).
+            let id = e.prop_id();
+            if id < 0x8000 {
+                continue;
+            }
             self.named.insert((set, lid), id);
         }
     }
@@ -692,4 +696,33 @@ pub fn filetime_to_unix(t: i64) -> Option<i64> {
         return None;
     }
     Some(t / 10_000_000 - 11_644_473_600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file holding `head` and zeros after it, up to a PST header's length.
+    fn header_file(head: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = head.to_vec();
+        bytes.resize(0x400, 0);
+        std::io::Write::write_all(&mut f, &bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn files_we_cannot_read_are_named_with_what_to_do() {
+        let err = |head: &[u8]| Pst::open(header_file(head).path()).err().map(|e| e.to_string()).unwrap();
+        // wMagicClient "SO": an OST.
+        assert!(err(b"!BDN\0\0\0\0SO\x24\0").contains("OST"));
+        // wVer 36 with "SM": a PST with 4 KiB pages.
+        assert!(err(b"!BDN\0\0\0\0SM\x24\0").contains("4 KiB pages"));
+        assert!(err(b"!BDN\0\0\0\0SM\x63\0").contains("version 99"));
+        assert!(err(b"From someone").contains("not an Outlook PST"));
+        // Cut inside the header.
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, b"!BDN\0\0\0\0SM\x17\0").unwrap();
+        assert!(Pst::open(f.path()).err().unwrap().to_string().contains("cut short"));
+    }
 }
