@@ -167,12 +167,16 @@ impl FixupReader {
         };
         let crc = u32::from_le_bytes(trailer[crc_at..crc_at + 4].try_into().unwrap_or_default());
         let fits = if whole { (cb + ts).div_ceil(64) * 64 == buf.len() } else { cb == buf.len() };
-        if !fits || cb > MAX_BLOCK {
+        // A heap's first block holds at least its 12-byte HNHDR.
+        if !fits || !(12..=MAX_BLOCK).contains(&cb) {
             return;
         }
         let data = &buf[..cb];
         // Internal blocks (bid bit 1) hold block ids, not heaps, and are never encoded.
-        if bid & 2 != 0 || pst_crc(data) != crc {
+        // Only a heap's first block (bSig 0xEC) can need the fix: look at that byte before
+        // paying for the checksum.
+        let sig = if self.crypt == CRYPT_PERMUTE { self.decode[data[2] as usize] } else { data[2] };
+        if bid & 2 != 0 || sig != 0xEC || pst_crc(data) != crc {
             return;
         }
         let plain: Vec<u8> = if self.crypt == CRYPT_PERMUTE {

@@ -452,8 +452,11 @@ fn choose_boundary(depth: usize, counter: &mut u32, parts: &[Vec<u8>]) -> String
     }
 }
 
+/// Does a line of `haystack` start with `needle`? Only a delimiter at the start of a line
+/// ends a part (RFC 2046 5.1.1), so only line starts are compared: linear, not a
+/// comparison at every byte.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    haystack.split(|&b| b == b'\n').any(|line| line.starts_with(needle))
 }
 
 fn build_body(item: &Item, depth: usize) -> Part {
@@ -979,19 +982,21 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 /// RFC 4648 base64 with padding, on one line.
 fn base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    base64_into(bytes, &mut out);
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Append the base64 of `bytes` to `out`.
+fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
     for chunk in bytes.chunks(3) {
         let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
+            out.push(if i <= chunk.len() { BASE64[(n >> (18 - 6 * i) & 63) as usize] } else { b'=' });
         }
     }
-    out
 }
 
 /// Base64 in lines of 76 characters (RFC 2045 6.8), each ending with LF.
@@ -999,7 +1004,7 @@ fn base64_lines(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 57 * 77 + 80);
     // 57 input bytes make exactly 76 output characters.
     for chunk in bytes.chunks(57) {
-        out.extend_from_slice(base64(chunk).as_bytes());
+        base64_into(chunk, &mut out);
         out.push(b'\n');
     }
     out
