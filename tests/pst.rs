@@ -385,3 +385,30 @@ fn contacts_and_appointments_become_vcard_and_icalendar_parts() {
     assert!(ics.contains("BEGIN:VEVENT") && ics.contains("SUMMARY:Test appointment"), "{ics}");
     assert!(ics.contains("DTSTART:") && ics.contains("DTEND:"), "{ics}");
 }
+
+#[test]
+fn an_inline_image_keeps_its_content_id_beside_the_html_that_refers_to_it() {
+    let Some(dir) = testdata() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let pst = dir.join("rubymsg-attachAndInline.pst");
+    let out = msgfs().arg("import").arg("--store").arg(&store).arg(&pst).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let content = message_with_subject(&store, "Attach and inline");
+    let parsed = mailparse::parse_mail(&content).unwrap();
+    let parts = all_parts(&parsed);
+    let related = parts.iter().find(|p| p.ctype.mimetype == "multipart/related").expect("multipart/related");
+    let inner = all_parts(related);
+    // The HTML (kept by Outlook only inside the compressed RTF) refers to the image by cid.
+    let html = inner.iter().find(|p| p.ctype.mimetype == "text/html").expect("text/html").get_body().unwrap();
+    let image = inner.iter().find(|p| p.ctype.mimetype == "image/png").expect("the inline image");
+    let cid = image.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case("content-id")).unwrap().get_value();
+    let cid = cid.trim_matches(|c| c == '<' || c == '>');
+    assert!(html.contains(&format!("cid:{cid}")), "the HTML does not refer to {cid}");
+    assert_eq!(image.get_content_disposition().disposition, mailparse::DispositionType::Inline);
+    // The other attachment stays an attachment, outside the related part.
+    let attached = parts
+        .iter()
+        .find(|p| p.get_content_disposition().params.get("filename").map(String::as_str) == Some("attach.png"));
+    assert_eq!(attached.unwrap().get_content_disposition().disposition, mailparse::DispositionType::Attachment);
+}

@@ -487,14 +487,22 @@ impl Pst {
             Some(Val::Str(s)) if !s.is_empty() => Some(Html { bytes: s.clone().into_bytes(), charset: "utf-8".into() }),
             _ => None,
         };
-        if item.body_text.is_none() && item.body_html.is_none() {
+        // Outlook often keeps an HTML body only inside the compressed RTF (\fromhtml1):
+        // without PidTagHtml, such an RTF gives the HTML part; an RTF that wraps no HTML is
+        // used only when there is no other body (see rfc5322's module doc).
+        if item.body_html.is_none() {
             if let Some(Val::Bin(b)) = props.get(&0x1009) {
-                item.body_rtf = guard("rtf", || {
+                let rtf = guard("rtf", || {
                     compressed_rtf::decompress_rtf(b)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
                 })
                 .ok()
                 .map(String::into_bytes);
+                match rtf.as_deref().and_then(super::rtf::html_from_rtf) {
+                    Some(html) => item.body_html = Some(Html { bytes: html, charset: "utf-8".into() }),
+                    None if item.body_text.is_none() => item.body_rtf = rtf,
+                    None => {}
+                }
             }
         }
         let flags = int(props, 0x0E07).unwrap_or(0);
