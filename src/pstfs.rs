@@ -163,10 +163,24 @@ impl Tree {
             });
             out.push((name, self.nodes.len() as u64));
         }
-        let mut seen = HashSet::new();
+        // A damaged file can list a folder twice or make a folder its own descendant: skip
+        // the folders on the way up from here, or `find` would descend for ever.
+        let mut seen: HashSet<u32> = HashSet::new();
+        let mut up = ino;
+        loop {
+            if let Ok(Node { kind: Kind::Folder { pst_node, .. }, parent, .. }) = self.node(up) {
+                seen.insert(*pst_node);
+                if up == ROOT {
+                    break;
+                }
+                up = *parent;
+            } else {
+                break;
+            }
+        }
         for &f in &listing.subfolders {
-            // A damaged file can list a folder twice or make it its own child.
-            if f == pst_node || !seen.insert(f) {
+            if !seen.insert(f) {
+                log::warn!("{}: folder {f:#x} appears twice in the tree, shown once", self.pst.path().display());
                 continue;
             }
             let name = match self.pst.folder(f) {
