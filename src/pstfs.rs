@@ -167,16 +167,12 @@ impl Tree {
         // the folders on the way up from here, or `find` would descend for ever.
         let mut seen: HashSet<u32> = HashSet::new();
         let mut up = ino;
-        loop {
-            if let Ok(Node { kind: Kind::Folder { pst_node, .. }, parent, .. }) = self.node(up) {
-                seen.insert(*pst_node);
-                if up == ROOT {
-                    break;
-                }
-                up = *parent;
-            } else {
+        while let Ok(Node { kind: Kind::Folder { pst_node, .. }, parent, .. }) = self.node(up) {
+            seen.insert(*pst_node);
+            if up == ROOT {
                 break;
             }
+            up = *parent;
         }
         for &f in &listing.subfolders {
             if !seen.insert(f) {
