@@ -28,7 +28,8 @@ enum Command {
         /// Store directory (default: $XDG_DATA_HOME/msgfs/default or ~/.local/share/msgfs/default)
         store: Option<PathBuf>,
     },
-    /// Mount a store at MOUNTPOINT and serve it from a daemon in the background
+    /// Mount a store (or an Outlook PST file, read-only) at MOUNTPOINT and serve it from a daemon in
+    /// the background
     Mount {
         /// Store directory (created on first use), or an Outlook PST file to mount read-only; given
         /// alone, it is the MOUNTPOINT and the store is the default one, ~/.local/share/msgfs/default
