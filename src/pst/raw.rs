@@ -900,6 +900,68 @@ mod tests {
         println!("{checked} messages agree");
     }
 
+    /// A subnode tree whose SIBLOCK names itself as its child: the crate recurses on it
+    /// without bound. The reading layer's loop guard must turn that into an error (on a
+    /// thread with the PST stack size, as every PST reader runs), and our reader refuses
+    /// it by depth.
+    #[test]
+    fn a_subnode_tree_that_contains_itself_is_an_error_not_a_stack_overflow() {
+        let Some(dir) = sample("pstsdk-submessage.pst").map(|p| p.parent().unwrap().to_path_buf()) else { return };
+        // A message whose subnode block has an even number of entries (8 + 24n bytes), so
+        // that SIENTRYs of 16 bytes fill it exactly.
+        let mut found = None;
+        'files: for name in ["pstsdk-submessage.pst", "tika-testPST.pst", "pstextractor-enron.pst"] {
+            let path = dir.join(name);
+            let raw = RawPst::open(&path).unwrap();
+            for (_, nid) in all_messages(&path) {
+                let bid = raw.node(nid).unwrap().bid_sub;
+                if bid == 0 {
+                    continue;
+                }
+                let e = raw.btree_find(raw.bbt_root, PTYPE_BBT, bid).unwrap().unwrap();
+                let (ib, cb) = (le(&e, 8, 8, "").unwrap(), usize::from(u16_at(&e, 16, "").unwrap()));
+                if cb >= 24 && (cb - 8) % 16 == 0 {
+                    found = Some((path, nid, bid, ib, cb));
+                    break 'files;
+                }
+            }
+        }
+        let (path, nid, bid, ib, cb) = found.expect("a message with an even subnode block");
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("loop.pst");
+        std::fs::copy(&path, &copy).unwrap();
+        // SIBLOCK (MS-PST 2.2.2.8.3.3.2): btype 2, cLevel 1, SIENTRYs {nid, bid = itself}
+        // filling the block exactly (8 + 16 per entry), as the crate expects.
+        let entries = (cb - 8) / 16;
+        let mut data = vec![0u8; cb];
+        data[0] = 0x02;
+        data[1] = 1;
+        data[2..4].copy_from_slice(&(entries as u16).to_le_bytes());
+        for k in 0..entries {
+            let at = 8 + 16 * k;
+            data[at..at + 8].copy_from_slice(&(0x20u64 + 0x20 * k as u64).to_le_bytes());
+            data[at + 8..at + 16].copy_from_slice(&bid.to_le_bytes());
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+        f.write_all_at(&data, ib).unwrap();
+        let crc_at = ib + align64(cb + 16) as u64 - 16 + 4;
+        f.write_all_at(&pst_crc(&data).to_le_bytes(), crc_at).unwrap();
+        drop(f);
+
+        assert!(RawPst::open(&copy).unwrap().message(nid).is_err());
+        let result = std::thread::Builder::new()
+            .stack_size(crate::pst::STACK_SIZE)
+            .spawn(move || {
+                let pst = crate::pst::reader::Pst::open(&copy).map_err(|e| e.to_string())?;
+                pst.message(nid).map(|_| ()).map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .expect("the reading thread must not die");
+        let err = result.expect_err("a looping subnode tree must be an error");
+        assert!(err.contains("again and again") || err.contains("deep"), "{err}");
+    }
+
     #[test]
     fn garbage_and_truncated_files() {
         let dir = tempfile::tempdir().unwrap();
