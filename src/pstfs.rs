@@ -2,10 +2,12 @@
 //!
 //! Opening is lazy: mounting reads the PST header and the top folder; a folder's
 //! subfolders and messages are read when it is first looked into (a lookup or a listing
-//! of it), which converts each of its messages once to learn its exact size and name.
-//! Contents are converted again at open (the conversion is deterministic) and held until
-//! the last descriptor closes. Names, bytes and times are those `msgfs import` gives the
-//! same file in an empty store.
+//! of it). Listing reads each message's envelope only (the properties its header block
+//! is made from), which gives its name and date; a message is converted whole the first
+//! time its size is asked for (a lookup or getattr: `ls -l`, `stat`, an open) and again at
+//! open (the conversion is deterministic; the last conversion is kept for the open that
+//! usually follows). Contents are held until the last descriptor closes. Names, bytes and
+//! times are those `msgfs import` gives the same file in an empty store.
 //!
 //! The PST reader is single-threaded (`Rc`), so one worker thread owns it and every FUSE
 //! request is forwarded there with its reply. The kernel refuses writes itself (the mount
@@ -51,7 +53,8 @@ enum Kind {
     },
     Message {
         pst_node: u32,
-        size: u64,
+        /// Known once the message was converted.
+        size: Option<u64>,
     },
 }
 
@@ -67,6 +70,9 @@ struct Tree {
     /// Inode `i` is `nodes[i - 1]`.
     nodes: Vec<Node>,
     open: HashMap<u64, Arc<Vec<u8>>>,
+    /// The last message converted (inode, content): a lookup's conversion serves the open
+    /// that follows it.
+    last: Option<(u64, Arc<Vec<u8>>)>,
     next_fh: u64,
     uid: u32,
     gid: u32,
@@ -88,14 +94,45 @@ impl Tree {
         ino.checked_sub(1).and_then(|i| self.nodes.get(i as usize)).ok_or(Errno::ENOENT)
     }
 
-    fn attr(&self, ino: u64) -> Result<FileAttr, Errno> {
+    /// The content of message `ino`, converted (or the last conversion, if it is this
+    /// message); records its size.
+    fn content(&mut self, ino: u64) -> Result<Arc<Vec<u8>>, Errno> {
+        if let Some((i, c)) = &self.last {
+            if *i == ino {
+                return Ok(c.clone());
+            }
+        }
+        let Kind::Message { pst_node, size } = self.node(ino)?.kind else { return Err(Errno::EISDIR) };
+        let c = crate::pst::convert(&self.pst, pst_node).map_err(|e| {
+            log::error!("{}: message {pst_node:#x} cannot be read: {e}", self.pst.path().display());
+            Errno::EIO
+        })?;
+        let len = c.content.len() as u64;
+        if size.is_some_and(|s| s != len) {
+            // The conversion is deterministic; a different size means the file changed
+            // under the mount.
+            log::error!("{}: message {pst_node:#x} changed size: was the PST modified?", self.pst.path().display());
+            return Err(Errno::EIO);
+        }
+        if let Some(Node { kind: Kind::Message { size, .. }, .. }) = self.nodes.get_mut(ino as usize - 1) {
+            *size = Some(len);
+        }
+        let content = Arc::new(c.content);
+        self.last = Some((ino, content.clone()));
+        Ok(content)
+    }
+
+    fn attr(&mut self, ino: u64) -> Result<FileAttr, Errno> {
+        if let Kind::Message { size: None, .. } = self.node(ino)?.kind {
+            self.content(ino)?;
+        }
         let n = self.node(ino)?;
         let t = UNIX_EPOCH
             + Duration::from_secs(u64::try_from(n.mtime.div_euclid(1_000_000_000)).unwrap_or(0))
             + Duration::from_nanos(n.mtime.rem_euclid(1_000_000_000) as u64);
         let (kind, perm, size, nlink) = match n.kind {
             Kind::Folder { .. } => (FileType::Directory, 0o555, 4096, 2),
-            Kind::Message { size, .. } => (FileType::RegularFile, 0o444, size, 1),
+            Kind::Message { size, .. } => (FileType::RegularFile, 0o444, size.unwrap_or(0), 1),
         };
         Ok(FileAttr {
             ino: INodeNo(ino),
@@ -133,17 +170,13 @@ impl Tree {
         let mut next_suffix: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();
         for &m in &listing.messages {
-            let c = match crate::pst::convert(&self.pst, m) {
-                Ok(c) => c,
+            let (props, fallback_mtime) = match crate::pst::envelope(&self.pst, m) {
+                Ok(e) => e,
                 Err(e) => {
                     log::warn!("{}: message {m:#x} cannot be read, left out: {e}", self.pst.path().display());
                     continue;
                 }
             };
-            for why in &c.missing {
-                log::warn!("{}: message {m:#x}: attachment left out: {why}", self.pst.path().display());
-            }
-            let props = mime::parse_props(&c.content);
             let wanted = mime::import_name(&props);
             let first = next_suffix.get(&wanted).copied().unwrap_or(2);
             let (name, n) = mime::unique_name_from(&wanted, first, |c| taken.contains(c));
@@ -153,13 +186,13 @@ impl Tree {
             let mtime = props
                 .date_unix
                 .and_then(|s| s.checked_mul(1_000_000_000))
-                .or(c.fallback_mtime)
+                .or(fallback_mtime)
                 .unwrap_or(self.mount_time);
             taken.insert(name.clone());
             self.nodes.push(Node {
                 parent: ino,
                 mtime,
-                kind: Kind::Message { pst_node: m, size: c.content.len() as u64 },
+                kind: Kind::Message { pst_node: m, size: None },
             });
             out.push((name, self.nodes.len() as u64));
         }
@@ -217,19 +250,9 @@ impl Tree {
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             return Err(Errno::EROFS);
         }
-        let Kind::Message { pst_node, size } = self.node(ino)?.kind else { return Err(Errno::EISDIR) };
-        let c = crate::pst::convert(&self.pst, pst_node).map_err(|e| {
-            log::error!("{}: message {pst_node:#x} cannot be read: {e}", self.pst.path().display());
-            Errno::EIO
-        })?;
-        if c.content.len() as u64 != size {
-            // The conversion is deterministic; a different size means the file changed
-            // under the mount.
-            log::error!("{}: message {pst_node:#x} changed size: was the PST modified?", self.pst.path().display());
-            return Err(Errno::EIO);
-        }
+        let content = self.content(ino)?;
         self.next_fh += 1;
-        self.open.insert(self.next_fh, Arc::new(c.content));
+        self.open.insert(self.next_fh, content);
         Ok(self.next_fh)
     }
 
@@ -367,6 +390,7 @@ fn worker(path: &Path, jobs: Receiver<Job>, opened: Sender<Result<(), String>>) 
         pst,
         nodes: vec![Node { parent: ROOT, mtime: mount_time, kind: Kind::Folder { pst_node: root, children: None } }],
         open: HashMap::new(),
+        last: None,
         next_fh: 0,
         uid,
         gid,

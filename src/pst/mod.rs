@@ -49,6 +49,16 @@ pub fn convert(pst: &Pst, node: u32) -> io::Result<Converted> {
     Ok(Converted { content, flags, fallback_mtime, attachments, missing })
 }
 
+/// What names and dates a PST message, without converting it whole: the properties of
+/// the header block [`convert`] would write (the same header lines, since headers do not
+/// depend on the bodies) and the fallback time.
+pub fn envelope(pst: &Pst, node: u32) -> io::Result<(crate::mime::Props, Option<i64>)> {
+    let item = pst.envelope(node)?;
+    let head = rfc5322::write_item(&item);
+    let fallback_mtime = item.delivery_time.or(item.submit_time).and_then(|s| s.checked_mul(1_000_000_000));
+    Ok((crate::mime::parse_props(&head), fallback_mtime))
+}
+
 fn count_attachments(item: &Item, n: &mut u64, missing: &mut Vec<String>) {
     for a in &item.attachments {
         match &a.data {
