@@ -189,11 +189,7 @@ impl Tree {
                 .or(fallback_mtime)
                 .unwrap_or(self.mount_time);
             taken.insert(name.clone());
-            self.nodes.push(Node {
-                parent: ino,
-                mtime,
-                kind: Kind::Message { pst_node: m, size: None },
-            });
+            self.nodes.push(Node { parent: ino, mtime, kind: Kind::Message { pst_node: m, size: None } });
             out.push((name, self.nodes.len() as u64));
         }
         // A damaged file can list a folder twice or make a folder its own descendant: skip
