@@ -1,5 +1,6 @@
 //! Fuzz the PST import path: open the input as a PST file, walk its folder tree and
-//! convert every message to RFC 5322, as `msgfs import` does.
+//! convert every message to RFC 5322, as `msgfs import` does (and read each envelope, as
+//! the PST mount's listings do).
 //!
 //! msgfs's reader turns panics of the outlook-pst crate into errors (`guard` in
 //! src/pst/reader.rs), so a caught panic is not a finding. The panic hook only records
@@ -60,6 +61,8 @@ fn run(data: &[u8]) {
             }
             if seen.insert(m) {
                 visited += 1;
+                // What the PST mount reads for a listing, then what it reads at open.
+                let _ = msgfs::pst::envelope(&pst, m);
                 let _ = msgfs::pst::convert(&pst, m);
             }
         }
