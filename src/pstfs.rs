@@ -32,8 +32,13 @@ use crate::pst::reader::Pst;
 const TTL: Duration = Duration::from_secs(3600);
 const ROOT: u64 = 1;
 
-/// Is `path` a PST file (by name or by its first bytes)?
+/// Is `path` a PST file (by name or by its first bytes)? A directory never is (a store
+/// may be called `mail.pst`); a missing `*.pst` is, so that mounting it says the file is
+/// missing instead of creating a store of that name.
 pub fn is_pst(path: &Path) -> bool {
+    if path.is_dir() {
+        return false;
+    }
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pst") || e.eq_ignore_ascii_case("ost")) {
         return true;
     }
@@ -45,11 +50,20 @@ pub fn is_pst(path: &Path) -> bool {
         && &head == crate::import::PST_MAGIC
 }
 
+/// A folder's entries in listing order, and by name.
+#[derive(Default)]
+struct Children {
+    list: Vec<(String, u64)>,
+    by_name: HashMap<String, u64>,
+}
+
 enum Kind {
     Folder {
         pst_node: u32,
-        /// (name, ino) once read.
-        children: Option<Vec<(String, u64)>>,
+        /// Its tables, when its parent's listing read them (for its name).
+        listing: Option<crate::pst::reader::FolderListing>,
+        /// Its entries once read.
+        children: Option<Children>,
     },
     Message {
         pst_node: u32,
@@ -156,19 +170,22 @@ impl Tree {
     /// The children of folder `ino`, reading the folder on first use. Names follow the
     /// import's rules: messages first, in the PST's order, named from their headers and made
     /// unique; then subfolders.
-    fn children(&mut self, ino: u64) -> Result<&[(String, u64)], Errno> {
-        let pst_node = match &self.node(ino)?.kind {
+    fn children(&mut self, ino: u64) -> Result<&Children, Errno> {
+        let (pst_node, listing) = match &mut self.nodes.get_mut(ino.wrapping_sub(1) as usize).ok_or(Errno::ENOENT)?.kind
+        {
             Kind::Folder { children: Some(_), .. } => return Ok(self.listed(ino)),
-            Kind::Folder { pst_node, .. } => *pst_node,
+            Kind::Folder { pst_node, listing, .. } => (*pst_node, listing.take()),
             Kind::Message { .. } => return Err(Errno::ENOTDIR),
         };
-        let listing = self.pst.folder(pst_node).map_err(|e| {
-            log::error!("{}: folder {pst_node:#x} cannot be read: {e}", self.pst.path().display());
-            Errno::EIO
-        })?;
-        let mut taken: HashSet<String> = HashSet::new();
+        let listing = match listing {
+            Some(l) => l,
+            None => self.pst.folder(pst_node).map_err(|e| {
+                log::error!("{}: folder {pst_node:#x} cannot be read: {e}", self.pst.path().display());
+                Errno::EIO
+            })?,
+        };
+        let mut out = Children::default();
         let mut next_suffix: HashMap<String, u64> = HashMap::new();
-        let mut out = Vec::new();
         for &m in &listing.messages {
             let (props, fallback_mtime) = match crate::pst::envelope(&self.pst, m) {
                 Ok(e) => e,
@@ -177,9 +194,10 @@ impl Tree {
                     continue;
                 }
             };
+            // The import's naming: `Importer::add`.
             let wanted = mime::import_name(&props);
             let first = next_suffix.get(&wanted).copied().unwrap_or(2);
-            let (name, n) = mime::unique_name_from(&wanted, first, |c| taken.contains(c));
+            let (name, n) = mime::unique_name_from(&wanted, first, |c| out.by_name.contains_key(c));
             if n > 1 {
                 next_suffix.insert(wanted, n + 1);
             }
@@ -188,9 +206,9 @@ impl Tree {
                 .and_then(|s| s.checked_mul(1_000_000_000))
                 .or(fallback_mtime)
                 .unwrap_or(self.mount_time);
-            taken.insert(name.clone());
             self.nodes.push(Node { parent: ino, mtime, kind: Kind::Message { pst_node: m, size: None } });
-            out.push((name, self.nodes.len() as u64));
+            out.by_name.insert(name.clone(), self.nodes.len() as u64);
+            out.list.push((name, self.nodes.len() as u64));
         }
         // A damaged file can list a folder twice or make a folder its own descendant: skip
         // the folders on the way up from here, or `find` would descend for ever.
@@ -208,21 +226,22 @@ impl Tree {
                 log::warn!("{}: folder {f:#x} appears twice in the tree, shown once", self.pst.path().display());
                 continue;
             }
-            let name = match self.pst.folder(f) {
-                Ok(l) => l.name,
+            let sub = match self.pst.folder(f) {
+                Ok(l) => l,
                 Err(e) => {
                     log::warn!("{}: folder {f:#x} cannot be read, left out: {e}", self.pst.path().display());
                     continue;
                 }
             };
-            let name = mime::unique_name(&name, |c| taken.contains(c));
-            taken.insert(name.clone());
+            // The import's naming of PST folders (src/import/pst.rs).
+            let name = mime::unique_name(&sub.name, |c| out.by_name.contains_key(c));
             self.nodes.push(Node {
                 parent: ino,
                 mtime: self.mount_time,
-                kind: Kind::Folder { pst_node: f, children: None },
+                kind: Kind::Folder { pst_node: f, listing: Some(sub), children: None },
             });
-            out.push((name, self.nodes.len() as u64));
+            out.by_name.insert(name.clone(), self.nodes.len() as u64);
+            out.list.push((name, self.nodes.len() as u64));
         }
         if let Some(Node { kind: Kind::Folder { children, .. }, .. }) = self.nodes.get_mut(ino as usize - 1) {
             *children = Some(out);
@@ -230,15 +249,16 @@ impl Tree {
         Ok(self.listed(ino))
     }
 
-    fn listed(&self, ino: u64) -> &[(String, u64)] {
+    fn listed(&self, ino: u64) -> &Children {
+        static EMPTY: std::sync::OnceLock<Children> = std::sync::OnceLock::new();
         match &self.nodes[ino as usize - 1].kind {
             Kind::Folder { children: Some(c), .. } => c,
-            _ => &[],
+            _ => EMPTY.get_or_init(Children::default),
         }
     }
 
     fn lookup(&mut self, parent: u64, name: &str) -> Result<FileAttr, Errno> {
-        let ino = self.children(parent)?.iter().find(|(n, _)| n == name).map(|&(_, i)| i).ok_or(Errno::ENOENT)?;
+        let ino = *self.children(parent)?.by_name.get(name).ok_or(Errno::ENOENT)?;
         self.attr(ino)
     }
 
@@ -267,17 +287,18 @@ impl Tree {
                     Ok(n) => n.parent,
                     Err(e) => return reply.error(e),
                 };
-                let entries = match self.children(ino) {
-                    Ok(c) => c.to_vec(),
-                    Err(e) => return reply.error(e),
-                };
-                let all = [(".".to_string(), ino), ("..".to_string(), parent)].into_iter().chain(entries);
+                if let Err(e) = self.children(ino) {
+                    return reply.error(e);
+                }
+                // By reference: a large folder is read in many calls, each from `offset`.
+                let dots = [(".".to_string(), ino), ("..".to_string(), parent)];
+                let all = dots.iter().chain(self.listed(ino).list.iter());
                 for (i, (name, child)) in all.enumerate().skip(offset as usize) {
-                    let kind = match self.node(child).map(|n| &n.kind) {
+                    let kind = match self.node(*child).map(|n| &n.kind) {
                         Ok(Kind::Message { .. }) => FileType::RegularFile,
                         _ => FileType::Directory,
                     };
-                    if reply.add(INodeNo(child), i as u64 + 1, kind, &name) {
+                    if reply.add(INodeNo(*child), i as u64 + 1, kind, name) {
                         break;
                     }
                 }
@@ -384,7 +405,11 @@ fn worker(path: &Path, jobs: Receiver<Job>, opened: Sender<Result<(), String>>) 
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mut tree = Tree {
         pst,
-        nodes: vec![Node { parent: ROOT, mtime: mount_time, kind: Kind::Folder { pst_node: root, children: None } }],
+        nodes: vec![Node {
+            parent: ROOT,
+            mtime: mount_time,
+            kind: Kind::Folder { pst_node: root, listing: None, children: None },
+        }],
         open: HashMap::new(),
         last: None,
         next_fh: 0,

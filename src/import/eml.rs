@@ -12,8 +12,14 @@ use crate::store::{Error, Id};
 
 /// Import one message file into `folder`, byte for byte.
 pub(super) fn import_file(imp: &mut Importer, path: &Path, meta: &fs::Metadata, folder: Id) -> Result<(), Error> {
+    // Look at the first bytes before reading the whole file: a PST may be gigabytes.
+    let mut head = [0u8; 4];
+    let is_pst = fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
+        && &head == PST_MAGIC;
+    if is_pst {
+        return pst::import(imp, path, folder);
+    }
     match fs::read(path) {
-        Ok(content) if content.starts_with(PST_MAGIC) => pst::import(imp, path, folder),
         Ok(content) => imp.add(folder, &content, 0, mtime_ns(meta)),
         Err(e) => {
             imp.skip(path, format!("cannot read: {e}"));

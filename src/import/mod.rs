@@ -284,6 +284,12 @@ impl<'s> Importer<'s> {
         self.pending.contains(&(folder, name.to_string())) || self.store.index().lookup(folder, name).is_some()
     }
 
+    /// Is `name` in `folder` a message's (committed or staged in this batch)?
+    pub(crate) fn message_named(&self, folder: Id, name: &str) -> bool {
+        self.pending.contains(&(folder, name.to_string()))
+            || matches!(self.store.index().lookup(folder, name), Some(Entry::Message(_)))
+    }
+
     /// Stage one message for `folder`. `flags` are store flags; `fallback_mtime` (ns) is
     /// used when the Date header does not parse (else now).
     pub fn add(&mut self, folder: Id, content: &[u8], flags: u8, fallback_mtime: Option<i64>) -> Result<(), Error> {

@@ -90,18 +90,32 @@ fn import_file(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
     let total: u64 = tree.iter().map(|w| w.listing.messages.len() as u64).sum();
     let step = file_size.checked_div(total).unwrap_or(0);
     let mut folders: Vec<Option<Id>> = Vec::with_capacity(tree.len());
+    // Names this import gave to folders of the PST, by store folder: a second PST folder
+    // of the same name beside the first (or one named like a message) gets `NAME (2)`, as
+    // in the PST mount; a folder that was in the store before is reused.
+    let mut given: HashSet<(Id, String)> = HashSet::new();
     for w in &tree {
         let here = path.join(&w.place);
         let folder = match w.parent {
             None => Some(into),
             // A folder whose parent could not be made is left out with it.
             Some(i) => match folders[i] {
-                Some(parent) => imp.folder_for(parent, &w.listing.name, &here)?,
+                Some(parent) => {
+                    let name = crate::mime::unique_name(&w.listing.name, |c| {
+                        given.contains(&(parent, c.to_string())) || imp.message_named(parent, c)
+                    });
+                    given.insert((parent, name.clone()));
+                    imp.folder_for(parent, &name, &here)?
+                }
                 None => None,
             },
         };
         folders.push(folder);
-        let Some(folder) = folder else { continue };
+        let Some(folder) = folder else {
+            // Left out with its folder: its share of the progress bar still passes.
+            imp.progress_step(step * w.listing.messages.len() as u64);
+            continue;
+        };
         imp.report.source_folders += 1;
         for &node in &w.listing.messages {
             match crate::pst::convert(&pst, node) {

@@ -100,8 +100,6 @@ pub struct FixupReader {
     decode: [u8; 256],
     /// File offset -> bytes to show there instead of the file's (only for fixed blocks).
     patches: BTreeMap<u64, Vec<u8>>,
-    /// Blocks fixed so far (shared so the caller can report it).
-    pub fixed: Arc<AtomicU64>,
     /// The current operation (advanced by the reader); `repeats` counts reads per offset
     /// within `seen_epoch`.
     pub epoch: Arc<AtomicU64>,
@@ -119,7 +117,6 @@ impl FixupReader {
             crypt,
             decode: permute_inverse(),
             patches: BTreeMap::new(),
-            fixed: Arc::new(AtomicU64::new(0)),
             epoch: Arc::new(AtomicU64::new(0)),
             seen_epoch: 0,
             repeats: std::collections::HashMap::new(),
@@ -142,6 +139,13 @@ impl FixupReader {
             return;
         }
         if self.crypt != CRYPT_NONE && self.crypt != CRYPT_PERMUTE {
+            return;
+        }
+        // Only a heap's first block (bSig 0xEC) can need the fix: look at that byte (a
+        // block's data starts the read either way) before reading a trailer or paying for
+        // the checksum.
+        let sig = if self.crypt == CRYPT_PERMUTE { self.decode[buf[2] as usize] } else { buf[2] };
+        if sig != 0xEC {
             return;
         }
         let ts = self.trailer_size() as usize;
@@ -173,10 +177,8 @@ impl FixupReader {
         }
         let data = &buf[..cb];
         // Internal blocks (bid bit 1) hold block ids, not heaps, and are never encoded.
-        // Only a heap's first block (bSig 0xEC) can need the fix: look at that byte before
-        // paying for the checksum.
-        let sig = if self.crypt == CRYPT_PERMUTE { self.decode[data[2] as usize] } else { data[2] };
-        if bid & 2 != 0 || sig != 0xEC || pst_crc(data) != crc {
+        // A block fixed before (its CRC patch is recorded) is shown fixed by the overlay.
+        if bid & 2 != 0 || self.patches.contains_key(&(at + crc_at as u64)) || pst_crc(data) != crc {
             return;
         }
         let plain: Vec<u8> = if self.crypt == CRYPT_PERMUTE {
@@ -192,7 +194,6 @@ impl FixupReader {
         let new_crc = pst_crc(&fixed);
         self.patches.insert(pos + map_at as u64 + 2, fixed[map_at + 2..map_at + 4].to_vec());
         self.patches.insert(at + crc_at as u64, new_crc.to_le_bytes().to_vec());
-        self.fixed.fetch_add(1, Ordering::Relaxed);
     }
 
     fn overlay(&self, pos: u64, buf: &mut [u8]) {

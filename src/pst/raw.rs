@@ -161,12 +161,13 @@ impl Heap {
     fn new(blocks: Vec<Vec<u8>>) -> io::Result<Heap> {
         let first = blocks.first().ok_or_else(|| bad("heap: no data block"))?;
         // HNHDR: ibHnpm (2), bSig (1), bClientSig (1), hidUserRoot (4), rgbFillLevel (4).
-        let sig = slice(first, 2, 1, "HNHDR")?[0];
+        let h = slice(first, 0, 12, "HNHDR")?;
+        let sig = h[2];
         if sig != 0xEC {
             return Err(bad(format!("HNHDR: bad signature 0x{sig:02X}")));
         }
-        let client_sig = first[3];
-        let user_root = u32_at(first, 4, "HNHDR")?;
+        let client_sig = h[3];
+        let user_root = u32_at(h, 4, "HNHDR")?;
         Ok(Heap { blocks, client_sig, user_root })
     }
 
@@ -960,6 +961,13 @@ mod tests {
             .expect("the reading thread must not die");
         let err = result.expect_err("a looping subnode tree must be an error");
         assert!(err.contains("again and again") || err.contains("deep"), "{err}");
+    }
+
+    #[test]
+    fn a_heap_block_shorter_than_its_header_is_an_error() {
+        assert!(Heap::new(vec![vec![0, 0, 0xEC]]).is_err());
+        assert!(Heap::new(vec![]).is_err());
+        assert!(Heap::new(vec![vec![0, 0, 0xEC, 0xBC, 0x20, 0, 0, 0, 0, 0, 0, 0]]).is_ok());
     }
 
     #[test]

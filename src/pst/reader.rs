@@ -130,8 +130,6 @@ pub struct Pst {
     named: HashMap<(u32, u32), u16>,
     /// The code page of 8-bit strings of an ANSI file when an item does not say.
     default_codepage: u16,
-    /// Heap blocks shown to the crate with their free count filled in ([`FixupReader`]).
-    fixed: Arc<AtomicU64>,
     /// Advanced before each operation; see [`FixupReader`]'s loop guard.
     epoch: Arc<AtomicU64>,
     /// Our own reader ([`RawPst`]), opened the first time the crate cannot read an item:
@@ -168,7 +166,6 @@ impl Pst {
         let corrupt = |e: io::Error| OpenError::Corrupt(e.to_string());
         let file = std::fs::File::open(path).map_err(OpenError::Io)?;
         let reader = FixupReader::new(file, unicode, crypt);
-        let fixed = reader.fixed.clone();
         let epoch = reader.epoch.clone();
         let kind = guard("open", || {
             Ok(if unicode {
@@ -183,7 +180,6 @@ impl Pst {
             path: path.to_path_buf(),
             named: HashMap::new(),
             default_codepage: 1252,
-            fixed,
             epoch,
             raw: std::cell::OnceCell::new(),
         };
@@ -200,11 +196,6 @@ impl Pst {
     fn op<T>(&self, what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
         self.epoch.fetch_add(1, Ordering::Relaxed);
         guard(what, f)
-    }
-
-    /// How many heap blocks needed their free count filled in so far.
-    pub fn fixed_blocks(&self) -> u64 {
-        self.fixed.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -305,7 +296,7 @@ impl Pst {
         match from_crate {
             Ok(item) => Ok(item),
             Err(crate_err) => match self.raw() {
-                Some(raw) => match raw.message(node) {
+                Some(raw) => match guard("fallback reader", || raw.message(node)) {
                     Ok(m) => Ok(self.item_from_raw(&m, 0)),
                     Err(e) => Err(io::Error::new(e.kind(), format!("{crate_err}; {e}"))),
                 },
@@ -333,7 +324,7 @@ impl Pst {
         });
         let mut item = match from_crate {
             Ok(item) => item,
-            Err(crate_err) => match self.raw().map(|r| r.message(node)) {
+            Err(crate_err) => match self.raw().map(|r| guard("fallback reader", || r.message(node))) {
                 Some(Ok(m)) => self.item_from_raw(&m, 0),
                 Some(Err(e)) => return Err(io::Error::new(e.kind(), format!("{crate_err}; {e}"))),
                 None => return Err(crate_err),
@@ -393,7 +384,7 @@ impl Pst {
                 let from_crate = guard("attachment", || open(NodeId::from(sub)));
                 item.attachments.push(match from_crate {
                     Ok(a) if !matches!(a.data(), Some(PstData::Message(_))) => self.attachment(a.as_ref()),
-                    other => match self.raw().map(|r| r.attachment(node, sub)) {
+                    other => match self.raw().map(|r| guard("fallback reader", || r.attachment(node, sub))) {
                         Some(Ok(a)) => self.attachment_from_raw(&a, 1),
                         Some(Err(e)) => missing(format!("attachment cannot be read: {e}")),
                         None => match other {
@@ -525,7 +516,7 @@ impl Pst {
         // without PidTagHtml, such an RTF gives the HTML part; an RTF that wraps no HTML is
         // used only when there is no other body (see rfc5322's module doc).
         if item.body_html.is_none() {
-            if let Some(Val::Bin(b)) = props.get(&0x1009) {
+            if let Some(Val::Bin(b)) = props.get(&0x1009).filter(|v| matches!(v, Val::Bin(b) if rtf_size_is_sane(b))) {
                 let rtf = guard("rtf", || {
                     compressed_rtf::decompress_rtf(b)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
@@ -580,6 +571,14 @@ impl Pst {
         }
         item
     }
+}
+
+/// Is a compressed RTF's declared size (MS-OXRTFCP 2.1.3.1: cbSize, rawSize, ...) one the
+/// data can produce? The decompressor allocates rawSize up front, and a failed allocation
+/// aborts the process, which no guard catches. LZFu expands at most about 8.5 times.
+fn rtf_size_is_sane(b: &[u8]) -> bool {
+    let Some(raw) = b.get(4..8).map(|r| u32::from_le_bytes([r[0], r[1], r[2], r[3]])) else { return false };
+    b.len() >= 16 && u64::from(raw) <= 16 * b.len() as u64 + 4096
 }
 
 /// A property value as the item builder needs it, whichever reader it came from.
@@ -724,7 +723,15 @@ fn strip_subject_prefix(s: &str) -> String {
 
 /// Folder names are file names: no `/` or NUL.
 fn clean_name(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    let mut s: String = name.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    // A file name has at most 255 bytes; cut on a character boundary.
+    if s.len() > 255 {
+        let mut end = 255;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
     if s.is_empty() || s == "." || s == ".." {
         format!("_{s}")
     } else {
@@ -751,6 +758,25 @@ mod tests {
         bytes.resize(0x400, 0);
         std::io::Write::write_all(&mut f, &bytes).unwrap();
         f
+    }
+
+    #[test]
+    fn a_compressed_rtf_claiming_more_than_it_can_hold_is_not_decompressed() {
+        let mut b = vec![0u8; 32];
+        b[4..8].copy_from_slice(&600u32.to_le_bytes());
+        assert!(rtf_size_is_sane(&b));
+        b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(!rtf_size_is_sane(&b));
+        assert!(!rtf_size_is_sane(&[0u8; 8]));
+    }
+
+    #[test]
+    fn folder_names_become_file_names() {
+        assert_eq!(clean_name("A/B"), "A_B");
+        assert_eq!(clean_name(".."), "_..");
+        let long = "é".repeat(200);
+        let cut = clean_name(&long);
+        assert!(cut.len() <= 255 && cut.chars().all(|c| c == 'é'), "{}", cut.len());
     }
 
     #[test]
