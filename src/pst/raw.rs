@@ -255,7 +255,7 @@ fn bth_walk<'h>(
 }
 
 /// Decode 8-bit text with Windows code page `cp` (windows-1252 when unknown).
-fn decode_8bit(bytes: &[u8], cp: u16) -> String {
+pub(crate) fn decode_8bit(bytes: &[u8], cp: u16) -> String {
     let enc = codepage::to_encoding(cp).unwrap_or(encoding_rs::WINDOWS_1252);
     let s = enc.decode_without_bom_handling(bytes).0.into_owned();
     s.trim_end_matches('\0').to_string()
@@ -274,14 +274,22 @@ fn is_variable(ptype: u16) -> bool {
 
 /// The code page of a message's 8-bit strings, from its PC entries.
 fn codepage_of(entries: &[PcEntry], default: u16) -> u16 {
-    for want in [PROP_MESSAGE_CODEPAGE, PROP_INTERNET_CODEPAGE] {
-        if let Some(&(_, 0x3, v)) = entries.iter().find(|e| e.0 == want) {
-            if v != 0 && v <= 0xFFFF && codepage::to_encoding(v as u16).is_some() {
-                return v as u16;
-            }
-        }
-    }
-    default
+    let value = |want: u16| match entries.iter().find(|e| e.0 == want) {
+        Some(&(_, 0x3, v)) => Some(v),
+        _ => None,
+    };
+    choose_codepage(value(PROP_MESSAGE_CODEPAGE), value(PROP_INTERNET_CODEPAGE), default)
+}
+
+/// The code page of an object's 8-bit strings (both readers): PidTagMessageCodepage, else
+/// PidTagInternetCodepage, each only if it names an encoding we know, else `default`.
+pub(crate) fn choose_codepage(message_cp: Option<u32>, internet_cp: Option<u32>, default: u16) -> u16 {
+    [message_cp, internet_cp]
+        .into_iter()
+        .flatten()
+        .filter_map(|v| u16::try_from(v).ok())
+        .find(|&v| v != 0 && codepage::to_encoding(v).is_some())
+        .unwrap_or(default)
 }
 
 impl RawPst {

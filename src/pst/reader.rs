@@ -29,7 +29,7 @@ use outlook_pst::{AnsiPstFile, UnicodePstFile};
 
 use super::fixup::FixupReader;
 use super::item::{Address, Appointment, Attachment, AttachmentData, Contact, Html, Item, Recipient, RecipientKind};
-use super::raw::{RawAttachment, RawMessage, RawPst, RawValue};
+use super::raw::{choose_codepage, decode_8bit, RawAttachment, RawMessage, RawPst, RawValue};
 
 /// Why a file cannot be opened as a PST. Each says what the file is and what to do.
 #[derive(Debug)]
@@ -450,11 +450,8 @@ impl Pst {
     /// The code page of an object's 8-bit strings: PidTagMessageCodepage, else
     /// PidTagInternetCodepage, else the file's default.
     fn codepage(&self, props: &Props) -> u16 {
-        int(props, 0x3FFD)
-            .or_else(|| int(props, 0x3FDE))
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|&n| n != 0)
-            .unwrap_or(self.default_codepage)
+        let cp = |id| int(props, id).and_then(|n| u32::try_from(n).ok());
+        choose_codepage(cp(0x3FFD), cp(0x3FDE), self.default_codepage)
     }
 
     /// The crate's property values as [`Props`], 8-bit strings decoded in the object's
@@ -463,11 +460,11 @@ impl Pst {
         let all: Vec<(&u16, &PropertyValue)> = iter.collect();
         let cp_of = |id: u16| {
             all.iter().find(|(k, _)| **k == id).and_then(|(_, v)| match v {
-                PropertyValue::Integer32(n) => u16::try_from(*n).ok().filter(|&n| n != 0),
+                PropertyValue::Integer32(n) => u32::try_from(*n).ok(),
                 _ => None,
             })
         };
-        let cp = cp_of(0x3FFD).or_else(|| cp_of(0x3FDE)).unwrap_or(self.default_codepage);
+        let cp = choose_codepage(cp_of(0x3FFD), cp_of(0x3FDE), self.default_codepage);
         all.iter().filter_map(|&(&id, v)| Some((id, value(v, cp)?))).collect()
     }
 
@@ -702,10 +699,7 @@ fn address(
 fn string_value(v: &PropertyValue, cp: u16) -> Option<String> {
     let s = match v {
         PropertyValue::Unicode(u) => String::from_utf16_lossy(u.buffer()),
-        PropertyValue::String8(s) => {
-            let enc = codepage::to_encoding(cp).unwrap_or(encoding_rs::WINDOWS_1252);
-            enc.decode_without_bom_handling(s.buffer()).0.into_owned()
-        }
+        PropertyValue::String8(s) => decode_8bit(s.buffer(), cp),
         _ => return None,
     };
     Some(s.trim_end_matches('\0').to_string())
