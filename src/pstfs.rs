@@ -42,12 +42,7 @@ pub fn is_pst(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pst") || e.eq_ignore_ascii_case("ost")) {
         return true;
     }
-    if !path.is_file() {
-        return false;
-    }
-    let mut head = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
-        && &head == crate::import::PST_MAGIC
+    path.is_file() && crate::import::has_pst_magic(path)
 }
 
 /// A folder's entries in listing order, and by name.
@@ -201,11 +196,7 @@ impl Tree {
             if n > 1 {
                 next_suffix.insert(wanted, n + 1);
             }
-            let mtime = props
-                .date_unix
-                .and_then(|s| s.checked_mul(1_000_000_000))
-                .or(fallback_mtime)
-                .unwrap_or(self.mount_time);
+            let mtime = props.mtime_ns(fallback_mtime).unwrap_or(self.mount_time);
             self.nodes.push(Node { parent: ino, mtime, kind: Kind::Message { pst_node: m, size: None } });
             out.by_name.insert(name.clone(), self.nodes.len() as u64);
             out.list.push((name, self.nodes.len() as u64));

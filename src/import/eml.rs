@@ -7,16 +7,13 @@
 use std::fs;
 use std::path::Path;
 
-use super::{kind_in_tree, mbox, mtime_ns, pst, sorted_entries, FileKind, Importer, PST_MAGIC};
+use super::{has_pst_magic, kind_in_tree, mbox, mtime_ns, pst, sorted_entries, FileKind, Importer};
 use crate::store::{Error, Id};
 
 /// Import one message file into `folder`, byte for byte.
 pub(super) fn import_file(imp: &mut Importer, path: &Path, meta: &fs::Metadata, folder: Id) -> Result<(), Error> {
     // Look at the first bytes before reading the whole file: a PST may be gigabytes.
-    let mut head = [0u8; 4];
-    let is_pst = fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
-        && &head == PST_MAGIC;
-    if is_pst {
+    if has_pst_magic(path) {
         return pst::import(imp, path, folder);
     }
     match fs::read(path) {

@@ -101,6 +101,12 @@ pub enum FileKind {
 /// The magic number at the start of PST and OST files.
 pub const PST_MAGIC: &[u8; 4] = b"!BDN";
 
+/// Does the file at `path` start with [`PST_MAGIC`]? Reads 4 bytes, not the file.
+pub fn has_pst_magic(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == PST_MAGIC
+}
+
 fn has_ext(path: &Path, exts: &[&str]) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
@@ -301,8 +307,7 @@ impl<'s> Importer<'s> {
         if n > 1 {
             self.next_suffix.insert(key, n + 1);
         }
-        let mtime =
-            props.date_unix.and_then(|s| s.checked_mul(1_000_000_000)).or(fallback_mtime).unwrap_or_else(now_ns);
+        let mtime = props.mtime_ns(fallback_mtime).unwrap_or_else(now_ns);
         let (staged, crc) = self.store.stage_content(content)?;
         let size = content.len() as u64;
         self.pending.insert((folder, name.clone()));

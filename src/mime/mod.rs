@@ -34,6 +34,13 @@ pub struct Props {
     pub message_id: Option<String>,
 }
 
+impl Props {
+    /// An imported message's mtime (ns): the Date header's time, else `fallback`.
+    pub fn mtime_ns(&self, fallback: Option<i64>) -> Option<i64> {
+        self.date_unix.and_then(|s| s.checked_mul(1_000_000_000)).or(fallback)
+    }
+}
+
 /// The header block: everything before the first empty line (LF or CRLF), capped at
 /// [`MAX_HEADER_BYTES`].
 fn header_block(content: &[u8]) -> &[u8] {

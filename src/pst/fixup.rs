@@ -52,10 +52,15 @@ fn permute_inverse() -> [u8; 256] {
     inv
 }
 
+/// [`permute_inverse`], computed once.
+fn inverse() -> &'static [u8; 256] {
+    static INV: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    INV.get_or_init(permute_inverse)
+}
+
 /// Undo the permutative encoding of a data block's bytes in place (MS-PST 5.1).
 pub(crate) fn permute_decode(data: &mut [u8]) {
-    static INV: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
-    let inv = INV.get_or_init(permute_inverse);
+    let inv = inverse();
     for b in data {
         *b = inv[*b as usize];
     }
@@ -80,16 +85,17 @@ pub fn pst_crc(data: &[u8]) -> u32 {
 }
 
 /// bCryptMethod values (MS-PST 2.2.2.6).
-const CRYPT_NONE: u8 = 0;
-const CRYPT_PERMUTE: u8 = 1;
+pub(crate) const CRYPT_NONE: u8 = 0;
+pub(crate) const CRYPT_PERMUTE: u8 = 1;
+pub(crate) const CRYPT_CYCLIC: u8 = 2;
 
 /// Reads of one offset allowed within one operation. A sound file reads a block a few
 /// times (its caches miss); a loop reads it once per level of recursion. The reader's
 /// threads have stacks large enough for this many levels.
 pub const MAX_REPEATS: u32 = 20_000;
 
-/// The largest data block (MS-PST 2.2.2.8.3.1: 8 KiB less the trailer).
-const MAX_BLOCK: usize = 8192;
+/// The largest block, trailer included (MS-PST 2.2.2.8): 8 KiB.
+pub(crate) const MAX_BLOCK: usize = 8192;
 
 /// A `Read + Seek` over a PST file that fixes up heap page maps as described above.
 pub struct FixupReader {
@@ -97,7 +103,6 @@ pub struct FixupReader {
     pos: u64,
     unicode: bool,
     crypt: u8,
-    decode: [u8; 256],
     /// File offset -> bytes to show there instead of the file's (only for fixed blocks).
     patches: BTreeMap<u64, Vec<u8>>,
     /// The current operation (advanced by the reader); `repeats` counts reads per offset
@@ -115,7 +120,6 @@ impl FixupReader {
             pos: 0,
             unicode,
             crypt,
-            decode: permute_inverse(),
             patches: BTreeMap::new(),
             epoch: Arc::new(AtomicU64::new(0)),
             seen_epoch: 0,
@@ -144,7 +148,7 @@ impl FixupReader {
         // Only a heap's first block (bSig 0xEC) can need the fix: look at that byte (a
         // block's data starts the read either way) before reading a trailer or paying for
         // the checksum.
-        let sig = if self.crypt == CRYPT_PERMUTE { self.decode[buf[2] as usize] } else { buf[2] };
+        let sig = if self.crypt == CRYPT_PERMUTE { inverse()[buf[2] as usize] } else { buf[2] };
         if sig != 0xEC {
             return;
         }
@@ -181,11 +185,10 @@ impl FixupReader {
         if bid & 2 != 0 || self.patches.contains_key(&(at + crc_at as u64)) || pst_crc(data) != crc {
             return;
         }
-        let plain: Vec<u8> = if self.crypt == CRYPT_PERMUTE {
-            data.iter().map(|&b| self.decode[b as usize]).collect()
-        } else {
-            data.to_vec()
-        };
+        let mut plain = data.to_vec();
+        if self.crypt == CRYPT_PERMUTE {
+            permute_decode(&mut plain);
+        }
         let Some((map_at, free)) = needs_free_count(&plain) else { return };
         let mut fixed = data.to_vec();
         for (k, byte) in free.to_le_bytes().into_iter().enumerate() {

@@ -45,8 +45,7 @@ pub fn convert(pst: &Pst, node: u32) -> io::Result<Converted> {
     if item.flagged {
         flags |= crate::store::flags::FLAGGED;
     }
-    let fallback_mtime = item.delivery_time.or(item.submit_time).and_then(|s| s.checked_mul(1_000_000_000));
-    Ok(Converted { content, flags, fallback_mtime, attachments, missing })
+    Ok(Converted { content, flags, fallback_mtime: fallback_mtime(&item), attachments, missing })
 }
 
 /// What names and dates a PST message, without converting it whole: the properties of
@@ -55,8 +54,12 @@ pub fn convert(pst: &Pst, node: u32) -> io::Result<Converted> {
 pub fn envelope(pst: &Pst, node: u32) -> io::Result<(crate::mime::Props, Option<i64>)> {
     let item = pst.envelope(node)?;
     let head = rfc5322::write_item(&item);
-    let fallback_mtime = item.delivery_time.or(item.submit_time).and_then(|s| s.checked_mul(1_000_000_000));
-    Ok((crate::mime::parse_props(&head), fallback_mtime))
+    Ok((crate::mime::parse_props(&head), fallback_mtime(&item)))
+}
+
+/// The time (ns) of a message without a usable Date header: delivery, else submit time.
+fn fallback_mtime(item: &Item) -> Option<i64> {
+    item.delivery_time.or(item.submit_time).and_then(|s| s.checked_mul(1_000_000_000))
 }
 
 fn count_attachments(item: &Item, n: &mut u64, missing: &mut Vec<String>) {

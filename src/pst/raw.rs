@@ -19,24 +19,18 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::fixup::{permute_decode, pst_crc};
+use super::fixup::{permute_decode, pst_crc, CRYPT_CYCLIC, CRYPT_NONE, CRYPT_PERMUTE, MAX_BLOCK};
 
 /// The deepest nesting followed anywhere: B-tree levels, data and subnode trees, BTH
 /// index levels, embedded messages. Real files stay far below it; it stops cycles.
 const MAX_DEPTH: usize = 8;
 /// The most rows read from one table context.
 const MAX_ROWS: usize = 100_000;
-/// The largest block, trailer included (MS-PST 2.2.2.8).
-const MAX_BLOCK: usize = 8192;
 /// B-tree pages (MS-PST 2.2.2.7).
 const PAGE: usize = 512;
 
 const PTYPE_BBT: u8 = 0x80;
 const PTYPE_NBT: u8 = 0x81;
-
-const CRYPT_NONE: u8 = 0;
-const CRYPT_PERMUTE: u8 = 1;
-const CRYPT_CYCLIC: u8 = 2;
 
 /// Subnodes of a message holding its recipient and attachment tables (MS-PST 2.4.5, 2.4.6).
 const NID_RECIPIENT_TABLE: u32 = 0x692;
