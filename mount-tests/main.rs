@@ -8,6 +8,7 @@ mod control;
 mod daemon;
 mod editors;
 mod nonroot;
+mod posix;
 mod pst;
 mod tools;
 mod transactions;
