@@ -30,6 +30,8 @@ pub struct Attr {
     pub ino: u64,
     pub size: u64,
     pub attrs: Attrs,
+    /// Status change time (ns), kept by the store; a file not yet saved has its mtime.
+    pub ctime: i64,
     pub dir: bool,
     pub nlink: u32,
 }
@@ -83,6 +85,15 @@ impl Inner {
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
         self.overlay.lock().unwrap()
+    }
+
+    /// Folders whose entries changed before the store holds the change (a new message not
+    /// saved yet): their times change now, as on a local file system (the kernel asks for
+    /// them again after this request). A failure costs only the times.
+    fn folders_changed(&self, folders: &[Id]) {
+        if let Err(e) = self.store.touch_folders(folders) {
+            log::warn!("updating the times of folders {folders:?}: {e}");
+        }
     }
 
     fn invalidate(&self, i: Inval) {
@@ -163,21 +174,28 @@ impl Inner {
     fn folder_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let f = ix.folder(id)?;
-        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, dir: true, nlink: 2 + f.subfolders })
+        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, ctime: f.ctime, dir: true, nlink: 2 + f.subfolders })
     }
 
     /// A message's stored attributes, under the inode of its current version.
     fn message_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let m = ix.message(id)?;
-        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, dir: false, nlink: 1 })
+        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, ctime: m.ctime, dir: false, nlink: 1 })
     }
 
     fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
         let n = ov.nodes.get(&ino).ok_or(FsError::Errno(Errno::ENOENT))?;
         // A new message's size is its writers' (kept in the node by `write`, so no writer
         // lock is taken here: the lock order is writer, then overlay).
-        Ok(Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } })
+        Ok(Attr {
+            ino,
+            size: n.size,
+            attrs: n.attrs,
+            ctime: n.attrs.mtime,
+            dir: false,
+            nlink: if n.unlinked { 0 } else { 1 },
+        })
     }
 
     /// What a writer sees of its own file: its size, its mtime, its pending attributes.
@@ -185,6 +203,7 @@ impl Inner {
         let c = w.tx.pending_change();
         a.size = w.tx.size();
         a.attrs.mtime = c.mtime.unwrap_or(if w.tx.is_dirty() { w.last_write } else { a.attrs.mtime });
+        a.ctime = if w.tx.is_dirty() { a.ctime.max(w.last_write) } else { a.ctime };
         if let Some(m) = c.mode {
             a.attrs.mode = (a.attrs.mode & !0o7777) | (m & 0o7777);
         }
@@ -403,7 +422,7 @@ impl Inner {
             drop(ov);
             self.inodes.remember(ino, InodeRef::Node(ino));
             let fh = self.new_fh(Handle::Scratch { ino, file });
-            return Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, false));
+            return Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, false));
         }
         let tx = self.store.begin_new_with_id(ino, folder, name)?;
         ov.add_node(ino, Node::new(folder, name, NodeKind::NewMessage, attrs));
@@ -411,8 +430,9 @@ impl Inner {
         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
         ov.writers.entry(ino).or_default().push((fh, pid));
         drop(ov);
+        self.folders_changed(&[folder]);
         self.inodes.remember(ino, InodeRef::Node(ino));
-        Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, true))
+        Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, true))
     }
 
     /// Open a file. Returns the handle, whether it must bypass the page cache (writers, and
@@ -651,6 +671,7 @@ impl Inner {
                     w.key = out.id;
                     self.inodes.retarget(w.ino, InodeRef::Message(out.id));
                 }
+                let is_new = loc.is_some();
                 let (folder, name) = match loc {
                     Some(l) => l,
                     None => {
@@ -662,6 +683,10 @@ impl Inner {
                     }
                 };
                 drop(ov);
+                if is_new {
+                    // The folder gained an entry at this commit: its cached times are old.
+                    self.invalidate(Inval::Attrs { ino: folder });
+                }
                 // The name now leads to the new version's inode.
                 self.invalidate(Inval::Entry { parent: folder, name });
                 self.invalidate(Inval::Attrs { ino: w.ino });
@@ -880,11 +905,16 @@ impl Inner {
         match found {
             Found::Folder(_) => err(Errno::EISDIR),
             Found::Node(n) => {
+                let new = matches!(ov.nodes.get(&n).map(|x| &x.kind), Some(NodeKind::NewMessage));
                 ov.names.remove(&(folder, name.to_string()));
                 if let Some(node) = ov.nodes.get_mut(&n) {
                     node.unlinked = true;
                 }
                 Self::node_closed_if_idle(&mut ov, n, &self.store);
+                drop(ov);
+                if new {
+                    self.folders_changed(&[folder]);
+                }
                 Ok(())
             }
             Found::Shadow(s) => {
@@ -1045,6 +1075,10 @@ impl Inner {
                     if let Some(node) = ov.nodes.get_mut(&n) {
                         node.folder = df;
                         node.name = newname.to_string();
+                    }
+                    drop(ov);
+                    if is_new_message {
+                        self.folders_changed(&[sf, df]);
                     }
                     return Ok(());
                 }

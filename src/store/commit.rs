@@ -121,6 +121,12 @@ pub enum Op {
     },
     /// Many new messages at once, made durable by one syncfs and one log sync.
     Import(Vec<Save>),
+    /// Folders whose entries changed in a way the store does not hold (a mount's file
+    /// created before its first save, or removed or moved before it): their mtime and
+    /// ctime become the commit time.
+    FolderTouch {
+        ids: Vec<Id>,
+    },
 }
 
 /// What a successful operation produced.
@@ -197,6 +203,8 @@ fn keys(ix: &Index, op: &Op) -> Keys {
                 save_keys(ix, s, &mut k);
             }
         }
+        // Like a new entry: it changes the folder's times, not the folder.
+        Op::FolderTouch { ids } => k.shared.extend(ids.iter().map(|id| Key::Entity(*id))),
     }
     k
 }
@@ -327,6 +335,13 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
             Outcome { id: *id, version: 0 }
         }
         Op::Save(s) => plan_save(ix, s, now, next_cn, &mut recs)?,
+        Op::FolderTouch { ids } => {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            recs.extend(ids.into_iter().map(|id| Record::FolderTouch { id }));
+            Outcome { id: 0, version: 0 }
+        }
         Op::Import(items) => {
             let mut names = HashSet::new();
             let mut last = Outcome { id: 0, version: 0 };
