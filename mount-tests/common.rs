@@ -31,6 +31,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("setfacl", "acl"),
     ("getfacl", "acl"),
     ("python3", "python3"),
+    ("notmuch", "notmuch"),
 ];
 
 /// Mount tests run everywhere unless MSGFS_SKIP_MOUNT_TESTS=1 (never skipped in CI). A

@@ -9,6 +9,7 @@ mod daemon;
 mod editors;
 mod nonroot;
 mod pst;
+mod times;
 mod tools;
 mod transactions;
 mod xattrs;

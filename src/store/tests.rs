@@ -913,7 +913,13 @@ fn entries_change_their_folder_times_and_metadata_changes_only_ctime() {
     assert_eq!(st.index().folders[&sub].attrs.mtime, 1, "a moved folder keeps its mtime");
     age_folder(&st, drafts);
     st.delete_folder(sub).unwrap();
-    assert_ne!(ftimes(&st, drafts).0, 7);
+    assert_ne!(ftimes(&st, drafts).0, 7); // A touch (a mount's file not saved yet): the folders only.
+    age_folder(&st, ib);
+    age_folder(&st, drafts);
+    st.touch_folders(&[ib, drafts, ib]).unwrap();
+    let t = ftimes(&st, ib);
+    assert_eq!((t.0, ftimes(&st, drafts)), (t.1, t));
+    assert!(matches!(st.touch_folders(&[a]), Err(Error::NotFound)));
 }
 
 /// A store after a mix of changes, with checkpoints every few frames.
