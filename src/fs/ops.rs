@@ -89,9 +89,10 @@ impl Inner {
 
     /// Folders whose entries changed before the store holds the change (a new message not
     /// saved yet): their times change now, as on a local file system (the kernel asks for
-    /// them again after this request). A failure costs only the times.
+    /// them again after this request), or at the thaw if the store is frozen (a create
+    /// does not wait for one). A failure costs only the times.
     fn folders_changed(&self, folders: &[Id]) {
-        if let Err(e) = self.store.touch_folders(folders) {
+        if let Err(e) = self.store.touch_folders_unless_frozen(folders) {
             log::warn!("updating the times of folders {folders:?}: {e}");
         }
     }

@@ -165,8 +165,8 @@ impl std::hash::Hasher for IdHasher {
 pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 
 /// The messages of a store: a dense vector plus an id-to-slot map. At a million messages
-/// this costs about 80 + 32 bytes per message, where a hash map of whole messages costs
-/// about 190 (its table of 88-byte slots is often half empty).
+/// this costs about 96 + 32 bytes per message, where a hash map of whole messages costs
+/// about 200 (its table of 96-byte slots is often half empty).
 #[derive(Default, Clone)]
 pub struct MessageTable {
     slots: Vec<(Id, Message)>,

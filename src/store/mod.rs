@@ -449,6 +449,35 @@ impl Store {
         self.run(Op::FolderTouch { ids: ids.to_vec() }).map(drop)
     }
 
+    /// Like [`Store::touch_folders`], but never waits for a thaw: while the store is frozen
+    /// (or once a freeze holds the change) it returns Ok(false) and the change is committed
+    /// at the thaw. For callers that must not wait for one (a mount's create).
+    pub fn touch_folders_unless_frozen(&self, ids: &[Id]) -> Result<bool> {
+        type Slot = Arc<Mutex<Option<Result<Outcome>>>>;
+        let done: Slot = Arc::new(Mutex::new(None));
+        let (slot, sh) = (done.clone(), self.0.clone());
+        self.submit(
+            Op::FolderTouch { ids: ids.to_vec() },
+            Box::new(move |r| {
+                *slot.lock().unwrap() = Some(r);
+                // Taken so the waiter below is either before its check or in its wait.
+                drop(sh.queue.lock().unwrap());
+                sh.queue_cv.notify_all();
+            }),
+        );
+        let mut q = self.0.queue.lock().unwrap();
+        loop {
+            if let Some(r) = done.lock().unwrap().take() {
+                return r.map(|_| true);
+            }
+            // A freeze notifies no one, but the committer does when it stops for one.
+            if q.frozen > 0 {
+                return Ok(false);
+            }
+            q = self.0.queue_cv.wait(q).unwrap();
+        }
+    }
+
     /// Make message `src` the new version of message `dst` (a rename of one message over
     /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
     pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {

@@ -740,6 +740,13 @@ fn age_folder(st: &Store, id: Id) {
 }
 
 #[test]
+fn a_message_costs_the_index_96_bytes_plus_its_name() {
+    // 88 before ctime was kept; the figure the docs (index.rs, msgfs(5)) give.
+    assert_eq!(std::mem::size_of::<Message>(), 88);
+    assert_eq!(std::mem::size_of::<(Id, Message)>(), 96);
+}
+
+#[test]
 fn records_set_times_from_the_logged_commit_time_only() {
     // The index alone, with explicit commit times: what apply does is fixed by the records.
     let mut ix = Index::new_store(dir_attrs());
@@ -920,6 +927,24 @@ fn entries_change_their_folder_times_and_metadata_changes_only_ctime() {
     let t = ftimes(&st, ib);
     assert_eq!((t.0, ftimes(&st, drafts)), (t.1, t));
     assert!(matches!(st.touch_folders(&[a]), Err(Error::NotFound)));
+}
+
+#[test]
+fn a_touch_that_must_not_wait_is_committed_at_the_thaw() {
+    let (_fs, st) = sim_store();
+    let ib = inbox(&st);
+    age_folder(&st, ib);
+    assert!(st.touch_folders_unless_frozen(&[ib]).unwrap(), "not frozen: committed before it returns");
+    let t = ftimes(&st, ib);
+    assert_eq!(t.0, t.1);
+    age_folder(&st, ib);
+    st.freeze();
+    assert!(!st.touch_folders_unless_frozen(&[ib]).unwrap(), "frozen: returns at once");
+    assert_eq!(ftimes(&st, ib).0, 7, "nothing is committed during a freeze");
+    st.thaw();
+    st.flush();
+    let t = ftimes(&st, ib);
+    assert_eq!(t.0, t.1, "committed at the thaw");
 }
 
 /// A store after a mix of changes, with checkpoints every few frames.
