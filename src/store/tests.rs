@@ -988,3 +988,35 @@ fn times_after_reopen_and_after_a_crash_are_those_of_the_live_store() {
         assert_eq!(snapshot(&st), live, "after a crash (checkpoint every {checkpoint_bytes} bytes)");
     }
 }
+
+#[test]
+fn a_store_checkpointed_by_the_previous_format_opens_with_ctime_from_mtime() {
+    let fs = SimFs::new();
+    let opts = Options { create: true, ..Default::default() };
+    let st = Store::open_vfs(Arc::new(fs.clone()), opts.clone()).unwrap();
+    let a = save_new(&st, inbox(&st), "a.eml", b"x");
+    st.set_message_attrs(a, AttrChange { mtime: Some(42), ..Default::default() }).unwrap();
+    st.close().unwrap();
+    // Rewrite the checkpoint as the previous version wrote it: format 1, no ctimes.
+    let path = std::path::Path::new(checkpoint::CHECKPOINT);
+    let (ix, seq) = checkpoint::read(&fs).unwrap().unwrap();
+    assert_ne!(ix.messages[&a].ctime, 42);
+    let old = checkpoint::encode_as(&ix, seq, checkpoint::FORMAT_NO_CTIME);
+    let f = fs.open(path, vfs::OpenMode::CreateTruncate).unwrap();
+    f.write_all_at(&old, 0).unwrap();
+    f.sync().unwrap();
+    drop(f);
+    let st = Store::open_vfs(Arc::new(fs.clone()), opts).unwrap();
+    let ix = st.index().clone();
+    assert_eq!((ix.messages[&a].attrs.mtime, ix.messages[&a].ctime), (42, 42));
+    for f in ix.folders.values() {
+        assert_eq!(f.ctime, f.attrs.mtime);
+    }
+    // Changes from now on keep ctimes, and the next checkpoint is of the new format.
+    st.set_message_attrs(a, AttrChange { mode: Some(0o644), ..Default::default() }).unwrap();
+    assert_ne!(st.index().messages[&a].ctime, 42);
+    st.close().unwrap();
+    let (ix, _) = checkpoint::read(&fs).unwrap().unwrap();
+    assert_ne!(ix.messages[&a].ctime, 42);
+    assert_eq!(checkpoint::decode(&checkpoint::encode(&ix, 1)).unwrap().0.messages[&a].ctime, ix.messages[&a].ctime);
+}
