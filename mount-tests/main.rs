@@ -10,6 +10,7 @@ mod editors;
 mod nonroot;
 mod posix;
 mod pst;
+mod times;
 mod tools;
 mod transactions;
 mod xattrs;
