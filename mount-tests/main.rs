@@ -4,6 +4,7 @@
 mod common;
 
 mod browse;
+mod cli;
 mod control;
 mod daemon;
 mod editors;

@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Entry, Id, Index, Message, ROOT};
+pub use open::store_id_of;
 pub use pin::PinnedVersion;
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,8 +80,11 @@ fn take_lock(dir: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(super::vfs::FILE_MODE)
         .open(&p)
         .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+    // A lock file left by an older msgfs may be 0644; it names our command line.
+    super::vfs::fix_file_mode(&f).map_err(|e| Error::io(format!("chmod {}", p.display()), e))?;
     // SAFETY: flock on a descriptor we own; non-blocking, so it cannot hang.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(Error::InUse { path: dir.to_path_buf(), holder: holder_of(&mut f) });
@@ -93,8 +97,8 @@ fn take_lock(dir: &Path) -> Result<File> {
 }
 
 pub fn open(path: &Path, opts: Options) -> Result<Store> {
-    if opts.create {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    if opts.create && !path.join(FORMAT_FILE).exists() {
+        create_store_dir(path)?;
     } else if !path.join(FORMAT_FILE).exists() {
         return Err(Error::io(
             format!("{}", path.display()),
@@ -104,6 +108,30 @@ pub fn open(path: &Path, opts: Options) -> Result<Store> {
     let lock = if opts.read_only { None } else { Some(take_lock(path)?) };
     let vfs: Arc<dyn Vfs> = Arc::new(RealVfs::new(path));
     open_vfs(vfs, Some(path.to_path_buf()), opts, lock)
+}
+
+/// The directory of a new store: its parents as the umask says (they are the user's), the
+/// store directory itself 0700, also when it existed empty (made by `mkdir` with mode 0755).
+fn create_store_dir(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
+    match super::vfs::create_private_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(super::vfs::DIR_MODE);
+            std::fs::set_permissions(path, mode).map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+        }
+        Err(e) => Err(Error::io(format!("create {}", path.display()), e)),
+    }
+}
+
+/// The store id in `dir`'s format file, if `dir` holds a msgfs store (a backup holds the
+/// id of the store it copies).
+pub fn store_id_of(dir: &Path) -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).ok()?;
+    parse_format(&text).ok()
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -180,8 +208,11 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             std::io::Error::new(std::io::ErrorKind::NotFound, "no msgfs store here (run `msgfs init` to create one)"),
         ));
     };
-    let was_clean = vfs.exists(Path::new(CLEAN_FILE));
-    let mut report = OpenReport { was_clean: was_clean || created, ..Default::default() };
+    let marker = vfs.exists(Path::new(CLEAN_FILE));
+    // A store created just now was never used, so it is clean although no close marked it:
+    // its first open must neither warn that it was "not closed cleanly" nor collect garbage.
+    let was_clean = marker || created;
+    let mut report = OpenReport { was_clean, ..Default::default() };
 
     // The checkpoint, then every frame after it, in order.
     let (mut ix, ck_seq) = match checkpoint::read(&*vfs)? {
@@ -253,7 +284,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
 
     if !opts.read_only {
         // From here on the store is being changed: it is no longer cleanly closed.
-        if was_clean {
+        if marker {
             vfs.remove_file(Path::new(CLEAN_FILE)).map_err(io("remove the clean marker"))?;
             vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
         }
