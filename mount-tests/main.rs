@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod editors;
+mod fulldisk;
 mod nonroot;
 mod pst;
 mod tools;

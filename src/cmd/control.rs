@@ -159,7 +159,8 @@ pub fn backup(mp: &Path, dest: &Path) -> CmdResult {
         .arg("--chmod=go-rwx")
         // The lock belongs to the running daemon; staging/ holds private copies of open
         // transactions, never part of the store's state.
-        .args(["--exclude=/lock", "--exclude=/staging/*", "--exclude=/clean", "--exclude=*.tmp"])
+        // The reserve is space set aside on this disk, made again at the copy's first open.
+        .args(["--exclude=/lock", "--exclude=/staging/*", "--exclude=/clean", "--exclude=*.tmp", "--exclude=/reserve"])
         .arg(format!("{}/", store.display()))
         .arg(dest)
         .status();

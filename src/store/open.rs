@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::checkpoint;
 use super::commit::now_ns;
+use super::control::RECOVERED_DIR;
 use super::error::{Error, Result};
 use super::index::{Attrs, Index, Record, ROOT};
 use super::log;
@@ -142,7 +143,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// Lay out a new store: directories, the format file, and a first log frame creating the
 /// default folders. The format file is written last: until it exists there is no store.
 fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
-    for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR] {
+    for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR, RECOVERED_DIR] {
         match vfs.create_dir(Path::new(d)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -289,6 +290,22 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
         }
         report.removed_staging = clear_staging(&*vfs)?;
+        // Ready before the disk fills: keeping a recovered draft then needs no new
+        // directory, and deleting messages can use the reserve (see log::RESERVE_FILE).
+        match vfs.create_dir(Path::new(RECOVERED_DIR)) {
+            Ok(()) => vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => ::log::warn!("create {RECOVERED_DIR}/: {e}"),
+        }
+        match log::ensure_reserve(&*vfs) {
+            Ok(n) if n >= log::RESERVE_BYTES => {}
+            Ok(n) => ::log::warn!(
+                "the disk holding the store is full: its reserve has {} KiB of {} MiB, so deleting may fail with ENOSPC",
+                n >> 10,
+                log::RESERVE_BYTES >> 20
+            ),
+            Err(e) => ::log::warn!("cannot make the store's reserve: {e}"),
+        }
         if !was_clean {
             report.removed_objects = collect_garbage(&*vfs, &ix)?;
         }
