@@ -248,10 +248,22 @@ fn check_and_mount_say_what_is_not_a_store() {
     assert!(stderr(&out).contains("is not a msgfs store"), "{}", stderr(&out));
     assert_eq!(names(&plain), ["notes.txt"]);
 
-    let mbox = dir.path().join("mail.mbox");
-    std::fs::write(&mbox, b"From a@b Thu Jan  1 00:00:00 2024\nSubject: x\n\nbody\n").unwrap();
+    // Nor is a store laid out among someone's files, by init or by a first mount.
+    let mode = || std::fs::metadata(&plain).unwrap().permissions().mode();
+    let before = mode();
     let mp = dir.path().join("mnt");
     std::fs::create_dir(&mp).unwrap();
+    for args in [vec![Path::new("init"), &plain], vec![Path::new("mount"), &plain, &mp]] {
+        let out = msgfs(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("not a msgfs store and not empty"), "{}", stderr(&out));
+        assert_eq!(names(&plain), ["notes.txt"], "{args:?} left files");
+        assert_eq!(mode(), before, "{args:?} changed the directory's mode");
+    }
+    assert!(names(&mp).is_empty());
+
+    let mbox = dir.path().join("mail.mbox");
+    std::fs::write(&mbox, b"From a@b Thu Jan  1 00:00:00 2024\nSubject: x\n\nbody\n").unwrap();
     let out = msgfs(&[Path::new("mount"), &mbox, &mp]);
     assert!(!out.status.success());
     let err = stderr(&out);

@@ -120,12 +120,42 @@ fn create_store_dir(path: &Path) -> Result<()> {
     match super::vfs::create_private_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            refuse_foreign_files(path)?;
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::Permissions::from_mode(super::vfs::DIR_MODE);
-            std::fs::set_permissions(path, mode).map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+            if let Err(e) = std::fs::set_permissions(path, mode) {
+                // Someone else's directory: the store works, but is not private.
+                ::log::warn!("chmod 0700 {}: {e}", path.display());
+            }
+            Ok(())
         }
         Err(e) => Err(Error::io(format!("create {}", path.display()), e)),
     }
+}
+
+/// A store is made only in a new or empty directory, or over an interrupted creation (which
+/// leaves only the store's own names): laying one out among someone's files would mix them
+/// with the store's, and a later `msgfs backup` or removal of the store would take them.
+fn refuse_foreign_files(path: &Path) -> Result<()> {
+    const OURS: [&str; 8] =
+        [LOCK_FILE, "format.tmp", OBJECTS_DIR, STAGING_DIR, log::LOG_DIR, RECOVERED_DIR, log::RESERVE_FILE, CLEAN_FILE];
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(format!("list {}", path.display()), e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !OURS.iter().any(|o| name == *o) {
+            return Err(Error::io(
+                format!("{}", path.display()),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "not a msgfs store and not empty (it holds {:?}): give a new or empty directory for a store",
+                        name
+                    ),
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The store id in `dir`'s format file, if `dir` holds a msgfs store (a backup holds the
