@@ -339,3 +339,49 @@ pub fn release_reserve(vfs: &dyn Vfs, need: u64) -> bool {
     let give = need.div_ceil(RESERVE_STEP).max(1) * RESERVE_STEP;
     f.set_len(len.saturating_sub(give)).is_ok()
 }
+
+#[cfg(test)]
+mod reserve_tests {
+    //! The reserve's rule on a simulated full disk: a deletion that finds no room in the log
+    //! takes it from the reserve; a save does not.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::{OpenMode, RESERVE_FILE, RESERVE_STEP};
+    use crate::store::simfs::SimFs;
+    use crate::store::vfs::Vfs;
+    use crate::store::{Options, SaveFlags, Store};
+
+    fn reserve_len(fs: &SimFs) -> u64 {
+        fs.open(Path::new(RESERVE_FILE), OpenMode::Read).unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn a_deletion_that_finds_no_room_uses_the_reserve_and_a_save_does_not() {
+        let fs = SimFs::new();
+        let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
+        // The simulated disk has no free space to measure, so the store grows no reserve
+        // there by itself: lay one down as a real disk would have it.
+        let r = fs.open(Path::new(RESERVE_FILE), OpenMode::CreateNew).unwrap();
+        r.write_all_at(&vec![7u8; 1 << 20], 0).unwrap();
+        let inbox = st.folder_by_path("Inbox").unwrap();
+        let mut t = st.begin_new(inbox, "a.eml").unwrap();
+        t.write_at(b"Subject: a\r\n\r\nkept", 0).unwrap();
+        let id = t.save(SaveFlags(0)).unwrap().id;
+
+        // A save whose log append fails keeps failing: the reserve is not for saves.
+        let mut t = st.begin_new(inbox, "b.eml").unwrap();
+        t.write_at(b"Subject: b\r\n\r\nno room", 0).unwrap();
+        fs.fail_write(1);
+        let e = t.save(SaveFlags(0)).unwrap_err();
+        assert!(e.to_string().contains("append to the log: No space left"), "{e}");
+        assert_eq!(reserve_len(&fs), 1 << 20);
+
+        // A deletion gets its room from the reserve.
+        fs.fail_write(1);
+        st.delete_message(id).unwrap();
+        assert_eq!(reserve_len(&fs), (1 << 20) - RESERVE_STEP);
+        assert!(st.lookup(inbox, "a.eml").is_err());
+    }
+}
