@@ -104,6 +104,9 @@ fn a_store_and_its_backup_are_private_whatever_the_umask() {
         m.umount();
         assert_private(&store, &format!("umask {umask:03o}, store after a mount and saves"));
         assert_private(&dest, &format!("umask {umask:03o}, backup"));
+        // The daemon's log names messages too.
+        let log = std::fs::metadata(dir.path().join("msgfs/msgfs.log")).unwrap();
+        assert_eq!(log.permissions().mode() & 0o777, 0o600, "umask {umask:03o}: the daemon's log");
         assert!(msgfs(&[Path::new("check"), &dest]).status.success());
     }
 }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -285,12 +286,16 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
     if let Some(d) = log.parent() {
         let _ = std::fs::create_dir_all(d);
     }
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| {
+    // The log names messages (recovered drafts, conflicts): as private as the store.
+    let logf = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log).map_err(|e| {
         format!(
             "cannot open the daemon's log {}: {e} (set XDG_STATE_HOME or HOME to a directory you can write)",
             log.display()
         )
     })?;
+    // One made by an older msgfs may be 0644; narrowing it is all we want, so a failure
+    // (someone else's file) changes nothing else.
+    let _ = crate::store::vfs::fix_file_mode(&logf);
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("mount").arg("-f").arg("--ready-fd").arg(wfd.to_string());
     for o in options {
