@@ -251,6 +251,10 @@ fn check_and_mount_say_what_is_not_a_store() {
     assert!(stderr(&out).contains("is not a msgfs store"), "{}", stderr(&out));
     assert_eq!(names(&plain), ["notes.txt"]);
 
+    let out = msgfs(&[Path::new("check"), &dir.path().join("missing")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing: No such file or directory"), "{}", stderr(&out));
+
     // Nor is a store laid out among someone's files, by init or by a first mount.
     let mode = || std::fs::metadata(&plain).unwrap().permissions().mode();
     let before = mode();
