@@ -5,7 +5,8 @@
 //! was synced, or fail the Nth write. Paths are relative to the store directory.
 //!
 //! Everything the store creates is private to its owner whatever the umask: files 0600 and
-//! directories 0700 (as Dovecot does for a Maildir), since they hold other people's mail.
+//! directories 0700 (as Dovecot does for a Maildir), since they hold mail: only its owner
+//! may read it, whoever else can reach the disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
