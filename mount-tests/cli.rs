@@ -301,3 +301,21 @@ fn mounting_a_new_store_and_unmounting_log_no_false_alarm() {
     assert!(!log.contains("WARN"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[test]
+fn umount_removes_the_mount_of_a_daemon_that_died() {
+    if should_skip() {
+        return;
+    }
+    let mut m = Mount::new();
+    let pid = m.daemon_pid();
+    // SAFETY: killing the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_gone(pid);
+    let e = std::fs::metadata(&m.mp).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "not a dead mount: {e}");
+    m.unmount();
+    assert!(std::fs::read_dir(&m.mp).unwrap().next().is_none(), "something is still mounted");
+    let out = msgfs(&[Path::new("status"), &m.mp]);
+    assert!(stderr(&out).contains("is not a msgfs mount"), "{}", stderr(&out));
+}

@@ -387,11 +387,16 @@ fn mount_table() -> Vec<MountEntry> {
 /// The FUSE superblock magic, as statfs(2) reports it for every FUSE mount.
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
+/// Whether the filesystem at `path` is FUSE. A FUSE mount whose daemon died answers
+/// nothing (ENOTCONN); it counts, so that `msgfs umount` can remove it.
 fn is_fuse(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
     // SAFETY: statfs writes into the zeroed struct we own, given a valid C string.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type as i64 == FUSE_SUPER_MAGIC
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN);
+    }
+    st.f_type as i64 == FUSE_SUPER_MAGIC
 }
 
 /// `mp` (canonical) if it is the root of a msgfs mount: the filesystem there is FUSE, and
@@ -400,7 +405,20 @@ fn is_fuse(path: &Path) -> bool {
 /// those xattrs would simply be stored, and the command would seem to work.
 pub fn msgfs_root(mp: &Path) -> Result<PathBuf, String> {
     let not = || format!("{} is not a msgfs mount", mp.display());
-    let abs = std::fs::canonicalize(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
+    let abs = match std::fs::canonicalize(mp) {
+        Ok(abs) => abs,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // A mount whose daemon died cannot be looked at, but the mount table still
+            // names it: ours if its source says so (then `msgfs umount` can remove it).
+            let abs = std::path::absolute(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
+            let top = mount_table().into_iter().rev().find(|m| m.point == abs);
+            return match top {
+                Some(m) if m.is_msgfs() => Ok(abs),
+                _ => Err(format!("{}: {e}", mp.display())),
+            };
+        }
+        Err(e) => return Err(format!("{}: {e}", mp.display())),
+    };
     let top = mount_table().into_iter().rev().find(|m| m.point == abs);
     match top {
         Some(m) if m.is_msgfs() && is_fuse(&abs) => Ok(abs),
