@@ -4,9 +4,11 @@
 mod common;
 
 mod browse;
+mod cli;
 mod control;
 mod daemon;
 mod editors;
+mod fulldisk;
 mod nonroot;
 mod posix;
 mod pst;

@@ -10,6 +10,7 @@ mod notify;
 pub mod ops;
 pub mod state;
 mod watchdog;
+pub use watchdog::WATCHDOG_NAME;
 mod xattr;
 
 use std::path::Path;

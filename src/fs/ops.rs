@@ -565,6 +565,8 @@ impl Inner {
                 })?;
                 w.last_write = now_ns();
                 w.wrote = true;
+                // Written after its content went to a draft: this is new content to save.
+                w.kept = false;
                 if w.tx.new_in().is_some() {
                     let size = w.tx.size();
                     if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
@@ -640,7 +642,7 @@ impl Inner {
             }
             return err(Errno::EACCES);
         }
-        if on_close && !w.tx.is_dirty() && !w.tx.has_pending_change() {
+        if on_close && (w.kept || (!w.tx.is_dirty() && !w.tx.has_pending_change())) {
             return Ok(());
         }
         if w.tx.state() != crate::store::txn::TxState::Open {
@@ -760,6 +762,9 @@ impl Inner {
         if let Some(path) = w.tx.take_staged() {
             self.store.keep_draft(&path, &name)?;
         }
+        // Its content is kept: a later close (the RELEASE after this FLUSH) must not save
+        // again from what is left, which no longer holds it.
+        w.kept = true;
         Ok(())
     }
 

@@ -179,6 +179,8 @@ pub struct Writer {
     pub wrote: bool,
     /// The file's attributes when opened: what the writer still sees once it is deleted.
     pub attrs: Attrs,
+    /// Its unsaved content was kept as a recovered draft: nothing is left to save at close.
+    pub kept: bool,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
 }
@@ -204,6 +206,7 @@ impl Writer {
             home,
             wrote: false,
             conflicts: 0,
+            kept: false,
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct Watchdog {
     pid: libc::pid_t,
 }
 
+/// The watchdog's process name (/proc/PID/comm), NUL-terminated for prctl.
+pub const WATCHDOG_NAME: &[u8] = b"msgfs-watchdog\0";
+
 /// How often the daemon is looked at, in milliseconds.
 const POLL_MS: i64 = 50;
 
@@ -164,6 +167,8 @@ unsafe fn watch(stat_path: &CString, abort_path: &CString, start: u64) -> ! {
     // No descriptor of the daemon's: not /dev/fuse (it would keep the connection up), not the
     // store's lock file (it would keep the store locked).
     libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+    // Its command line is the daemon's: the name tells `msgfs umount` it is not the daemon.
+    libc::prctl(libc::PR_SET_NAME, WATCHDOG_NAME.as_ptr());
     let pause = libc::timespec { tv_sec: 0, tv_nsec: POLL_MS * 1_000_000 };
     let mut buf = [0u8; 1024];
     loop {
