@@ -7,6 +7,7 @@ mod browse;
 mod control;
 mod daemon;
 mod editors;
+mod kill_loop;
 mod nonroot;
 mod pst;
 mod tools;
