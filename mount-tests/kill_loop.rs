@@ -754,8 +754,13 @@ fn sigkill_under_saves_renames_and_unlinks_keeps_every_acknowledged_state_and_ne
             println!("{what}: {l}");
         }
     }
+    let failed = !(lost.is_empty() && hangs.is_empty() && unexpected.is_empty() && other.is_empty());
+    if failed {
+        // The operation files and daemon logs, for a look at what happened.
+        println!("kept {}", tmp.keep().display());
+    }
     assert!(
-        lost.is_empty() && hangs.is_empty() && unexpected.is_empty() && other.is_empty(),
+        !failed,
         "seed {seed}: {} acknowledged states lost, {} hangs, {} unexpected errors, {} other problems (listed above)",
         lost.len(),
         hangs.len(),
@@ -763,4 +768,42 @@ fn sigkill_under_saves_renames_and_unlinks_keeps_every_acknowledged_state_and_ne
         other.len()
     );
     assert!(kills >= 20 && acked_total >= 200, "too little exercised: {kills} kills, {acked_total} acknowledged ops");
+}
+
+/// The unexplained ENOENT of the kill loop, on its own: a message saved through the mount,
+/// renamed (before the save's invalidation of its name reached the kernel, its dentry keeps
+/// the older version's inode), renamed over another message and renamed again must stay
+/// openable and hold what was written. The race is lost in a fraction of the iterations; before
+/// the fix about one in twelve got ENOENT.
+#[test]
+fn a_saved_message_renamed_over_another_and_renamed_again_stays_openable() {
+    if should_skip() {
+        return;
+    }
+    let m = Mount::new();
+    let put = |p: &Path, body: &[u8], create: bool| -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).truncate(true).create_new(create).open(p)?;
+        f.write_all(body)?;
+        f.sync_all()
+    };
+    let mut failures = Vec::new();
+    for i in 0..300 {
+        let [x, y, z, w] = ["x", "y", "z", "w"].map(|c| m.p(&format!("Inbox/{c}{i}.eml")));
+        put(&x, b"x1\n", true).unwrap();
+        put(&z, b"z1\n", true).unwrap();
+        // Dentries with the long TTL (no writer then), then a save of x through the mount.
+        std::fs::metadata(&x).unwrap();
+        std::fs::metadata(&z).unwrap();
+        put(&x, b"x2\n", false).unwrap();
+        std::fs::rename(&x, &y).unwrap();
+        std::fs::rename(&y, &z).unwrap();
+        std::fs::rename(&z, &w).unwrap();
+        match put(&w, b"x3\n", false) {
+            Ok(()) => assert_eq!(std::fs::read(&w).unwrap(), b"x3\n", "iteration {i}"),
+            Err(e) => failures.push(format!("iteration {i}: {e}")),
+        }
+        std::fs::remove_file(&w).unwrap();
+    }
+    assert!(failures.is_empty(), "{} of 300: {failures:?}", failures.len());
+    assert_eq!(names(&m.p("Inbox")), Vec::<String>::new(), "names left over");
 }
