@@ -9,6 +9,7 @@ mod daemon;
 mod editors;
 mod kill_loop;
 mod nonroot;
+mod posix;
 mod pst;
 mod tools;
 mod transactions;

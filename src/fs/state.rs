@@ -189,13 +189,24 @@ pub struct Writer {
     pub home: (Id, String),
     /// Whether anything was written through it (truncation alone does not count).
     pub wrote: bool,
+    /// The file's attributes when opened: what the writer still sees once it is deleted.
+    pub attrs: Attrs,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
 }
 
 impl Writer {
-    pub fn new(ino: u64, key: Id, tx: Transaction, pid: u32, open_flags: i32, home: (Id, String)) -> Writer {
+    pub fn new(
+        ino: u64,
+        key: Id,
+        tx: Transaction,
+        pid: u32,
+        open_flags: i32,
+        home: (Id, String),
+        attrs: Attrs,
+    ) -> Writer {
         Writer {
+            attrs,
             ino,
             key,
             tx,
