@@ -10,7 +10,8 @@
 //! - `new`: creates a message (O_CREAT|O_EXCL), writes it and fsyncs it (ack: fsync returned
 //!   0), then closes it or keeps the descriptor open ("held");
 //! - `upd`: rewrites one of its messages and fsyncs, through its held descriptor (pwrite,
-//!   ftruncate, fsync) or through a new one (O_TRUNC, write, fsync, close);
+//!   ftruncate, fsync) or through a new one (O_TRUNC, half of them with O_CREAT as a shell's
+//!   `>`, write, fsync, close);
 //! - `ren`: renames one of its messages (the held one too) to a new name, or over another of
 //!   its messages that is not held (ack: rename returned 0);
 //! - `del`: unlinks one of its messages (ack: unlink returned 0);
@@ -271,9 +272,11 @@ fn writer(rd: &Round, w: usize, mut owned: Vec<String>, seed: u64, ops: &Path) -
                     let name = owned[pick].clone();
                     step(format!("upd {name}"));
                     log_line(&mut log, format!("I {seq} upd {name} -\n"), false);
-                    let flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC;
+                    // Half of them as a shell's `>` does (O_CREAT on an existing name).
+                    let creat = if (rng >> 28) & 1 == 0 { libc::O_CREAT } else { 0 };
+                    let flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_CLOEXEC | creat;
                     // SAFETY: openat with our folder descriptor and a valid C string.
-                    let fd = match sys(unsafe { libc::openat(dir, c(&name).as_ptr(), flags) }) {
+                    let fd = match sys(unsafe { libc::openat(dir, c(&name).as_ptr(), flags, 0o644) }) {
                         Ok(fd) => fd,
                         Err(e) => return fail(seq, format!("open O_TRUNC {name}"), e, &held, None),
                     };
@@ -294,7 +297,7 @@ fn writer(rd: &Round, w: usize, mut owned: Vec<String>, seed: u64, ops: &Path) -
             // Over another message of ours (not held: its writer would lose to this one).
             let over: Vec<&String> =
                 owned.iter().filter(|n| **n != name && Some(n.as_str()) != held_name.as_deref()).collect();
-            let target = if !coin && (rng >> 24) % 3 == 0 && !over.is_empty() && held_name.as_deref() != Some(&name) {
+            let target = if !coin && (rng >> 24) % 3 != 0 && !over.is_empty() && held_name.as_deref() != Some(&name) {
                 over[(rng >> 32) as usize % over.len()].clone()
             } else {
                 fresh
