@@ -11,6 +11,7 @@ mod kill_loop;
 mod nonroot;
 mod posix;
 mod pst;
+mod times;
 mod tools;
 mod transactions;
 mod xattrs;

@@ -74,7 +74,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         blocks: a.size.div_ceil(512),
         atime: t,
         mtime: t,
-        ctime: t,
+        ctime: time(a.ctime),
         crtime: t,
         kind: if a.dir { FileType::Directory } else { FileType::RegularFile },
         perm: (a.attrs.mode & 0o7777) as u16,
@@ -453,6 +453,7 @@ impl Filesystem for MsgFs {
                     ino: e.ino,
                     size: 4096,
                     attrs: crate::store::Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 },
+                    ctime: 0,
                     dir: true,
                     nlink: 2,
                 };

@@ -30,6 +30,8 @@ pub struct Attr {
     pub ino: u64,
     pub size: u64,
     pub attrs: Attrs,
+    /// Status change time (ns), kept by the store; a file not yet saved has its mtime.
+    pub ctime: i64,
     pub dir: bool,
     pub nlink: u32,
 }
@@ -171,21 +173,28 @@ impl Inner {
     fn folder_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let f = ix.folder(id)?;
-        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, dir: true, nlink: 2 + f.subfolders })
+        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, ctime: f.ctime, dir: true, nlink: 2 + f.subfolders })
     }
 
     /// A message's stored attributes, under the inode of its current version.
     fn message_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let m = ix.message(id)?;
-        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, dir: false, nlink: 1 })
+        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, ctime: m.ctime, dir: false, nlink: 1 })
     }
 
     fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
         let n = ov.nodes.get(&ino).ok_or(FsError::Errno(Errno::ENOENT))?;
         // A new message's size is its writers' (kept in the node by `write`, so no writer
         // lock is taken here: the lock order is writer, then overlay).
-        Ok(Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } })
+        Ok(Attr {
+            ino,
+            size: n.size,
+            attrs: n.attrs,
+            ctime: n.attrs.mtime,
+            dir: false,
+            nlink: if n.unlinked { 0 } else { 1 },
+        })
     }
 
     /// What a writer sees of its own file: its size, its mtime, its pending attributes.
@@ -193,6 +202,7 @@ impl Inner {
         let c = w.tx.pending_change();
         a.size = w.tx.size();
         a.attrs.mtime = c.mtime.unwrap_or(if w.tx.is_dirty() { w.last_write } else { a.attrs.mtime });
+        a.ctime = if w.tx.is_dirty() { a.ctime.max(w.last_write) } else { a.ctime };
         if let Some(m) = c.mode {
             a.attrs.mode = (a.attrs.mode & !0o7777) | (m & 0o7777);
         }
@@ -229,11 +239,13 @@ impl Inner {
             Some(Handle::Write(w)) => {
                 let w = w.lock().unwrap();
                 // Deleted meanwhile: the writer still shows what it opened.
-                let base = base.unwrap_or(Attr { ino, size: 0, attrs: w.attrs, dir: false, nlink: 0 });
+                let base =
+                    base.unwrap_or(Attr { ino, size: 0, attrs: w.attrs, ctime: w.attrs.mtime, dir: false, nlink: 0 });
                 return Ok((Self::writer_view(&w, base), Duration::ZERO));
             }
             Some(Handle::Read(v)) => {
-                let a = base.unwrap_or(Attr { ino, size: 0, attrs: v.attrs, dir: false, nlink: 0 });
+                let a =
+                    base.unwrap_or(Attr { ino, size: 0, attrs: v.attrs, ctime: v.attrs.mtime, dir: false, nlink: 0 });
                 return Ok((Attr { size: v.size, ..a }, Duration::ZERO));
             }
             _ => {}
@@ -261,7 +273,7 @@ impl Inner {
         let id = Self::message_of(r)?;
         self.handles.iter().find_map(|h| match h.value() {
             Handle::Read(v) if v.id == id && (v.version == ino || !matches!(r, InodeRef::Version { .. })) => {
-                Some(Attr { ino, size: v.size, attrs: v.attrs, dir: false, nlink: 0 })
+                Some(Attr { ino, size: v.size, attrs: v.attrs, ctime: v.attrs.mtime, dir: false, nlink: 0 })
             }
             _ => None,
         })
@@ -426,7 +438,7 @@ impl Inner {
             drop(ov);
             self.inodes.remember(ino, InodeRef::Node(ino));
             let fh = self.new_fh(Handle::Scratch { ino, file });
-            return Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, false));
+            return Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, false));
         }
         let tx = self.store.begin_new_with_id(ino, folder, name)?;
         ov.add_node(ino, Node::new(folder, name, NodeKind::NewMessage, attrs));
@@ -435,7 +447,7 @@ impl Inner {
         ov.writers.entry(ino).or_default().push((fh, pid));
         drop(ov);
         self.inodes.remember(ino, InodeRef::Node(ino));
-        Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, true))
+        Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, true))
     }
 
     /// Open a file. Returns the handle, whether it must bypass the page cache (writers, and
@@ -699,6 +711,7 @@ impl Inner {
                     w.key = out.id;
                     self.inodes.retarget(w.ino, InodeRef::Message(out.id));
                 }
+                let is_new = loc.is_some();
                 let (folder, name) = match loc {
                     Some(l) => l,
                     None => {
@@ -710,6 +723,10 @@ impl Inner {
                     }
                 };
                 drop(ov);
+                if is_new {
+                    // The folder gained an entry at this commit: its cached times are old.
+                    self.inval_attrs(folder);
+                }
                 // The name now leads to the new version's inode.
                 self.expire_entry(folder, &name);
                 self.inval_attrs(w.ino);

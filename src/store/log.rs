@@ -44,6 +44,14 @@ fn get_xattrs(d: &mut Dec) -> Result<Xattrs> {
 
 pub fn encode_record(e: &mut Enc, r: &Record) {
     match r {
+        Record::Time { ns } => {
+            e.u8(9);
+            e.i64(*ns);
+        }
+        Record::FolderTouch { id } => {
+            e.u8(10);
+            e.u64(*id);
+        }
         Record::FolderCreate { id, parent, name, attrs } => {
             e.u8(1);
             e.u64(*id);
@@ -119,6 +127,8 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
         6 => Record::MessageMove { id: d.u64()?, folder: d.u64()?, name: d.str()?.into() },
         7 => Record::MessageDelete { id: d.u64()? },
         8 => Record::MessageMeta { id: d.u64()?, attrs: d.attrs()?, flags: d.u8()?, xattrs: get_xattrs(d)? },
+        9 => Record::Time { ns: d.i64()? },
+        10 => Record::FolderTouch { id: d.u64()? },
         t => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
     })
 }

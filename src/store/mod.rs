@@ -443,6 +443,12 @@ impl Store {
         self.run(Op::MessageMeta { id, change }).map(drop)
     }
 
+    /// Set the mtime and ctime of folders to the commit time, durably: for changes to their
+    /// entries that the store does not hold (see `Op::FolderTouch`).
+    pub fn touch_folders(&self, ids: &[Id]) -> Result<()> {
+        self.run(Op::FolderTouch { ids: ids.to_vec() }).map(drop)
+    }
+
     /// Make message `src` the new version of message `dst` (a rename of one message over
     /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
     pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {
