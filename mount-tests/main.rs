@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod editors;
 mod fulldisk;
+mod kill_loop;
 mod nonroot;
 mod posix;
 mod pst;

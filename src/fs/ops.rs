@@ -1126,12 +1126,12 @@ impl Inner {
     /// Message `src` renamed over message `dst`: `dst` gets `src`'s content as a new
     /// version and keeps its entry id.
     fn rename_over(&self, src: Id, dst: Id, df: Id, newname: &str) -> FsResult<()> {
-        let src_ino = self.store.index().messages.get(&src).map(|m| m.version);
         self.store.rename_over(src, dst)?;
-        if let Some(ino) = src_ino {
-            // The kernel moved the source's inode to the target's name.
-            self.inodes.retarget(ino, InodeRef::Message(dst));
-        }
+        // The kernel moved the source's inode to the target's name: not necessarily its
+        // current version's (a save's invalidation of the source's name may not have reached
+        // the kernel, or missed it after a rename), so every inode of the source now leads to
+        // the target.
+        self.inodes.retarget_message(src, InodeRef::Message(dst));
         self.expire_entry(df, newname);
         Ok(())
     }

@@ -63,6 +63,18 @@ impl Inodes {
         }
     }
 
+    /// Make every inode that stands for message `from` stand for `to`: after a rename of
+    /// `from` over another message, the kernel shows whichever of `from`'s inodes its dentry
+    /// held (an older version's, if an invalidation had not reached it yet) under the target's
+    /// name, and `from` is gone.
+    pub fn retarget_message(&self, from: Id, to: InodeRef) {
+        for mut e in self.map.iter_mut() {
+            if matches!(e.0, InodeRef::Version { id, .. } | InodeRef::Message(id) if id == from) {
+                e.0 = to;
+            }
+        }
+    }
+
     pub fn forget(&self, ino: u64, n: u64) {
         if let dashmap::mapref::entry::Entry::Occupied(mut e) = self.map.entry(ino) {
             if e.get().1 <= n {
