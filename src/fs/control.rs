@@ -5,7 +5,7 @@
 use fuser::Errno;
 
 use super::errno::{err, FsError, FsResult};
-use super::ops::Inner;
+use super::store_fs::StoreFs;
 use crate::control::*;
 use crate::store::control::SnapState;
 use crate::store::Error;
@@ -27,7 +27,7 @@ fn state_code(s: SnapState) -> u32 {
     }
 }
 
-impl Inner {
+impl StoreFs {
     fn may_control(&self, uid: u32) -> FsResult<()> {
         if uid == 0 || uid == self.owner_uid {
             Ok(())

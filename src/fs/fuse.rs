@@ -16,8 +16,8 @@ use fuser::{
 };
 
 use super::errno::{FsError, FsResult};
-use super::ops::{Attr, Inner};
-use super::state::Handle;
+use super::handles::Handle;
+use super::store_fs::{Attr, StoreFs};
 use crate::control;
 use crate::store::{AttrChange, SaveFlags};
 
@@ -54,7 +54,7 @@ impl Pool {
 }
 
 pub struct MsgFs {
-    pub inner: Arc<Inner>,
+    pub inner: Arc<StoreFs>,
     pool: Pool,
 }
 
@@ -98,7 +98,7 @@ fn ns_of(t: TimeOrNow) -> i64 {
 }
 
 impl MsgFs {
-    pub fn new(inner: Arc<Inner>, workers: usize) -> MsgFs {
+    pub fn new(inner: Arc<StoreFs>, workers: usize) -> MsgFs {
         MsgFs { inner, pool: Pool::new(workers) }
     }
 
@@ -125,7 +125,7 @@ impl MsgFs {
     /// (parked with their reply, on worker threads) instead of failing.
     fn park_change<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> FsResult<T> + Send + 'static,
+        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
         reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
     ) {
         self.park(
@@ -144,7 +144,7 @@ impl MsgFs {
     /// wait for a thaw (the thaw itself may be this request).
     fn control<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> FsResult<T> + Send + 'static,
+        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
         reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
     ) {
         let inner = self.inner.clone();
@@ -157,7 +157,7 @@ impl MsgFs {
     /// Run `f` on the pool and send its result with `reply`.
     fn park<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> FsResult<T> + Send + 'static,
+        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
         reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
     ) {
         let inner = self.inner.clone();
@@ -270,7 +270,7 @@ impl Filesystem for MsgFs {
         self.park_change(
             move |fs| fs.mkdir(parent.0, &name, mode & !umask, uid, gid),
             move |r| match r {
-                Ok(a) => reply.entry(&super::ops::TTL, &file_attr(&a), Generation(0)),
+                Ok(a) => reply.entry(&super::store_fs::TTL, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(e),
             },
         );

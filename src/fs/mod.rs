@@ -1,14 +1,18 @@
 //! The mounted view: folders as directories, messages as files, open/write/close as
-//! SaveChanges transactions, on fuser. `ops.rs` holds the logic, `fuse.rs` the thin adapter,
+//! SaveChanges transactions, on fuser. `store_fs.rs` and the files beside it hold the logic, `fuse.rs` the thin adapter,
 //! `errno.rs` the one errno mapping.
 
+mod attrs;
 mod control;
 pub mod errno;
 mod fuse;
+mod handles;
+mod inodes;
 pub mod names;
+mod namespace;
 mod notify;
-pub mod ops;
-pub mod state;
+mod overlay;
+pub mod store_fs;
 mod watchdog;
 pub use watchdog::WATCHDOG_NAME;
 mod xattr;
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use fuser::{MountOption, SessionACL};
 
 use crate::store::Store;
-use ops::Inner;
+use store_fs::StoreFs;
 
 /// Mount options (`-o`).
 #[derive(Clone, Debug)]
@@ -47,7 +51,7 @@ pub type Unmounter = fuser::SessionUnmounter;
 /// writer is saved as at close, and the store is closed cleanly.
 pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnOnce(Unmounter)) -> std::io::Result<()> {
     store.set_freeze_timeout(std::time::Duration::from_millis(cfg.snapshot_timeout_ms));
-    let inner = Arc::new(Inner::new(store.clone(), cfg.read_only));
+    let inner = Arc::new(StoreFs::new(store.clone(), cfg.read_only));
     let fs = fuse::MsgFs::new(inner.clone(), 8);
     let mut config = fuser::Config::default();
     let source = store.path().map(|p| p.display().to_string()).unwrap_or_else(|| "store".into());

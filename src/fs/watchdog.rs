@@ -65,6 +65,26 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The connection's abort file lives in the FUSE control filesystem, which not every system
+/// mounts (no systemd unit in a container): mount it if we may, else say the watchdog is
+/// toothless.
+fn ensure_fusectl(conn: u32) {
+    const DIR: &str = "/sys/fs/fuse/connections";
+    if Path::new(&format!("{DIR}/{conn}/abort")).exists() {
+        return;
+    }
+    let (none, dir, fstype) = (c"none", c"/sys/fs/fuse/connections", c"fusectl");
+    // SAFETY: mount with valid C strings and no data.
+    let r = unsafe { libc::mount(none.as_ptr(), dir.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if r != 0 || !Path::new(&format!("{DIR}/{conn}/abort")).exists() {
+        log::warn!(
+            "the FUSE control filesystem is not mounted at {DIR} ({}): a daemon killed at a bad moment \
+             may leave this mount hung (as root: mount -t fusectl none {DIR})",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// What /proc/PID/stat says of a process: state, thread count, start time.
 #[derive(Debug, PartialEq, Eq)]
 struct ProcStat {
@@ -127,6 +147,7 @@ impl Watchdog {
             log::warn!("no FUSE connection found for {}: no watchdog", mountpoint.display());
             return None;
         };
+        ensure_fusectl(conn);
         // SAFETY: getpid has no preconditions.
         let daemon = unsafe { libc::getpid() };
         let stat_path = CString::new(format!("/proc/{daemon}/stat")).ok()?;

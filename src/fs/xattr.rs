@@ -4,15 +4,15 @@
 use fuser::Errno;
 
 use super::errno::{err, FsError, FsResult};
-use super::ops::Inner;
-use super::state::InodeRef;
+use super::inodes::InodeRef;
+use super::store_fs::StoreFs;
 use crate::control::*;
 use crate::store::{AttrChange, Error, XattrChange};
 
 /// How much of a message is read to find its header properties.
 const HEADER_PREFIX: usize = 256 << 10;
 
-impl Inner {
+impl StoreFs {
     fn computed(&self, r: InodeRef, name: &str) -> FsResult<Vec<u8>> {
         let id = match r {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => id,

@@ -464,13 +464,18 @@ impl Store {
     /// Make message `src` the new version of message `dst` (a rename of one message over
     /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
     pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {
+        self.run(self.rename_over_op(src, dst)?)
+    }
+
+    /// The operation of [`Store::rename_over`], to submit.
+    pub fn rename_over_op(&self, src: Id, dst: Id) -> Result<Op> {
         let (m, xattrs) = {
             let ix = self.index();
             let m = ix.message(src)?.clone();
             let x = m.xattrs.as_deref().cloned().unwrap_or_default();
             (m, x)
         };
-        self.run(Op::Save(Box::new(Save {
+        Ok(Op::Save(Box::new(Save {
             id: dst,
             new_in: None,
             base_version: None,
@@ -497,11 +502,23 @@ impl Store {
         attrs: Attrs,
         xattrs: index::Xattrs,
     ) -> Result<Outcome> {
+        self.run(self.commit_file_op(staged, target, new_in, attrs, xattrs)?)
+    }
+
+    /// The operation of [`Store::commit_file`], to submit: the file is synced here.
+    pub fn commit_file_op(
+        &self,
+        staged: &Path,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: index::Xattrs,
+    ) -> Result<Op> {
         let f = self.0.vfs.open(staged, OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
         f.sync().map_err(|e| Error::io("sync staged file", e))?;
         let (size, crc) = txn::size_and_crc(&*f)?;
         let id = target.unwrap_or_else(|| self.alloc_id());
-        self.run(Op::Save(Box::new(Save {
+        Ok(Op::Save(Box::new(Save {
             id,
             new_in: if target.is_some() { None } else { new_in },
             base_version: None,

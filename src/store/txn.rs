@@ -6,6 +6,13 @@
 //! against the committed one: the first save wins, a later one gets ObjectChanged unless
 //! it forces, and a save after a delete gets ObjectDeleted. On any error the transaction
 //! keeps its copy and its changes.
+//!
+//! A save is two steps around the committer, so that nothing waits for it on a thread:
+//! [`Transaction::prepare_save`] syncs the private copy and hands it over as the operation
+//! to submit, and [`Transaction::finish_save`] takes the committer's answer. In between the
+//! handed-over copy is the transaction's base: reads come from it, and a write makes a new
+//! private copy of it (the one being committed never changes). [`Transaction::save`] does
+//! both and waits, for callers on threads of their own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,12 +68,28 @@ pub struct Transaction {
     base_version: Option<u64>,
     /// The committed content this transaction started from (or last saved).
     base: Option<Arc<dyn VfsFile>>,
-    staged: Option<(PathBuf, Box<dyn VfsFile>)>,
+    staged: Option<(PathBuf, Arc<dyn VfsFile>)>,
+    /// A save submitted and not answered yet: what to restore if it fails.
+    saving: Option<Saving>,
     size: u64,
     dirty: bool,
     state: TxState,
     /// Attribute and xattr changes made through this writer, committed with its save.
     change: AttrChange,
+}
+
+/// What a transaction had before it handed its private copy to the committer.
+struct Saving {
+    path: PathBuf,
+    base: Option<Arc<dyn VfsFile>>,
+    base_version: Option<u64>,
+}
+
+/// A save prepared by [`Transaction::prepare_save`]: the operation to submit, or the
+/// answer when there is nothing to commit.
+pub enum PreparedSave {
+    Submit(Op),
+    Done(Outcome),
 }
 
 const CHUNK: usize = 1 << 20;
@@ -100,6 +123,7 @@ impl Store {
             base_version: Some(view.version),
             base: Some(view.file),
             staged: None,
+            saving: None,
             size: view.size,
             dirty: false,
             state: TxState::Open,
@@ -126,6 +150,7 @@ impl Store {
             base_version: None,
             base: None,
             staged: None,
+            saving: None,
             size: 0,
             dirty: true,
             state: TxState::Open,
@@ -168,7 +193,7 @@ impl Transaction {
 
     /// The private copy's descriptor, if one exists (for passthrough of reads).
     pub fn staged_file(&self) -> Option<&dyn VfsFile> {
-        self.staged.as_ref().map(|(_, f)| &**f)
+        self.staged.as_ref().map(|(_, f)| &**f as &dyn VfsFile)
     }
 
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
@@ -219,7 +244,7 @@ impl Transaction {
                     return Err(Error::io("copy the message into a private copy", e));
                 }
             }
-            self.staged = Some((path, f));
+            self.staged = Some((path, Arc::from(f)));
         }
         Ok(&*self.staged.as_ref().unwrap().1)
     }
@@ -244,33 +269,49 @@ impl Transaction {
         Ok(())
     }
 
-    /// SaveChanges. On success the content is a new version and, with KEEP_OPEN_READWRITE,
-    /// the transaction goes on from it. On error nothing changed and the transaction keeps
-    /// its private copy, so the caller can retry with FORCE_SAVE or save it elsewhere.
+    /// SaveChanges, waiting for the committer. On success the content is a new version and,
+    /// with KEEP_OPEN_READWRITE, the transaction goes on from it. On error nothing changed
+    /// and the transaction keeps its private copy, so the caller can retry with FORCE_SAVE or
+    /// save it elsewhere.
     pub fn save(&mut self, flags: SaveFlags) -> Result<Outcome> {
+        match self.prepare_save(flags)? {
+            PreparedSave::Done(out) => Ok(out),
+            PreparedSave::Submit(op) => {
+                let r = self.store.run(op);
+                self.finish_save(flags, r)
+            }
+        }
+    }
+
+    /// The first half of a save: sync the private copy and hand it over. Submit the
+    /// operation it returns, then give its answer to [`Transaction::finish_save`]. While a
+    /// save is in flight another cannot start (`Busy`): its base version is not known yet.
+    pub fn prepare_save(&mut self, flags: SaveFlags) -> Result<PreparedSave> {
         let flags = flags.validate()?;
         self.writable()?;
+        if self.saving.is_some() {
+            return Err(Error::Busy);
+        }
         if !self.dirty && self.new_in.is_none() {
             // The content is unchanged: no new version. Attribute changes made through this
             // writer apply as they would on any file (MAPI answers S_OK either way).
             if self.has_pending_change() {
-                self.store.run(Op::MessageMeta { id: self.id, change: self.change.clone() })?;
-                self.change = AttrChange::default();
+                return Ok(PreparedSave::Submit(Op::MessageMeta { id: self.id, change: self.change.clone() }));
             }
             self.after_save(flags);
-            return Ok(Outcome { id: self.id, version: self.base_version.unwrap_or(0) });
+            return Ok(PreparedSave::Done(Outcome { id: self.id, version: self.base_version.unwrap_or(0) }));
         }
         let size = self.size;
         let f = self.ensure_staged(size)?;
         f.sync().map_err(|e| Error::io("sync the private copy", e))?;
         let (size, crc) = size_and_crc(f)?;
-        let path = self.staged.as_ref().unwrap().0.clone();
-        let out = self.store.run(Op::Save(Box::new(Save {
+        let (path, file) = self.staged.take().expect("made above");
+        let op = Op::Save(Box::new(Save {
             id: self.id,
             new_in: self.new_in.clone(),
             base_version: self.base_version,
             force: flags.has(SaveFlags::FORCE_SAVE),
-            source: Source::Staged(path),
+            source: Source::Staged(path.clone()),
             size,
             crc,
             attrs: None,
@@ -278,16 +319,50 @@ impl Transaction {
             xattrs: None,
             change: self.change.clone(),
             delete_source: None,
-        })))?;
-        self.change = AttrChange::default();
-        // The private copy is now the committed object (same file, moved): keep reading it.
-        let (_, file) = self.staged.take().unwrap();
-        self.base = Some(Arc::from(file));
-        self.base_version = Some(out.version);
-        self.new_in = None;
+        }));
+        // The handed-over copy is the content from now on: the committer moves the file,
+        // and this descriptor reads it wherever it is.
+        let base = self.base.replace(file);
+        self.saving = Some(Saving { path, base, base_version: self.base_version });
         self.dirty = false;
-        self.after_save(flags);
-        Ok(out)
+        Ok(PreparedSave::Submit(op))
+    }
+
+    /// The second half of a save: the committer's answer to the operation of
+    /// [`Transaction::prepare_save`].
+    pub fn finish_save(&mut self, flags: SaveFlags, result: Result<Outcome>) -> Result<Outcome> {
+        let Some(saving) = self.saving.take() else {
+            // Attributes only: no content was handed over.
+            let out = result?;
+            self.change = AttrChange::default();
+            self.after_save(flags);
+            return Ok(out);
+        };
+        match result {
+            Ok(out) => {
+                // The handed-over copy is now the committed object (same file, moved).
+                self.change = AttrChange::default();
+                self.base_version = Some(out.version);
+                self.new_in = None;
+                self.after_save(flags);
+                Ok(out)
+            }
+            Err(e) => {
+                // The committer put the file back where it was (or never moved it).
+                let handed = std::mem::replace(&mut self.base, saving.base);
+                self.base_version = saving.base_version;
+                self.dirty = true;
+                match (&self.staged, handed) {
+                    // Written since: that newer copy holds the handed-over content too.
+                    (Some(_), _) => {
+                        let _ = self.store.vfs().remove_file(&saving.path);
+                    }
+                    (None, Some(file)) => self.staged = Some((saving.path, file)),
+                    (None, None) => {}
+                }
+                Err(e)
+            }
+        }
     }
 
     fn after_save(&mut self, flags: SaveFlags) {
@@ -367,6 +442,7 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
+        // A copy handed to the committer is the committer's now.
         if let Some((path, f)) = self.staged.take() {
             drop(f);
             let _ = self.store.vfs().remove_file(&path);

@@ -1,0 +1,549 @@
+//! Handles and saves: create and open (a reader pins a version, a writer begins a
+//! transaction), read and write, and SaveChanges at fsync and close, with the conflict copy
+//! and recovered-draft rules that keep what a failed save held.
+
+use std::sync::Arc;
+
+use fuser::Errno;
+
+use super::errno::{err, FsError, FsResult};
+use super::store_fs::*;
+use crate::store::commit::now_ns;
+
+use super::inodes::InodeRef;
+use super::overlay::{Node, NodeKind};
+use crate::store::{PinnedVersion, Transaction};
+
+/// A writer: one descriptor opened for writing, one transaction.
+pub struct Writer {
+    /// The inode the kernel opened.
+    pub ino: u64,
+    /// The message id, or the node inode of a new message not saved yet.
+    pub key: Id,
+    pub tx: Transaction,
+    pub pid: u32,
+    pub append: bool,
+    /// When it last wrote (what the writer sees as its mtime).
+    pub last_write: i64,
+    /// Folder and name of the message when it was opened (for a conflict copy of a message
+    /// deleted meanwhile).
+    pub home: (Id, String),
+    /// Whether anything was written through it (truncation alone does not count).
+    pub wrote: bool,
+    /// The file's attributes when opened: what the writer still sees once it is deleted.
+    pub attrs: Attrs,
+    /// Its unsaved content was kept as a recovered draft: nothing is left to save at close.
+    pub kept: bool,
+    /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
+    pub conflicts: u32,
+}
+
+impl Writer {
+    pub fn new(
+        ino: u64,
+        key: Id,
+        tx: Transaction,
+        pid: u32,
+        open_flags: i32,
+        home: (Id, String),
+        attrs: Attrs,
+    ) -> Writer {
+        Writer {
+            attrs,
+            ino,
+            key,
+            tx,
+            pid,
+            append: open_flags & libc::O_APPEND != 0,
+            last_write: crate::store::commit::now_ns(),
+            home,
+            wrote: false,
+            conflicts: 0,
+            kept: false,
+        }
+    }
+}
+
+pub struct DirEnt {
+    pub ino: u64,
+    pub name: String,
+    pub dir: bool,
+    pub inode: InodeRef,
+}
+
+pub enum Handle {
+    /// Reading one version, pinned at open; its object is opened at the first READ, which
+    /// with a warm page cache never comes.
+    Read(Arc<PinnedVersion>),
+    /// Reading a file with no saved content yet.
+    Empty,
+    Write(Arc<Mutex<Writer>>),
+    Scratch {
+        ino: u64,
+        file: Arc<dyn VfsFile>,
+    },
+    Dir(Arc<Vec<DirEnt>>),
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Handle {
+        match self {
+            Handle::Read(v) => Handle::Read(v.clone()),
+            Handle::Empty => Handle::Empty,
+            Handle::Write(w) => Handle::Write(w.clone()),
+            Handle::Scratch { ino, file } => Handle::Scratch { ino: *ino, file: file.clone() },
+            Handle::Dir(d) => Handle::Dir(d.clone()),
+        }
+    }
+}
+
+impl StoreFs {
+    /// Create a file: a scratch file, or a new message that exists in the store from its
+    /// first save on. The arguments are those of the FUSE request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        pid: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, u64, bool)> {
+        self.writable()?;
+        let folder = self.folder_of(parent)?;
+        crate::store::index::check_name(name)?;
+        let mut ov = self.overlay();
+        if self.name_taken(&ov, folder, name) {
+            return err(Errno::EEXIST);
+        }
+        let ino = self.store.alloc_id();
+        let attrs = Self::new_attrs(mode, libc::S_IFREG, uid, gid);
+        if is_scratch(name) {
+            let path = self.store.staging_path(&format!("s{ino}"));
+            let file: Arc<dyn VfsFile> =
+                Arc::from(io(self.store.vfs().open(&path, OpenMode::CreateNew), "create a scratch file")?);
+            ov.add_node(ino, Node::new(folder, name, NodeKind::Scratch { path }, attrs));
+            drop(ov);
+            self.inodes.remember(ino, InodeRef::Node(ino));
+            let fh = self.new_fh(Handle::Scratch { ino, file });
+            return Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, false));
+        }
+        let tx = self.store.begin_new_with_id(ino, folder, name)?;
+        ov.add_node(ino, Node::new(folder, name, NodeKind::NewMessage, attrs));
+        let w = Writer::new(ino, ino, tx, pid, flags, (folder, name.to_string()), attrs);
+        let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+        ov.writers.entry(ino).or_default().push((fh, pid));
+        drop(ov);
+        self.inodes.remember(ino, InodeRef::Node(ino));
+        Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, true))
+    }
+
+    /// Open a file. Returns the handle, whether it must bypass the page cache (writers, and
+    /// an inode that no longer is the current version), and whether it is a reader (which
+    /// has nothing to save at close).
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool, bool)> {
+        let r = self.resolve(ino)?;
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if write {
+            self.writable()?;
+        }
+        match r {
+            InodeRef::Folder(_) => err(Errno::EISDIR),
+            InodeRef::Node(n) => {
+                let mut ov = self.overlay();
+                let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
+                match &node.kind {
+                    NodeKind::Scratch { path } => {
+                        let file: Arc<dyn VfsFile> =
+                            Arc::from(io(self.store.vfs().open(path, OpenMode::ReadWrite), "open a scratch file")?);
+                        if flags & libc::O_TRUNC != 0 && write {
+                            io(file.set_len(0), "truncate a scratch file")?;
+                            node.size = 0;
+                        }
+                        node.open += 1;
+                        drop(ov);
+                        Ok((self.new_fh(Handle::Scratch { ino: n, file }), true, false))
+                    }
+                    NodeKind::NewMessage if !write => {
+                        node.open += 1;
+                        drop(ov);
+                        Ok((self.new_fh(Handle::Empty), true, true))
+                    }
+                    NodeKind::NewMessage => {
+                        let tx = self.store.begin_new_with_id(n, node.folder, &node.name.clone())?;
+                        node.open += 1;
+                        let w = Writer::new(ino, n, tx, pid, flags, (node.folder, node.name.clone()), node.attrs);
+                        let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+                        ov.writers.entry(n).or_default().push((fh, pid));
+                        Ok((fh, true, false))
+                    }
+                }
+            }
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                if !write {
+                    // No file is opened here (this is the hot path of reading many
+                    // messages): the pin keeps the version's object, and the first READ
+                    // opens it.
+                    let pin = self.store.pin_message(id)?;
+                    // Cached reads only through the inode of exactly this version.
+                    let direct = !matches!(r, InodeRef::Version { version, .. } if version == pin.version);
+                    return Ok((self.new_fh(Handle::Read(Arc::new(pin))), direct, true));
+                }
+                let mut tx = self.store.begin(id)?;
+                if flags & libc::O_TRUNC != 0 {
+                    tx.set_len(0)?;
+                }
+                let (home, attrs) = {
+                    let ix = self.store.index();
+                    let m = ix.message(id)?;
+                    ((m.folder, m.name.to_string()), m.attrs)
+                };
+                let w = Writer::new(ino, id, tx, pid, flags, home, attrs);
+                let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
+                self.overlay().writers.entry(id).or_default().push((fh, pid));
+                // Cached attributes of this inode were the saved ones; the writer sees its own.
+                self.inval_attrs(ino);
+                Ok((fh, true, false))
+            }
+        }
+    }
+
+    pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        let mut buf = vec![0u8; size as usize];
+        let n = match self.handle(fh)? {
+            Handle::Read(v) => {
+                if off >= v.size {
+                    0
+                } else {
+                    let want = (size as u64).min(v.size - off) as usize;
+                    let mut got = 0;
+                    while got < want {
+                        let n = io(v.file()?.read_at(&mut buf[got..want], off + got as u64), "read")?;
+                        if n == 0 {
+                            break;
+                        }
+                        got += n;
+                    }
+                    got
+                }
+            }
+            Handle::Empty => 0,
+            Handle::Write(w) => w.lock().unwrap().tx.read_at(&mut buf, off)?,
+            Handle::Scratch { file, .. } => io(file.read_at(&mut buf, off), "read a scratch file")?,
+            Handle::Dir(_) => return err(Errno::EISDIR),
+        };
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Write through a handle. `kill_suid`: the writer lacks CAP_FSETID (the kernel's
+    /// FUSE_WRITE_KILL_SUIDGID), so the set-user-ID bit, and the set-group-ID bit of a
+    /// group-executable file, are cleared, as a local filesystem does.
+    pub fn write(&self, fh: u64, off: u64, data: &[u8], kill_suid: bool) -> FsResult<u32> {
+        match self.handle(fh)? {
+            Handle::Write(w) => {
+                let mut w = w.lock().unwrap();
+                if kill_suid {
+                    self.kill_suid(&mut w)?;
+                }
+                let off = if w.append { w.tx.size() } else { off };
+                w.tx.write_at(data, off).map_err(|e| match e {
+                    Error::NotPermitted => FsError::Errno(Errno::EBADF),
+                    e => FsError::Store(e),
+                })?;
+                w.last_write = now_ns();
+                w.wrote = true;
+                // Written after its content went to a draft: this is new content to save.
+                w.kept = false;
+                if w.tx.new_in().is_some() {
+                    let size = w.tx.size();
+                    if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
+                        n.size = size;
+                    }
+                }
+                Ok(data.len() as u32)
+            }
+            Handle::Scratch { ino, file } => {
+                io(file.write_all_at(data, off), "write a scratch file")?;
+                let mut ov = self.overlay();
+                if let Some(n) = ov.nodes.get_mut(&ino) {
+                    n.size = n.size.max(off + data.len() as u64);
+                    n.attrs.mtime = now_ns();
+                }
+                Ok(data.len() as u32)
+            }
+            _ => err(Errno::EBADF),
+        }
+    }
+
+    fn kill_suid(&self, w: &mut Writer) -> FsResult<()> {
+        let drop_bits = |mode: u32| {
+            let mut m = mode & !libc::S_ISUID;
+            if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+                m &= !libc::S_ISGID;
+            }
+            m
+        };
+        if w.tx.new_in().is_some() {
+            // A new message takes its node's attributes at its first save.
+            if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
+                n.attrs.mode = (n.attrs.mode & libc::S_IFMT) | drop_bits(n.attrs.mode & 0o7777);
+            }
+            return Ok(());
+        }
+        let stored = self.store.index().message(w.key)?.attrs.mode;
+        let mode = w.tx.pending_change().mode.unwrap_or(stored) & 0o7777;
+        if drop_bits(mode) != mode {
+            w.tx.change_attrs(AttrChange { mode: Some(drop_bits(mode)), ..Default::default() });
+        }
+        Ok(())
+    }
+
+    /// The save of `close`: every close of a descriptor (dups included) saves what changed,
+    /// keeping the transaction open for the other copies of the descriptor. A file only
+    /// created or truncated is saved too: the kernel's RELEASE comes after close() has
+    /// returned, so anything left for it would be applied after operations the caller made
+    /// next (an `rm` brought the file back, a `chmod` was lost). A shell's redirection into a
+    /// new file therefore makes an empty first version, as a local disk shows the file empty
+    /// once it is created.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true)
+    }
+
+    /// SaveChanges on a writer. `on_close`: a failed save keeps the content as a conflict
+    /// copy beside the original (nothing is lost) and still reports the failure.
+    pub fn save(&self, fh: u64, flags: SaveFlags, on_close: bool) -> FsResult<()> {
+        let w = match self.handle(fh)? {
+            Handle::Write(w) => w,
+            Handle::Scratch { file, .. } if !on_close => return io(file.sync(), "sync a scratch file"),
+            _ if on_close => return Ok(()),
+            _ => return err(Errno::EBADF),
+        };
+        let flags = flags.validate()?;
+        let mut w = w.lock().unwrap();
+        if self.store.crash_lock().is_some() {
+            // Under the crash-recovery lock nothing is committed: a closing writer's changes
+            // are kept as a recovered draft (committed to "Recovered Drafts" once the lock is
+            // lifted, or at the next open), and the close reports EACCES.
+            if on_close && (w.tx.is_dirty() || w.wrote) {
+                self.keep_draft(&mut w)?;
+            }
+            return err(Errno::EACCES);
+        }
+        if on_close && (w.kept || (!w.tx.is_dirty() && !w.tx.has_pending_change())) {
+            return Ok(());
+        }
+        if w.tx.state() != crate::store::txn::TxState::Open {
+            return if on_close { Ok(()) } else { err(Errno::EBADF) };
+        }
+        self.writable()?;
+        // A new message goes where its node is now (it may have been renamed), and becomes
+        // the new version of a message hidden under that name (an editor's backup step).
+        let mut unhide: Option<(Id, String)> = None;
+        let mut loc = None;
+        if w.tx.new_in().is_some() {
+            let ov = self.overlay();
+            let node = ov.nodes.get(&w.key).ok_or(FsError::Errno(Errno::ENOENT))?;
+            if node.unlinked {
+                return if on_close { Ok(()) } else { err(Errno::ENOENT) };
+            }
+            let (folder, name) = (node.folder, node.name.clone());
+            let c = AttrChange {
+                mode: Some(node.attrs.mode),
+                uid: Some(node.attrs.uid),
+                gid: Some(node.attrs.gid),
+                mtime: node.mtime_set.then_some(node.attrs.mtime),
+                flags: None,
+                xattrs: node
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| crate::store::XattrChange::Set {
+                        name: k.to_string(),
+                        value: v.to_vec(),
+                        create: false,
+                        replace: false,
+                    })
+                    .collect(),
+            };
+            let hidden = ov.hidden.get(&(folder, name.clone())).copied();
+            drop(ov);
+            w.tx.change_attrs(c);
+            w.tx.set_new_location(folder, &name)?;
+            if let Some(msg) = hidden {
+                w.tx.retarget(msg);
+                unhide = Some((folder, name.clone()));
+            }
+            loc = Some((folder, name));
+        }
+        let was_key = w.key;
+        match w.tx.save(flags) {
+            Ok(out) => {
+                let mut ov = self.overlay();
+                if let Some((folder, name)) = &loc {
+                    // The node is a message now: the store shows it under its name.
+                    ov.names.remove(&(*folder, name.clone()));
+                    if let Some(n) = ov.nodes.remove(&was_key) {
+                        ov.nodes.insert(was_key, Node { unlinked: true, ..n });
+                    }
+                    if let Some(key) = &unhide {
+                        ov.hidden.remove(key);
+                        for o in ov.names.values_mut() {
+                            if let Overlaid::Shadow(s) = o {
+                                if s.msg == out.id {
+                                    s.attached = false;
+                                }
+                            }
+                        }
+                    }
+                    if let Some(ws) = ov.writers.remove(&was_key) {
+                        ov.writers.entry(out.id).or_default().extend(ws);
+                    }
+                    w.key = out.id;
+                    self.inodes.retarget(w.ino, InodeRef::Message(out.id));
+                }
+                let is_new = loc.is_some();
+                let (folder, name) = match loc {
+                    Some(l) => l,
+                    None => {
+                        let ix = self.store.index();
+                        match ix.messages.get(&out.id) {
+                            Some(m) => (m.folder, m.name.to_string()),
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                drop(ov);
+                if is_new {
+                    // The folder gained an entry at this commit: its cached times are old.
+                    self.inval_attrs(folder);
+                }
+                // The name now leads to the new version's inode.
+                self.expire_entry(folder, &name);
+                self.inval_attrs(w.ino);
+                Ok(())
+            }
+            Err(e @ (Error::ObjectChanged | Error::ObjectDeleted | Error::Exists | Error::NotFound)) if on_close => {
+                let code = match e {
+                    Error::ObjectChanged | Error::Exists => Errno::EBUSY,
+                    _ => Errno::ENOENT,
+                };
+                self.keep_conflict_copy(&mut w)?;
+                err(code)
+            }
+            Err(Error::Exists) => err(Errno::EBUSY),
+            Err(e) if on_close => {
+                // Any other failure at close (a full disk, an I/O error): nothing is lost
+                // either; the private copy is kept as a recovered draft (a rename, which
+                // needs no space), committed to "Recovered Drafts" at the next open.
+                if let Err(k) = self.keep_draft(&mut w) {
+                    log::error!("could not keep unsaved content as a recovered draft: {:?}", k.errno(self.read_only));
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Move a writer's private copy, if any, to the store's recovered drafts.
+    pub(super) fn keep_draft(&self, w: &mut Writer) -> FsResult<()> {
+        let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
+        if let Some(path) = w.tx.take_staged() {
+            self.store.keep_draft(&path, &name)?;
+        }
+        // Its content is kept: a later close (the RELEASE after this FLUSH) must not save
+        // again from what is left, which no longer holds it.
+        w.kept = true;
+        Ok(())
+    }
+
+    /// Save a writer's content as `NAME (conflict N).eml` beside the message it was for.
+    fn keep_conflict_copy(&self, w: &mut Writer) -> FsResult<()> {
+        let (folder, name) = {
+            let ix = self.store.index();
+            let (f, n) = match ix.messages.get(&w.key) {
+                Some(m) => (m.folder, m.name.to_string()),
+                None => match w.tx.new_in() {
+                    Some((f, n)) => (f, n.to_string()),
+                    None => w.home.clone(),
+                },
+            };
+            // Beside the original; in the top folder if its folder is gone too.
+            (if ix.folders.contains_key(&f) { f } else { ROOT }, n)
+        };
+        loop {
+            w.conflicts += 1;
+            let cname = conflict_name(&name, w.conflicts);
+            if self.name_taken(&self.overlay(), folder, &cname) {
+                continue;
+            }
+            match w.tx.save_as_new(folder, &cname) {
+                Ok(_) => {
+                    log::warn!("a save could not apply; the content is kept as {cname:?}");
+                    return Ok(());
+                }
+                Err(Error::Exists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn release(&self, fh: u64) {
+        let Some((_, h)) = self.handles.remove(&fh) else { return };
+        match h {
+            Handle::Write(w) => {
+                let (key, ino) = {
+                    let w = w.lock().unwrap();
+                    (w.key, w.ino)
+                };
+                let mut ov = self.overlay();
+                if let Some(ws) = ov.writers.get_mut(&key) {
+                    ws.retain(|(f, _)| *f != fh);
+                    if ws.is_empty() {
+                        ov.writers.remove(&key);
+                    }
+                }
+                Self::node_closed(&mut ov, key, &self.store);
+                drop(ov);
+                self.inval_attrs(ino);
+            }
+            Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
+            // A reader's pin goes with its last reference.
+            _ => {}
+        }
+    }
+
+    /// One fewer open handle on a node; an unlinked node with none left is gone.
+    pub(super) fn node_closed(ov: &mut Overlay, ino: u64, store: &Store) {
+        let gone = match ov.nodes.get_mut(&ino) {
+            Some(n) => {
+                n.open = n.open.saturating_sub(1);
+                n.open == 0 && n.unlinked
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(Node { kind: NodeKind::Scratch { path }, .. }) = ov.nodes.remove(&ino) {
+                let _ = store.vfs().remove_file(&path);
+            }
+        }
+    }
+
+    /// Everything at unmount: unsaved writers are saved as at close; scratch files go.
+    pub fn shutdown(&self) {
+        let fhs: Vec<u64> = self.handles.iter().map(|e| *e.key()).collect();
+        for fh in fhs {
+            if let Err(e) = self.flush(fh) {
+                log::warn!("unmount: saving an open file failed: {:?}", e.errno(self.read_only));
+            }
+            self.release(fh);
+        }
+        let ov = self.overlay();
+        for n in ov.nodes.values() {
+            if let NodeKind::Scratch { path } = &n.kind {
+                let _ = self.store.vfs().remove_file(path);
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! What this mount shows beyond the store: scratch files and new files not saved yet
+//! (nodes), and stored messages shown under a scratch name (shadows).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::store::index::Xattrs;
+use crate::store::{Attrs, Id};
+
+#[derive(Debug)]
+pub enum NodeKind {
+    /// A real file under `staging/`, never a message unless renamed to a message name.
+    Scratch { path: PathBuf },
+    /// A new message: its content lives in its writers' transactions until one saves.
+    NewMessage,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub folder: Id,
+    pub name: String,
+    pub kind: NodeKind,
+    pub attrs: Attrs,
+    pub xattrs: Xattrs,
+    /// Size of a scratch file (new messages report their writer's size).
+    pub size: u64,
+    /// Open handles on it.
+    pub open: u32,
+    pub unlinked: bool,
+    /// Whether a user set the mtime (touch, futimens): then the save keeps it.
+    pub mtime_set: bool,
+}
+
+impl Node {
+    /// A node just created, open once.
+    pub fn new(folder: Id, name: &str, kind: NodeKind, attrs: Attrs) -> Node {
+        Node {
+            folder,
+            name: name.into(),
+            kind,
+            attrs,
+            xattrs: vec![],
+            size: 0,
+            open: 1,
+            unlinked: false,
+            mtime_set: false,
+        }
+    }
+}
+
+/// A stored message shown under a scratch name: what `mv m.eml m.eml~` (and vim's backup
+/// step) leaves. The store is not changed; while `attached`, the message's own name is
+/// hidden, so a file written under that name becomes the message's new version.
+#[derive(Clone, Copy, Debug)]
+pub struct Shadow {
+    pub msg: Id,
+    pub attached: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Overlaid {
+    Node(Id),
+    Shadow(Shadow),
+}
+
+/// What this mount shows beyond the store.
+#[derive(Default)]
+pub struct Overlay {
+    pub names: HashMap<(Id, String), Overlaid>,
+    pub nodes: HashMap<Id, Node>,
+    /// Stored names hidden by an attached shadow, to the message they name.
+    pub hidden: HashMap<(Id, String), Id>,
+    /// Open writers by message id (or node inode): (handle, pid).
+    pub writers: HashMap<Id, Vec<(u64, u32)>>,
+}
+
+impl Overlay {
+    /// Show a new node under its name.
+    pub fn add_node(&mut self, ino: Id, node: Node) {
+        self.names.insert((node.folder, node.name.clone()), Overlaid::Node(ino));
+        self.nodes.insert(ino, node);
+    }
+
+    pub fn in_folder(&self, folder: Id) -> impl Iterator<Item = (&String, &Overlaid)> {
+        self.names.iter().filter(move |((f, _), _)| *f == folder).map(|((_, n), o)| (n, o))
+    }
+}

@@ -1,0 +1,210 @@
+//! The store as a filesystem: the state one mount keeps (inodes handed to the kernel, the
+//! overlay, open handles) and the lookups every request starts with. The requests themselves
+//! are in `attrs.rs`, `handles.rs` and `namespace.rs`; `fuse.rs` only decodes, calls and
+//! replies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fuser::Errno;
+
+use super::errno::{err, FsError, FsResult};
+pub(super) use super::handles::{DirEnt, Handle, Writer};
+pub(super) use super::inodes::{InodeRef, Inodes};
+pub(super) use super::names::{conflict_name, is_scratch};
+pub(super) use super::overlay::{NodeKind, Overlaid, Overlay, Shadow};
+use crate::store::commit::now_ns;
+pub(super) use crate::store::vfs::{OpenMode, VfsFile};
+pub(super) use crate::store::{AttrChange, Attrs, Entry, Error, Id, SaveFlags, Store, ROOT};
+pub(super) use std::path::PathBuf;
+pub(super) use std::sync::{Mutex, MutexGuard};
+
+/// How long the kernel may keep entries and attributes. Every change made through this
+/// mount invalidates what it affects, and nothing else changes the store (the daemon holds
+/// its lock), so this only bounds the damage of a missed case. An hour, not a minute: with
+/// a minute, reading a large folder that takes longer than that (100,000 messages with
+/// `xargs cat`) sent a LOOKUP before every OPEN once the entries expired, doubling the
+/// daemon's work per file; a plain filesystem never revalidates at all.
+pub const TTL: Duration = Duration::from_secs(3600);
+
+/// Attributes of one inode, as the kernel is told them.
+#[derive(Clone, Copy, Debug)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub attrs: Attrs,
+    /// Status change time (ns), kept by the store; a file not yet saved has its mtime.
+    pub ctime: i64,
+    pub dir: bool,
+    pub nlink: u32,
+}
+
+pub struct StoreFs {
+    pub store: Store,
+    pub inodes: Inodes,
+    pub overlay: Mutex<Overlay>,
+    pub handles: DashMap<u64, Handle>,
+    next_fh: AtomicU64,
+    pub read_only: bool,
+    /// Set once the session exists: attribute invalidations are sent from the request that
+    /// made the change, before it is answered; entry expiries go to `expiries`.
+    pub notifier: std::sync::OnceLock<Arc<super::notify::Notifier>>,
+    /// Entries to expire, sent by a thread of its own (see `notify.rs`).
+    pub expiries: Mutex<Option<std::sync::mpsc::Sender<(Id, String)>>>,
+    /// The mounting user: with root, the only one allowed to use the control interface.
+    pub owner_uid: u32,
+}
+
+pub(super) fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
+    r.map_err(|e| FsError::Store(Error::io(what, e)))
+}
+
+/// Where a name in a folder leads.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Found {
+    Folder(Id),
+    Message(Id),
+    Node(Id),
+    Shadow(Shadow),
+}
+
+impl StoreFs {
+    pub fn new(store: Store, read_only: bool) -> StoreFs {
+        StoreFs {
+            store,
+            inodes: Inodes::default(),
+            overlay: Mutex::new(Overlay::default()),
+            handles: DashMap::new(),
+            next_fh: AtomicU64::new(1),
+            read_only,
+            notifier: std::sync::OnceLock::new(),
+            expiries: Mutex::new(None),
+            // SAFETY: getuid cannot fail.
+            owner_uid: unsafe { libc::getuid() },
+        }
+    }
+
+    pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
+        self.overlay.lock().unwrap()
+    }
+
+    /// The name now leads elsewhere (a new version's inode): the kernel should look it up
+    /// again. Asynchronous, so the caller may see the old inode for a moment; every request
+    /// on an old version's inode is answered with the message's current state.
+    pub(super) fn expire_entry(&self, folder: Id, name: &str) {
+        if let Some(tx) = self.expiries.lock().unwrap().as_ref() {
+            let _ = tx.send((folder, name.to_string()));
+        }
+    }
+
+    /// The inode's attributes changed behind the kernel's back.
+    pub(super) fn inval_attrs(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            n.inval_attrs(ino);
+        }
+    }
+
+    pub fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.insert(fh, h);
+        fh
+    }
+
+    pub fn handle(&self, fh: u64) -> FsResult<Handle> {
+        self.handles.get(&fh).map(|h| h.clone()).ok_or(FsError::Errno(Errno::EBADF))
+    }
+
+    /// Whether `fh` is a writer's handle (without cloning it: asked at every FLUSH and
+    /// RELEASE).
+    pub fn is_writer(&self, fh: u64) -> bool {
+        self.handles.get(&fh).is_some_and(|h| matches!(*h, Handle::Write(_)))
+    }
+
+    pub(super) fn writable(&self) -> FsResult<()> {
+        if self.read_only {
+            return err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, ino: u64) -> FsResult<InodeRef> {
+        if let Some(r) = self.inodes.get(ino) {
+            return Ok(r);
+        }
+        // An inode the kernel kept across a forget race, or a folder: ask the store.
+        let ix = self.store.index();
+        if ix.folders.contains_key(&ino) {
+            return Ok(InodeRef::Folder(ino));
+        }
+        if ix.messages.contains_key(&ino) {
+            return Ok(InodeRef::Message(ino));
+        }
+        err(Errno::ENOENT)
+    }
+
+    pub fn folder_of(&self, ino: u64) -> FsResult<Id> {
+        match self.resolve(ino)? {
+            InodeRef::Folder(id) => Ok(id),
+            _ => err(Errno::ENOTDIR),
+        }
+    }
+
+    /// The message an inode stands for, if any.
+    pub(super) fn message_of(r: InodeRef) -> Option<Id> {
+        match r {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    pub(super) fn find(&self, ov: &Overlay, folder: Id, name: &str) -> Option<Found> {
+        if let Some(o) = ov.names.get(&(folder, name.to_string())) {
+            return Some(match o {
+                Overlaid::Node(n) => Found::Node(*n),
+                Overlaid::Shadow(s) => Found::Shadow(*s),
+            });
+        }
+        if ov.hidden.contains_key(&(folder, name.to_string())) {
+            return None;
+        }
+        match self.store.index().lookup(folder, name)? {
+            Entry::Folder(f) => Some(Found::Folder(f)),
+            Entry::Message(m) => Some(Found::Message(m)),
+        }
+    }
+
+    pub(super) fn new_attrs(mode: u32, kind: u32, uid: u32, gid: u32) -> Attrs {
+        Attrs { mode: kind | (mode & 0o7777), uid, gid, mtime: now_ns() }
+    }
+
+    /// Is the name in use, as this mount shows the folder? A stored name hidden by a shadow
+    /// is free: an editor writes its new file there.
+    pub(super) fn name_taken(&self, ov: &Overlay, folder: Id, name: &str) -> bool {
+        let key = (folder, name.to_string());
+        ov.names.contains_key(&key)
+            || (self.store.index().lookup(folder, name).is_some() && !ov.hidden.contains_key(&key))
+    }
+
+    pub fn statfs(&self) -> FsResult<libc::statvfs> {
+        let path = self.store.path().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("/"));
+        let c =
+            std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| FsError::Errno(Errno::EINVAL))?;
+        // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return io(Err(std::io::Error::last_os_error()), "statfs");
+        }
+        Ok(st)
+    }
+}
+
+pub(super) fn apply_to_attrs(a: &mut Attrs, c: &AttrChange) {
+    if let Some(m) = c.mode {
+        a.mode = (a.mode & !0o7777) | (m & 0o7777);
+    }
+    a.uid = c.uid.unwrap_or(a.uid);
+    a.gid = c.gid.unwrap_or(a.gid);
+    a.mtime = c.mtime.unwrap_or(a.mtime);
+}
