@@ -9,6 +9,7 @@ use fuser::Errno;
 use super::errno::{err, FsError, FsResult};
 use super::store_fs::*;
 use crate::store::commit::now_ns;
+use crate::store::txn::PreparedSave;
 
 impl StoreFs {
     pub(super) fn folder_attr(&self, id: Id) -> FsResult<Attr> {
@@ -226,14 +227,47 @@ impl StoreFs {
         Some((Attr { ino: e.ino, ..a }, if writers { Duration::ZERO } else { TTL }))
     }
 
+    /// chmod, chown, utimens, truncate. Through a writer (its descriptor, or the O_TRUNC
+    /// the kernel sends for it) changes join its transaction; a new file's node takes them
+    /// at once; otherwise they are committed now and answered once durable.
+    #[allow(clippy::too_many_arguments)]
     pub fn setattr(
+        self: &Arc<Self>,
+        ino: u64,
+        fh: Option<u64>,
+        pid: u32,
+        change: AttrChange,
+        size: Option<u64>,
+        done: Done<(Attr, Duration)>,
+    ) {
+        let op = match self.plan_setattr(ino, fh, pid, change, size) {
+            Ok(op) => op,
+            Err(e) => return done(Err(e)),
+        };
+        self.commit(
+            op.into_iter().collect(),
+            move |fs, out| {
+                if out.is_some() && size.is_some() {
+                    // A truncation by name made a new version.
+                    if let Ok(id) = fs.resolve(ino).map(Self::message_of) {
+                        id.into_iter().for_each(|id| fs.refresh_entry(id));
+                    }
+                }
+                fs.getattr(ino, fh, pid)
+            },
+            done,
+        );
+    }
+
+    /// The part of a setattr done at once, and the operation to commit, if any.
+    fn plan_setattr(
         &self,
         ino: u64,
         fh: Option<u64>,
         pid: u32,
         change: AttrChange,
         size: Option<u64>,
-    ) -> FsResult<(Attr, Duration)> {
+    ) -> FsResult<Option<Op>> {
         self.writable()?;
         let r = self.resolve(ino)?;
         match r {
@@ -241,7 +275,7 @@ impl StoreFs {
                 if size.is_some() {
                     return err(Errno::EISDIR);
                 }
-                self.store.set_folder_attrs(id, change)?;
+                Ok(Some(Op::FolderAttrs { id, change }))
             }
             InodeRef::Node(n) => {
                 let mut ov = self.overlay();
@@ -261,10 +295,9 @@ impl StoreFs {
                         }
                     }
                 }
+                Ok(None)
             }
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                // Through a writer's descriptor (futimens, fchmod, ftruncate), changes join
-                // its transaction; otherwise they apply now.
                 // The kernel sends the truncation of open(O_TRUNC) without a handle: a
                 // writer of this message in the calling process is the one it belongs to.
                 let fh = fh.or_else(|| {
@@ -278,32 +311,34 @@ impl StoreFs {
                     Some(Handle::Write(w)) => Some(w),
                     _ => None,
                 });
-                match writer {
-                    Some(w) => {
-                        let mut w = w.lock().unwrap();
-                        if let Some(len) = size {
-                            w.tx.set_len(len)?;
-                            w.last_write = now_ns();
-                        }
-                        if !change.is_empty() {
-                            w.tx.change_attrs(change);
+                if let Some(w) = writer {
+                    let mut w = w.lock().unwrap();
+                    if let Some(len) = size {
+                        w.tx.set_len(len)?;
+                        w.last_write = now_ns();
+                    }
+                    if !change.is_empty() {
+                        w.tx.change_attrs(change);
+                    }
+                    return Ok(None);
+                }
+                match size {
+                    // A truncation by name is a save of its own, from the current version.
+                    Some(len) => {
+                        let mut tx = self.store.begin(id)?;
+                        tx.set_len(len)?;
+                        tx.change_attrs(change);
+                        match tx.prepare_save(SaveFlags(0))? {
+                            // The transaction may go: the handed-over copy is the op's now.
+                            PreparedSave::Submit(op) => Ok(Some(op)),
+                            PreparedSave::Done(_) => Ok(None),
                         }
                     }
-                    None => {
-                        if let Some(len) = size {
-                            let mut tx = self.store.begin(id)?;
-                            tx.set_len(len)?;
-                            tx.change_attrs(change.clone());
-                            tx.save(SaveFlags(0))?;
-                            self.refresh_entry(id);
-                        } else if !change.is_empty() {
-                            self.store.set_message_attrs(id, change)?;
-                        }
-                    }
+                    None if change.is_empty() => Ok(None),
+                    None => Ok(Some(Op::MessageMeta { id, change })),
                 }
             }
         }
-        self.getattr(ino, fh, pid)
     }
 
     pub(super) fn truncate_writer(&self, fh: Option<u64>, key: Id, pid: u32, len: u64) -> FsResult<()> {

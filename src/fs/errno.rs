@@ -20,7 +20,7 @@ impl From<Error> for FsError {
 
 pub type FsResult<T> = std::result::Result<T, FsError>;
 
-pub fn errno_of(e: &Error, read_only: bool) -> Errno {
+pub fn errno_of(e: &Error) -> Errno {
     match e {
         Error::ObjectChanged => Errno::EBUSY,
         Error::ObjectDeleted => Errno::ENOENT,
@@ -32,7 +32,6 @@ pub fn errno_of(e: &Error, read_only: bool) -> Errno {
         Error::NotAFolder => Errno::ENOTDIR,
         Error::IsAFolder => Errno::EISDIR,
         Error::Cycle => Errno::EINVAL,
-        Error::NoAccess if read_only => Errno::EROFS,
         Error::NoAccess => Errno::EACCES,
         Error::NotPermitted => Errno::EPERM,
         Error::ReadOnly => Errno::EROFS,
@@ -52,9 +51,9 @@ pub fn errno_of(e: &Error, read_only: bool) -> Errno {
 }
 
 impl FsError {
-    pub fn errno(&self, read_only: bool) -> Errno {
+    pub fn errno(&self) -> Errno {
         match self {
-            FsError::Store(e) => errno_of(e, read_only),
+            FsError::Store(e) => errno_of(e),
             FsError::Errno(e) => *e,
         }
     }

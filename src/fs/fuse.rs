@@ -1,11 +1,11 @@
-//! The fuser adapter: decode each request, call one method of the logic in `ops.rs`, reply
-//! or map the error. Requests that may wait on the committer (every change to the store)
-//! run on the worker pool with their reply object, so no FUSE thread ever waits on a sync
-//! or a freeze and reads go on meanwhile.
+//! The fuser adapter: decode each request, call one method of the logic (`store_fs.rs` and
+//! beside it), reply, or log and reply the error through [`answer`]. No request waits on a
+//! FUSE thread: a change hands its reply to the committer's queue (see `StoreFs::commit`),
+//! the one place anything waits, and is answered from there once durable; reads, lookups,
+//! creates and writes into private copies go on meanwhile, during a freeze too.
 
 use std::ffi::OsStr;
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -17,45 +17,52 @@ use fuser::{
 
 use super::errno::{FsError, FsResult};
 use super::handles::Handle;
-use super::store_fs::{Attr, StoreFs};
+use super::store_fs::{Attr, Done, StoreFs};
 use crate::control;
 use crate::store::{AttrChange, SaveFlags};
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Threads that run requests which may wait for the committer.
-pub struct Pool {
-    tx: Mutex<Sender<Job>>,
-}
-
-impl Pool {
-    pub fn new(n: usize) -> Pool {
-        let (tx, rx) = channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..n {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("msgfs-work-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock().unwrap().recv() {
-                        Ok(j) => j,
-                        Err(_) => return,
-                    };
-                    job();
-                })
-                .expect("spawn a worker thread");
-        }
-        Pool { tx: Mutex::new(tx) }
-    }
-
-    fn run(&self, job: impl FnOnce() + Send + 'static) {
-        let _ = self.tx.lock().unwrap().send(Box::new(job));
-    }
-}
-
 pub struct MsgFs {
     pub inner: Arc<StoreFs>,
-    pool: Pool,
+}
+
+/// A reply that can carry an error.
+pub trait ErrorReply: Send + 'static {
+    fn error(self, e: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {
+        $(impl ErrorReply for $t {
+            fn error(self, e: Errno) {
+                <$t>::error(self, e)
+            }
+        })*
+    };
+}
+error_reply!(ReplyEmpty, ReplyEntry, ReplyAttr, ReplyCreate, ReplyIoctl, ReplyOpen, ReplyData, ReplyWrite, ReplyXattr);
+
+/// The errno of a failed request, logged here (the one place request errors are logged):
+/// the expected ones quietly, the rest loudly.
+fn logged(e: &FsError) -> Errno {
+    let code = e.errno();
+    if let FsError::Store(err) = e {
+        match code {
+            Errno::ENOENT | Errno::EEXIST | Errno::ENOTEMPTY | Errno::EBUSY | Errno::ENODATA | Errno::ENAMETOOLONG => {
+                log::debug!("{err}")
+            }
+            _ => log::warn!("{err}"),
+        }
+    }
+    code
+}
+
+/// Where a request's result goes: `ok` replies with the value, an error is logged and
+/// replied. Called from whichever thread finishes the request.
+fn answer<T, R: ErrorReply>(reply: R, ok: impl FnOnce(R, T) + Send + 'static) -> Done<T> {
+    Box::new(move |r| match r {
+        Ok(v) => ok(reply, v),
+        Err(e) => reply.error(logged(&e)),
+    })
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -98,46 +105,17 @@ fn ns_of(t: TimeOrNow) -> i64 {
 }
 
 impl MsgFs {
-    pub fn new(inner: Arc<StoreFs>, workers: usize) -> MsgFs {
-        MsgFs { inner, pool: Pool::new(workers) }
+    pub fn new(inner: Arc<StoreFs>) -> MsgFs {
+        MsgFs { inner }
     }
 
     fn errno(&self, e: &FsError) -> Errno {
-        let code = e.errno(self.inner.read_only);
-        if let FsError::Store(err) = e {
-            // The one place request errors are logged: the unexpected ones loudly.
-            match code {
-                Errno::ENOENT | Errno::EEXIST | Errno::ENOTEMPTY | Errno::EBUSY | Errno::ENODATA => {
-                    log::debug!("{err}")
-                }
-                _ => log::warn!("{err}"),
-            }
-        }
-        code
+        logged(e)
     }
 
-    /// While the crash-recovery lock is held, every read and write is refused with EACCES.
-    fn locked(&self) -> bool {
-        self.inner.store.crash_lock().is_some()
-    }
-
-    /// Run a change on the pool once the store is not frozen: while frozen, changes wait
-    /// (parked with their reply, on worker threads) instead of failing.
-    fn park_change<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
-        reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
-    ) {
-        self.park(
-            move |fs| {
-                fs.store.wait_unfrozen();
-                if fs.store.crash_lock().is_some() {
-                    return Err(FsError::Errno(Errno::EACCES));
-                }
-                f(fs)
-            },
-            reply,
-        );
+    /// The crash-recovery lock's gate for reads, decided by the store.
+    fn gate(&self) -> Result<(), Errno> {
+        self.inner.store.check_access().map_err(|e| logged(&e.into()))
     }
 
     /// Run a control request on a thread of its own: it must not queue behind changes that
@@ -148,33 +126,9 @@ impl MsgFs {
         reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
     ) {
         let inner = self.inner.clone();
-        let ro = inner.read_only;
         let _ = std::thread::Builder::new()
             .name("msgfs-control".into())
-            .spawn(move || reply(f(&inner).map_err(|e| e.errno(ro))));
-    }
-
-    /// Run `f` on the pool and send its result with `reply`.
-    fn park<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
-        reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
-    ) {
-        let inner = self.inner.clone();
-        let ro = inner.read_only;
-        self.pool.run(move || {
-            let r = f(&inner).map_err(|e| {
-                let code = e.errno(ro);
-                if let FsError::Store(err) = &e {
-                    if !matches!(code, Errno::ENOENT | Errno::EEXIST | Errno::ENOTEMPTY | Errno::EBUSY | Errno::ENODATA)
-                    {
-                        log::warn!("{err}");
-                    }
-                }
-                code
-            });
-            reply(r)
-        });
+            .spawn(move || reply(f(&inner).map_err(|e| logged(&e))));
     }
 }
 
@@ -203,8 +157,8 @@ impl Filesystem for MsgFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         match self.inner.lookup(parent.0, name) {
@@ -219,8 +173,10 @@ impl Filesystem for MsgFs {
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         // The mount root stays reachable under the lock, for the control xattrs.
-        if self.locked() && ino.0 != crate::store::ROOT {
-            return reply.error(Errno::EACCES);
+        if ino.0 != crate::store::ROOT {
+            if let Err(e) = self.gate() {
+                return reply.error(e);
+            }
         }
         match self.inner.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
             Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
@@ -247,14 +203,8 @@ impl Filesystem for MsgFs {
         reply: ReplyAttr,
     ) {
         let change = AttrChange { mode, uid, gid, mtime: mtime.map(ns_of), flags: None, xattrs: vec![] };
-        let pid = req.pid();
-        self.park_change(
-            move |fs| fs.setattr(ino.0, fh.map(|f| f.0), pid, change, size),
-            move |r| match r {
-                Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
-                Err(e) => reply.error(e),
-            },
-        );
+        let done = answer(reply, |r: ReplyAttr, (a, ttl): (Attr, Duration)| r.attr(&ttl, &file_attr(&a)));
+        self.inner.setattr(ino.0, fh.map(|f| f.0), req.pid(), change, size, done);
     }
 
     fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
@@ -266,24 +216,19 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let (uid, gid) = (req.uid(), req.gid());
-        self.park_change(
-            move |fs| fs.mkdir(parent.0, &name, mode & !umask, uid, gid),
-            move |r| match r {
-                Ok(a) => reply.entry(&super::store_fs::TTL, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(e),
-            },
-        );
+        let done =
+            answer(reply, |r: ReplyEntry, a: Attr| r.entry(&super::store_fs::TTL, &file_attr(&a), Generation(0)));
+        self.inner.mkdir(parent.0, &name, mode & !umask, req.uid(), req.gid(), done);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.park_change(move |fs| fs.unlink(parent.0, &name), move |r| reply_empty(reply, r));
+        self.inner.unlink(parent.0, &name, empty(reply));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.park_change(move |fs| fs.rmdir(parent.0, &name), move |r| reply_empty(reply, r));
+        self.inner.rmdir(parent.0, &name, empty(reply));
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
@@ -305,10 +250,7 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        self.park_change(
-            move |fs| fs.rename(parent.0, &name, newparent.0, &newname, flags.bits()),
-            move |r| reply_empty(reply, r),
-        );
+        self.inner.rename(parent.0, &name, newparent.0, &newname, flags.bits(), empty(reply));
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
@@ -316,8 +258,8 @@ impl Filesystem for MsgFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.open(ino.0, flags.0, req.pid()) {
             Ok((fh, direct, reader)) => {
@@ -343,8 +285,8 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
@@ -364,8 +306,8 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.write(fh.0, offset, data, wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)) {
             Ok(n) => reply.written(n),
@@ -378,7 +320,7 @@ impl Filesystem for MsgFs {
         if !self.inner.is_writer(fh.0) {
             return reply.ok();
         }
-        self.park(move |fs| fs.flush(fh.0), move |r| reply_empty(reply, r));
+        self.inner.flush(fh.0, empty(reply));
     }
 
     fn release(
@@ -395,32 +337,31 @@ impl Filesystem for MsgFs {
             self.inner.release(fh.0);
             return reply.ok();
         }
-        self.park(
-            move |fs| {
-                // Anything written since the last FLUSH (through a shared mapping) is saved now.
-                if let Err(e) = fs.flush(fh.0) {
-                    log::warn!("saving a new file at its last close: {:?}", e.errno(fs.read_only));
+        // Anything written since the last FLUSH (through a shared mapping) is saved now.
+        let inner = self.inner.clone();
+        self.inner.flush(
+            fh.0,
+            Box::new(move |r| {
+                if let Err(e) = r {
+                    log::warn!("saving at the last close: {:?}", logged(&e));
                 }
-                fs.release(fh.0);
-                Ok(())
-            },
-            move |r| reply_empty(reply, r),
+                inner.release(fh.0);
+                reply.ok()
+            }),
         );
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.park(
-            move |fs| match fs.handle(fh.0)? {
-                Handle::Read(_) | Handle::Empty | Handle::Dir(_) => Ok(()),
-                _ => fs.save(fh.0, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), false),
-            },
-            move |r| reply_empty(reply, r),
-        );
+        match self.inner.handle(fh.0) {
+            Err(e) => reply.error(self.errno(&e)),
+            Ok(Handle::Read(_) | Handle::Empty | Handle::Dir(_)) => reply.ok(),
+            Ok(_) => self.inner.save(fh.0, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), false, empty(reply)),
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -429,8 +370,8 @@ impl Filesystem for MsgFs {
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
@@ -443,8 +384,8 @@ impl Filesystem for MsgFs {
     }
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
@@ -518,10 +459,10 @@ impl Filesystem for MsgFs {
             let (uid, pid) = (req.uid(), req.pid());
             return self.control(move |fs| fs.control_set(uid, pid, &name, &value), move |r| reply_empty(reply, r));
         }
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
-        self.park_change(move |fs| fs.setxattr(ino.0, &name, &value, flags), move |r| reply_empty(reply, r));
+        self.inner.setxattr(ino.0, &name, &value, flags, empty(reply));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -532,8 +473,8 @@ impl Filesystem for MsgFs {
                 Err(e) => reply.error(self.errno(&e)),
             };
         }
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.getxattr(ino.0, name) {
             Ok(v) => reply_xattr(reply, size, &v),
@@ -542,8 +483,8 @@ impl Filesystem for MsgFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         match self.inner.listxattr(ino.0) {
             Ok(v) => reply_xattr(reply, size, &v),
@@ -553,7 +494,7 @@ impl Filesystem for MsgFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENODATA) };
-        self.park_change(move |fs| fs.removexattr(ino.0, &name), move |r| reply_empty(reply, r));
+        self.inner.removexattr(ino.0, &name, empty(reply));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -574,23 +515,20 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        if self.locked() {
-            return reply.error(Errno::EACCES);
+        if let Err(e) = self.gate() {
+            return reply.error(e);
         }
         // Creating a file changes nothing on disk (a new message exists from its first save,
-        // which waits for a thaw like every commit), so it does not wait for a freeze: a
-        // waiting create would hold the kernel's lock on the directory and stall lookups there.
-        let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
-        self.park(
-            move |fs| fs.create(parent.0, &name, mode & !umask, uid, gid, pid, flags),
-            move |r| match r {
-                Ok((a, fh, direct)) => {
-                    let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
-                    reply.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(fh), f)
-                }
-                Err(e) => reply.error(e),
-            },
-        );
+        // which waits for a thaw like every commit), so it is answered at once, also during
+        // a freeze: a waiting create would hold the kernel's lock on the directory and stall
+        // lookups there.
+        match self.inner.create(parent.0, &name, mode & !umask, req.uid(), req.gid(), req.pid(), flags) {
+            Ok((a, fh, direct)) => {
+                let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
+                reply.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(fh), f)
+            }
+            Err(e) => reply.error(self.errno(&e)),
+        }
     }
 
     fn ioctl(
@@ -605,22 +543,20 @@ impl Filesystem for MsgFs {
         reply: ReplyIoctl,
     ) {
         match cmd {
-            control::MSGFS_IOC_SAVECHANGES if self.locked() => reply.error(Errno::EACCES),
             control::MSGFS_IOC_SAVECHANGES => {
                 let Some(bytes) = in_data.get(..4) else { return reply.error(Errno::EINVAL) };
                 let flags = u32::from_ne_bytes(bytes.try_into().unwrap());
-                self.park(
-                    move |fs| {
-                        if let Handle::Read(_) | Handle::Empty | Handle::Dir(_) = fs.handle(fh.0)? {
-                            return Err(FsError::Errno(Errno::EBADF));
-                        }
-                        fs.save(fh.0, SaveFlags(flags), false)
-                    },
-                    move |r| match r {
-                        Ok(()) => reply.ioctl(0, &[]),
-                        Err(e) => reply.error(e),
-                    },
-                );
+                if let Err(e) = self.gate() {
+                    return reply.error(e);
+                }
+                match self.inner.handle(fh.0) {
+                    Err(e) => reply.error(self.errno(&e)),
+                    Ok(Handle::Read(_) | Handle::Empty | Handle::Dir(_)) => reply.error(Errno::EBADF),
+                    Ok(_) => {
+                        let done = answer(reply, |r: ReplyIoctl, ()| r.ioctl(0, &[]));
+                        self.inner.save(fh.0, SaveFlags(flags), false, done)
+                    }
+                }
             }
             control::MSGFS_IOC_CRASH_RECOVERY => {
                 let Some(b) = in_data.get(..8) else { return reply.error(Errno::EINVAL) };
@@ -671,6 +607,11 @@ fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
     }
+}
+
+/// The answer of a request that replies nothing but success.
+fn empty(reply: ReplyEmpty) -> Done<()> {
+    answer(reply, |r: ReplyEmpty, ()| r.ok())
 }
 
 fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {

@@ -12,6 +12,7 @@ use crate::store::commit::now_ns;
 
 use super::inodes::InodeRef;
 use super::overlay::{Node, NodeKind};
+use crate::store::txn::PreparedSave;
 use crate::store::{PinnedVersion, Transaction};
 
 /// A writer: one descriptor opened for writing, one transaction.
@@ -34,6 +35,8 @@ pub struct Writer {
     pub attrs: Attrs,
     /// Its unsaved content was kept as a recovered draft: nothing is left to save at close.
     pub kept: bool,
+    /// Saves of this writer asked for while one was in flight, run after it.
+    pub after_save: Vec<Box<dyn FnOnce() + Send>>,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
 }
@@ -60,6 +63,7 @@ impl Writer {
             wrote: false,
             conflicts: 0,
             kept: false,
+            after_save: Vec::new(),
         }
     }
 }
@@ -69,6 +73,20 @@ pub struct DirEnt {
     pub name: String,
     pub dir: bool,
     pub inode: InodeRef,
+}
+
+/// Where a save goes after its locked part.
+enum SaveStep {
+    Answer(FsResult<()>),
+    Failed(Error),
+    Submit(Op, Saved),
+}
+
+/// What `saved` needs to know of a save it did not see prepared.
+struct Saved {
+    was_key: Id,
+    loc: Option<(Id, String)>,
+    unhide: Option<(Id, String)>,
 }
 
 pub enum Handle {
@@ -308,35 +326,76 @@ impl StoreFs {
     /// next (an `rm` brought the file back, a `chmod` was lost). A shell's redirection into a
     /// new file therefore makes an empty first version, as a local disk shows the file empty
     /// once it is created.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
-        self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true)
+    pub fn flush(self: &Arc<Self>, fh: u64, done: Done<()>) {
+        self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true, done)
     }
 
     /// SaveChanges on a writer. `on_close`: a failed save keeps the content as a conflict
-    /// copy beside the original (nothing is lost) and still reports the failure.
-    pub fn save(&self, fh: u64, flags: SaveFlags, on_close: bool) -> FsResult<()> {
-        let w = match self.handle(fh)? {
+    /// copy beside the original (nothing is lost) and still reports the failure. Nothing
+    /// waits: the save is submitted and `done` answered once it is durable. A second save of
+    /// the same writer while one is in flight goes after it (its base is that save's result).
+    pub fn save(self: &Arc<Self>, fh: u64, flags: SaveFlags, on_close: bool, done: Done<()>) {
+        let w_arc = match or_answer!(done, self.handle(fh)) {
             Handle::Write(w) => w,
-            Handle::Scratch { file, .. } if !on_close => return io(file.sync(), "sync a scratch file"),
-            _ if on_close => return Ok(()),
-            _ => return err(Errno::EBADF),
+            Handle::Scratch { file, .. } if !on_close => return done(io(file.sync(), "sync a scratch file")),
+            _ if on_close => return done(Ok(())),
+            _ => return done(err(Errno::EBADF)),
         };
-        let flags = flags.validate()?;
-        let mut w = w.lock().unwrap();
+        let flags = or_answer!(done, flags.validate());
+        // `done` may lead straight into another request on this writer (RELEASE's answer
+        // releases it): it is never called with the writer locked.
+        let mut w = w_arc.lock().unwrap();
+        if w.tx.is_saving() {
+            let this = self.clone();
+            w.after_save.push(Box::new(move || this.save(fh, flags, on_close, done)));
+            return;
+        }
+        let step = self.begin_save(&mut w, flags, on_close);
+        drop(w);
+        match step {
+            Err(e) => done(Err(e)),
+            Ok(SaveStep::Answer(r)) => done(r),
+            Ok(SaveStep::Failed(e)) => self.save_failed(w_arc, e, on_close, done),
+            Ok(SaveStep::Submit(op, saved)) => {
+                let this = self.clone();
+                self.store.submit(
+                    op,
+                    Box::new(move |r| {
+                        let mut w = w_arc.lock().unwrap();
+                        let r = w.tx.finish_save(flags, r);
+                        let next = std::mem::take(&mut w.after_save);
+                        let r = r.map(|out| this.saved(&mut w, out, saved));
+                        drop(w);
+                        match r {
+                            Ok(r) => done(r),
+                            Err(e) => this.save_failed(w_arc, e, on_close, done),
+                        }
+                        for save in next {
+                            save();
+                        }
+                    }),
+                );
+            }
+        }
+    }
+
+    /// The part of a save done with the writer locked: the checks, the crash-recovery lock's
+    /// rule, the new message's place and attributes, and the handing over of its copy.
+    fn begin_save(&self, w: &mut Writer, flags: SaveFlags, on_close: bool) -> FsResult<SaveStep> {
         if self.store.crash_lock().is_some() {
             // Under the crash-recovery lock nothing is committed: a closing writer's changes
             // are kept as a recovered draft (committed to "Recovered Drafts" once the lock is
-            // lifted, or at the next open), and the close reports EACCES.
+            // lifted, or at the next open), and the close reports the lock.
             if on_close && (w.tx.is_dirty() || w.wrote) {
-                self.keep_draft(&mut w)?;
+                self.keep_draft(w)?;
             }
-            return err(Errno::EACCES);
+            return Err(Error::NoAccess.into());
         }
         if on_close && (w.kept || (!w.tx.is_dirty() && !w.tx.has_pending_change())) {
-            return Ok(());
+            return Ok(SaveStep::Answer(Ok(())));
         }
         if w.tx.state() != crate::store::txn::TxState::Open {
-            return if on_close { Ok(()) } else { err(Errno::EBADF) };
+            return Ok(SaveStep::Answer(if on_close { Ok(()) } else { err(Errno::EBADF) }));
         }
         self.writable()?;
         // A new message goes where its node is now (it may have been renamed), and becomes
@@ -347,7 +406,7 @@ impl StoreFs {
             let ov = self.overlay();
             let node = ov.nodes.get(&w.key).ok_or(FsError::Errno(Errno::ENOENT))?;
             if node.unlinked {
-                return if on_close { Ok(()) } else { err(Errno::ENOENT) };
+                return Ok(SaveStep::Answer(if on_close { Ok(()) } else { err(Errno::ENOENT) }));
             }
             let (folder, name) = (node.folder, node.name.clone());
             let c = AttrChange {
@@ -377,72 +436,79 @@ impl StoreFs {
             }
             loc = Some((folder, name));
         }
-        let was_key = w.key;
-        match w.tx.save(flags) {
-            Ok(out) => {
-                let mut ov = self.overlay();
-                if let Some((folder, name)) = &loc {
-                    // The node is a message now: the store shows it under its name.
-                    ov.names.remove(&(*folder, name.clone()));
-                    if let Some(n) = ov.nodes.remove(&was_key) {
-                        ov.nodes.insert(was_key, Node { unlinked: true, ..n });
-                    }
-                    if let Some(key) = &unhide {
-                        ov.hidden.remove(key);
-                        for o in ov.names.values_mut() {
-                            if let Overlaid::Shadow(s) = o {
-                                if s.msg == out.id {
-                                    s.attached = false;
-                                }
-                            }
+        let saved = Saved { was_key: w.key, loc, unhide };
+        Ok(match w.tx.prepare_save(flags) {
+            Err(e) => SaveStep::Failed(e),
+            Ok(PreparedSave::Done(out)) => SaveStep::Answer(self.saved(w, out, saved)),
+            Ok(PreparedSave::Submit(op)) => SaveStep::Submit(op, saved),
+        })
+    }
+
+    /// After a writer's save is durable: a new message leaves the overlay for the store, and
+    /// its name leads to the new version's inode.
+    fn saved(&self, w: &mut Writer, out: Outcome, s: Saved) -> FsResult<()> {
+        let mut ov = self.overlay();
+        if let Some((folder, name)) = &s.loc {
+            // The node is a message now: the store shows it under its name.
+            ov.names.remove(&(*folder, name.clone()));
+            if let Some(n) = ov.nodes.remove(&s.was_key) {
+                ov.nodes.insert(s.was_key, Node { unlinked: true, ..n });
+            }
+            if let Some(key) = &s.unhide {
+                ov.hidden.remove(key);
+                for o in ov.names.values_mut() {
+                    if let Overlaid::Shadow(sh) = o {
+                        if sh.msg == out.id {
+                            sh.attached = false;
                         }
                     }
-                    if let Some(ws) = ov.writers.remove(&was_key) {
-                        ov.writers.entry(out.id).or_default().extend(ws);
-                    }
-                    w.key = out.id;
-                    self.inodes.retarget(w.ino, InodeRef::Message(out.id));
                 }
-                let is_new = loc.is_some();
-                let (folder, name) = match loc {
-                    Some(l) => l,
-                    None => {
-                        let ix = self.store.index();
-                        match ix.messages.get(&out.id) {
-                            Some(m) => (m.folder, m.name.to_string()),
-                            None => return Ok(()),
-                        }
-                    }
-                };
-                drop(ov);
-                if is_new {
-                    // The folder gained an entry at this commit: its cached times are old.
-                    self.inval_attrs(folder);
+            }
+            if let Some(ws) = ov.writers.remove(&s.was_key) {
+                ov.writers.entry(out.id).or_default().extend(ws);
+            }
+            w.key = out.id;
+            self.inodes.retarget(w.ino, InodeRef::Message(out.id));
+        }
+        let is_new = s.loc.is_some();
+        let (folder, name) = match s.loc {
+            Some(l) => l,
+            None => {
+                let ix = self.store.index();
+                match ix.messages.get(&out.id) {
+                    Some(m) => (m.folder, m.name.to_string()),
+                    None => return Ok(()),
                 }
-                // The name now leads to the new version's inode.
-                self.expire_entry(folder, &name);
-                self.inval_attrs(w.ino);
-                Ok(())
             }
-            Err(e @ (Error::ObjectChanged | Error::ObjectDeleted | Error::Exists | Error::NotFound)) if on_close => {
-                let code = match e {
-                    Error::ObjectChanged | Error::Exists => Errno::EBUSY,
-                    _ => Errno::ENOENT,
-                };
-                self.keep_conflict_copy(&mut w)?;
-                err(code)
+        };
+        drop(ov);
+        if is_new {
+            // The folder gained an entry at this commit: its cached times are old.
+            self.inval_attrs(folder);
+        }
+        // The name now leads to the new version's inode.
+        self.expire_entry(folder, &name);
+        self.inval_attrs(w.ino);
+        Ok(())
+    }
+
+    /// A save that failed. At close nothing may be lost: a conflict (another save won, or
+    /// the message was deleted) keeps the content as a conflict copy beside the original;
+    /// any other failure (a full disk, an I/O error) keeps the private copy as a recovered
+    /// draft (a rename, which needs no space), committed to "Recovered Drafts" at the next
+    /// open. The failure is reported either way.
+    fn save_failed(self: &Arc<Self>, w: Arc<Mutex<Writer>>, e: Error, on_close: bool, done: Done<()>) {
+        match e {
+            Error::ObjectChanged | Error::ObjectDeleted | Error::NotFound if on_close => {
+                self.keep_conflict_copy(w, e, done)
             }
-            Err(Error::Exists) => err(Errno::EBUSY),
-            Err(e) if on_close => {
-                // Any other failure at close (a full disk, an I/O error): nothing is lost
-                // either; the private copy is kept as a recovered draft (a rename, which
-                // needs no space), committed to "Recovered Drafts" at the next open.
-                if let Err(k) = self.keep_draft(&mut w) {
-                    log::error!("could not keep unsaved content as a recovered draft: {:?}", k.errno(self.read_only));
+            e if on_close => {
+                if let Err(k) = self.keep_draft(&mut w.lock().unwrap()) {
+                    log::error!("could not keep unsaved content as a recovered draft: {k:?}");
                 }
-                Err(e.into())
+                done(Err(e.into()))
             }
-            Err(e) => Err(e.into()),
+            e => done(Err(e.into())),
         }
     }
 
@@ -458,8 +524,10 @@ impl StoreFs {
         Ok(())
     }
 
-    /// Save a writer's content as `NAME (conflict N).eml` beside the message it was for.
-    fn keep_conflict_copy(&self, w: &mut Writer) -> FsResult<()> {
+    /// Save a writer's content as `NAME (conflict N).eml` beside the message it was for,
+    /// then answer `done` with `cause`, the failure that made the copy necessary.
+    fn keep_conflict_copy(self: &Arc<Self>, w_arc: Arc<Mutex<Writer>>, cause: Error, done: Done<()>) {
+        let mut w = w_arc.lock().unwrap();
         let (folder, name) = {
             let ix = self.store.index();
             let (f, n) = match ix.messages.get(&w.key) {
@@ -472,21 +540,35 @@ impl StoreFs {
             // Beside the original; in the top folder if its folder is gone too.
             (if ix.folders.contains_key(&f) { f } else { ROOT }, n)
         };
-        loop {
+        let cname = loop {
             w.conflicts += 1;
             let cname = conflict_name(&name, w.conflicts);
-            if self.name_taken(&self.overlay(), folder, &cname) {
-                continue;
+            if !self.name_taken(&self.overlay(), folder, &cname) {
+                break cname;
             }
-            match w.tx.save_as_new(folder, &cname) {
-                Ok(_) => {
-                    log::warn!("a save could not apply; the content is kept as {cname:?}");
-                    return Ok(());
+        };
+        let prepared = w.tx.prepare_save_as_new(folder, &cname);
+        drop(w);
+        let op = match or_answer!(done, prepared) {
+            PreparedSave::Submit(op) => op,
+            PreparedSave::Done(_) => return done(Err(cause.into())),
+        };
+        let this = self.clone();
+        self.store.submit(
+            op,
+            Box::new(move |r| {
+                let r = w_arc.lock().unwrap().tx.finish_save(SaveFlags(0), r);
+                match r {
+                    Ok(_) => {
+                        log::warn!("a save could not apply; the content is kept as {cname:?}");
+                        done(Err(cause.into()))
+                    }
+                    // Another save took that name first: the next one.
+                    Err(Error::ObjectChanged) => this.keep_conflict_copy(w_arc, cause, done),
+                    Err(e) => done(Err(e.into())),
                 }
-                Err(Error::Exists) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+            }),
+        );
     }
 
     pub fn release(&self, fh: u64) {
@@ -531,11 +613,14 @@ impl StoreFs {
     }
 
     /// Everything at unmount: unsaved writers are saved as at close; scratch files go.
-    pub fn shutdown(&self) {
+    /// Waits for the committer: the session is over, no request is left to serve.
+    pub fn shutdown(self: &Arc<Self>) {
         let fhs: Vec<u64> = self.handles.iter().map(|e| *e.key()).collect();
         for fh in fhs {
-            if let Err(e) = self.flush(fh) {
-                log::warn!("unmount: saving an open file failed: {:?}", e.errno(self.read_only));
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.flush(fh, Box::new(move |r| drop(tx.send(r))));
+            if let Ok(Err(e)) = rx.recv() {
+                log::warn!("unmount: saving an open file failed: {e:?}");
             }
             self.release(fh);
         }

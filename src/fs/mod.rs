@@ -52,7 +52,7 @@ pub type Unmounter = fuser::SessionUnmounter;
 pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnOnce(Unmounter)) -> std::io::Result<()> {
     store.set_freeze_timeout(std::time::Duration::from_millis(cfg.snapshot_timeout_ms));
     let inner = Arc::new(StoreFs::new(store.clone(), cfg.read_only));
-    let fs = fuse::MsgFs::new(inner.clone(), 8);
+    let fs = fuse::MsgFs::new(inner.clone());
     let mut config = fuser::Config::default();
     let source = store.path().map(|p| p.display().to_string()).unwrap_or_else(|| "store".into());
     config.mount_options = vec![MountOption::FSName(format!("msgfs:{source}")), MountOption::Subtype("msgfs".into())];

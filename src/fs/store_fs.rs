@@ -16,6 +16,7 @@ pub(super) use super::inodes::{InodeRef, Inodes};
 pub(super) use super::names::{conflict_name, is_scratch};
 pub(super) use super::overlay::{NodeKind, Overlaid, Overlay, Shadow};
 use crate::store::commit::now_ns;
+pub(super) use crate::store::commit::{Op, Outcome};
 pub(super) use crate::store::vfs::{OpenMode, VfsFile};
 pub(super) use crate::store::{AttrChange, Attrs, Entry, Error, Id, SaveFlags, Store, ROOT};
 pub(super) use std::path::PathBuf;
@@ -28,6 +29,21 @@ pub(super) use std::sync::{Mutex, MutexGuard};
 /// `xargs cat`) sent a LOOKUP before every OPEN once the entries expired, doubling the
 /// daemon's work per file; a plain filesystem never revalidates at all.
 pub const TTL: Duration = Duration::from_secs(3600);
+
+/// Where a request's answer goes, called once: on the thread that received the request, or
+/// on the committer's once the change it waited for is durable.
+pub type Done<T> = Box<dyn FnOnce(FsResult<T>) + Send>;
+
+/// Answer `done` with the error of `r`, or go on with its value.
+macro_rules! or_answer {
+    ($done:expr, $r:expr) => {
+        match $r {
+            Ok(v) => v,
+            Err(e) => return ($done)(Err(e.into())),
+        }
+    };
+}
+pub(super) use or_answer;
 
 /// Attributes of one inode, as the kernel is told them.
 #[derive(Clone, Copy, Debug)]
@@ -122,11 +138,36 @@ impl StoreFs {
         self.handles.get(&fh).is_some_and(|h| matches!(*h, Handle::Write(_)))
     }
 
+    /// The store's gate for changes (read-only store, crash-recovery lock).
     pub(super) fn writable(&self) -> FsResult<()> {
-        if self.read_only {
-            return err(Errno::EROFS);
+        Ok(self.store.check_change()?)
+    }
+
+    /// Submit `ops` to the committer one after the other, then answer `done` with what
+    /// `then` makes of the last outcome; the first failure answers it instead. Nothing waits:
+    /// each next step runs on the committer's thread once the one before is durable, so a
+    /// step must never wait for the committer itself.
+    pub(super) fn commit<T: Send + 'static>(
+        self: &Arc<Self>,
+        ops: Vec<Op>,
+        then: impl FnOnce(&Arc<StoreFs>, Option<Outcome>) -> FsResult<T> + Send + 'static,
+        done: Done<T>,
+    ) {
+        let mut ops = std::collections::VecDeque::from(ops);
+        match ops.pop_front() {
+            None => done(then(self, None)),
+            Some(op) => {
+                let this = self.clone();
+                self.store.submit(
+                    op,
+                    Box::new(move |r| match r {
+                        Err(e) => done(Err(e.into())),
+                        Ok(out) if ops.is_empty() => done(then(&this, Some(out))),
+                        Ok(_) => this.commit(ops.into(), then, done),
+                    }),
+                );
+            }
         }
-        Ok(())
     }
 
     pub fn resolve(&self, ino: u64) -> FsResult<InodeRef> {

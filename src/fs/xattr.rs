@@ -3,9 +3,12 @@
 
 use fuser::Errno;
 
+use std::sync::Arc;
+
 use super::errno::{err, FsError, FsResult};
 use super::inodes::InodeRef;
 use super::store_fs::StoreFs;
+use super::store_fs::{Done, Op};
 use crate::control::*;
 use crate::store::{AttrChange, Error, XattrChange};
 
@@ -87,36 +90,43 @@ impl StoreFs {
         Ok(out)
     }
 
-    pub fn setxattr(&self, ino: u64, name: &str, value: &[u8], flags: i32) -> FsResult<()> {
+    pub fn setxattr(self: &Arc<Self>, ino: u64, name: &str, value: &[u8], flags: i32, done: Done<()>) {
         let change = XattrChange::Set {
             name: name.to_string(),
             value: value.to_vec(),
             create: flags & libc::XATTR_CREATE != 0,
             replace: flags & libc::XATTR_REPLACE != 0,
         };
-        self.change_xattr(ino, name, change)
+        self.change_xattr(ino, name, change, done)
     }
 
-    pub fn removexattr(&self, ino: u64, name: &str) -> FsResult<()> {
-        self.change_xattr(ino, name, XattrChange::Remove { name: name.to_string() })
+    pub fn removexattr(self: &Arc<Self>, ino: u64, name: &str, done: Done<()>) {
+        self.change_xattr(ino, name, XattrChange::Remove { name: name.to_string() }, done)
     }
 
-    fn change_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<()> {
+    fn change_xattr(self: &Arc<Self>, ino: u64, name: &str, change: XattrChange, done: Done<()>) {
+        match self.plan_xattr(ino, name, change) {
+            Ok(Some(op)) => self.commit(vec![op], |_, _| Ok(()), done),
+            Ok(None) => done(Ok(())),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    /// An xattr change: made in the overlay at once (a new file), or an operation to commit.
+    fn plan_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<Option<Op>> {
         if name.starts_with(XATTR_PREFIX) {
             return err(Errno::EPERM);
         }
         if !name.starts_with("user.") {
             return err(Errno::ENOTSUP);
         }
-        if self.read_only {
-            return err(Errno::EROFS);
-        }
+        self.writable()?;
         if name.len() > 255 {
             return err(Errno::ERANGE);
         }
         match self.resolve(ino)? {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                Ok(self.store.set_message_attrs(id, AttrChange { xattrs: vec![change], ..Default::default() })?)
+                Ok(Some(Op::MessageMeta { id, change: AttrChange { xattrs: vec![change], ..Default::default() } }))
             }
             InodeRef::Node(n) => {
                 let mut ov = self.overlay();
@@ -127,15 +137,15 @@ impl StoreFs {
                     (XattrChange::Set { replace: true, .. }, None) => err(Errno::ENODATA),
                     (XattrChange::Set { value, .. }, Some(i)) => {
                         node.xattrs[i].1 = value.into_boxed_slice();
-                        Ok(())
+                        Ok(None)
                     }
                     (XattrChange::Set { value, .. }, None) => {
                         node.xattrs.push((name.into(), value.into_boxed_slice()));
-                        Ok(())
+                        Ok(None)
                     }
                     (XattrChange::Remove { .. }, Some(i)) => {
                         node.xattrs.remove(i);
-                        Ok(())
+                        Ok(None)
                     }
                     (XattrChange::Remove { .. }, None) => err(Errno::ENODATA),
                 }

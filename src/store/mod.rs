@@ -400,13 +400,19 @@ impl Store {
         &self.0.vfs
     }
 
+    /// The gate every change passes: a read-only store refuses it (ReadOnly), and so does
+    /// one under the crash-recovery lock (NoAccess).
+    pub fn check_change(&self) -> Result<()> {
+        if self.0.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.check_access()
+    }
+
     /// Queue an operation; `reply` is called from the committer once it is durable or has
     /// failed. Callers that can park a reply (the FUSE layer) use this directly.
     pub fn submit(&self, op: Op, reply: commit::Reply) {
-        if self.0.read_only {
-            return reply(Err(Error::ReadOnly));
-        }
-        if let Err(e) = self.check_access() {
+        if let Err(e) = self.check_change() {
             return reply(Err(e));
         }
         let mut q = self.0.queue.lock().unwrap();

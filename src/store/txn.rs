@@ -348,6 +348,12 @@ impl Transaction {
                 Ok(out)
             }
             Err(e) => {
+                // A new message whose name another save took first lost a race like any
+                // conflicting save: MAPI's ObjectChanged, not a name clash.
+                let e = match e {
+                    Error::Exists if self.new_in.is_some() => Error::ObjectChanged,
+                    e => e,
+                };
                 // The committer put the file back where it was (or never moved it).
                 let handed = std::mem::replace(&mut self.base, saving.base);
                 self.base_version = saving.base_version;
@@ -378,6 +384,17 @@ impl Transaction {
     /// Turn this transaction into a new message `name` in `folder` and save it there: how
     /// a writer whose save failed keeps its content (`NAME (conflict N).eml`).
     pub fn save_as_new(&mut self, folder: Id, name: &str) -> Result<Outcome> {
+        match self.prepare_save_as_new(folder, name)? {
+            PreparedSave::Done(out) => Ok(out),
+            PreparedSave::Submit(op) => {
+                let r = self.store.run(op);
+                self.finish_save(SaveFlags(0), r)
+            }
+        }
+    }
+
+    /// The first half of [`Transaction::save_as_new`]; finish with `finish_save` and no flags.
+    pub fn prepare_save_as_new(&mut self, folder: Id, name: &str) -> Result<PreparedSave> {
         check_name(name)?;
         let size = self.size;
         self.ensure_staged(size)?;
@@ -386,7 +403,12 @@ impl Transaction {
         self.base_version = None;
         self.dirty = true;
         self.state = TxState::Open;
-        self.save(SaveFlags(0))
+        self.prepare_save(SaveFlags(0))
+    }
+
+    /// Whether a save of this transaction is in flight.
+    pub fn is_saving(&self) -> bool {
+        self.saving.is_some()
     }
 
     /// Record attribute or xattr changes made through this writer; they are committed with
