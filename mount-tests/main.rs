@@ -8,6 +8,7 @@ mod control;
 mod daemon;
 mod editors;
 mod nonroot;
+mod peer;
 mod pst;
 mod tools;
 mod transactions;
