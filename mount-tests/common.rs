@@ -31,6 +31,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("setfacl", "acl"),
     ("getfacl", "acl"),
     ("python3", "python3"),
+    ("notmuch", "notmuch"),
     ("autoreconf", "autoconf"),
     ("autoconf", "autoconf"),
     ("automake", "automake"),
@@ -177,15 +178,21 @@ impl Drop for Mount {
     }
 }
 
+/// Wait until process `pid` has exited whole: gone, or a zombie with no thread left (a
+/// zombie main thread whose other threads still run keeps its descriptors, so the store's
+/// lock and the FUSE connection, open).
 pub fn wait_gone(pid: i32) {
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(30) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.split(' ').nth(2) == Some("Z") {
-            break;
+    while start.elapsed() < Duration::from_secs(30) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return };
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+        // After ") ": [1] is the state, [18] the number of threads.
+        if fields.get(1) == Some(&"Z") && fields.get(18) == Some(&"1") {
+            return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    panic!("process {pid} did not exit within 30 s of SIGKILL: a thread is stuck in the kernel");
 }
 
 /// Where test directories go: the disk the target dir is on (not a tmpfs).

@@ -4,12 +4,17 @@
 mod common;
 
 mod browse;
+mod cli;
 mod control;
 mod daemon;
 mod editors;
+mod fulldisk;
+mod kill_loop;
 mod nonroot;
 mod peer;
+mod posix;
 mod pst;
+mod times;
 mod tools;
 mod transactions;
 mod xattrs;

@@ -81,7 +81,8 @@ enum Command {
         /// Only this folder path, such as Inbox/Work (and its subfolders)
         #[arg(long, value_name = "FOLDER")]
         folder: Option<String>,
-        /// Destination directory, created if missing: a Maildir++ tree (maildir) or a directory of
+        /// Destination directory, created if missing: a Maildir++ tree (maildir: a new or empty
+        /// directory, since exporting again would duplicate every message) or a directory of
         /// FOLDER.mbox files (mbox); existing files are never overwritten
         dest: PathBuf,
     },
@@ -124,11 +125,13 @@ enum Command {
     Backup {
         /// Mount point of a msgfs mount
         mountpoint: PathBuf,
-        /// Destination directory (becomes a store that `msgfs mount` serves); files in it that the
-        /// store does not have are deleted (rsync --delete)
+        /// Destination directory (becomes a store that `msgfs mount` serves): new, empty, or an
+        /// earlier backup of this store (files the store does not have are deleted); never
+        /// inside a msgfs mount
         dest: PathBuf,
     },
-    /// Verify every log record, object checksum and reference; exit 1 on damage
+    /// Verify every log record, object checksum and reference; exit 1 on damage, 2 if STORE is
+    /// not a store
     Check {
         /// Store directory (default: ~/.local/share/msgfs/default)
         store: Option<PathBuf>,

@@ -4,8 +4,20 @@ use std::path::Path;
 
 use super::CmdResult;
 use crate::store::check::check_dir;
+use crate::store::FORMAT_FILE;
 
 pub fn run(store: &Path) -> CmdResult {
+    // A directory without a format file is not a damaged store but no store at all; saying
+    // DAMAGED would send people to repair what is, say, their home directory.
+    if let Err(e) = std::fs::metadata(store) {
+        return Err(format!("{}: {e}", store.display()).into());
+    }
+    if !store.join(FORMAT_FILE).is_file() {
+        return Err(format!("{} is not a msgfs store (it has no {FORMAT_FILE} file)", store.display()).into());
+    }
+    if super::readable_by_others(store) {
+        eprintln!("{}", super::readable_warning(store));
+    }
     let r = check_dir(store);
     for n in &r.notes {
         println!("note: {n}");

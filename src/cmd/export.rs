@@ -16,6 +16,15 @@ pub enum Format {
 }
 
 pub fn run(store: &Path, format: Format, folder: Option<&str>, dest: &Path) -> CmdResult {
+    if matches!(format, Format::Maildir) && !is_empty_or_missing(dest)? {
+        // A Maildir names each message by a unique name made at delivery, so a second
+        // export cannot know which files it wrote before: it would add every message again.
+        return Err(format!(
+            "{} is not empty: a Maildir export goes into a new or empty directory (exporting again into the same one would duplicate every message)",
+            dest.display()
+        )
+        .into());
+    }
     let st = Store::open(store, Options { read_only: true, ..Default::default() })
         .map_err(|e| format!("store {}: {e}", store.display()))?;
     let folder = folder.unwrap_or("");
@@ -40,4 +49,12 @@ pub fn run(store: &Path, format: Format, folder: Option<&str>, dest: &Path) -> C
         }
     }
     Ok(u8::from(!r.unreadable.is_empty()))
+}
+
+fn is_empty_or_missing(dest: &Path) -> Result<bool, String> {
+    match std::fs::read_dir(dest) {
+        Ok(mut it) => Ok(it.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(format!("{}: {e}", dest.display())),
+    }
 }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::CmdResult;
 use crate::fs::{serve, MountConfig};
-use crate::store::{Options, Store, LOCK_FILE};
+use crate::store::{Options, Store, FORMAT_FILE, LOCK_FILE};
 
 fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
     let mut c = MountConfig::default();
@@ -33,6 +34,29 @@ fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
         }
     }
     Ok(c)
+}
+
+/// Refuse a STORE that is a file but no PST (an mbox, say): opening it as a store directory
+/// would fail with "File exists", which says nothing of what to do.
+fn check_store(store: &Path) -> Result<(), String> {
+    let Ok(md) = std::fs::metadata(store) else { return Ok(()) };
+    if md.is_dir() || crate::pstfs::is_pst(store) {
+        return Ok(());
+    }
+    let p = store.display();
+    let looks_mbox = std::fs::File::open(store)
+        .and_then(|mut f| {
+            let mut head = [0u8; 5];
+            f.read_exact(&mut head).map(|()| &head == b"From ")
+        })
+        .unwrap_or(false);
+    if looks_mbox {
+        Err(format!("{p} is an mbox file, not a store: import it with `msgfs import {p}`, then mount the store"))
+    } else {
+        Err(format!(
+            "{p} is a file, not a store directory or an Outlook PST: import mail with `msgfs import {p}`, then mount the store"
+        ))
+    }
 }
 
 /// Refuse a mount point that cannot work, with what to do about it.
@@ -90,6 +114,11 @@ fn log_path() -> PathBuf {
 pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_fd: Option<RawFd>) -> CmdResult {
     let cfg = parse_options(options)?;
     check_mountpoint(mp)?;
+    check_store(store)?;
+    // Said by the command the user ran; the daemon's log gets it too (foreground).
+    if store.join(FORMAT_FILE).is_file() && super::readable_by_others(store) {
+        eprintln!("{}", super::readable_warning(store));
+    }
     if !foreground {
         return spawn_daemon(store, mp, options);
     }
@@ -123,7 +152,7 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
     };
     let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
     let res = serve(st, &mp_abs, &cfg, |unmounter| {
-        unmount_on_signal(sigs, unmounter);
+        unmount_on_signal(sigs, unmounter, mp_abs.clone());
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }
@@ -137,26 +166,50 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
     Ok(0)
 }
 
-/// A thread that unmounts on the first of the signals blocked by [`block_signals`].
-fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter) {
+/// A thread that unmounts on SIGTERM, SIGINT or SIGHUP (blocked by [`block_signals`]);
+/// `msgfs umount` sends SIGTERM.
+///
+/// The daemon unmounts, not `msgfs umount`: fuser 0.18 unmounts again when its session
+/// ends unless its own unmounter did it, and its check "still mounted?" reads the device's
+/// POLLERR (which the kernel sets once the mount is gone) as mounted, so every unmount done
+/// from outside ended in a second umount(2), EINVAL, and "Failed to umount filesystem:
+/// Invalid argument" in the log. The unmounter hands fuser's mount over to us and usually
+/// unmounts; when it does not (it skips the unmount while a request is queued on the device,
+/// and gives the mount up when the unmount fails), we unmount the point ourselves.
+fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter, mp: PathBuf) {
     std::thread::Builder::new()
         .name("msgfs-signals".into())
         .spawn(move || {
-            let mut sig = 0;
-            // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
-            unsafe { libc::sigwait(&sigs, &mut sig) };
-            log::info!("signal {sig}: unmounting");
-            // A file closed a moment ago may still hold the mount (a process forked at that
-            // moment keeps its descriptor until it execs): retry a busy unmount for 5 s.
-            for attempt in 0.. {
-                match unmounter.unmount() {
-                    Ok(()) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 50 => {
-                        std::thread::sleep(std::time::Duration::from_millis(100));
+            let mut handed_over = false;
+            loop {
+                let mut sig = 0;
+                // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
+                unsafe { libc::sigwait(&sigs, &mut sig) };
+                log::info!("signal {sig}: unmounting");
+                if !handed_over {
+                    handed_over = true;
+                    if let Err(e) = unmounter.unmount() {
+                        log::debug!("unmount through fuser: {e}; unmounting directly");
                     }
-                    Err(e) => {
-                        log::warn!("unmount after signal {sig}: {e} (close the files open there, then unmount again)");
+                }
+                // A file closed a moment ago may still hold the mount (a process forked at
+                // that moment keeps its descriptor until it execs): retry a busy unmount for 5 s.
+                for attempt in 0.. {
+                    if !is_mounted_here(&mp) {
                         break;
+                    }
+                    match unmount_point(&mp) {
+                        Ok(()) => break,
+                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 50 => {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "unmount {} after signal {sig}: {e} (close the files open there, then unmount again)",
+                                mp.display()
+                            );
+                            break;
+                        }
                     }
                 }
             }
@@ -164,12 +217,36 @@ fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter) 
         .expect("spawn the signal thread");
 }
 
+/// Whether the topmost mount at `mp` is a msgfs mount.
+fn is_mounted_here(mp: &Path) -> bool {
+    mount_table().into_iter().rev().find(|m| m.point == mp).is_some_and(|m| m.is_msgfs())
+}
+
+/// Unmount `mp`: umount(2) as root, else through the setuid helper (the kernel lets only
+/// root unmount). A failure of the helper counts as busy, the usual reason.
+fn unmount_point(mp: &Path) -> std::io::Result<()> {
+    if is_root() {
+        let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())?;
+        // SAFETY: umount2 on a valid C string path.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    let ok = Command::new("fusermount3").arg("-u").arg("-q").arg(mp).stdin(Stdio::null()).status()?.success();
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+    }
+}
+
 /// Serve a PST file read-only (the daemon side of `msgfs mount FILE.pst MOUNTPOINT`).
 fn serve_pst(path: &Path, mp: &Path, cfg: &MountConfig, sigs: libc::sigset_t, mut ready: Option<File>) -> CmdResult {
     let path = &std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
     let res = crate::pstfs::serve(path, &mp_abs, cfg.allow_other, |unmounter| {
-        unmount_on_signal(sigs, unmounter);
+        unmount_on_signal(sigs, unmounter, mp_abs.clone());
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }
@@ -209,12 +286,16 @@ fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
     if let Some(d) = log.parent() {
         let _ = std::fs::create_dir_all(d);
     }
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| {
+    // The log names messages (recovered drafts, conflicts): as private as the store.
+    let logf = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log).map_err(|e| {
         format!(
             "cannot open the daemon's log {}: {e} (set XDG_STATE_HOME or HOME to a directory you can write)",
             log.display()
         )
     })?;
+    // One made by an older msgfs may be 0644; narrowing it is all we want, so a failure
+    // (someone else's file) changes nothing else.
+    let _ = crate::store::vfs::fix_file_mode(&logf);
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("mount").arg("-f").arg("--ready-fd").arg(wfd.to_string());
     for o in options {
@@ -267,20 +348,110 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The store directory behind a msgfs mount, from /proc/self/mountinfo.
-pub fn store_of(mp: &Path) -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mp.to_str()?;
+/// One line of /proc/self/mountinfo: where, what type, and the source (our fs name).
+struct MountEntry {
+    point: PathBuf,
+    fstype: String,
+    source: String,
+}
+
+impl MountEntry {
+    /// Ours: a FUSE mount (type `fuse`, or `fuse.msgfs` where the subtype is recorded, as
+    /// through fusermount3) whose fs name is `msgfs:STORE` or `msgfs-pst:FILE`.
+    fn is_msgfs(&self) -> bool {
+        (self.fstype == "fuse" || self.fstype == "fuse.msgfs")
+            && (self.source.starts_with("msgfs:") || self.source.starts_with("msgfs-pst:"))
+    }
+}
+
+/// The mount table, in mount order (a later mount on the same point hides an earlier one).
+fn mount_table() -> Vec<MountEntry> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
     for line in info.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-        if fields.get(4).map(|f| unescape(f)) == Some(want.to_string()) {
-            let source = fields.get(dash + 2)?;
-            let path = source.strip_prefix("msgfs:").or_else(|| source.strip_prefix("msgfs-pst:"));
-            return path.map(|s| PathBuf::from(unescape(s)));
+        let (Some(point), Some(fstype), Some(source)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 2))
+        else {
+            continue;
+        };
+        out.push(MountEntry {
+            point: PathBuf::from(unescape(point)),
+            fstype: unescape(fstype),
+            source: unescape(source),
+        });
+    }
+    out
+}
+
+/// The FUSE superblock magic, as statfs(2) reports it for every FUSE mount.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// Whether the filesystem at `path` is FUSE. A FUSE mount whose daemon died answers
+/// nothing (ENOTCONN); it counts, so that `msgfs umount` can remove it.
+fn is_fuse(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: statfs writes into the zeroed struct we own, given a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN);
+    }
+    st.f_type as i64 == FUSE_SUPER_MAGIC
+}
+
+/// `mp` (canonical) if it is the root of a msgfs mount: the filesystem there is FUSE, and
+/// the mount table's topmost mount at exactly that point is a msgfs one. Commands
+/// that set `user.msgfs.*` xattrs or delete files ask this first: on an ordinary directory
+/// those xattrs would simply be stored, and the command would seem to work.
+pub fn msgfs_root(mp: &Path) -> Result<PathBuf, String> {
+    let not = || format!("{} is not a msgfs mount", mp.display());
+    let abs = match std::fs::canonicalize(mp) {
+        Ok(abs) => abs,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // A mount whose daemon died cannot be looked at, but the mount table still
+            // names it: ours if its source says so (then `msgfs umount` can remove it).
+            let abs = std::path::absolute(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
+            let top = mount_table().into_iter().rev().find(|m| m.point == abs);
+            return match top {
+                Some(m) if m.is_msgfs() => Ok(abs),
+                _ => Err(format!("{}: {e}", mp.display())),
+            };
+        }
+        Err(e) => return Err(format!("{}: {e}", mp.display())),
+    };
+    let top = mount_table().into_iter().rev().find(|m| m.point == abs);
+    match top {
+        Some(m) if m.is_msgfs() && is_fuse(&abs) => Ok(abs),
+        _ => Err(not()),
+    }
+}
+
+/// The msgfs mount `path` lies in (at any depth), if any: the mount with the longest mount
+/// point that is an ancestor of `path`'s nearest existing ancestor (made canonical).
+pub fn msgfs_mount_containing(path: &Path) -> Option<PathBuf> {
+    let mut p = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let abs = loop {
+        if let Ok(c) = std::fs::canonicalize(&p) {
+            break c;
+        }
+        p = p.parent()?.to_path_buf();
+    };
+    let mut best: Option<MountEntry> = None;
+    for m in mount_table() {
+        if abs.starts_with(&m.point)
+            && best.as_ref().is_none_or(|b| m.point.components().count() >= b.point.components().count())
+        {
+            best = Some(m);
         }
     }
-    None
+    best.filter(MountEntry::is_msgfs).map(|m| m.point)
+}
+
+/// The store directory behind a msgfs mount, from /proc/self/mountinfo.
+pub fn store_of(mp: &Path) -> Option<PathBuf> {
+    let m = mount_table().into_iter().rev().find(|m| m.point == mp && m.is_msgfs())?;
+    let path = m.source.strip_prefix("msgfs:").or_else(|| m.source.strip_prefix("msgfs-pst:"));
+    path.map(PathBuf::from)
 }
 
 /// The daemon serving `mp`: the holder named in the store's lock file, if that process is a
@@ -294,44 +465,77 @@ fn daemon_pid(store: &Path, mp: &Path) -> Option<i32> {
     ours.then_some(pid)
 }
 
+/// The `msgfs mount -f` process serving `mp` when it holds no store lock (a read-only
+/// mount, a PST): found by its command line, whose last argument is the mount point.
+fn daemon_by_cmdline(mp: &Path) -> Option<i32> {
+    let me = std::process::id() as i32;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        // The daemon's watchdog has its command line (it is a fork), not its name.
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.strip_suffix(b"\n").unwrap_or(&comm) == &crate::fs::WATCHDOG_NAME[..crate::fs::WATCHDOG_NAME.len() - 1]
+        {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+        let is_daemon = args.get(1) == Some(&&b"mount"[..]) && args.contains(&&b"-f"[..]);
+        if is_daemon && args.last() == Some(&mp.as_os_str().as_encoded_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
 pub fn umount(mp: &Path) -> CmdResult {
-    let mp = std::fs::canonicalize(mp).map_err(|e| format!("{}: {e}", mp.display()))?;
+    let mp = msgfs_root(mp)?;
     let store = store_of(&mp).ok_or_else(|| format!("{} is not a msgfs mount", mp.display()))?;
-    let pid = daemon_pid(&store, &mp);
-    if is_root() {
-        let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())?;
-        // SAFETY: umount2 on a valid C string path.
-        if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(format!("unmount {}: {e} (close the files open there first)", mp.display()).into());
+    let pid = daemon_pid(&store, &mp).or_else(|| daemon_by_cmdline(&mp));
+    let busy = |mp: &Path| format!("unmount {}: the mount is busy (close the files open there first)", mp.display());
+    match pid {
+        Some(pid) => {
+            // The daemon unmounts (see `unmount_on_signal`). Root can first learn whether
+            // the mount is busy without unmounting it: MNT_EXPIRE fails with EBUSY then, and
+            // with EAGAIN (only marking it) when it is not.
+            if is_root() {
+                let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())?;
+                // SAFETY: umount2 on a valid C string path.
+                let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_EXPIRE) };
+                if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY) {
+                    return Err(busy(&mp).into());
+                }
+            }
+            // SAFETY: a signal to the daemon process we identified above.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+                return Err(format!(
+                    "signal the daemon of {} (process {pid}): {}",
+                    mp.display(),
+                    std::io::Error::last_os_error()
+                )
+                .into());
+            }
+            // It retries a busy unmount for 5 s, then gives up and keeps serving.
+            let start = Instant::now();
+            while is_mounted_here(&mp) && alive(pid) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    return Err(busy(&mp).into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-    } else {
-        // The kernel lets only root unmount; the setuid helper unmounts for the user who mounted.
-        let out = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&mp)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("fusermount3: {e} (install fuse3: apt-get install fuse3)"))?;
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            return Err(
-                format!("fusermount3 -u {}: {} (close the files open there first)", mp.display(), why.trim()).into()
-            );
-        }
+        None => unmount_point(&mp)
+            .map_err(|e| format!("unmount {}: {e} (close the files open there first)", mp.display()))?,
     }
     // Wait for the daemon to finish saving and close the store.
     if let Some(pid) = pid {
         let start = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(120) {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat.split(' ').nth(2) == Some("Z") {
-                break;
-            }
+        while alive(pid) && start.elapsed() < Duration::from_secs(120) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if Path::new(&format!("/proc/{pid}")).exists() && stat.split(' ').nth(2) != Some("Z") {
+        if alive(pid) {
             return Err(format!(
                 "unmounted {}, but its daemon (process {pid}) is still saving after 2 minutes; see its log",
                 mp.display()
@@ -340,4 +544,13 @@ pub fn umount(mp: &Path) -> CmdResult {
         }
     }
     Ok(0)
+}
+
+/// Whether process `pid` is running (a zombie has finished).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may hold spaces.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }

@@ -74,7 +74,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         blocks: a.size.div_ceil(512),
         atime: t,
         mtime: t,
-        ctime: t,
+        ctime: time(a.ctime),
         crtime: t,
         kind: if a.dir { FileType::Directory } else { FileType::RegularFile },
         perm: (a.attrs.mode & 0o7777) as u16,
@@ -359,7 +359,7 @@ impl Filesystem for MsgFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wflags: WriteFlags,
+        wflags: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
@@ -367,7 +367,7 @@ impl Filesystem for MsgFs {
         if self.locked() {
             return reply.error(Errno::EACCES);
         }
-        match self.inner.write(fh.0, offset, data) {
+        match self.inner.write(fh.0, offset, data, wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(self.errno(&e)),
         }
@@ -378,7 +378,7 @@ impl Filesystem for MsgFs {
         if !self.inner.is_writer(fh.0) {
             return reply.ok();
         }
-        self.park(move |fs| fs.flush(fh.0, false), move |r| reply_empty(reply, r));
+        self.park(move |fs| fs.flush(fh.0), move |r| reply_empty(reply, r));
     }
 
     fn release(
@@ -397,8 +397,8 @@ impl Filesystem for MsgFs {
         }
         self.park(
             move |fs| {
-                // A new file never flushed with content is saved now, at its last close.
-                if let Err(e) = fs.flush(fh.0, true) {
+                // Anything written since the last FLUSH (through a shared mapping) is saved now.
+                if let Err(e) = fs.flush(fh.0) {
                     log::warn!("saving a new file at its last close: {:?}", e.errno(fs.read_only));
                 }
                 fs.release(fh.0);
@@ -453,6 +453,7 @@ impl Filesystem for MsgFs {
                     ino: e.ino,
                     size: 4096,
                     attrs: crate::store::Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 },
+                    ctime: 0,
                     dir: true,
                     nlink: 2,
                 };

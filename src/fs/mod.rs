@@ -6,8 +6,11 @@ mod control;
 pub mod errno;
 mod fuse;
 pub mod names;
+mod notify;
 pub mod ops;
 pub mod state;
+mod watchdog;
+pub use watchdog::WATCHDOG_NAME;
 mod xattr;
 
 use std::path::Path;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use fuser::{MountOption, SessionACL};
 
 use crate::store::Store;
-use ops::{Inner, Inval};
+use ops::Inner;
 
 /// Mount options (`-o`).
 #[derive(Clone, Debug)]
@@ -60,27 +63,24 @@ pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnO
     config.n_threads = Some(cfg.threads.max(1));
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, mountpoint, &config)?;
-    let notifier = session.notifier();
-    let (tx, rx) = std::sync::mpsc::channel::<Inval>();
-    *inner.inval.lock().unwrap() = Some(tx);
-    let inval_thread = std::thread::Builder::new().name("msgfs-inval".into()).spawn(move || {
-        for i in rx {
-            let r = match &i {
-                Inval::Entry { parent, name } => notifier.inval_entry(fuser::INodeNo(*parent), name.as_ref()),
-                Inval::Attrs { ino } => notifier.inval_inode(fuser::INodeNo(*ino), -1, 0),
-            };
-            if let Err(e) = r {
-                // ENOENT: the kernel did not have it cached; nothing to do.
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    log::debug!("cache invalidation failed: {e}");
-                }
-            }
-        }
-    })?;
+    // A duplicate of the session's descriptor for the notifications.
+    let fd = std::os::fd::AsFd::as_fd(&session).try_clone_to_owned()?;
+    let notifier = Arc::new(notify::Notifier::new(fd));
+    let _ = inner.notifier.set(notifier.clone());
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+    *inner.expiries.lock().unwrap() = Some(tx);
+    let expiry_thread = std::thread::Builder::new()
+        .name("msgfs-expire".into())
+        .spawn(move || rx.into_iter().for_each(|(parent, name)| notifier.expire_entry(parent, &name)))?;
+    let watchdog = watchdog::Watchdog::start(mountpoint);
     ready(session.unmount_callable());
     let res = session.run();
-    inner.inval.lock().unwrap().take();
-    let _ = inval_thread.join();
+    // The notifier's descriptor still holds the connection: its number is not free yet.
+    if let Some(w) = watchdog {
+        w.stop();
+    }
+    inner.expiries.lock().unwrap().take();
+    let _ = expiry_thread.join();
     if let Err(e) = store.close() {
         log::error!("closing the store: {e}");
         return Err(std::io::Error::other(e.to_string()));

@@ -30,15 +30,10 @@ pub struct Attr {
     pub ino: u64,
     pub size: u64,
     pub attrs: Attrs,
+    /// Status change time (ns), kept by the store; a file not yet saved has its mtime.
+    pub ctime: i64,
     pub dir: bool,
     pub nlink: u32,
-}
-
-/// A cache invalidation to send to the kernel, from a thread of its own (sending one from a
-/// request handler can deadlock against the kernel's locks).
-pub enum Inval {
-    Entry { parent: u64, name: String },
-    Attrs { ino: u64 },
 }
 
 pub struct Inner {
@@ -48,7 +43,11 @@ pub struct Inner {
     pub handles: DashMap<u64, Handle>,
     next_fh: AtomicU64,
     pub read_only: bool,
-    pub inval: Mutex<Option<std::sync::mpsc::Sender<Inval>>>,
+    /// Set once the session exists: attribute invalidations are sent from the request that
+    /// made the change, before it is answered; entry expiries go to `expiries`.
+    pub notifier: std::sync::OnceLock<Arc<super::notify::Notifier>>,
+    /// Entries to expire, sent by a thread of its own (see `notify.rs`).
+    pub expiries: Mutex<Option<std::sync::mpsc::Sender<(Id, String)>>>,
     /// The mounting user: with root, the only one allowed to use the control interface.
     pub owner_uid: u32,
 }
@@ -75,7 +74,8 @@ impl Inner {
             handles: DashMap::new(),
             next_fh: AtomicU64::new(1),
             read_only,
-            inval: Mutex::new(None),
+            notifier: std::sync::OnceLock::new(),
+            expiries: Mutex::new(None),
             // SAFETY: getuid cannot fail.
             owner_uid: unsafe { libc::getuid() },
         }
@@ -85,9 +85,19 @@ impl Inner {
         self.overlay.lock().unwrap()
     }
 
-    fn invalidate(&self, i: Inval) {
-        if let Some(tx) = self.inval.lock().unwrap().as_ref() {
-            let _ = tx.send(i);
+    /// The name now leads elsewhere (a new version's inode): the kernel should look it up
+    /// again. Asynchronous, so the caller may see the old inode for a moment; every request
+    /// on an old version's inode is answered with the message's current state.
+    fn expire_entry(&self, folder: Id, name: &str) {
+        if let Some(tx) = self.expiries.lock().unwrap().as_ref() {
+            let _ = tx.send((folder, name.to_string()));
+        }
+    }
+
+    /// The inode's attributes changed behind the kernel's back.
+    fn inval_attrs(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            n.inval_attrs(ino);
         }
     }
 
@@ -163,21 +173,28 @@ impl Inner {
     fn folder_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let f = ix.folder(id)?;
-        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, dir: true, nlink: 2 + f.subfolders })
+        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, ctime: f.ctime, dir: true, nlink: 2 + f.subfolders })
     }
 
     /// A message's stored attributes, under the inode of its current version.
     fn message_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let m = ix.message(id)?;
-        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, dir: false, nlink: 1 })
+        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, ctime: m.ctime, dir: false, nlink: 1 })
     }
 
     fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
         let n = ov.nodes.get(&ino).ok_or(FsError::Errno(Errno::ENOENT))?;
         // A new message's size is its writers' (kept in the node by `write`, so no writer
         // lock is taken here: the lock order is writer, then overlay).
-        Ok(Attr { ino, size: n.size, attrs: n.attrs, dir: false, nlink: if n.unlinked { 0 } else { 1 } })
+        Ok(Attr {
+            ino,
+            size: n.size,
+            attrs: n.attrs,
+            ctime: n.attrs.mtime,
+            dir: false,
+            nlink: if n.unlinked { 0 } else { 1 },
+        })
     }
 
     /// What a writer sees of its own file: its size, its mtime, its pending attributes.
@@ -185,6 +202,7 @@ impl Inner {
         let c = w.tx.pending_change();
         a.size = w.tx.size();
         a.attrs.mtime = c.mtime.unwrap_or(if w.tx.is_dirty() { w.last_write } else { a.attrs.mtime });
+        a.ctime = if w.tx.is_dirty() { a.ctime.max(w.last_write) } else { a.ctime };
         if let Some(m) = c.mode {
             a.attrs.mode = (a.attrs.mode & !0o7777) | (m & 0o7777);
         }
@@ -197,54 +215,68 @@ impl Inner {
     /// writers are answered with no caching: a writer sees its own view, others the saved one.
     pub fn getattr(&self, ino: u64, fh: Option<u64>, pid: u32) -> FsResult<(Attr, Duration)> {
         let r = self.resolve(ino)?;
-        if let Some(fh) = fh {
-            match self.handles.get(&fh).map(|h| h.clone()) {
-                Some(Handle::Write(w)) => {
-                    let w = w.lock().unwrap();
-                    let base = self.base_attr(r, ino)?;
-                    return Ok((Self::writer_view(&w, Attr { ino, ..base }), Duration::ZERO));
-                }
-                Some(Handle::Read(v)) => {
-                    if let Ok(mut a) = self.base_attr(r, ino) {
-                        a.ino = ino;
-                        a.size = v.size;
-                        return Ok((a, Duration::ZERO));
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut a = self.base_attr(r, ino)?;
-        if let InodeRef::Version { version, .. } = r {
-            if version != a.ino {
-                // An older version's inode, still open somewhere (fstat of a reader comes
-                // without its handle): it has its version's size, and is never cached.
-                if let Some(size) = self.store.pinned_size(version) {
-                    a.size = size;
-                }
-                a.ino = ino;
-                return Ok((a, Duration::ZERO));
-            }
-        }
-        a.ino = ino;
         let key = Self::message_of(r).or(match r {
             InodeRef::Node(n) => Some(n),
             _ => None,
         });
-        if let Some(key) = key {
-            let mine = {
+        let (writers, mine) = match key {
+            Some(k) => {
                 let ov = self.overlay();
-                match ov.writers.get(&key) {
-                    None => return Ok((a, TTL)),
-                    Some(ws) => ws.iter().find(|(_, p)| *p == pid).map(|(fh, _)| *fh),
-                }
-            };
-            if let Some(Handle::Write(w)) = mine.and_then(|fh| self.handles.get(&fh).map(|h| h.clone())) {
-                return Ok((Self::writer_view(&w.lock().unwrap(), a), Duration::ZERO));
+                let ws = ov.writers.get(&k);
+                (ws.is_some(), ws.and_then(|ws| ws.iter().find(|(_, p)| *p == pid).map(|(fh, _)| *fh)))
             }
-            return Ok((a, Duration::ZERO));
+            None => (false, None),
+        };
+        // fstat comes without its handle: this process's writer answers then, whichever
+        // version's inode it holds (an fsync made a new version under it).
+        let handle = fh.or(mine).and_then(|fh| self.handles.get(&fh).map(|h| h.clone()));
+        let base = match self.base_attr(r, ino) {
+            Ok(a) => Some(Attr { ino, ..a }),
+            Err(FsError::Store(Error::NotFound)) => None,
+            Err(e) => return Err(e),
+        };
+        match handle {
+            Some(Handle::Write(w)) => {
+                let w = w.lock().unwrap();
+                // Deleted meanwhile: the writer still shows what it opened.
+                let base =
+                    base.unwrap_or(Attr { ino, size: 0, attrs: w.attrs, ctime: w.attrs.mtime, dir: false, nlink: 0 });
+                return Ok((Self::writer_view(&w, base), Duration::ZERO));
+            }
+            Some(Handle::Read(v)) => {
+                let a =
+                    base.unwrap_or(Attr { ino, size: 0, attrs: v.attrs, ctime: v.attrs.mtime, dir: false, nlink: 0 });
+                return Ok((Attr { size: v.size, ..a }, Duration::ZERO));
+            }
+            _ => {}
         }
-        Ok((a, TTL))
+        let Some(mut a) = base else {
+            // A deleted message still open for reading: fstat works, with no links.
+            return self.open_orphan(ino, r).map(|a| (a, Duration::ZERO)).ok_or(FsError::Store(Error::NotFound));
+        };
+        if let InodeRef::Version { version, .. } = r {
+            let current = self.store.index().messages.get(&Self::message_of(r).unwrap_or(0)).map(|m| m.version);
+            if current != Some(version) {
+                // An older version's inode, still open somewhere: it has its version's
+                // size, and is never cached.
+                if let Some(size) = self.store.pinned_size(version) {
+                    a.size = size;
+                }
+                return Ok((a, Duration::ZERO));
+            }
+        }
+        Ok((a, if writers { Duration::ZERO } else { TTL }))
+    }
+
+    /// Attributes of a deleted message's inode that a reader still holds open.
+    fn open_orphan(&self, ino: u64, r: InodeRef) -> Option<Attr> {
+        let id = Self::message_of(r)?;
+        self.handles.iter().find_map(|h| match h.value() {
+            Handle::Read(v) if v.id == id && (v.version == ino || !matches!(r, InodeRef::Version { .. })) => {
+                Some(Attr { ino, size: v.size, attrs: v.attrs, ctime: v.attrs.mtime, dir: false, nlink: 0 })
+            }
+            _ => None,
+        })
     }
 
     fn base_attr(&self, r: InodeRef, ino: u64) -> FsResult<Attr> {
@@ -257,6 +289,9 @@ impl Inner {
 
     /// Resolve a name and hand its inode to the kernel.
     pub fn lookup(&self, parent: u64, name: &str) -> FsResult<(Attr, Duration)> {
+        // A name the store could never hold (longer than 255 bytes) is ENAMETOOLONG, not
+        // ENOENT: chmod, rm, rename and the rest look it up first.
+        crate::store::index::check_name(name)?;
         let folder = self.folder_of(parent)?;
         let ov = self.overlay();
         let found = self.find(&ov, folder, name).ok_or(FsError::Errno(Errno::ENOENT))?;
@@ -403,16 +438,16 @@ impl Inner {
             drop(ov);
             self.inodes.remember(ino, InodeRef::Node(ino));
             let fh = self.new_fh(Handle::Scratch { ino, file });
-            return Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, false));
+            return Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, false));
         }
         let tx = self.store.begin_new_with_id(ino, folder, name)?;
         ov.add_node(ino, Node::new(folder, name, NodeKind::NewMessage, attrs));
-        let w = Writer::new(ino, ino, tx, pid, flags, (folder, name.to_string()));
+        let w = Writer::new(ino, ino, tx, pid, flags, (folder, name.to_string()), attrs);
         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
         ov.writers.entry(ino).or_default().push((fh, pid));
         drop(ov);
         self.inodes.remember(ino, InodeRef::Node(ino));
-        Ok((Attr { ino, size: 0, attrs, dir: false, nlink: 1 }, fh, true))
+        Ok((Attr { ino, size: 0, attrs, ctime: attrs.mtime, dir: false, nlink: 1 }, fh, true))
     }
 
     /// Open a file. Returns the handle, whether it must bypass the page cache (writers, and
@@ -449,7 +484,7 @@ impl Inner {
                     NodeKind::NewMessage => {
                         let tx = self.store.begin_new_with_id(n, node.folder, &node.name.clone())?;
                         node.open += 1;
-                        let w = Writer::new(ino, n, tx, pid, flags, (node.folder, node.name.clone()));
+                        let w = Writer::new(ino, n, tx, pid, flags, (node.folder, node.name.clone()), node.attrs);
                         let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
                         ov.writers.entry(n).or_default().push((fh, pid));
                         Ok((fh, true, false))
@@ -470,16 +505,16 @@ impl Inner {
                 if flags & libc::O_TRUNC != 0 {
                     tx.set_len(0)?;
                 }
-                let home = {
+                let (home, attrs) = {
                     let ix = self.store.index();
                     let m = ix.message(id)?;
-                    (m.folder, m.name.to_string())
+                    ((m.folder, m.name.to_string()), m.attrs)
                 };
-                let w = Writer::new(ino, id, tx, pid, flags, home);
+                let w = Writer::new(ino, id, tx, pid, flags, home, attrs);
                 let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
                 self.overlay().writers.entry(id).or_default().push((fh, pid));
                 // Cached attributes of this inode were the saved ones; the writer sees its own.
-                self.invalidate(Inval::Attrs { ino });
+                self.inval_attrs(ino);
                 Ok((fh, true, false))
             }
         }
@@ -513,10 +548,16 @@ impl Inner {
         Ok(buf)
     }
 
-    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<u32> {
+    /// Write through a handle. `kill_suid`: the writer lacks CAP_FSETID (the kernel's
+    /// FUSE_WRITE_KILL_SUIDGID), so the set-user-ID bit, and the set-group-ID bit of a
+    /// group-executable file, are cleared, as a local filesystem does.
+    pub fn write(&self, fh: u64, off: u64, data: &[u8], kill_suid: bool) -> FsResult<u32> {
         match self.handle(fh)? {
             Handle::Write(w) => {
                 let mut w = w.lock().unwrap();
+                if kill_suid {
+                    self.kill_suid(&mut w)?;
+                }
                 let off = if w.append { w.tx.size() } else { off };
                 w.tx.write_at(data, off).map_err(|e| match e {
                     Error::NotPermitted => FsError::Errno(Errno::EBADF),
@@ -524,6 +565,8 @@ impl Inner {
                 })?;
                 w.last_write = now_ns();
                 w.wrote = true;
+                // Written after its content went to a draft: this is new content to save.
+                w.kept = false;
                 if w.tx.new_in().is_some() {
                     let size = w.tx.size();
                     if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
@@ -545,18 +588,37 @@ impl Inner {
         }
     }
 
-    /// The save of `close`: every close of a descriptor (dups included) saves what changed,
-    /// keeping the transaction open for the other copies of the descriptor. A descriptor
-    /// nothing was written through yet (only created or truncated) is left for the last
-    /// close (`release`), so a shell's redirection (open, dup, close, write, close) makes
-    /// one version, not an empty one first.
-    pub fn flush(&self, fh: u64, last: bool) -> FsResult<()> {
-        if let Handle::Write(w) = self.handle(fh)? {
-            let w = w.lock().unwrap();
-            if !last && !w.wrote && w.tx.is_dirty() {
-                return Ok(());
+    fn kill_suid(&self, w: &mut Writer) -> FsResult<()> {
+        let drop_bits = |mode: u32| {
+            let mut m = mode & !libc::S_ISUID;
+            if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+                m &= !libc::S_ISGID;
             }
+            m
+        };
+        if w.tx.new_in().is_some() {
+            // A new message takes its node's attributes at its first save.
+            if let Some(n) = self.overlay().nodes.get_mut(&w.key) {
+                n.attrs.mode = (n.attrs.mode & libc::S_IFMT) | drop_bits(n.attrs.mode & 0o7777);
+            }
+            return Ok(());
         }
+        let stored = self.store.index().message(w.key)?.attrs.mode;
+        let mode = w.tx.pending_change().mode.unwrap_or(stored) & 0o7777;
+        if drop_bits(mode) != mode {
+            w.tx.change_attrs(AttrChange { mode: Some(drop_bits(mode)), ..Default::default() });
+        }
+        Ok(())
+    }
+
+    /// The save of `close`: every close of a descriptor (dups included) saves what changed,
+    /// keeping the transaction open for the other copies of the descriptor. A file only
+    /// created or truncated is saved too: the kernel's RELEASE comes after close() has
+    /// returned, so anything left for it would be applied after operations the caller made
+    /// next (an `rm` brought the file back, a `chmod` was lost). A shell's redirection into a
+    /// new file therefore makes an empty first version, as a local disk shows the file empty
+    /// once it is created.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
         self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true)
     }
 
@@ -580,7 +642,7 @@ impl Inner {
             }
             return err(Errno::EACCES);
         }
-        if on_close && !w.tx.is_dirty() && !w.tx.has_pending_change() {
+        if on_close && (w.kept || (!w.tx.is_dirty() && !w.tx.has_pending_change())) {
             return Ok(());
         }
         if w.tx.state() != crate::store::txn::TxState::Open {
@@ -651,6 +713,7 @@ impl Inner {
                     w.key = out.id;
                     self.inodes.retarget(w.ino, InodeRef::Message(out.id));
                 }
+                let is_new = loc.is_some();
                 let (folder, name) = match loc {
                     Some(l) => l,
                     None => {
@@ -662,9 +725,13 @@ impl Inner {
                     }
                 };
                 drop(ov);
+                if is_new {
+                    // The folder gained an entry at this commit: its cached times are old.
+                    self.inval_attrs(folder);
+                }
                 // The name now leads to the new version's inode.
-                self.invalidate(Inval::Entry { parent: folder, name });
-                self.invalidate(Inval::Attrs { ino: w.ino });
+                self.expire_entry(folder, &name);
+                self.inval_attrs(w.ino);
                 Ok(())
             }
             Err(e @ (Error::ObjectChanged | Error::ObjectDeleted | Error::Exists | Error::NotFound)) if on_close => {
@@ -695,6 +762,9 @@ impl Inner {
         if let Some(path) = w.tx.take_staged() {
             self.store.keep_draft(&path, &name)?;
         }
+        // Its content is kept: a later close (the RELEASE after this FLUSH) must not save
+        // again from what is left, which no longer holds it.
+        w.kept = true;
         Ok(())
     }
 
@@ -746,7 +816,7 @@ impl Inner {
                 }
                 Self::node_closed(&mut ov, key, &self.store);
                 drop(ov);
-                self.invalidate(Inval::Attrs { ino });
+                self.inval_attrs(ino);
             }
             Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
             // A reader's pin goes with its last reference.
@@ -868,7 +938,7 @@ impl Inner {
     fn refresh_entry(&self, id: Id) {
         let loc = self.store.index().messages.get(&id).map(|m| (m.folder, m.name.to_string()));
         if let Some((folder, name)) = loc {
-            self.invalidate(Inval::Entry { parent: folder, name });
+            self.expire_entry(folder, &name);
         }
     }
 
@@ -1056,13 +1126,13 @@ impl Inner {
     /// Message `src` renamed over message `dst`: `dst` gets `src`'s content as a new
     /// version and keeps its entry id.
     fn rename_over(&self, src: Id, dst: Id, df: Id, newname: &str) -> FsResult<()> {
-        let src_ino = self.store.index().messages.get(&src).map(|m| m.version);
         self.store.rename_over(src, dst)?;
-        if let Some(ino) = src_ino {
-            // The kernel moved the source's inode to the target's name.
-            self.inodes.retarget(ino, InodeRef::Message(dst));
-        }
-        self.invalidate(Inval::Entry { parent: df, name: newname.to_string() });
+        // The kernel moved the source's inode to the target's name: not necessarily its
+        // current version's (a save's invalidation of the source's name may not have reached
+        // the kernel, or missed it after a rename), so every inode of the source now leads to
+        // the target.
+        self.inodes.retarget_message(src, InodeRef::Message(dst));
+        self.expire_entry(df, newname);
         Ok(())
     }
 
@@ -1151,7 +1221,7 @@ impl Inner {
         }
         drop(ov);
         self.inodes.retarget(n, InodeRef::Message(out.id));
-        self.invalidate(Inval::Entry { parent: dkey.0, name: dkey.1 });
+        self.expire_entry(dkey.0, &dkey.1);
         Ok(())
     }
 
@@ -1159,7 +1229,7 @@ impl Inner {
     pub fn shutdown(&self) {
         let fhs: Vec<u64> = self.handles.iter().map(|e| *e.key()).collect();
         for fh in fhs {
-            if let Err(e) = self.flush(fh, true) {
+            if let Err(e) = self.flush(fh) {
                 log::warn!("unmount: saving an open file failed: {:?}", e.errno(self.read_only));
             }
             self.release(fh);

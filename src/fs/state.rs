@@ -63,6 +63,18 @@ impl Inodes {
         }
     }
 
+    /// Make every inode that stands for message `from` stand for `to`: after a rename of
+    /// `from` over another message, the kernel shows whichever of `from`'s inodes its dentry
+    /// held (an older version's, if an invalidation had not reached it yet) under the target's
+    /// name, and `from` is gone.
+    pub fn retarget_message(&self, from: Id, to: InodeRef) {
+        for mut e in self.map.iter_mut() {
+            if matches!(e.0, InodeRef::Version { id, .. } | InodeRef::Message(id) if id == from) {
+                e.0 = to;
+            }
+        }
+    }
+
     pub fn forget(&self, ino: u64, n: u64) {
         if let dashmap::mapref::entry::Entry::Occupied(mut e) = self.map.entry(ino) {
             if e.get().1 <= n {
@@ -177,13 +189,26 @@ pub struct Writer {
     pub home: (Id, String),
     /// Whether anything was written through it (truncation alone does not count).
     pub wrote: bool,
+    /// The file's attributes when opened: what the writer still sees once it is deleted.
+    pub attrs: Attrs,
+    /// Its unsaved content was kept as a recovered draft: nothing is left to save at close.
+    pub kept: bool,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
 }
 
 impl Writer {
-    pub fn new(ino: u64, key: Id, tx: Transaction, pid: u32, open_flags: i32, home: (Id, String)) -> Writer {
+    pub fn new(
+        ino: u64,
+        key: Id,
+        tx: Transaction,
+        pid: u32,
+        open_flags: i32,
+        home: (Id, String),
+        attrs: Attrs,
+    ) -> Writer {
         Writer {
+            attrs,
             ino,
             key,
             tx,
@@ -193,6 +218,7 @@ impl Writer {
             home,
             wrote: false,
             conflicts: 0,
+            kept: false,
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Layout: magic `MSGFSCKP`, format u32, last covered sequence u64, next id u64, last change
 //! number u64, folder count u64, folders, message count u64, messages, then a CRC32C of all
-//! the bytes before it. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
+//! the bytes before it. Format 2 adds each folder's and message's ctime (i64) after its
+//! attributes; format 1 (no ctime) is still read, with ctime taken from mtime. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
 //! the directory synced: a crash leaves either the old checkpoint or the new one.
 
 use std::collections::BTreeMap;
@@ -18,13 +19,21 @@ use super::vfs::{OpenMode, Vfs};
 pub const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 const MAGIC: &[u8; 8] = b"MSGFSCKP";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// The format before ctimes were kept.
+pub(crate) const FORMAT_NO_CTIME: u32 = 1;
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 96) };
+    encode_as(ix, last_seq, FORMAT)
+}
+
+/// Serialize in the given format; the previous one (no ctimes) only for tests that check
+/// stores written by the previous version still open.
+pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
+    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 104) };
     e.buf.extend_from_slice(MAGIC);
-    e.u32(FORMAT);
+    e.u32(format);
     e.u64(last_seq);
     e.u64(ix.next_id);
     e.u64(ix.last_cn);
@@ -46,6 +55,9 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
         e.u64(f.parent);
         e.str(&f.name);
         e.attrs(&f.attrs);
+        if format != FORMAT_NO_CTIME {
+            e.i64(f.ctime);
+        }
     }
     e.u64(ix.messages.len() as u64);
     for (id, m) in &ix.messages {
@@ -56,6 +68,9 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
         e.u64(m.size);
         e.u32(m.crc);
         e.attrs(&m.attrs);
+        if format != FORMAT_NO_CTIME {
+            e.i64(m.ctime);
+        }
         e.u8(m.flags);
         let x = m.xattrs.as_deref().map(|x| x.as_slice()).unwrap_or(&[]);
         e.u32(x.len() as u32);
@@ -81,7 +96,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     }
     let mut d = Dec::new(&body[8..], place);
     let format = d.u32()?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_NO_CTIME {
         return Err(Error::corrupt(place, format!("unknown checkpoint format {format}")));
     }
     let last_seq = d.u64()?;
@@ -92,6 +107,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let parent = d.u64()?;
         let name: Arc<str> = Arc::from(d.str()?);
         let attrs = d.attrs()?;
+        let ctime = if format == FORMAT_NO_CTIME { attrs.mtime } else { d.i64()? };
         if id != super::index::ROOT {
             let p = ix
                 .folders
@@ -100,7 +116,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
             p.children.insert(name.clone(), id);
             p.subfolders += 1;
         }
-        ix.folders.insert(id, Folder { parent, name, attrs, children: BTreeMap::new(), subfolders: 0 });
+        ix.folders.insert(id, Folder { parent, name, attrs, ctime, children: BTreeMap::new(), subfolders: 0 });
     }
     let nm = d.u64()?;
     ix.messages.reserve(nm as usize);
@@ -112,6 +128,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let size = d.u64()?;
         let crc = d.u32()?;
         let attrs = d.attrs()?;
+        let ctime = if format == FORMAT_NO_CTIME { attrs.mtime } else { d.i64()? };
         let flags = d.u8()?;
         let nx = d.u32()?;
         let mut x = Vec::new();
@@ -126,7 +143,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
             return Err(Error::corrupt(place, format!("two entries named {name:?} in folder {folder}")));
         }
         let xattrs = (!x.is_empty()).then(|| Box::new(x));
-        ix.messages.insert(id, Message { folder, version, size, attrs, crc, flags, name, xattrs });
+        ix.messages.insert(id, Message { folder, version, size, attrs, ctime, crc, flags, name, xattrs });
     }
     if !d.is_empty() {
         return Err(Error::corrupt(place, "trailing bytes"));

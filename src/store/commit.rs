@@ -121,6 +121,12 @@ pub enum Op {
     },
     /// Many new messages at once, made durable by one syncfs and one log sync.
     Import(Vec<Save>),
+    /// Folders whose entries changed in a way the store does not hold (a mount's file
+    /// created before its first save, or removed or moved before it): their mtime and
+    /// ctime become the commit time.
+    FolderTouch {
+        ids: Vec<Id>,
+    },
 }
 
 /// What a successful operation produced.
@@ -197,6 +203,8 @@ fn keys(ix: &Index, op: &Op) -> Keys {
                 save_keys(ix, s, &mut k);
             }
         }
+        // Like a new entry: it changes the folder's times, not the folder.
+        Op::FolderTouch { ids } => k.shared.extend(ids.iter().map(|id| Key::Entity(*id))),
     }
     k
 }
@@ -279,7 +287,9 @@ fn merged(a: Attrs, c: &AttrChange) -> Attrs {
 /// Turn an operation into the records to log, checking it against the committed index.
 /// `next_cn` hands out change numbers for new versions. They come from the same space as
 /// entry ids, so no version number ever equals an id (the FUSE layer uses both as inodes).
-fn plan(ix: &Index, op: &Op, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, Outcome)> {
+/// `now` is the group's commit time: a save that sets no mtime gets it, so that a save's
+/// mtime and ctime are equal, as on a local file system.
+fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, Outcome)> {
     let mut recs = Vec::new();
     let outcome = match op {
         Op::FolderCreate { id, parent, name, attrs } => {
@@ -324,7 +334,14 @@ fn plan(ix: &Index, op: &Op, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, 
             recs.push(Record::MessageDelete { id: *id });
             Outcome { id: *id, version: 0 }
         }
-        Op::Save(s) => plan_save(ix, s, next_cn, &mut recs)?,
+        Op::Save(s) => plan_save(ix, s, now, next_cn, &mut recs)?,
+        Op::FolderTouch { ids } => {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            recs.extend(ids.into_iter().map(|id| Record::FolderTouch { id }));
+            Outcome { id: 0, version: 0 }
+        }
         Op::Import(items) => {
             let mut names = HashSet::new();
             let mut last = Outcome { id: 0, version: 0 };
@@ -334,7 +351,7 @@ fn plan(ix: &Index, op: &Op, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, 
                         return Err(Error::Exists);
                     }
                 }
-                last = plan_save(ix, s, next_cn, &mut recs)?;
+                last = plan_save(ix, s, now, next_cn, &mut recs)?;
             }
             last
         }
@@ -345,7 +362,7 @@ fn plan(ix: &Index, op: &Op, next_cn: &dyn Fn() -> u64) -> Result<(Vec<Record>, 
     Ok((recs, outcome))
 }
 
-fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Record>) -> Result<Outcome> {
+fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Record>) -> Result<Outcome> {
     let (folder, name, attrs, flags, xattrs): (Id, String, Attrs, u8, Xattrs) =
         match (&s.new_in, ix.messages.get(&s.id)) {
             (None, None) => {
@@ -357,14 +374,14 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Rec
                         return Err(Error::ObjectChanged);
                     }
                 }
-                let attrs = s.attrs.unwrap_or(Attrs { mtime: now_ns(), ..m.attrs });
+                let attrs = s.attrs.unwrap_or(Attrs { mtime: now, ..m.attrs });
                 let x = s.xattrs.clone().unwrap_or_else(|| m.xattrs.as_deref().cloned().unwrap_or_default());
                 (m.folder, m.name.to_string(), attrs, s.flags.unwrap_or(m.flags), x)
             }
             (Some((folder, name)), None) => {
                 // SAFETY: getuid and getgid cannot fail.
                 let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-                let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid, gid, mtime: now_ns() });
+                let attrs = s.attrs.unwrap_or(Attrs { mode: 0o100600, uid, gid, mtime: now });
                 (*folder, name.clone(), attrs, s.flags.unwrap_or(0), s.xattrs.clone().unwrap_or_default())
             }
             (Some(_), Some(_)) => return Err(Error::Exists),
@@ -384,8 +401,13 @@ fn plan_save(ix: &Index, s: &Save, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Rec
     let version = next_cn();
     recs.push(Record::MessagePut { id: s.id, folder, name, version, size: s.size, crc: s.crc, attrs, flags, xattrs });
     if let Some(src) = s.delete_source {
-        ix.message(src)?;
+        let from = ix.message(src)?.folder;
         recs.push(Record::MessageDelete { id: src });
+        // A rename over another message: the destination folder's entry was replaced, so
+        // it changed too (the delete changes the source folder's times).
+        if from != folder {
+            recs.push(Record::FolderTouch { id: folder });
+        }
     }
     Ok(Outcome { id: s.id, version })
 }
@@ -482,6 +504,9 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
         return;
     }
     let mut group = Group::default();
+    // One commit time for the whole group: it is logged first in the frame, and every ctime
+    // and folder mtime the frame's records set is this time, live and on replay alike.
+    let now = now_ns();
     let next_cn = || sh.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut planned: Vec<(Op, Vec<Record>, Reply, Outcome)> = Vec::new();
     {
@@ -491,7 +516,7 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
                 carry.push_back(p);
                 continue;
             }
-            match plan(&ix, &p.op, &next_cn) {
+            match plan(&ix, &p.op, now, &next_cn) {
                 Ok((recs, out)) => planned.push((p.op, recs, p.reply, out)),
                 Err(e) => (p.reply)(Err(e)),
             }
@@ -503,6 +528,8 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     let mut moved = Vec::new();
     let mut dirs = HashSet::new();
     let placing: Vec<(Op, Vec<Record>)> = planned.iter().map(|(o, r, _, _)| (o.clone(), r.clone())).collect();
+    let records: Vec<Record> =
+        std::iter::once(Record::Time { ns: now }).chain(placing.iter().flat_map(|(_, r)| r.iter().cloned())).collect();
     let res = place_objects(sh, &placing, &mut moved, &mut dirs).and_then(|need_syncfs| {
         if need_syncfs {
             sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
@@ -511,7 +538,6 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
                 sh.vfs.sync_dir(d).map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
             }
         }
-        let records: Vec<Record> = placing.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
         sh.append(&records)
     });
     if let Err(e) = res {
@@ -529,10 +555,9 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     let mut garbage = Vec::new();
     {
         let mut ix = sh.index.write().unwrap();
-        for (_, recs) in &placing {
-            for r in recs {
-                garbage.extend(ix.apply(r));
-            }
+        // The very records logged, Time first, so the index gets what replay would give.
+        for r in &records {
+            garbage.extend(ix.apply(r));
         }
     }
     for (_, _, reply, out) in planned {

@@ -44,13 +44,17 @@ pub struct Folder {
     pub parent: Id,
     pub name: Arc<str>,
     pub attrs: Attrs,
+    /// Status change time, nanoseconds since the Unix epoch: the commit time of the last
+    /// change to the folder's attributes, its name or place, or its entries.
+    pub ctime: i64,
     /// Every child, folder or message, by name: one namespace, as in a directory.
     pub children: BTreeMap<Arc<str>, Id>,
     pub subfolders: u32,
 }
 
-/// One message as the index keeps it. About 80 bytes plus its name; properties such as the
-/// subject are parsed from the content when asked for, not kept here.
+/// One message as the index keeps it: 88 bytes plus its name (96 with its id in the
+/// message table; 88 before `ctime` was kept). Properties such as the subject are parsed
+/// from the content when asked for, not kept here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub folder: Id,
@@ -58,6 +62,9 @@ pub struct Message {
     pub version: u64,
     pub size: u64,
     pub attrs: Attrs,
+    /// Status change time (ns): the commit time of the last change to the message, its
+    /// content, attributes, flags, xattrs or name. Unlike `attrs.mtime`, no one can set it.
+    pub ctime: i64,
     /// CRC32C of the content, checked by `msgfs check`.
     pub crc: u32,
     pub flags: u8,
@@ -68,6 +75,20 @@ pub struct Message {
 /// A logged change. Each operation logs one or two of these in one frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
+    /// The commit time (ns since the epoch) of the records after it, until the next `Time`.
+    /// Every frame the committer writes starts with one, so that replay gives every ctime
+    /// and every folder mtime the value the live apply gave (never the time of the replay).
+    /// Records replayed with no time before them (logs of the previous format, and the
+    /// frame `msgfs init` writes) take ctime from the mtime they carry and leave folder
+    /// times alone, as that format did.
+    Time {
+        ns: i64,
+    },
+    /// A folder's entries changed without a record of its own naming it (the destination
+    /// of a message renamed over another): its mtime and ctime become the commit time.
+    FolderTouch {
+        id: Id,
+    },
     FolderCreate {
         id: Id,
         parent: Id,
@@ -144,8 +165,8 @@ impl std::hash::Hasher for IdHasher {
 pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 
 /// The messages of a store: a dense vector plus an id-to-slot map. At a million messages
-/// this costs about 80 + 32 bytes per message, where a hash map of whole messages costs
-/// about 190 (its table of 88-byte slots is often half empty).
+/// this costs about 96 + 32 bytes per message, where a hash map of whole messages costs
+/// about 200 (its table of 96-byte slots is often half empty).
 #[derive(Default, Clone)]
 pub struct MessageTable {
     slots: Vec<(Id, Message)>,
@@ -226,6 +247,9 @@ pub struct Index {
     pub next_id: Id,
     /// The last change number used by a save.
     pub last_cn: u64,
+    /// The commit time set by the last `Record::Time` applied; None until one is. Not kept
+    /// in checkpoints: every frame written after one starts with its own time.
+    pub clock: Option<i64>,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -241,7 +265,14 @@ impl Index {
         let mut ix = Index { next_id: FIRST_ID, ..Default::default() };
         ix.folders.insert(
             ROOT,
-            Folder { parent: ROOT, name: Arc::from(""), attrs, children: BTreeMap::new(), subfolders: 0 },
+            Folder {
+                parent: ROOT,
+                name: Arc::from(""),
+                attrs,
+                ctime: attrs.mtime,
+                children: BTreeMap::new(),
+                subfolders: 0,
+            },
         );
         ix
     }
@@ -303,6 +334,8 @@ impl Index {
     /// and replay after a crash (where a failure means the log is damaged).
     pub fn validate(&self, r: &Record) -> Result<()> {
         match r {
+            Record::Time { .. } => Ok(()),
+            Record::FolderTouch { id } => self.folder(*id).map(|_| ()),
             Record::FolderCreate { id, parent, name, .. } => {
                 if self.entry(*id).is_some() {
                     return Err(Error::Exists);
@@ -344,17 +377,42 @@ impl Index {
         }
     }
 
+    /// A folder's entries changed: as in a directory, its mtime and ctime become the commit
+    /// time. Without a commit time (a record of the previous format) they stay as they were.
+    fn entries_changed(&mut self, folder: Id) {
+        if let (Some(t), Some(f)) = (self.clock, self.folders.get_mut(&folder)) {
+            f.attrs.mtime = t;
+            f.ctime = t;
+        }
+    }
+
+    /// The ctime of something a record changes: the commit time, or `otherwise` for a
+    /// record of the previous format (no commit time).
+    fn ctime(&self, otherwise: i64) -> i64 {
+        self.clock.unwrap_or(otherwise)
+    }
+
     /// Apply a validated record. Returns the object (id, version) it made unreferenced.
     pub fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
         match r {
+            Record::Time { ns } => {
+                self.clock = Some(*ns);
+                None
+            }
+            Record::FolderTouch { id } => {
+                self.entries_changed(*id);
+                None
+            }
             Record::FolderCreate { id, parent, name, attrs } => {
                 let name: Arc<str> = Arc::from(name.as_str());
                 let p = self.folders.get_mut(parent).expect("validated");
                 p.children.insert(name.clone(), *id);
                 p.subfolders += 1;
+                self.entries_changed(*parent);
+                let ctime = self.ctime(attrs.mtime);
                 self.folders.insert(
                     *id,
-                    Folder { parent: *parent, name, attrs: *attrs, children: BTreeMap::new(), subfolders: 0 },
+                    Folder { parent: *parent, name, attrs: *attrs, ctime, children: BTreeMap::new(), subfolders: 0 },
                 );
                 self.bump_id(*id);
                 None
@@ -371,9 +429,13 @@ impl Index {
                 let np = self.folders.get_mut(parent).expect("validated");
                 np.children.insert(name.clone(), *id);
                 np.subfolders += 1;
+                self.entries_changed(old_parent);
+                self.entries_changed(*parent);
+                let ctime = self.ctime(self.folders[id].ctime);
                 let f = self.folders.get_mut(id).expect("validated");
                 f.parent = *parent;
                 f.name = name;
+                f.ctime = ctime;
                 None
             }
             Record::FolderDelete { id } => {
@@ -381,10 +443,14 @@ impl Index {
                 let p = self.folders.get_mut(&f.parent).expect("parent");
                 p.children.remove(&f.name);
                 p.subfolders -= 1;
+                self.entries_changed(f.parent);
                 None
             }
             Record::FolderAttrs { id, attrs } => {
-                self.folders.get_mut(id).expect("validated").attrs = *attrs;
+                let ctime = self.ctime(attrs.mtime);
+                let f = self.folders.get_mut(id).expect("validated");
+                f.attrs = *attrs;
+                f.ctime = ctime;
                 None
             }
             Record::MessagePut { id, folder, name, version, size, crc, attrs, flags, xattrs } => {
@@ -392,18 +458,22 @@ impl Index {
                 self.bump_id(*id);
                 self.bump_id(*version);
                 let xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
+                let ctime = self.ctime(attrs.mtime);
                 if let Some(m) = self.messages.get_mut(id) {
+                    // A new version of a message: its folder's entries are the same.
                     let old = m.version;
                     m.version = *version;
                     m.size = *size;
                     m.crc = *crc;
                     m.attrs = *attrs;
+                    m.ctime = ctime;
                     m.flags = *flags;
                     m.xattrs = xattrs;
                     return (old != *version).then_some((*id, old));
                 }
                 let name: Arc<str> = Arc::from(name.as_str());
                 self.folders.get_mut(folder).expect("validated").children.insert(name.clone(), *id);
+                self.entries_changed(*folder);
                 self.messages.insert(
                     *id,
                     Message {
@@ -411,6 +481,7 @@ impl Index {
                         version: *version,
                         size: *size,
                         attrs: *attrs,
+                        ctime,
                         crc: *crc,
                         flags: *flags,
                         name,
@@ -420,23 +491,31 @@ impl Index {
                 None
             }
             Record::MessageMove { id, folder, name } => {
+                let clock = self.clock;
                 let m = self.messages.get_mut(id).expect("validated");
                 let (old_folder, old_name) = (m.folder, m.name.clone());
                 let name: Arc<str> = Arc::from(name.as_str());
                 m.folder = *folder;
                 m.name = name.clone();
+                // As on ext4, renaming a file changes its own ctime too.
+                m.ctime = clock.unwrap_or(m.ctime);
                 self.folders.get_mut(&old_folder).expect("folder").children.remove(&old_name);
                 self.folders.get_mut(folder).expect("validated").children.insert(name, *id);
+                self.entries_changed(old_folder);
+                self.entries_changed(*folder);
                 None
             }
             Record::MessageDelete { id } => {
                 let m = self.messages.remove(id).expect("validated");
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
+                self.entries_changed(m.folder);
                 Some((*id, m.version))
             }
             Record::MessageMeta { id, attrs, flags, xattrs } => {
+                let ctime = self.ctime(attrs.mtime);
                 let m = self.messages.get_mut(id).expect("validated");
                 m.attrs = *attrs;
+                m.ctime = ctime;
                 m.flags = *flags;
                 m.xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
                 None

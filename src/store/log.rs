@@ -44,6 +44,14 @@ fn get_xattrs(d: &mut Dec) -> Result<Xattrs> {
 
 pub fn encode_record(e: &mut Enc, r: &Record) {
     match r {
+        Record::Time { ns } => {
+            e.u8(9);
+            e.i64(*ns);
+        }
+        Record::FolderTouch { id } => {
+            e.u8(10);
+            e.u64(*id);
+        }
         Record::FolderCreate { id, parent, name, attrs } => {
             e.u8(1);
             e.u64(*id);
@@ -119,6 +127,8 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
         6 => Record::MessageMove { id: d.u64()?, folder: d.u64()?, name: d.str()?.into() },
         7 => Record::MessageDelete { id: d.u64()? },
         8 => Record::MessageMeta { id: d.u64()?, attrs: d.attrs()?, flags: d.u8()?, xattrs: get_xattrs(d)? },
+        9 => Record::Time { ns: d.i64()? },
+        10 => Record::FolderTouch { id: d.u64()? },
         t => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
     })
 }
@@ -264,5 +274,126 @@ impl Writer {
         }
         self.len += frame.len() as u64;
         Ok(())
+    }
+}
+
+/// The reserve: a file of up to [`RESERVE_BYTES`] kept in the store so that deletions can
+/// be logged on a full disk. When a frame of deletions cannot be appended for want of
+/// space, the reserve gives back a [`RESERVE_STEP`] or more and the append is tried again;
+/// after every append it grows back as far as the free space allows (the deletions free
+/// their objects). Saves never shrink it: on a full disk they fail with ENOSPC, and
+/// deleting is how the user makes room. Like a filesystem's blocks reserved for root, it
+/// takes space from saves before they run out.
+pub const RESERVE_FILE: &str = "reserve";
+pub const RESERVE_BYTES: u64 = 4 << 20;
+/// What one shortage takes from the reserve, at least: room for many deletion frames.
+pub const RESERVE_STEP: u64 = 256 << 10;
+
+/// Whether a frame of these records only takes away (messages or folders deleted), so that
+/// it may use the reserve: it frees space as soon as it is durable. The commit time every
+/// frame starts with, and the folder times a deletion changes, take nothing.
+pub fn only_deletions(records: &[Record]) -> bool {
+    let deletion = |r: &Record| matches!(r, Record::MessageDelete { .. } | Record::FolderDelete { .. });
+    records.iter().any(deletion)
+        && records.iter().all(|r| deletion(r) || matches!(r, Record::Time { .. } | Record::FolderTouch { .. }))
+}
+
+/// Grow the reserve towards [`RESERVE_BYTES`] as far as the free space allows; returns its
+/// size. Written with bytes that do not compress, so that a filesystem with compression or
+/// deduplication really sets the space aside (fallocate is not everywhere either). Not
+/// synced: it holds nothing, and a reserve lost in a crash is grown again at open. Only on a
+/// real filesystem: the crash tests' backend has no space to set aside.
+pub fn ensure_reserve(vfs: &dyn Vfs) -> std::io::Result<u64> {
+    if vfs.real_path(Path::new("")).is_none() {
+        return Ok(RESERVE_BYTES);
+    }
+    let f = match vfs.open(Path::new(RESERVE_FILE), OpenMode::ReadWrite) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vfs.open(Path::new(RESERVE_FILE), OpenMode::CreateNew)?,
+        Err(e) => return Err(e),
+    };
+    let mut len = f.len()?;
+    if len >= RESERVE_BYTES {
+        return Ok(len);
+    }
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len;
+    while len < RESERVE_BYTES {
+        for b in chunk.iter_mut() {
+            // xorshift64: cheap bytes no compressor can shrink.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = chunk.len().min((RESERVE_BYTES - len) as usize);
+        if let Err(e) = f.write_all_at(&chunk[..n], len) {
+            // Full: keep what was written whole, drop a partly written chunk.
+            let _ = f.set_len(len);
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                break;
+            }
+            return Err(e);
+        }
+        len += n as u64;
+    }
+    Ok(len)
+}
+
+/// Give back at least `need` bytes of the reserve (a [`RESERVE_STEP`] or more, all of it
+/// at most); true if it gave back anything.
+pub fn release_reserve(vfs: &dyn Vfs, need: u64) -> bool {
+    let Ok(f) = vfs.open(Path::new(RESERVE_FILE), OpenMode::ReadWrite) else { return false };
+    let len = f.len().unwrap_or(0);
+    if len == 0 {
+        return false;
+    }
+    let give = need.div_ceil(RESERVE_STEP).max(1) * RESERVE_STEP;
+    f.set_len(len.saturating_sub(give)).is_ok()
+}
+
+#[cfg(test)]
+mod reserve_tests {
+    //! The reserve's rule on a simulated full disk: a deletion that finds no room in the log
+    //! takes it from the reserve; a save does not.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::{OpenMode, RESERVE_FILE, RESERVE_STEP};
+    use crate::store::simfs::SimFs;
+    use crate::store::vfs::Vfs;
+    use crate::store::{Options, SaveFlags, Store};
+
+    fn reserve_len(fs: &SimFs) -> u64 {
+        fs.open(Path::new(RESERVE_FILE), OpenMode::Read).unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn a_deletion_that_finds_no_room_uses_the_reserve_and_a_save_does_not() {
+        let fs = SimFs::new();
+        let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
+        // The simulated disk has no free space to measure, so the store grows no reserve
+        // there by itself: lay one down as a real disk would have it.
+        let r = fs.open(Path::new(RESERVE_FILE), OpenMode::CreateNew).unwrap();
+        r.write_all_at(&vec![7u8; 1 << 20], 0).unwrap();
+        let inbox = st.folder_by_path("Inbox").unwrap();
+        let mut t = st.begin_new(inbox, "a.eml").unwrap();
+        t.write_at(b"Subject: a\r\n\r\nkept", 0).unwrap();
+        let id = t.save(SaveFlags(0)).unwrap().id;
+
+        // A save whose log append fails keeps failing: the reserve is not for saves.
+        let mut t = st.begin_new(inbox, "b.eml").unwrap();
+        t.write_at(b"Subject: b\r\n\r\nno room", 0).unwrap();
+        fs.fail_write(1);
+        let e = t.save(SaveFlags(0)).unwrap_err();
+        assert!(e.to_string().contains("append to the log: No space left"), "{e}");
+        assert_eq!(reserve_len(&fs), 1 << 20);
+
+        // A deletion gets its room from the reserve.
+        fs.fail_write(1);
+        st.delete_message(id).unwrap();
+        assert_eq!(reserve_len(&fs), (1 << 20) - RESERVE_STEP);
+        assert!(st.lookup(inbox, "a.eml").is_err());
     }
 }

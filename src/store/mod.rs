@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Entry, Id, Index, Message, ROOT};
+pub use open::store_id_of;
 pub use pin::PinnedVersion;
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
@@ -158,7 +159,15 @@ impl Shared {
             )));
         }
         let w = lg.writer.as_mut().ok_or(Error::ReadOnly)?;
-        w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
+        if let Err(e) = w.write(&frame) {
+            // A full disk: deletions may use the reserve, since they are how room is made.
+            let full = e.raw_os_error() == Some(libc::ENOSPC);
+            if !(full && log::only_deletions(records) && log::release_reserve(&*self.vfs, frame.len() as u64)) {
+                return Err(Error::io("append to the log", e));
+            }
+            ::log::warn!("the disk is full: released the store's reserve to log a deletion");
+            w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
+        }
         if let Err(e) = w.file.sync() {
             *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
             return Err(Error::io("sync the log", e));
@@ -177,6 +186,9 @@ impl Shared {
                 Err(e) => ::log::warn!("starting a new log segment failed (will retry): {e}"),
             }
         }
+        // Grow the reserve back where a deletion took from it, as space comes back (that
+        // deletion's objects go after its append). A stat when it is whole.
+        let _ = log::ensure_reserve(&*self.vfs);
         Ok(())
     }
 
@@ -443,6 +455,12 @@ impl Store {
         self.run(Op::MessageMeta { id, change }).map(drop)
     }
 
+    /// Set the mtime and ctime of folders to the commit time, durably: for changes to their
+    /// entries that the store does not hold (see `Op::FolderTouch`).
+    pub fn touch_folders(&self, ids: &[Id]) -> Result<()> {
+        self.run(Op::FolderTouch { ids: ids.to_vec() }).map(drop)
+    }
+
     /// Make message `src` the new version of message `dst` (a rename of one message over
     /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
     pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {
@@ -551,7 +569,18 @@ impl Store {
             return Err(Error::io("close", std::io::Error::other("the store had a failed sync; it is left unclean")));
         }
         if self.0.log.lock().unwrap().bytes_since_checkpoint > 0 {
-            self.0.checkpoint()?;
+            if let Err(e) = self.0.checkpoint() {
+                // On a full disk the checkpoint may use the reserve: it removes the log it
+                // covers, so the space comes back, and the store closes cleanly.
+                if !matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+                    || !log::release_reserve(&*self.0.vfs, log::RESERVE_BYTES)
+                {
+                    return Err(e);
+                }
+                ::log::warn!("the disk is full: released the store's reserve to write the checkpoint");
+                self.0.checkpoint()?;
+                let _ = log::ensure_reserve(&*self.0.vfs);
+            }
         }
         let vfs = &self.0.vfs;
         let f = vfs.open(Path::new(CLEAN_FILE), OpenMode::CreateTruncate).map_err(|e| Error::io("mark clean", e))?;

@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checkpoint;
 use super::commit::now_ns;
+use super::control::RECOVERED_DIR;
 use super::error::{Error, Result};
 use super::index::{Attrs, Index, Record, ROOT};
 use super::log;
@@ -79,8 +81,11 @@ fn take_lock(dir: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(super::vfs::FILE_MODE)
         .open(&p)
         .map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+    // A lock file left by an older msgfs may be 0644; it names our command line.
+    super::vfs::fix_file_mode(&f).map_err(|e| Error::io(format!("chmod {}", p.display()), e))?;
     // SAFETY: flock on a descriptor we own; non-blocking, so it cannot hang.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(Error::InUse { path: dir.to_path_buf(), holder: holder_of(&mut f) });
@@ -93,8 +98,8 @@ fn take_lock(dir: &Path) -> Result<File> {
 }
 
 pub fn open(path: &Path, opts: Options) -> Result<Store> {
-    if opts.create {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    if opts.create && !path.join(FORMAT_FILE).exists() {
+        create_store_dir(path)?;
     } else if !path.join(FORMAT_FILE).exists() {
         return Err(Error::io(
             format!("{}", path.display()),
@@ -106,6 +111,60 @@ pub fn open(path: &Path, opts: Options) -> Result<Store> {
     open_vfs(vfs, Some(path.to_path_buf()), opts, lock)
 }
 
+/// The directory of a new store: its parents as the umask says (they are the user's), the
+/// store directory itself 0700, also when it existed empty (made by `mkdir` with mode 0755).
+fn create_store_dir(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
+    match super::vfs::create_private_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            refuse_foreign_files(path)?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(super::vfs::DIR_MODE);
+            if let Err(e) = std::fs::set_permissions(path, mode) {
+                // Someone else's directory: the store works, but is not private.
+                ::log::warn!("chmod 0700 {}: {e}", path.display());
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::io(format!("create {}", path.display()), e)),
+    }
+}
+
+/// A store is made only in a new or empty directory, or over an interrupted creation (which
+/// leaves only the store's own names): laying one out among someone's files would mix them
+/// with the store's, and a later `msgfs backup` or removal of the store would take them.
+fn refuse_foreign_files(path: &Path) -> Result<()> {
+    const OURS: [&str; 8] =
+        [LOCK_FILE, "format.tmp", OBJECTS_DIR, STAGING_DIR, log::LOG_DIR, RECOVERED_DIR, log::RESERVE_FILE, CLEAN_FILE];
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(format!("list {}", path.display()), e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !OURS.iter().any(|o| name == *o) {
+            return Err(Error::io(
+                format!("{}", path.display()),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "not a msgfs store and not empty (it holds {:?}): give a new or empty directory for a store",
+                        name
+                    ),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The store id in `dir`'s format file, if `dir` holds a msgfs store (a backup holds the
+/// id of the store it copies).
+pub fn store_id_of(dir: &Path) -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).ok()?;
+    parse_format(&text).ok()
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
     move |e| Error::io(what, e)
@@ -114,7 +173,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// Lay out a new store: directories, the format file, and a first log frame creating the
 /// default folders. The format file is written last: until it exists there is no store.
 fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
-    for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR] {
+    for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR, RECOVERED_DIR] {
         match vfs.create_dir(Path::new(d)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -180,8 +239,11 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             std::io::Error::new(std::io::ErrorKind::NotFound, "no msgfs store here (run `msgfs init` to create one)"),
         ));
     };
-    let was_clean = vfs.exists(Path::new(CLEAN_FILE));
-    let mut report = OpenReport { was_clean: was_clean || created, ..Default::default() };
+    let marker = vfs.exists(Path::new(CLEAN_FILE));
+    // A store created just now was never used, so it is clean although no close marked it:
+    // its first open must neither warn that it was "not closed cleanly" nor collect garbage.
+    let was_clean = marker || created;
+    let mut report = OpenReport { was_clean, ..Default::default() };
 
     // The checkpoint, then every frame after it, in order.
     let (mut ix, ck_seq) = match checkpoint::read(&*vfs)? {
@@ -253,11 +315,27 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
 
     if !opts.read_only {
         // From here on the store is being changed: it is no longer cleanly closed.
-        if was_clean {
+        if marker {
             vfs.remove_file(Path::new(CLEAN_FILE)).map_err(io("remove the clean marker"))?;
             vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
         }
         report.removed_staging = clear_staging(&*vfs)?;
+        // Ready before the disk fills: keeping a recovered draft then needs no new
+        // directory, and deleting messages can use the reserve (see log::RESERVE_FILE).
+        match vfs.create_dir(Path::new(RECOVERED_DIR)) {
+            Ok(()) => vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => ::log::warn!("create {RECOVERED_DIR}/: {e}"),
+        }
+        match log::ensure_reserve(&*vfs) {
+            Ok(n) if n >= log::RESERVE_BYTES => {}
+            Ok(n) => ::log::warn!(
+                "the disk holding the store is full: its reserve has {} KiB of {} MiB, so deleting may fail with ENOSPC",
+                n >> 10,
+                log::RESERVE_BYTES >> 20
+            ),
+            Err(e) => ::log::warn!("cannot make the store's reserve: {e}"),
+        }
         if !was_clean {
             report.removed_objects = collect_garbage(&*vfs, &ix)?;
         }

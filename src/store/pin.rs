@@ -35,6 +35,9 @@ pub struct PinnedVersion {
     pub id: Id,
     pub version: u64,
     pub size: u64,
+    /// The message's attributes when it was pinned: what an open descriptor still shows
+    /// once the message is deleted.
+    pub attrs: super::Attrs,
     file: OnceLock<Arc<dyn VfsFile>>,
 }
 
@@ -64,11 +67,11 @@ impl Store {
         self.check_access()?;
         let ix = self.index();
         let m = ix.message(id)?;
-        let (version, size) = (m.version, m.size);
+        let (version, size, attrs) = (m.version, m.size, m.attrs);
         // Under the index lock: see the module's invariant.
         self.0.pins.lock().unwrap().0.entry(version).or_insert(Pin { id, size, count: 0, doomed: false }).count += 1;
         drop(ix);
-        Ok(PinnedVersion { store: self.clone(), id, version, size, file: OnceLock::new() })
+        Ok(PinnedVersion { store: self.clone(), id, version, size, attrs, file: OnceLock::new() })
     }
 
     /// The size of a pinned version (an older version still open somewhere).

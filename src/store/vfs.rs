@@ -3,12 +3,34 @@
 //! Every byte the store writes, every rename and every sync passes through [`Vfs`], so a
 //! test backend ([`super::simfs`]) can simulate a crash at the Nth sync, keeping only what
 //! was synced, or fail the Nth write. Paths are relative to the store directory.
+//!
+//! Everything the store creates is private to its owner whatever the umask: files 0600 and
+//! directories 0700 (as Dovecot does for a Maildir), since they hold mail: only its owner
+//! may read it, whoever else can reach the disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The mode of every file the store creates.
+pub const FILE_MODE: u32 = 0o600;
+/// The mode of the store directory and every directory in it.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Give a file just created its mode: the mode passed to open(2) is narrowed by the umask
+/// (a umask of 0277 would make a log segment unwritable), so set it again on the descriptor.
+pub fn fix_file_mode(f: &File) -> io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+}
+
+/// Create directory `p` with [`DIR_MODE`] whatever the umask; AlreadyExists if it is there
+/// (its mode is then left as it is).
+pub fn create_private_dir(p: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(DIR_MODE).create(p)?;
+    fs::set_permissions(p, fs::Permissions::from_mode(DIR_MODE))
+}
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,10 +155,14 @@ impl Vfs for RealVfs {
         match mode {
             OpenMode::Read => o.read(true),
             OpenMode::ReadWrite => o.read(true).write(true),
-            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
-            OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true).mode(FILE_MODE),
+            OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true).mode(FILE_MODE),
         };
-        Ok(Box::new(RealFile(o.open(self.p(path))?)))
+        let f = o.open(self.p(path))?;
+        if matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) {
+            fix_file_mode(&f)?;
+        }
+        Ok(Box::new(RealFile(f)))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(self.p(from), self.p(to))
@@ -148,7 +174,7 @@ impl Vfs for RealVfs {
         fs::remove_file(self.p(path))
     }
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir(self.p(path))
+        create_private_dir(&self.p(path))
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
