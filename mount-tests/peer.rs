@@ -151,9 +151,6 @@ struct Expected {
     checks: Option<BTreeSet<u32>>,
     /// In the `# known bug, to be fixed:` section (a bug, not a departure).
     bug: bool,
-    /// Written `~entry`: the check's outcome depends on timing today (a race named in the
-    /// reason), so it may pass or fail; it is not reported when it passes.
-    flaky: bool,
     text: String,
 }
 
@@ -186,10 +183,8 @@ fn parse_expected(text: &str) -> Vec<Expected> {
         }
         let (entry, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         assert!(!reason.trim().is_empty(), "pjdfstest-expected.txt line {}: no reason given: {raw}", i + 1);
-        let (flaky, entry) = match entry.strip_prefix('~') {
-            Some(e) => (true, e),
-            None => (false, entry),
-        };
+        // No "may pass or fail" entries: every entry must fail every run (see the file's head).
+        assert!(!entry.starts_with('~'), "pjdfstest-expected.txt line {}: no ~ entries: {raw}", i + 1);
         let (pattern, checks) = match entry.split_once(':') {
             Some((p, c)) => {
                 let mut set = BTreeSet::new();
@@ -203,7 +198,7 @@ fn parse_expected(text: &str) -> Vec<Expected> {
             }
             None => (entry, None),
         };
-        out.push(Expected { line: i + 1, pattern: pattern.to_string(), checks, bug, flaky, text: line.to_string() });
+        out.push(Expected { line: i + 1, pattern: pattern.to_string(), checks, bug, text: line.to_string() });
     }
     out
 }
@@ -212,25 +207,8 @@ fn parse_expected(text: &str) -> Vec<Expected> {
 struct Verdict {
     /// Failures no entry covers.
     unexpected: Vec<(u32, String)>,
-    /// Entries naming this file (not `~`) whose checks now pass.
+    /// Entries naming this file whose checks now pass.
     stale: Vec<String>,
-}
-
-impl Verdict {
-    fn ok(&self) -> bool {
-        self.unexpected.is_empty() && self.stale.is_empty()
-    }
-
-    fn summary(&self) -> String {
-        let mut s = Vec::new();
-        if !self.unexpected.is_empty() {
-            s.push(format!("unlisted failures {}", ranges(self.unexpected.iter().map(|(n, _)| *n))));
-        }
-        if !self.stale.is_empty() {
-            s.push(format!("listed but passing: {}", self.stale.join("; ")));
-        }
-        s.join(", ")
-    }
 }
 
 /// Compare one file's failures with the entries naming that file (directory entries are
@@ -243,7 +221,7 @@ fn judge(file: &str, r: &TapResult, expected: &[Expected]) -> Verdict {
         .map(|(n, l)| (*n, l.clone()))
         .collect();
     let mut stale = Vec::new();
-    for e in expected.iter().filter(|e| !e.flaky && e.pattern == file) {
+    for e in expected.iter().filter(|e| e.pattern == file) {
         match &e.checks {
             None if r.failed.is_empty() => stale.push(format!("line {}: {} (no check fails)", e.line, e.pattern)),
             None => {}
@@ -298,33 +276,17 @@ fn pjdfstest_fails_only_where_the_expected_list_says() {
     std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
     let files = test_files(&pjd);
     assert!(files.len() > 200, "only {} test files found under {}", files.len(), pjd.display());
-    let run_file = |i: usize, attempt: u32| {
-        let dir = top.join(format!("{}.{attempt}", files[i].trim_end_matches(".t").replace('/', "_")));
+    let run_file = |i: usize| {
+        let dir = top.join(files[i].trim_end_matches(".t").replace('/', "_"));
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = Command::new("sh").arg(pjd.join(&files[i])).current_dir(&dir).output().unwrap();
         parse_tap(&String::from_utf8_lossy(&out.stdout))
     };
+    // Every file runs once and that run counts: no retries (a retry until it passes would hide
+    // a race), so the list holds only failures that happen every run.
     let ran = Instant::now();
-    let mut results = parallel(files.len(), |i| run_file(i, 1));
-    // A file whose outcome differs from the list runs again (up to RUNS times in all) and the
-    // first run that matches counts. Why: today a new file's first save races with the next
-    // call (see the list's known bugs), so a few checks in many files pass or fail by timing;
-    // a real regression fails every run. Every rerun is printed, so flakiness stays visible.
-    const RUNS: u32 = 3;
-    let mut reruns: Vec<String> = Vec::new();
-    for attempt in 2..=RUNS {
-        let again: Vec<usize> = (0..files.len()).filter(|&i| !judge(&files[i], &results[i], &expected).ok()).collect();
-        if again.is_empty() {
-            break;
-        }
-        let fresh = parallel(again.len(), |k| run_file(again[k], attempt));
-        for (k, r) in again.iter().zip(fresh) {
-            let before = judge(&files[*k], &results[*k], &expected);
-            reruns.push(format!("{} (run {attempt}; before: {})", files[*k], before.summary()));
-            results[*k] = r;
-        }
-    }
+    let results = parallel(files.len(), run_file);
     let run_time = ran.elapsed();
 
     let checks: u32 = results.iter().map(|r| r.planned).sum();
@@ -338,7 +300,7 @@ fn pjdfstest_fails_only_where_the_expected_list_says() {
     let mut stale: Vec<String> = verdicts.iter().flat_map(|v| v.stale.clone()).collect();
     // Directory entries (tests/DIR/*) hold while any file of the directory fails.
     // An entry naming no test file is a typo or a file the suite dropped.
-    for e in expected.iter().filter(|e| !e.flaky) {
+    for e in &expected {
         if !files.iter().any(|f| e.file_matches(f)) {
             stale.push(format!("line {}: {} (matches no test file)", e.line, e.pattern));
         } else if e.pattern.ends_with("/*")
@@ -360,21 +322,16 @@ fn pjdfstest_fails_only_where_the_expected_list_says() {
     }
 
     let permanent = expected.iter().filter(|e| !e.bug).count();
-    let flaky = expected.iter().filter(|e| e.flaky).count();
     let bugs = expected.len() - permanent;
     let failing_files = results.iter().filter(|r| !r.failed.is_empty()).count();
     eprintln!(
-        "pjdfstest: {} files, {checks} checks, {failures} failures in {failing_files} files; expected list: {} entries ({permanent} departures, {bugs} known bugs of which {flaky} timing-dependent); build {:.0?}, run {:.0?} ({} at once)",
+        "pjdfstest: {} files, {checks} checks, {failures} failures in {failing_files} files; expected list: {} entries ({permanent} departures, {bugs} known bugs); build {:.0?}, run {:.0?} ({} at once)",
         files.len(),
         expected.len(),
         built,
         run_time,
         jobs()
     );
-    eprintln!("pjdfstest: {} reruns of files whose first outcome differed from the list", reruns.len());
-    for r in &reruns {
-        eprintln!("  rerun {r}");
-    }
 
     let mut msg = String::new();
     if !unexpected.is_empty() {
