@@ -32,6 +32,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("getfacl", "acl"),
     ("python3", "python3"),
     ("notmuch", "notmuch"),
+    ("autoreconf", "autoconf"),
+    ("autoconf", "autoconf"),
+    ("automake", "automake"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("prove", "perl"),
+    ("openssl", "openssl"),
 ];
 
 /// Mount tests run everywhere unless MSGFS_SKIP_MOUNT_TESTS=1 (never skipped in CI). A

@@ -11,6 +11,7 @@ mod editors;
 mod fulldisk;
 mod kill_loop;
 mod nonroot;
+mod peer;
 mod posix;
 mod pst;
 mod times;
