@@ -86,8 +86,14 @@ fn missing_part(filename: Option<&str>, reason: &str) -> Part {
         one_line(reason).trim()
     );
     let note_name = format!("{} (not readable).txt", filename.unwrap_or("attachment"));
-    let mut part = text_leaf(with_name("text/plain; charset=utf-8", Some(&note_name)), &text);
-    part.headers.insert(0, content_disposition("attachment", Some(&note_name)));
+    text_attachment("text/plain; charset=utf-8", &note_name, &text)
+}
+
+/// A text part (see [`text_leaf`]) written as an attachment named `filename`: the notes,
+/// vCards and iCalendar files this writer makes itself.
+pub(super) fn text_attachment(content_type: &str, filename: &str, text: &str) -> Part {
+    let mut part = text_leaf(with_name(content_type, Some(filename)), text);
+    part.headers.insert(0, content_disposition("attachment", Some(filename)));
     part
 }
 

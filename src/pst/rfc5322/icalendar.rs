@@ -2,10 +2,10 @@
 //! DTSTAMP is the submit, delivery or start time, never "now", and a missing UID is made
 //! from what identifies the event, so the part is the same each time it is written.
 
-use super::attachment::{content_disposition, with_name};
+use super::attachment::text_attachment;
 use super::encode::{content_line, escape_text, IdHash};
 use super::headers::{clean_email, one_line};
-use super::mime::{text_leaf, Part};
+use super::mime::Part;
 use crate::mime::date;
 use crate::pst::item::{Address, Appointment, Item, Recipient, RecipientKind};
 
@@ -101,9 +101,7 @@ pub(super) fn calendar_part(item: &Item, a: &Appointment) -> Part {
     }
     line("END:VEVENT".into());
     line("END:VCALENDAR".into());
-    let mut p = text_leaf(with_name("text/calendar; charset=utf-8; method=PUBLISH", Some("invite.ics")), &v);
-    p.headers.insert(0, content_disposition("attachment", Some("invite.ics")));
-    p
+    text_attachment("text/calendar; charset=utf-8; method=PUBLISH", "invite.ics", &v)
 }
 
 #[cfg(test)]

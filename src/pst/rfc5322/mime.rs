@@ -73,14 +73,7 @@ pub(super) fn render(part: Part, depth: usize, counter: &mut u32) -> (Vec<String
                 .into_iter()
                 .map(|child| {
                     let (h, b) = render(child, depth, counter);
-                    let mut bytes = Vec::with_capacity(b.len() + 256);
-                    for line in h {
-                        bytes.extend_from_slice(line.as_bytes());
-                        bytes.push(b'\n');
-                    }
-                    bytes.push(b'\n');
-                    bytes.extend_from_slice(&b);
-                    bytes
+                    entity(&h, &b)
                 })
                 .collect();
             let boundary = choose_boundary(depth, counter, &rendered);
@@ -98,6 +91,18 @@ pub(super) fn render(part: Part, depth: usize, counter: &mut u32) -> (Vec<String
     };
     headers.extend(part.headers.iter().map(|h| fold(h)));
     (headers, body)
+}
+
+/// An entity as bytes: its header lines, each ending with LF, an empty line, the body.
+pub(super) fn entity(headers: &[String], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1024);
+    for line in headers {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
 }
 
 /// A boundary that occurs in none of the parts (see the doc of [`super`]).

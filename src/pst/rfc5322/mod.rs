@@ -67,14 +67,7 @@ fn write_nested(item: &Item, depth: usize) -> Vec<u8> {
         head.insert(at, format!("Message-ID: <{crc:08x}.{fnv:016x}@msgfs.invalid>"));
     }
 
-    let mut out = Vec::with_capacity(body.len() + 1024);
-    for line in &head {
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-    out.extend_from_slice(&body);
-    out
+    mime::entity(&head, &body)
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! A PST contact as a vCard 4.0 part (RFC 6350) and as the readable text/plain body
 //! beside it.
 
-use super::attachment::{content_disposition, with_name};
+use super::attachment::text_attachment;
 use super::encode::{content_line, escape_text};
 use super::headers::one_line;
-use super::mime::{text_leaf, Part};
+use super::mime::Part;
 use crate::pst::item::Contact;
 
 fn contact_name(c: &Contact) -> String {
@@ -86,9 +86,7 @@ pub(super) fn vcard_part(c: &Contact) -> Part {
     }
     line("END:VCARD".into());
     let filename = format!("{}.vcf", name.replace(['/', '\\'], "_"));
-    let mut p = text_leaf(with_name("text/vcard; charset=utf-8", Some(&filename)), &v);
-    p.headers.insert(0, content_disposition("attachment", Some(&filename)));
-    p
+    text_attachment("text/vcard; charset=utf-8", &filename, &v)
 }
 
 #[cfg(test)]
