@@ -56,9 +56,8 @@ fn is_empty_line(line: &[u8]) -> bool {
 pub fn from_line_date(line: &[u8]) -> Option<i64> {
     let rest = line.strip_prefix(b"From ")?;
     let rest = std::str::from_utf8(&rest[..rest.len().min(200)]).ok()?;
-    let rest = rest.trim_start();
-    let sender_end = rest.find(char::is_whitespace)?;
-    date::parse_from_line_date(&rest[sender_end..])
+    let (_sender, stamp) = rest.trim_start().split_once(char::is_whitespace)?;
+    date::parse_from_line_date(stamp)
 }
 
 fn sender(from_line: &[u8]) -> &[u8] {

@@ -1,7 +1,7 @@
 //! Writing a PST [`Item`] as an RFC 5322 message (MIME per RFC 2045-2047, 2231): the
-//! header block comes from [`headers`], the MIME tree from [`mime`] (attachments from
-//! [`attachment`], contacts from [`vcard`], appointments from [`icalendar`]), and the
-//! transfer encodings from [`encode`]; this module puts them together.
+//! header block comes from `headers`, the MIME tree from `mime` (attachments from
+//! `attachment`, contacts from `vcard`, appointments from `icalendar`), and the
+//! transfer encodings from `encode`; this module puts them together.
 //!
 //! The output is deterministic: a PST is both imported into a store and mounted directly,
 //! and both must show byte-identical files. Nothing depends on the clock or on randomness:
