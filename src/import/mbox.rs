@@ -56,15 +56,8 @@ fn is_empty_line(line: &[u8]) -> bool {
 pub fn from_line_date(line: &[u8]) -> Option<i64> {
     let rest = line.strip_prefix(b"From ")?;
     let rest = std::str::from_utf8(&rest[..rest.len().min(200)]).ok()?;
-    let mut toks = rest.split_whitespace();
-    let _sender = toks.next()?;
-    let weekday = toks.next()?;
-    let is_weekday = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].iter().any(|w| weekday.eq_ignore_ascii_case(w));
-    let tail: Vec<&str> = toks.collect();
-    if !is_weekday || !tail.iter().any(|t| t.contains(':')) {
-        return None;
-    }
-    date::parse_date(&tail.join(" "))
+    let (_sender, stamp) = rest.trim_start().split_once(char::is_whitespace)?;
+    date::parse_from_line_date(stamp)
 }
 
 fn sender(from_line: &[u8]) -> &[u8] {

@@ -472,7 +472,7 @@ impl Pst {
     pub(crate) fn item_from(&self, props: &Props, recipients: &[Props]) -> Item {
         let text = |id| text(props, id);
         let time = |id| match props.get(&id) {
-            Some(Val::Time(t)) => filetime_to_unix(*t),
+            Some(Val::Time(t)) => crate::mime::date::from_filetime(*t),
             _ => None,
         };
         let mut item = Item {
@@ -511,7 +511,7 @@ impl Pst {
         };
         // Outlook often keeps an HTML body only inside the compressed RTF (\fromhtml1):
         // without PidTagHtml, such an RTF gives the HTML part; an RTF that wraps no HTML is
-        // used only when there is no other body (see rfc5322's module doc).
+        // used only when there is no other body (see the doc of rfc5322::mime).
         if item.body_html.is_none() {
             if let Some(Val::Bin(b)) = props.get(&0x1009).filter(|v| matches!(v, Val::Bin(b) if rtf_size_is_sane(b))) {
                 let rtf = guard("rtf", || {
@@ -731,14 +731,6 @@ fn clean_name(name: &str) -> String {
     } else {
         s
     }
-}
-
-/// FILETIME (100 ns since 1601) to Unix seconds; None for 0 and out-of-range values.
-pub fn filetime_to_unix(t: i64) -> Option<i64> {
-    if t <= 0 {
-        return None;
-    }
-    Some(t / 10_000_000 - 11_644_473_600)
 }
 
 #[cfg(test)]
