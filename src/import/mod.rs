@@ -21,9 +21,9 @@
 //! mtime the Date header's time; without a parsable Date, the file's mtime (Maildir,
 //! `.eml`) or the date of the mbox From_ line, else the time of the import.
 //!
-//! Messages keep their bytes exactly. Each gets the name [`mime::import_name`] made
-//! unique in its folder ([`mime::unique_name_from`]) against the store's names and the
-//! names given earlier in the same run. They are staged one by one and committed in
+//! Messages keep their bytes exactly. Each is named by [`MessageNames`]: the name
+//! [`mime::import_name`] made unique in its folder against the store's names and the names
+//! given earlier in the same run. They are staged one by one and committed in
 //! batches ([`BATCH_MESSAGES`], [`BATCH_BYTES`]): one syncfs and one log sync per batch.
 //!
 //! Problems with one source or file (unreadable, not a file or directory, a name the store
@@ -178,6 +178,30 @@ fn current_ids() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
+/// The import's naming rule for messages: [`mime::import_name`] (`YYYY-MM-DD Subject.eml`)
+/// made unique in its folder with ` (N)` ([`mime::unique_name_from`]). The PST mount names
+/// its messages with it too, so that it shows the names an import gives.
+#[derive(Default)]
+pub(crate) struct MessageNames {
+    /// For a (folder, wanted name): the next ` (N)` worth trying. Names are only ever added
+    /// while naming (an import deletes nothing, a PST is read-only), so every lower number
+    /// stays taken; this keeps a folder of thousands of "(no subject)" messages linear.
+    next_suffix: HashMap<(Id, String), u64>,
+}
+
+impl MessageNames {
+    /// The name of message `props` in `folder`, where `taken` says which names are in use.
+    pub(crate) fn name(&mut self, folder: Id, props: &mime::Props, taken: impl Fn(&str) -> bool) -> String {
+        let key = (folder, mime::import_name(props));
+        let first = self.next_suffix.get(&key).copied().unwrap_or(2);
+        let (name, n) = mime::unique_name_from(&key.1, first, taken);
+        if n > 1 {
+            self.next_suffix.insert(key, n + 1);
+        }
+        name
+    }
+}
+
 /// An import in progress: the batch being built, the names it has handed out, the report.
 pub struct Importer<'s> {
     store: &'s Store,
@@ -185,10 +209,7 @@ pub struct Importer<'s> {
     batch_bytes: u64,
     /// Names given to staged messages not committed yet; the index knows the rest.
     pending: HashSet<(Id, String)>,
-    /// For a (folder, wanted name): the next ` (N)` worth trying. Nothing is deleted during
-    /// an import, so every lower number stays taken; this keeps a folder of thousands of
-    /// "(no subject)" messages linear.
-    next_suffix: HashMap<(Id, String), u64>,
+    names: MessageNames,
     uid: u32,
     gid: u32,
     pub(crate) report: Report,
@@ -208,7 +229,7 @@ impl<'s> Importer<'s> {
             batch: Vec::new(),
             batch_bytes: 0,
             pending: HashSet::new(),
-            next_suffix: HashMap::new(),
+            names: MessageNames::default(),
             uid,
             gid,
             report: Report::default(),
@@ -286,10 +307,6 @@ impl<'s> Importer<'s> {
         Ok(id)
     }
 
-    fn name_taken(&self, folder: Id, name: &str) -> bool {
-        self.pending.contains(&(folder, name.to_string())) || self.store.index().lookup(folder, name).is_some()
-    }
-
     /// Is `name` in `folder` a message's (committed or staged in this batch)?
     pub(crate) fn message_named(&self, folder: Id, name: &str) -> bool {
         self.pending.contains(&(folder, name.to_string()))
@@ -300,13 +317,10 @@ impl<'s> Importer<'s> {
     /// used when the Date header does not parse (else now).
     pub fn add(&mut self, folder: Id, content: &[u8], flags: u8, fallback_mtime: Option<i64>) -> Result<(), Error> {
         let props = mime::parse_props(content);
-        let wanted = mime::import_name(&props);
-        let key = (folder, wanted);
-        let first = self.next_suffix.get(&key).copied().unwrap_or(2);
-        let (name, n) = mime::unique_name_from(&key.1, first, |c| self.name_taken(folder, c));
-        if n > 1 {
-            self.next_suffix.insert(key, n + 1);
-        }
+        let (pending, store) = (&self.pending, self.store);
+        let name = self.names.name(folder, &props, |c| {
+            pending.contains(&(folder, c.to_string())) || store.index().lookup(folder, c).is_some()
+        });
         let mtime = props.mtime_ns(fallback_mtime).unwrap_or_else(now_ns);
         let (staged, crc) = self.store.stage_content(content)?;
         let size = content.len() as u64;
@@ -469,4 +483,28 @@ pub fn import_sources(store: &Store, sources: &[PathBuf], into: Option<&str>, op
         imp.import_source(src, target)?;
     }
     imp.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_the_same_name_are_numbered_in_order_per_folder_past_taken_names() {
+        let p = mime::parse_props(b"Date: Tue, 2 Jan 2024 10:00:00 +0000\nSubject: Plans\n\n");
+        let mut names = MessageNames::default();
+        let mut given: HashSet<(Id, String)> = HashSet::new();
+        // "Plans (3).eml" is in folder 7 already (a user's file, say).
+        given.insert((7, "2024-01-02 Plans (3).eml".into()));
+        let mut next = |folder: Id| {
+            let n = names.name(folder, &p, |c| given.contains(&(folder, c.to_string())));
+            given.insert((folder, n.clone()));
+            n
+        };
+        assert_eq!(next(7), "2024-01-02 Plans.eml");
+        assert_eq!(next(7), "2024-01-02 Plans (2).eml");
+        assert_eq!(next(7), "2024-01-02 Plans (4).eml");
+        assert_eq!(next(8), "2024-01-02 Plans.eml");
+        assert_eq!(next(7), "2024-01-02 Plans (5).eml");
+    }
 }

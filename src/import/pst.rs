@@ -23,6 +23,13 @@ struct Walked {
     place: String,
 }
 
+/// The name a PST folder gets among its siblings: its Outlook name, made unique with ` (N)`
+/// against the names `taken` there (its folder's messages, named first, and the PST folders
+/// named before it). The PST mount names its folders with it too.
+pub(crate) fn folder_name(outlook_name: &str, taken: impl Fn(&str) -> bool) -> String {
+    crate::mime::unique_name(outlook_name, taken)
+}
+
 /// Read the folder tables from the top down. Unreadable folders are listed as skipped.
 fn walk(imp: &mut Importer, pst: &Pst, path: &Path, root: u32) -> Vec<Walked> {
     let mut out: Vec<Walked> = Vec::new();
@@ -91,8 +98,8 @@ fn import_file(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
     let step = file_size.checked_div(total).unwrap_or(0);
     let mut folders: Vec<Option<Id>> = Vec::with_capacity(tree.len());
     // Names this import gave to folders of the PST, by store folder: a second PST folder
-    // of the same name beside the first (or one named like a message) gets `NAME (2)`, as
-    // in the PST mount; a folder that was in the store before is reused.
+    // of the same name beside the first (or one named like a message) gets `NAME (2)`; a
+    // folder that was in the store before is reused.
     let mut given: HashSet<(Id, String)> = HashSet::new();
     for w in &tree {
         let here = path.join(&w.place);
@@ -101,7 +108,7 @@ fn import_file(imp: &mut Importer, path: &Path, into: Id) -> Result<(), Error> {
             // A folder whose parent could not be made is left out with it.
             Some(i) => match folders[i] {
                 Some(parent) => {
-                    let name = crate::mime::unique_name(&w.listing.name, |c| {
+                    let name = folder_name(&w.listing.name, |c| {
                         given.contains(&(parent, c.to_string())) || imp.message_named(parent, c)
                     });
                     given.insert((parent, name.clone()));
