@@ -165,8 +165,8 @@ impl StoreFs {
             let ix = self.store.index();
             let f = ix.folder(folder)?;
             out.reserve(f.children.len() + 2);
-            out.push(DirEnt { ino, name: ".".into(), dir: true, inode: InodeRef::Folder(folder) });
-            out.push(DirEnt { ino: f.parent, name: "..".into(), dir: true, inode: InodeRef::Folder(f.parent) });
+            out.push(DirEnt { ino, name: ".".into(), dir: true, key: InodeRef::Folder(folder) });
+            out.push(DirEnt { ino: f.parent, name: "..".into(), dir: true, key: InodeRef::Folder(f.parent) });
             for (name, id) in &f.children {
                 if !ov.hidden.is_empty() && ov.hidden.contains_key(&(folder, name.to_string())) {
                     continue;
@@ -176,16 +176,16 @@ impl StoreFs {
                         ino: m.version,
                         name: name.to_string(),
                         dir: false,
-                        inode: InodeRef::Version { id: *id, version: m.version },
+                        key: InodeRef::Version { id: *id, version: m.version },
                     });
                 } else {
-                    out.push(DirEnt { ino: *id, name: name.to_string(), dir: true, inode: InodeRef::Folder(*id) });
+                    out.push(DirEnt { ino: *id, name: name.to_string(), dir: true, key: InodeRef::Folder(*id) });
                 }
             }
             for (name, o) in ov.in_folder(folder) {
                 match o {
                     Overlaid::Node(n) if !ov.nodes.get(n).map(|x| x.unlinked).unwrap_or(true) => {
-                        out.push(DirEnt { ino: *n, name: name.clone(), dir: false, inode: InodeRef::Node(*n) })
+                        out.push(DirEnt { ino: *n, name: name.clone(), dir: false, key: InodeRef::Node(*n) })
                     }
                     Overlaid::Shadow(s) => {
                         if let Some(m) = ix.messages.get(&s.msg) {
@@ -193,7 +193,7 @@ impl StoreFs {
                                 ino: m.version,
                                 name: name.clone(),
                                 dir: false,
-                                inode: InodeRef::Version { id: s.msg, version: m.version },
+                                key: InodeRef::Version { id: s.msg, version: m.version },
                             });
                         }
                     }
@@ -207,7 +207,7 @@ impl StoreFs {
 
     /// Attributes for a readdirplus entry (the kernel takes a reference on each).
     pub fn dirent_attr(&self, e: &DirEnt) -> Option<(Attr, Duration)> {
-        let a = match e.inode {
+        let a = match e.key {
             InodeRef::Folder(f) => self.folder_attr(f).ok()?,
             InodeRef::Version { id, version } => {
                 let a = self.message_attr(id).ok()?;
@@ -219,8 +219,8 @@ impl StoreFs {
             InodeRef::Message(id) => self.message_attr(id).ok()?,
             InodeRef::Node(n) => self.node_attr(&self.overlay(), n).ok()?,
         };
-        self.inodes.remember(e.ino, e.inode);
-        let writers = match e.inode {
+        self.inodes.remember(e.ino, e.key);
+        let writers = match e.key {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => self.overlay().writers.contains_key(&id),
             _ => false,
         };

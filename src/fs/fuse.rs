@@ -1,28 +1,30 @@
-//! The fuser adapter: decode each request, call one method of the logic (`store_fs.rs` and
-//! beside it), reply, or log and reply the error through [`answer`]. No request waits on a
-//! FUSE thread: a change hands its reply to the committer's queue (see `StoreFs::commit`),
-//! the one place anything waits, and is answered from there once durable; reads, lookups,
-//! creates and writes into private copies go on meanwhile, during a freeze too.
+//! The fuser adapter, the one `impl Filesystem` of msgfs: decode each request, call one
+//! method of a [`View`], reply, or log and reply the error through [`answer`]. Attribute
+//! conversion, errno replies, init and the session ([`serve`]) live here once, for every
+//! view. No request waits on a FUSE thread: a view answers later, from another thread,
+//! whatever must wait (see `view.rs`).
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    IoctlFlags, KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 
 use super::errno::{FsError, FsResult};
-use super::handles::Handle;
-use super::store_fs::{Attr, Done, StoreFs};
-use crate::control;
-use crate::store::{AttrChange, SaveFlags};
+use super::view::{Answer, Attr, Caller, Opened, Statfs, View, TTL};
+use super::{watchdog, MountConfig, Unmounter};
+use crate::store::AttrChange;
 
-pub struct MsgFs {
-    pub inner: Arc<StoreFs>,
+/// The adapter over one view.
+pub struct Adapter<V> {
+    view: Arc<V>,
 }
 
 /// A reply that can carry an error.
@@ -39,11 +41,22 @@ macro_rules! error_reply {
         })*
     };
 }
-error_reply!(ReplyEmpty, ReplyEntry, ReplyAttr, ReplyCreate, ReplyIoctl, ReplyOpen, ReplyData, ReplyWrite, ReplyXattr);
+error_reply!(
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyAttr,
+    ReplyCreate,
+    ReplyIoctl,
+    ReplyOpen,
+    ReplyData,
+    ReplyWrite,
+    ReplyXattr,
+    ReplyStatfs
+);
 
 /// The errno of a failed request, logged here (the one place request errors are logged):
 /// the expected ones quietly, the rest loudly.
-fn logged(e: &FsError) -> Errno {
+pub(super) fn logged(e: &FsError) -> Errno {
     let code = e.errno();
     if let FsError::Store(err) = e {
         match code {
@@ -58,11 +71,16 @@ fn logged(e: &FsError) -> Errno {
 
 /// Where a request's result goes: `ok` replies with the value, an error is logged and
 /// replied. Called from whichever thread finishes the request.
-fn answer<T, R: ErrorReply>(reply: R, ok: impl FnOnce(R, T) + Send + 'static) -> Done<T> {
-    Box::new(move |r| match r {
+fn answer<T, R: ErrorReply>(reply: R, ok: impl FnOnce(R, T) + Send + 'static) -> impl Answer<T> {
+    move |r: FsResult<T>| match r {
         Ok(v) => ok(reply, v),
         Err(e) => reply.error(logged(&e)),
-    })
+    }
+}
+
+/// The answer of a request that replies nothing but success.
+fn empty(reply: ReplyEmpty) -> impl Answer<()> {
+    answer(reply, |r: ReplyEmpty, ()| r.ok())
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -83,7 +101,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         mtime: t,
         ctime: time(a.ctime),
         crtime: t,
-        kind: if a.dir { FileType::Directory } else { FileType::RegularFile },
+        kind: kind(a.dir),
         perm: (a.attrs.mode & 0o7777) as u16,
         nlink: a.nlink,
         uid: a.attrs.uid,
@@ -92,6 +110,28 @@ fn file_attr(a: &Attr) -> FileAttr {
         blksize: 4096,
         flags: 0,
     }
+}
+
+fn kind(dir: bool) -> FileType {
+    if dir {
+        FileType::Directory
+    } else {
+        FileType::RegularFile
+    }
+}
+
+fn open_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.direct_io {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.noflush {
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
 }
 
 fn ns_of(t: TimeOrNow) -> i64 {
@@ -104,47 +144,33 @@ fn ns_of(t: TimeOrNow) -> i64 {
     }
 }
 
-impl MsgFs {
-    pub fn new(inner: Arc<StoreFs>) -> MsgFs {
-        MsgFs { inner }
-    }
-
-    fn errno(&self, e: &FsError) -> Errno {
-        logged(e)
-    }
-
-    /// The crash-recovery lock's gate for reads, decided by the store.
-    fn gate(&self) -> Result<(), Errno> {
-        self.inner.store.check_access().map_err(|e| logged(&e.into()))
-    }
-
-    /// Run a control request on a thread of its own: it must not queue behind changes that
-    /// wait for a thaw (the thaw itself may be this request).
-    fn control<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
-        reply: impl FnOnce(Result<T, Errno>) + Send + 'static,
-    ) {
-        let inner = self.inner.clone();
-        let _ = std::thread::Builder::new()
-            .name("msgfs-control".into())
-            .spawn(move || reply(f(&inner).map_err(|e| logged(&e))));
-    }
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
 }
 
 fn utf8(name: &OsStr) -> Result<String, Errno> {
     name.to_str().map(str::to_string).ok_or(Errno::EILSEQ)
 }
 
-impl Filesystem for MsgFs {
+fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {
+    if size == 0 {
+        reply.size(v.len() as u32);
+    } else if (size as usize) < v.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(v);
+    }
+}
+
+impl<V: View> Filesystem for Adapter<V> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // No FUSE_ATOMIC_O_TRUNC: with it the kernel zeroes the size and page cache of the
         // inode at open, under readers of the same version; a SETATTR lets us answer it.
-        let want = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
-            | InitFlags::FUSE_BIG_WRITES;
+        let mut want =
+            InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP | InitFlags::FUSE_BIG_WRITES;
+        if V::READDIRPLUS {
+            want |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
         let _ = config.add_capabilities(want & config.capabilities());
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
@@ -153,35 +179,22 @@ impl Filesystem for MsgFs {
     }
 
     fn destroy(&mut self) {
-        self.inner.shutdown();
+        self.view.destroy();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
-        match self.inner.lookup(parent.0, name) {
-            Ok((a, ttl)) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done =
+            answer(reply, |r: ReplyEntry, (a, ttl): (Attr, Duration)| r.entry(&ttl, &file_attr(&a), Generation(0)));
+        self.view.lookup(parent.0, name, done);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inner.inodes.forget(ino.0, nlookup);
+        self.view.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        // The mount root stays reachable under the lock, for the control xattrs.
-        if ino.0 != crate::store::ROOT {
-            if let Err(e) = self.gate() {
-                return reply.error(e);
-            }
-        }
-        match self.inner.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
-            Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done = answer(reply, |r: ReplyAttr, (a, ttl): (Attr, Duration)| r.attr(&ttl, &file_attr(&a)));
+        self.view.getattr(ino.0, fh.map(|f| f.0), caller(req), done);
     }
 
     fn setattr(
@@ -204,10 +217,19 @@ impl Filesystem for MsgFs {
     ) {
         let change = AttrChange { mode, uid, gid, mtime: mtime.map(ns_of), flags: None, xattrs: vec![] };
         let done = answer(reply, |r: ReplyAttr, (a, ttl): (Attr, Duration)| r.attr(&ttl, &file_attr(&a)));
-        self.inner.setattr(ino.0, fh.map(|f| f.0), req.pid(), change, size, done);
+        self.view.setattr(ino.0, fh.map(|f| f.0), caller(req), change, size, done);
     }
 
+    // Devices, symlinks and hard links have no place in a view of messages.
     fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
         reply.error(Errno::EPERM);
     }
 
@@ -216,23 +238,18 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let done =
-            answer(reply, |r: ReplyEntry, a: Attr| r.entry(&super::store_fs::TTL, &file_attr(&a), Generation(0)));
-        self.inner.mkdir(parent.0, &name, mode & !umask, req.uid(), req.gid(), done);
+        let done = answer(reply, |r: ReplyEntry, a: Attr| r.entry(&TTL, &file_attr(&a), Generation(0)));
+        self.view.mkdir(parent.0, &name, mode & !umask, caller(req), done);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.inner.unlink(parent.0, &name, empty(reply));
+        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
+        self.view.unlink(parent.0, name, empty(reply));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
-        self.inner.rmdir(parent.0, &name, empty(reply));
-    }
-
-    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
+        self.view.rmdir(parent.0, name, empty(reply));
     }
 
     fn rename(
@@ -245,33 +262,17 @@ impl Filesystem for MsgFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENOENT) };
+        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         let newname = match utf8(newname) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        self.inner.rename(parent.0, &name, newparent.0, &newname, flags.bits(), empty(reply));
-    }
-
-    fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+        self.view.rename(parent.0, name, newparent.0, &newname, flags.bits(), empty(reply));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.open(ino.0, flags.0, req.pid()) {
-            Ok((fh, direct, reader)) => {
-                let mut f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::FOPEN_KEEP_CACHE };
-                if reader {
-                    // A reader has nothing to save at close: spare the kernel the FLUSH.
-                    f |= FopenFlags::FOPEN_NOFLUSH;
-                }
-                reply.opened(FileHandle(fh), f)
-            }
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done = answer(reply, |r: ReplyOpen, o: Opened| r.opened(FileHandle(o.fh), open_flags(&o)));
+        self.view.open(ino.0, flags.0, caller(req), done);
     }
 
     fn read(
@@ -285,13 +286,10 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        self.view.read(fh.0, offset, size, move |r: FsResult<&[u8]>| match r {
+            Ok(d) => reply.data(d),
+            Err(e) => reply.error(logged(&e)),
+        });
     }
 
     fn write(
@@ -306,21 +304,12 @@ impl Filesystem for MsgFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.write(fh.0, offset, data, wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let kill_suid = wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        self.view.write(fh.0, offset, data, kill_suid, answer(reply, |r: ReplyWrite, n: u32| r.written(n)));
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
-        // Only writers have anything to save; the rest answer at once, without a thread hop.
-        if !self.inner.is_writer(fh.0) {
-            return reply.ok();
-        }
-        self.inner.flush(fh.0, empty(reply));
+        self.view.flush(fh.0, empty(reply));
     }
 
     fn release(
@@ -333,50 +322,25 @@ impl Filesystem for MsgFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if !self.inner.is_writer(fh.0) {
-            self.inner.release(fh.0);
-            return reply.ok();
-        }
-        // Anything written since the last FLUSH (through a shared mapping) is saved now.
-        let inner = self.inner.clone();
-        self.inner.flush(
-            fh.0,
-            Box::new(move |r| {
-                if let Err(e) = r {
-                    log::warn!("saving at the last close: {:?}", logged(&e));
-                }
-                inner.release(fh.0);
-                reply.ok()
-            }),
-        );
+        self.view.release(fh.0, empty(reply));
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.inner.handle(fh.0) {
-            Err(e) => reply.error(self.errno(&e)),
-            Ok(Handle::Read(_) | Handle::Empty | Handle::Dir(_)) => reply.ok(),
-            Ok(_) => self.inner.save(fh.0, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), false, empty(reply)),
-        }
+        self.view.fsync(fh.0, empty(reply));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done = answer(reply, |r: ReplyOpen, fh: u64| r.opened(FileHandle(fh), FopenFlags::empty()));
+        self.view.opendir(ino.0, done);
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
+        let ents = match self.view.readdir(fh.0) {
+            Ok(ents) => ents,
+            Err(e) => return reply.error(logged(&e)),
+        };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
-            let kind = if e.dir { FileType::Directory } else { FileType::RegularFile };
-            if reply.add(INodeNo(e.ino), i as u64 + 1, kind, &e.name) {
+            if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.dir), &e.name) {
                 break;
             }
         }
@@ -384,10 +348,10 @@ impl Filesystem for MsgFs {
     }
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        let Ok(Handle::Dir(ents)) = self.inner.handle(fh.0) else { return reply.error(Errno::EBADF) };
+        let ents = match self.view.readdir(fh.0) {
+            Ok(ents) => ents,
+            Err(e) => return reply.error(logged(&e)),
+        };
         for (i, e) in ents.iter().enumerate().skip(offset as usize) {
             if e.name == "." || e.name == ".." {
                 let a = Attr {
@@ -404,10 +368,10 @@ impl Filesystem for MsgFs {
                 }
                 continue;
             }
-            let Some((a, ttl)) = self.inner.dirent_attr(e) else { continue };
+            let Some((a, ttl)) = self.view.entry_attr(e) else { continue };
             if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &ttl, &file_attr(&a), Generation(0)) {
                 // The entry did not fit: the kernel took no reference on it.
-                self.inner.inodes.forget(e.ino, 1);
+                self.view.forget(e.ino, 1);
                 break;
             }
         }
@@ -415,29 +379,21 @@ impl Filesystem for MsgFs {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.inner.handles.remove(&fh.0);
+        self.view.releasedir(fh.0);
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Folder changes are durable when they return.
+        // A view's folder changes are durable when they return (the store's are; a
+        // read-only view has none).
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.inner.statfs() {
-            Ok(s) => reply.statfs(
-                s.f_blocks,
-                s.f_bfree,
-                s.f_bavail,
-                s.f_files,
-                s.f_ffree,
-                s.f_bsize as u32,
-                255,
-                s.f_frsize as u32,
-            ),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done = answer(reply, |r: ReplyStatfs, s: Statfs| {
+            r.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.frsize)
+        });
+        self.view.statfs(done);
     }
 
     fn setxattr(
@@ -454,50 +410,25 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let value = value.to_vec();
-        if ino.0 == crate::store::ROOT && super::control::is_control_name(&name) {
-            let (uid, pid) = (req.uid(), req.pid());
-            return self.control(move |fs| fs.control_set(uid, pid, &name, &value), move |r| reply_empty(reply, r));
-        }
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        self.inner.setxattr(ino.0, &name, &value, flags, empty(reply));
+        self.view.setxattr(ino.0, name, value.to_vec(), flags, caller(req), empty(reply));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some(name) = name.to_str() else { return reply.error(Errno::ENODATA) };
-        if ino.0 == crate::store::ROOT && super::control::is_control_name(name) {
-            return match self.inner.control_get(name) {
-                Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) => reply.error(self.errno(&e)),
-            };
-        }
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.getxattr(ino.0, name) {
-            Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        self.view.getxattr(ino.0, name, answer(reply, move |r: ReplyXattr, v: Vec<u8>| reply_xattr(r, size, &v)));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        match self.inner.listxattr(ino.0) {
-            Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        self.view.listxattr(ino.0, answer(reply, move |r: ReplyXattr, v: Vec<u8>| reply_xattr(r, size, &v)));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name.to_str().map(str::to_string) else { return reply.error(Errno::ENODATA) };
-        self.inner.removexattr(ino.0, &name, empty(reply));
+        let Some(name) = name.to_str() else { return reply.error(Errno::ENODATA) };
+        self.view.removexattr(ino.0, name, empty(reply));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Mounted with default_permissions: the kernel checks modes itself.
         reply.ok();
     }
 
@@ -515,20 +446,10 @@ impl Filesystem for MsgFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        if let Err(e) = self.gate() {
-            return reply.error(e);
-        }
-        // Creating a file changes nothing on disk (a new message exists from its first save,
-        // which waits for a thaw like every commit), so it is answered at once, also during
-        // a freeze: a waiting create would hold the kernel's lock on the directory and stall
-        // lookups there.
-        match self.inner.create(parent.0, &name, mode & !umask, req.uid(), req.gid(), req.pid(), flags) {
-            Ok((a, fh, direct)) => {
-                let f = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
-                reply.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(fh), f)
-            }
-            Err(e) => reply.error(self.errno(&e)),
-        }
+        let done = answer(reply, |r: ReplyCreate, (a, o): (Attr, Opened)| {
+            r.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+        });
+        self.view.create(parent.0, &name, mode & !umask, flags, caller(req), done);
     }
 
     fn ioctl(
@@ -542,59 +463,8 @@ impl Filesystem for MsgFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        match cmd {
-            control::MSGFS_IOC_SAVECHANGES => {
-                let Some(bytes) = in_data.get(..4) else { return reply.error(Errno::EINVAL) };
-                let flags = u32::from_ne_bytes(bytes.try_into().unwrap());
-                if let Err(e) = self.gate() {
-                    return reply.error(e);
-                }
-                match self.inner.handle(fh.0) {
-                    Err(e) => reply.error(self.errno(&e)),
-                    Ok(Handle::Read(_) | Handle::Empty | Handle::Dir(_)) => reply.error(Errno::EBADF),
-                    Ok(_) => {
-                        let done = answer(reply, |r: ReplyIoctl, ()| r.ioctl(0, &[]));
-                        self.inner.save(fh.0, SaveFlags(flags), false, done)
-                    }
-                }
-            }
-            control::MSGFS_IOC_CRASH_RECOVERY => {
-                let Some(b) = in_data.get(..8) else { return reply.error(Errno::EINVAL) };
-                let flags = u32::from_ne_bytes(b[..4].try_into().unwrap());
-                let holder = match u32::from_ne_bytes(b[4..8].try_into().unwrap()) {
-                    0 => req.pid(),
-                    p => p,
-                };
-                let uid = req.uid();
-                self.control(
-                    move |fs| fs.crash_recovery(uid, flags, holder),
-                    move |r| match r {
-                        Ok(()) => reply.ioctl(0, &[]),
-                        Err(e) => reply.error(e),
-                    },
-                );
-            }
-            control::MSGFS_IOC_SNAPSHOT => {
-                let Some(b) = in_data.get(..16) else { return reply.error(Errno::EINVAL) };
-                let op = u32::from_ne_bytes(b[..4].try_into().unwrap());
-                let id = u64::from_ne_bytes(b[8..16].try_into().unwrap());
-                let uid = req.uid();
-                self.control(
-                    move |fs| fs.snapshot(uid, op, id),
-                    move |r| match r {
-                        Ok((id, state)) => {
-                            let mut out = [0u8; 16];
-                            out[..4].copy_from_slice(&op.to_ne_bytes());
-                            out[4..8].copy_from_slice(&state.to_ne_bytes());
-                            out[8..].copy_from_slice(&id.to_ne_bytes());
-                            reply.ioctl(0, &out)
-                        }
-                        Err(e) => reply.error(e),
-                    },
-                );
-            }
-            _ => reply.error(Errno::ENOTTY),
-        }
+        let done = answer(reply, |r: ReplyIoctl, out: Vec<u8>| r.ioctl(0, &out));
+        self.view.ioctl(fh.0, cmd, in_data, caller(req), done);
     }
 
     fn fallocate(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _o: u64, _l: u64, _m: i32, reply: ReplyEmpty) {
@@ -602,24 +472,41 @@ impl Filesystem for MsgFs {
     }
 }
 
-fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
+/// Mount `view` at `mountpoint` as `fsname` (the mount table's source: `msgfs:STORE`,
+/// `msgfs-pst:FILE`) and serve it until it is unmounted: the one session setup of every
+/// mount. `ready` is called once the mount is in place (with an unmounter for signal
+/// handling).
+pub fn serve<V: View>(
+    view: Arc<V>,
+    mountpoint: &Path,
+    fsname: String,
+    cfg: &MountConfig,
+    ready: impl FnOnce(Unmounter),
+) -> std::io::Result<()> {
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![MountOption::FSName(fsname), MountOption::Subtype("msgfs".into())];
+    if cfg.read_only {
+        config.mount_options.push(MountOption::RO);
     }
-}
-
-/// The answer of a request that replies nothing but success.
-fn empty(reply: ReplyEmpty) -> Done<()> {
-    answer(reply, |r: ReplyEmpty, ()| r.ok())
-}
-
-fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {
-    if size == 0 {
-        reply.size(v.len() as u32);
-    } else if (size as usize) < v.len() {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(v);
+    // The kernel checks every access against the stored mode, uid and gid.
+    config.mount_options.push(MountOption::DefaultPermissions);
+    if cfg.allow_other {
+        config.acl = SessionACL::All;
     }
+    config.n_threads = Some(cfg.threads.max(1));
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(Adapter { view: view.clone() }, mountpoint, &config)?;
+    view.mounted(mountpoint, session.as_fd())?;
+    // Holds the connection until the watchdog is gone, so that its number cannot go to
+    // another mount meanwhile.
+    let connection = session.as_fd().try_clone_to_owned()?;
+    let watchdog = watchdog::Watchdog::start(mountpoint);
+    ready(session.unmount_callable());
+    let res = session.run();
+    if let Some(w) = watchdog {
+        w.stop();
+    }
+    drop(connection);
+    view.unmounted()?;
+    res
 }

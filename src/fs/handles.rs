@@ -68,12 +68,8 @@ impl Writer {
     }
 }
 
-pub struct DirEnt {
-    pub ino: u64,
-    pub name: String,
-    pub dir: bool,
-    pub inode: InodeRef,
-}
+/// A folder listing's entry; its key is the inode it named when listed.
+pub type DirEnt = super::view::DirEnt<InodeRef>;
 
 /// Where a save goes after its locked part.
 enum SaveStep {

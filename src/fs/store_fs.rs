@@ -1,11 +1,10 @@
 //! The store as a filesystem: the state one mount keeps (inodes handed to the kernel, the
 //! overlay, open handles) and the lookups every request starts with. The requests themselves
-//! are in `attrs.rs`, `handles.rs` and `namespace.rs`; `fuse.rs` only decodes, calls and
-//! replies.
+//! are in `attrs.rs`, `handles.rs` and `namespace.rs`; `store_view.rs` routes the adapter's
+//! requests (`fuse.rs`) to them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use fuser::Errno;
@@ -15,20 +14,13 @@ pub(super) use super::handles::{DirEnt, Handle, Writer};
 pub(super) use super::inodes::{InodeRef, Inodes};
 pub(super) use super::names::{conflict_name, is_scratch};
 pub(super) use super::overlay::{NodeKind, Overlaid, Overlay, Shadow};
+pub(super) use super::view::{Attr, TTL};
 use crate::store::commit::now_ns;
 pub(super) use crate::store::commit::{Op, Outcome};
 pub(super) use crate::store::vfs::{OpenMode, VfsFile};
 pub(super) use crate::store::{AttrChange, Attrs, Entry, Error, Id, SaveFlags, Store, ROOT};
 pub(super) use std::path::PathBuf;
 pub(super) use std::sync::{Mutex, MutexGuard};
-
-/// How long the kernel may keep entries and attributes. Every change made through this
-/// mount invalidates what it affects, and nothing else changes the store (the daemon holds
-/// its lock), so this only bounds the damage of a missed case. An hour, not a minute: with
-/// a minute, reading a large folder that takes longer than that (100,000 messages with
-/// `xargs cat`) sent a LOOKUP before every OPEN once the entries expired, doubling the
-/// daemon's work per file; a plain filesystem never revalidates at all.
-pub const TTL: Duration = Duration::from_secs(3600);
 
 /// Where a request's answer goes, called once: on the thread that received the request, or
 /// on the committer's once the change it waited for is durable.
@@ -44,18 +36,6 @@ macro_rules! or_answer {
     };
 }
 pub(super) use or_answer;
-
-/// Attributes of one inode, as the kernel is told them.
-#[derive(Clone, Copy, Debug)]
-pub struct Attr {
-    pub ino: u64,
-    pub size: u64,
-    pub attrs: Attrs,
-    /// Status change time (ns), kept by the store; a file not yet saved has its mtime.
-    pub ctime: i64,
-    pub dir: bool,
-    pub nlink: u32,
-}
 
 pub struct StoreFs {
     pub store: Store,

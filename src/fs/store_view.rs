@@ -1,0 +1,327 @@
+//! The store as a [`View`]: the crash-recovery lock's gate on reads, the control interface
+//! (xattrs on the root, ioctls) with control requests on threads of their own, saves at
+//! fsync and close, and the mount's notifications. The logic is `StoreFs`'s (`store_fs.rs`
+//! and beside it); this only routes each request there.
+
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fuser::Errno;
+
+use super::errno::{err, FsError, FsResult};
+use super::fuse::logged;
+use super::handles::Handle;
+use super::inodes::InodeRef;
+use super::notify::Notifier;
+use super::store_fs::StoreFs;
+use super::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, Statfs, View};
+use crate::control;
+use crate::store::{AttrChange, SaveFlags, ROOT};
+
+pub struct StoreView {
+    fs: Arc<StoreFs>,
+    /// The thread that sends entry expiries (see `notify.rs`), while mounted.
+    expiry_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl StoreView {
+    pub fn new(fs: Arc<StoreFs>) -> StoreView {
+        StoreView { fs, expiry_thread: Mutex::new(None) }
+    }
+
+    /// The crash-recovery lock's gate for reads, decided by the store.
+    fn gate(&self) -> FsResult<()> {
+        Ok(self.fs.store.check_access()?)
+    }
+
+    /// Run a control request on a thread of its own: it must not queue behind changes that
+    /// wait for a thaw (the thaw itself may be this request).
+    fn control<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StoreFs) -> FsResult<T> + Send + 'static,
+        done: impl Answer<T>,
+    ) {
+        let fs = self.fs.clone();
+        let _ = std::thread::Builder::new().name("msgfs-control".into()).spawn(move || done(f(&fs)));
+    }
+
+    /// Is `fh` a handle with something to save (a writer, or a scratch file)?
+    fn saves(&self, fh: u64) -> FsResult<bool> {
+        Ok(!matches!(self.fs.handle(fh)?, Handle::Read(_) | Handle::Empty | Handle::Dir(_)))
+    }
+}
+
+fn word(input: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(input[at..at + 4].try_into().unwrap())
+}
+
+impl View for StoreView {
+    type Key = InodeRef;
+    const READDIRPLUS: bool = true;
+
+    fn mounted(&self, _mountpoint: &Path, fuse: BorrowedFd<'_>) -> std::io::Result<()> {
+        // A duplicate of the session's descriptor for the notifications.
+        let notifier = Arc::new(Notifier::new(fuse.try_clone_to_owned()?));
+        let _ = self.fs.notifier.set(notifier.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+        *self.fs.expiries.lock().unwrap() = Some(tx);
+        let t = std::thread::Builder::new()
+            .name("msgfs-expire".into())
+            .spawn(move || rx.into_iter().for_each(|(parent, name)| notifier.expire_entry(parent, &name)))?;
+        *self.expiry_thread.lock().unwrap() = Some(t);
+        Ok(())
+    }
+
+    fn unmounted(&self) -> std::io::Result<()> {
+        self.fs.expiries.lock().unwrap().take();
+        if let Some(t) = self.expiry_thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+        self.fs.store.close().map_err(|e| {
+            log::error!("closing the store: {e}");
+            std::io::Error::other(e.to_string())
+        })
+    }
+
+    fn destroy(&self) {
+        self.fs.shutdown();
+    }
+
+    fn lookup(&self, parent: u64, name: &OsStr, done: impl Answer<(Attr, Duration)>) {
+        done(self.gate().and_then(|()| {
+            // The store holds no name that is not UTF-8.
+            let name = name.to_str().ok_or(FsError::Errno(Errno::ENOENT))?;
+            self.fs.lookup(parent, name)
+        }))
+    }
+
+    fn forget(&self, ino: u64, n: u64) {
+        self.fs.inodes.forget(ino, n);
+    }
+
+    fn getattr(&self, ino: u64, fh: Option<u64>, caller: Caller, done: impl Answer<(Attr, Duration)>) {
+        // The mount root stays reachable under the lock, for the control xattrs.
+        if ino != ROOT {
+            if let Err(e) = self.gate() {
+                return done(Err(e));
+            }
+        }
+        done(self.fs.getattr(ino, fh, caller.pid))
+    }
+
+    fn opendir(&self, ino: u64, done: impl Answer<u64>) {
+        done(self.gate().and_then(|()| self.fs.opendir(ino)))
+    }
+
+    fn readdir(&self, fh: u64) -> FsResult<Listing<InodeRef>> {
+        self.gate()?;
+        match self.fs.handle(fh) {
+            Ok(Handle::Dir(ents)) => Ok(ents),
+            _ => err(Errno::EBADF),
+        }
+    }
+
+    fn entry_attr(&self, e: &DirEnt<InodeRef>) -> Option<(Attr, Duration)> {
+        self.fs.dirent_attr(e)
+    }
+
+    fn releasedir(&self, fh: u64) {
+        self.fs.handles.remove(&fh);
+    }
+
+    fn open(&self, ino: u64, flags: i32, caller: Caller, done: impl Answer<Opened>) {
+        done(self.gate().and_then(|()| self.fs.open(ino, flags, caller.pid)).map(|(fh, direct, reader)| Opened {
+            fh,
+            direct_io: direct,
+            keep_cache: !direct,
+            // A reader has nothing to save at close: spare the kernel the FLUSH.
+            noflush: reader,
+        }))
+    }
+
+    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static) {
+        match self.gate().and_then(|()| self.fs.read(fh, offset, size)) {
+            Ok(d) => done(Ok(&d)),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    fn release(&self, fh: u64, done: impl Answer<()>) {
+        if !self.fs.is_writer(fh) {
+            self.fs.release(fh);
+            return done(Ok(()));
+        }
+        // Anything written since the last FLUSH (through a shared mapping) is saved now.
+        let fs = self.fs.clone();
+        self.fs.flush(
+            fh,
+            Box::new(move |r| {
+                if let Err(e) = r {
+                    log::warn!("saving at the last close: {:?}", logged(&e));
+                }
+                fs.release(fh);
+                done(Ok(()))
+            }),
+        );
+    }
+
+    fn flush(&self, fh: u64, done: impl Answer<()>) {
+        // Only writers have anything to save; the rest answer at once, without a thread hop.
+        if !self.fs.is_writer(fh) {
+            return done(Ok(()));
+        }
+        self.fs.flush(fh, Box::new(done));
+    }
+
+    fn fsync(&self, fh: u64, done: impl Answer<()>) {
+        match self.saves(fh) {
+            Err(e) => done(Err(e)),
+            Ok(false) => done(Ok(())),
+            Ok(true) => self.fs.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), false, Box::new(done)),
+        }
+    }
+
+    fn statfs(&self, done: impl Answer<Statfs>) {
+        done(self.fs.statfs().map(|s| Statfs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: s.f_bsize as u32,
+            frsize: s.f_frsize as u32,
+        }))
+    }
+
+    fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        caller: Caller,
+        change: AttrChange,
+        size: Option<u64>,
+        done: impl Answer<(Attr, Duration)>,
+    ) {
+        self.fs.setattr(ino, fh, caller.pid, change, size, Box::new(done));
+    }
+
+    fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suid: bool, done: impl Answer<u32>) {
+        done(self.gate().and_then(|()| self.fs.write(fh, offset, data, kill_suid)))
+    }
+
+    fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+        done: impl Answer<(Attr, Opened)>,
+    ) {
+        // Creating a file changes nothing on disk (a new message exists from its first save,
+        // which waits for a thaw like every commit), so it is answered at once, also during
+        // a freeze: a waiting create would hold the kernel's lock on the directory and stall
+        // lookups there.
+        let r =
+            self.gate().and_then(|()| self.fs.create(parent, name, mode, caller.uid, caller.gid, caller.pid, flags));
+        done(r.map(|(a, fh, direct)| (a, Opened { fh, direct_io: direct, keep_cache: false, noflush: false })))
+    }
+
+    fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller, done: impl Answer<Attr>) {
+        self.fs.mkdir(parent, name, mode, caller.uid, caller.gid, Box::new(done));
+    }
+
+    fn unlink(&self, parent: u64, name: &str, done: impl Answer<()>) {
+        self.fs.unlink(parent, name, Box::new(done));
+    }
+
+    fn rmdir(&self, parent: u64, name: &str, done: impl Answer<()>) {
+        self.fs.rmdir(parent, name, Box::new(done));
+    }
+
+    fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, flags: u32, done: impl Answer<()>) {
+        self.fs.rename(parent, name, newparent, newname, flags, Box::new(done));
+    }
+
+    fn setxattr(&self, ino: u64, name: String, value: Vec<u8>, flags: i32, caller: Caller, done: impl Answer<()>) {
+        if ino == ROOT && super::control::is_control_name(&name) {
+            let (uid, pid) = (caller.uid, caller.pid);
+            return self.control(move |fs| fs.control_set(uid, pid, &name, &value), done);
+        }
+        if let Err(e) = self.gate() {
+            return done(Err(e));
+        }
+        self.fs.setxattr(ino, &name, &value, flags, Box::new(done));
+    }
+
+    fn removexattr(&self, ino: u64, name: &str, done: impl Answer<()>) {
+        self.fs.removexattr(ino, name, Box::new(done));
+    }
+
+    fn getxattr(&self, ino: u64, name: &str, done: impl Answer<Vec<u8>>) {
+        // The control xattrs answer under the lock too: its state is read there.
+        if ino == ROOT && super::control::is_control_name(name) {
+            return done(self.fs.control_get(name));
+        }
+        done(self.gate().and_then(|()| self.fs.getxattr(ino, name)))
+    }
+
+    fn listxattr(&self, ino: u64, done: impl Answer<Vec<u8>>) {
+        done(self.gate().and_then(|()| self.fs.listxattr(ino)))
+    }
+
+    fn ioctl(&self, fh: u64, cmd: u32, input: &[u8], caller: Caller, done: impl Answer<Vec<u8>>) {
+        match cmd {
+            control::MSGFS_IOC_SAVECHANGES => {
+                if input.len() < 4 {
+                    return done(err(Errno::EINVAL));
+                }
+                let flags = word(input, 0);
+                match self.gate().and_then(|()| self.saves(fh)) {
+                    Err(e) => done(Err(e)),
+                    Ok(false) => done(err(Errno::EBADF)),
+                    Ok(true) => {
+                        let done = Box::new(move |r: FsResult<()>| done(r.map(|()| Vec::new())));
+                        self.fs.save(fh, SaveFlags(flags), false, done)
+                    }
+                }
+            }
+            control::MSGFS_IOC_CRASH_RECOVERY => {
+                if input.len() < 8 {
+                    return done(err(Errno::EINVAL));
+                }
+                let flags = word(input, 0);
+                let holder = match word(input, 4) {
+                    0 => caller.pid,
+                    p => p,
+                };
+                let uid = caller.uid;
+                self.control(move |fs| fs.crash_recovery(uid, flags, holder).map(|()| Vec::new()), done);
+            }
+            control::MSGFS_IOC_SNAPSHOT => {
+                if input.len() < 16 {
+                    return done(err(Errno::EINVAL));
+                }
+                let op = word(input, 0);
+                let id = u64::from_ne_bytes(input[8..16].try_into().unwrap());
+                let uid = caller.uid;
+                self.control(
+                    move |fs| {
+                        let (id, state) = fs.snapshot(uid, op, id)?;
+                        let mut out = Vec::with_capacity(16);
+                        out.extend_from_slice(&op.to_ne_bytes());
+                        out.extend_from_slice(&state.to_ne_bytes());
+                        out.extend_from_slice(&id.to_ne_bytes());
+                        Ok(out)
+                    },
+                    done,
+                );
+            }
+            _ => done(err(Errno::ENOTTY)),
+        }
+    }
+}
