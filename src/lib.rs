@@ -7,5 +7,4 @@ pub mod fs;
 pub mod import;
 pub mod mime;
 pub mod pst;
-pub mod pstfs;
 pub mod store;

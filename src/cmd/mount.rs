@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::CmdResult;
 use crate::fs::{serve, MountConfig};
+use crate::pst::view::PstView;
 use crate::store::{Options, Store, FORMAT_FILE, LOCK_FILE};
 
 fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
@@ -40,7 +41,7 @@ fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
 /// would fail with "File exists", which says nothing of what to do.
 fn check_store(store: &Path) -> Result<(), String> {
     let Ok(md) = std::fs::metadata(store) else { return Ok(()) };
-    if md.is_dir() || crate::pstfs::is_pst(store) {
+    if md.is_dir() || crate::pst::is_pst(store) {
         return Ok(());
     }
     let p = store.display();
@@ -129,19 +130,23 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
     });
-    if crate::pstfs::is_pst(store) {
-        return serve_pst(store, mp, &cfg, sigs, ready);
-    }
-    // An absolute path: `msgfs umount` and `msgfs backup` find the store from the mount table.
-    let _ = std::fs::create_dir_all(store);
-    let store = &std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
-    // A read-only mount changes nothing: no lock, no recovery, no creation.
-    let opts = if cfg.read_only {
-        Options { read_only: true, ..Default::default() }
+    // Open what is mounted: a PST file, or a store.
+    let source = if crate::pst::is_pst(store) {
+        let path = std::fs::canonicalize(store).map_err(|e| format!("{}: {e}", store.display()))?;
+        PstView::open(&path).map(Source::Pst).map_err(|e| e.to_string())
     } else {
-        Options { create: true, ..Default::default() }
+        // An absolute path: `msgfs umount` and `msgfs backup` find the store from the mount table.
+        let _ = std::fs::create_dir_all(store);
+        let store = &std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+        // A read-only mount changes nothing: no lock, no recovery, no creation.
+        let opts = if cfg.read_only {
+            Options { read_only: true, ..Default::default() }
+        } else {
+            Options { create: true, ..Default::default() }
+        };
+        Store::open(store, opts).map(Source::Store).map_err(|e| e.to_string())
     };
-    let st = match Store::open(store, opts) {
+    let source = match source {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = ready.as_mut() {
@@ -151,12 +156,16 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         }
     };
     let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
-    let res = serve(st, &mp_abs, &cfg, |unmounter| {
+    let on_ready = |unmounter| {
         unmount_on_signal(sigs, unmounter, mp_abs.clone());
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }
-    });
+    };
+    let res = match source {
+        Source::Store(st) => serve(st, &mp_abs, &cfg, on_ready),
+        Source::Pst(view) => crate::pst::view::serve(view, &mp_abs, &cfg, on_ready),
+    };
     if let Err(e) = res {
         if let Some(r) = ready.as_mut() {
             let _ = writeln!(r, "mount {}: {e}", mp.display());
@@ -164,6 +173,12 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         return Err(format!("mount {}: {e}", mp.display()).into());
     }
     Ok(0)
+}
+
+/// What `msgfs mount` serves.
+enum Source {
+    Store(Store),
+    Pst(PstView),
 }
 
 /// A thread that unmounts on SIGTERM, SIGINT or SIGHUP (blocked by [`block_signals`]);
@@ -239,25 +254,6 @@ fn unmount_point(mp: &Path) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::from_raw_os_error(libc::EBUSY))
     }
-}
-
-/// Serve a PST file read-only (the daemon side of `msgfs mount FILE.pst MOUNTPOINT`).
-fn serve_pst(path: &Path, mp: &Path, cfg: &MountConfig, sigs: libc::sigset_t, mut ready: Option<File>) -> CmdResult {
-    let path = &std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mp_abs = std::fs::canonicalize(mp).unwrap_or_else(|_| mp.to_path_buf());
-    let res = crate::pstfs::serve(path, &mp_abs, cfg.allow_other, |unmounter| {
-        unmount_on_signal(sigs, unmounter, mp_abs.clone());
-        if let Some(mut r) = ready.take() {
-            let _ = writeln!(r, "ok");
-        }
-    });
-    if let Err(e) = res {
-        if let Some(r) = ready.as_mut() {
-            let _ = writeln!(r, "{e}");
-        }
-        return Err(format!("mount {}: {e}", mp.display()).into());
-    }
-    Ok(0)
 }
 
 fn block_signals() -> libc::sigset_t {

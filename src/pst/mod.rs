@@ -1,5 +1,6 @@
 //! Outlook PST files: reading them ([`reader`]), turning their items into RFC 5322
-//! ([`rfc5322`]), importing them into a store and mounting them read-only.
+//! ([`rfc5322`]), importing them into a store (`crate::import::pst`) and mounting them
+//! read-only ([`view`]).
 
 pub mod fixup;
 pub mod item;
@@ -7,8 +8,10 @@ pub mod raw;
 pub mod reader;
 pub mod rfc5322;
 pub mod rtf;
+pub mod view;
 
 use std::io;
+use std::path::Path;
 
 /// Stack size of the threads that read PST files: enough for the deepest recursion the
 /// crate can be led into before the loop guard ([`fixup::MAX_REPEATS`]) stops it.
@@ -16,6 +19,19 @@ pub const STACK_SIZE: usize = 512 << 20;
 
 use item::{AttachmentData, Item};
 use reader::Pst;
+
+/// Is `path` a PST file (by name or by its first bytes)? A directory never is (a store
+/// may be called `mail.pst`); a missing `*.pst` is, so that mounting it says the file is
+/// missing instead of creating a store of that name.
+pub fn is_pst(path: &Path) -> bool {
+    if path.is_dir() {
+        return false;
+    }
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pst") || e.eq_ignore_ascii_case("ost")) {
+        return true;
+    }
+    path.is_file() && crate::import::has_pst_magic(path)
+}
 
 /// One PST message as it is stored and shown: the RFC 5322 bytes and what goes with them.
 pub struct Converted {
