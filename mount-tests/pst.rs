@@ -67,6 +67,36 @@ fn a_mounted_pst_gives_the_files_an_import_gives_and_refuses_writes() {
     }
 }
 
+#[test]
+fn a_mounted_pst_numbers_messages_of_the_same_name_as_the_import_does() {
+    if should_skip() {
+        return;
+    }
+    // Folders where messages share a date and subject: each gets the import's ` (N)`, in
+    // the PST's order, so the same message has the same number in both.
+    for (name, folder, wanted) in [
+        ("tika-testPST_variousBodyTypes.pst", "Inbox/tmp", "2017-08-30 FW: original email"),
+        ("pstextractor-enron.pst", "lokay-m/MLOKAY (Non-Privileged)/Personal", "2001-03-16 FW: ONEOK ski trip"),
+    ] {
+        let Some(pst) = sample(name) else { return };
+        let tmp = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+        let store = tmp.path().join("store");
+        let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(&pst));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
+        let imported = Mount::adopt(&store);
+        let mut mounted = Mount::adopt(&pst);
+        let (m, i) = (mounted.mp.join(folder), imported.mp.join(folder));
+        let numbered: Vec<String> = names(&m).into_iter().filter(|n| n.starts_with(&format!("{wanted} ("))).collect();
+        assert!(!numbered.is_empty(), "{name}: no numbered {wanted:?} in {folder}: {:?}", names(&m));
+        assert_eq!(names(&m), names(&i), "{name}: {folder}");
+        for n in numbered.iter().chain([&format!("{wanted}.eml")]) {
+            let (a, b) = (std::fs::read(m.join(n)).unwrap(), std::fs::read(i.join(n)).unwrap());
+            assert!(a == b, "{name}: {folder}/{n} is another message in the mount than in the import");
+        }
+        mounted.unmount();
+    }
+}
+
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
