@@ -1,7 +1,7 @@
 //! The view trait: what a mounted filesystem answers, in our own types (inode numbers,
 //! [`Attr`], listings, [`FsError`](super::errno::FsError)), so that one adapter (`fuse.rs`)
 //! does everything else once: decoding, attribute conversion, the TTL, errno replies and
-//! their logging, init and the session. The store ([`super::store_view::StoreView`]) and a
+//! their logging, init and the session. The store (`store_view.rs`) and a
 //! PST file (`crate::pst::view`) are the two views.
 //!
 //! Every request takes `done`, called once with its result, at once or later from another
@@ -97,7 +97,6 @@ impl<T, F: FnOnce(FsResult<T>) + Send + 'static> Answer<T> for F {}
 /// A mounted filesystem as the adapter sees it. Inode 1 is the root. Errors are
 /// [`FsError`](super::errno::FsError)s: the adapter maps them to errno through the one
 /// mapping (`errno.rs`) and logs them in one place.
-#[allow(clippy::too_many_arguments)]
 pub trait View: Send + Sync + 'static {
     /// What a listing entry keeps for [`View::entry_attr`].
     type Key: Copy + Send + Sync + 'static;

@@ -21,7 +21,7 @@
 //! mtime the Date header's time; without a parsable Date, the file's mtime (Maildir,
 //! `.eml`) or the date of the mbox From_ line, else the time of the import.
 //!
-//! Messages keep their bytes exactly. Each is named by [`MessageNames`]: the name
+//! Messages keep their bytes exactly. Each is named by `MessageNames`: the name
 //! [`mime::import_name`] made unique in its folder against the store's names and the names
 //! given earlier in the same run. They are staged one by one and committed in
 //! batches ([`BATCH_MESSAGES`], [`BATCH_BYTES`]): one syncfs and one log sync per batch.

@@ -9,9 +9,9 @@
 //! open (the conversion is deterministic; the last conversion is kept for the open that
 //! usually follows). Contents are held until the last descriptor closes. Names, bytes and
 //! times are those `msgfs import` gives the same file in an empty store: the names come
-//! from the import's own rules ([`MessageNames`], [`folder_name`]).
+//! from the import's own rules (`import::MessageNames`, `import::pst::folder_name`).
 //!
-//! The PST reader is single-threaded (`Rc`), so one thread owns it ([`Reader`]) and the
+//! The PST reader is single-threaded (`Rc`), so one thread owns it (`Reader`) and the
 //! requests that need it (lookup, getattr, opendir, open) are sent there with their answer;
 //! reads and listings are served on the FUSE threads from what open and opendir took. The
 //! kernel refuses writes itself (the mount is read-only: EROFS); the log says how to import
