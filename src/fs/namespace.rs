@@ -140,7 +140,7 @@ impl StoreFs {
                 match dst {
                     None => Ok(Renamed::Commit(vec![mv], nothing_after())),
                     Some(Found::Folder(t)) => {
-                        let empty = self.store.index().folders.get(&t).map(|f| f.children.is_empty()).unwrap_or(false);
+                        let empty = self.store.index().is_empty_folder(t);
                         if !empty || ov.in_folder(t).next().is_some() {
                             return err(Errno::ENOTEMPTY);
                         }
