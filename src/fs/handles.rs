@@ -455,14 +455,7 @@ impl StoreFs {
                 ov.nodes.insert(s.was_key, Node { unlinked: true, ..n });
             }
             if let Some(key) = &s.unhide {
-                ov.hidden.remove(key);
-                for o in ov.names.values_mut() {
-                    if let Overlaid::Shadow(sh) = o {
-                        if sh.msg == out.id {
-                            sh.attached = false;
-                        }
-                    }
-                }
+                ov.unhide(key, out.id);
             }
             if let Some(ws) = ov.writers.remove(&s.was_key) {
                 ov.writers.entry(out.id).or_default().extend(ws);

@@ -64,6 +64,25 @@ fn a_message_renamed_to_a_scratch_name_a_stored_message_holds_replaces_that_mess
 }
 
 #[test]
+fn a_message_renamed_onto_its_hidden_name_of_another_becomes_that_messages_new_version() {
+    // `mv m m~` hides m; the name is free in this mount, but the store still holds it.
+    let t = Fixture::new();
+    let m = t.stored_message(t.inbox, "m.eml", b"M");
+    let o = t.stored_message(t.inbox, "o.eml", b"O");
+    t.rename(t.inbox, "m.eml", t.inbox, "m.eml~").unwrap();
+    t.rename(t.inbox, "o.eml", t.inbox, "m.eml").unwrap();
+    assert_eq!(t.stored(t.inbox, "m.eml"), Some(Entry::Message(m)), "the name keeps its entry id");
+    assert_eq!(t.content(m), b"O");
+    assert_eq!(t.version(o), None);
+    assert_eq!(t.names(t.inbox), names(&["m.eml", "m.eml~"]));
+    assert_eq!(t.read(t.inbox, "m.eml"), b"O");
+    // The backup no longer hides anything: removing it leaves the message.
+    t.unlink(t.inbox, "m.eml~").unwrap();
+    assert_eq!(t.content(m), b"O");
+    assert_eq!(t.names(t.inbox), names(&["m.eml"]));
+}
+
+#[test]
 fn a_message_renamed_over_a_new_unsaved_file_replaces_it_and_that_files_close_saves_nothing() {
     let t = Fixture::new();
     let (_, fh) = t.create_with(t.inbox, "n.eml", b"unsaved");
@@ -147,6 +166,24 @@ fn the_vim_backup_dance_keeps_the_entry_id_and_a_detached_backup_is_only_a_name(
     assert_eq!(t.names(t.inbox), names(&["m.eml"]));
 }
 
+#[test]
+fn a_message_renamed_over_a_shadow_deletes_the_message_the_shadow_stood_for() {
+    // POSIX: `mv b x~` over `x~`, the only name left of a, removes a.
+    let t = Fixture::new();
+    let a = t.stored_message(t.inbox, "a.eml", b"A");
+    let b = t.stored_message(t.inbox, "b.eml", b"B");
+    t.rename(t.inbox, "a.eml", t.inbox, "x~").unwrap();
+    t.rename(t.inbox, "b.eml", t.inbox, "x~").unwrap();
+    assert_eq!(t.version(a), None, "the replaced message is still in the store");
+    assert_eq!(t.stored(t.inbox, "b.eml"), Some(Entry::Message(b)));
+    assert_eq!(t.names(t.inbox), names(&["x~"]));
+    assert_eq!(t.read(t.inbox, "x~"), b"B");
+    // Nothing hides a's old name: a new file there is a new message, not a's next version.
+    let (_, fh) = t.create_with(t.inbox, "a.eml", b"new");
+    t.close(fh).unwrap();
+    assert!(matches!(t.stored(t.inbox, "a.eml"), Some(Entry::Message(id)) if id != a));
+}
+
 // Scratch files (editors' and rsync's temporary files).
 
 #[test]
@@ -193,6 +230,23 @@ fn a_scratch_file_renamed_onto_a_hidden_name_becomes_the_hidden_messages_new_ver
     assert_eq!(t.names(t.inbox), names(&["m.eml", "m.eml~"]));
     t.unlink(t.inbox, "m.eml~").unwrap();
     assert_eq!(t.content(m), b"new", "the backup was detached: deleting it keeps the message");
+}
+
+#[test]
+fn a_scratch_file_renamed_onto_a_hidden_name_held_by_a_new_file_replaces_that_file() {
+    // mv m m~; a new m is open (unsaved); a temporary file is renamed over it.
+    let t = Fixture::new();
+    let m = t.stored_message(t.inbox, "m.eml", b"old");
+    t.rename(t.inbox, "m.eml", t.inbox, "m.eml~").unwrap();
+    let (_, unsaved) = t.create_with(t.inbox, "m.eml", b"unsaved");
+    let (_, fh) = t.create_with(t.inbox, ".m.tmp", b"new");
+    t.close(fh).unwrap();
+    t.rename(t.inbox, ".m.tmp", t.inbox, "m.eml").unwrap();
+    assert_eq!(t.stored(t.inbox, "m.eml"), Some(Entry::Message(m)));
+    assert_eq!(t.content(m), b"new");
+    t.close(unsaved).unwrap();
+    assert_eq!(t.content(m), b"new", "the replaced file's close saved it");
+    assert_eq!(t.names(t.inbox), names(&["m.eml", "m.eml~"]));
 }
 
 #[test]
@@ -314,4 +368,48 @@ fn rename_flags_names_and_missing_sources() {
     assert_eq!(t.names(t.inbox), names(&["a.eml", "b.eml"]));
     let Some(Entry::Message(b)) = t.stored(t.inbox, "b.eml") else { panic!("b.eml is gone") };
     assert_eq!(t.content(b), b"B");
+}
+
+#[test]
+fn a_detached_backup_is_not_renamed_over_a_message_so_the_edited_message_stays() {
+    // After the vim dance m.eml~ shows m's current version; moving it over o.eml must not
+    // take m.eml away (nor change o.eml): mv copies it instead.
+    let t = Fixture::new();
+    let m = t.stored_message(t.inbox, "m.eml", b"old");
+    let o = t.stored_message(t.inbox, "o.eml", b"O");
+    t.rename(t.inbox, "m.eml", t.inbox, "m.eml~").unwrap();
+    let (_, fh) = t.create_with(t.inbox, "m.eml", b"new");
+    t.close(fh).unwrap();
+    assert_eq!(t.rename(t.inbox, "m.eml~", t.inbox, "o.eml"), Err(Errno::EXDEV));
+    assert_eq!(t.content(m), b"new");
+    assert_eq!(t.content(o), b"O");
+    assert_eq!(t.names(t.inbox), names(&["m.eml", "m.eml~", "o.eml"]));
+}
+
+#[test]
+fn a_backup_moved_back_over_a_new_file_written_meanwhile_replaces_that_file() {
+    let t = Fixture::new();
+    let m = t.stored_message(t.inbox, "m.eml", b"M");
+    t.rename(t.inbox, "m.eml", t.inbox, "m.eml~").unwrap();
+    let (_, fh) = t.create_with(t.inbox, "m.eml", b"unsaved");
+    t.rename(t.inbox, "m.eml~", t.inbox, "m.eml").unwrap();
+    assert_eq!(t.names(t.inbox), names(&["m.eml"]));
+    assert_eq!(t.read(t.inbox, "m.eml"), b"M");
+    t.close(fh).unwrap();
+    assert_eq!(t.content(m), b"M", "the replaced file's close saved it");
+    assert_eq!(t.names(t.inbox), names(&["m.eml"]), "its close left a copy");
+    assert_eq!(t.store().index().message_count(), 1);
+}
+
+#[test]
+fn a_backup_is_not_renamed_over_a_folder() {
+    let t = Fixture::new();
+    t.stored_message(t.inbox, "m.eml", b"M");
+    t.stored_folder(t.inbox, "Sub");
+    t.rename(t.inbox, "m.eml", t.inbox, "m.eml~").unwrap();
+    assert_eq!(t.rename(t.inbox, "m.eml~", t.inbox, "Sub"), Err(Errno::EISDIR));
+    assert_eq!(t.names(t.inbox), names(&["Sub", "m.eml~"]));
+    // Still attached: moving it back shows the message under its own name.
+    t.rename(t.inbox, "m.eml~", t.inbox, "m.eml").unwrap();
+    assert_eq!(t.names(t.inbox), names(&["Sub", "m.eml"]));
 }
