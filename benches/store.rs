@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use msgfs::store::{flags, Attrs, Id, Message, NewMessage, Options, SaveFlags, Store, ROOT};
+use msgfs::store::{flags, Attrs, Child, Id, Message, NewMessage, Options, SaveFlags, Store, ROOT};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -472,12 +472,12 @@ fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
     // `HashMap<Id, u32>` from id to slot.
     let (msgs, folders, slots, map_buckets, name_heap, children) = {
         let ix = st.index();
-        let n = ix.messages.len();
+        let n = ix.message_count();
         // Arc<str>: two counters and the bytes, one allocation per name (folder children
         // share it).
-        let name_heap: usize = ix.messages.values().map(|m| malloc_chunk(16 + m.name.len())).sum();
-        let children: usize = ix.folders.values().map(|f| f.children.len()).sum();
-        (n, ix.folders.len(), ix.messages.capacity(), hashbrown_buckets(n), name_heap, children)
+        let name_heap: usize = ix.messages().map(|(_, m)| malloc_chunk(16 + m.name().len())).sum();
+        let children: usize = ix.folders().map(|(_, f)| f.entry_count()).sum();
+        (n, ix.folder_count() + 1, ix.message_capacity(), hashbrown_buckets(n), name_heap, children)
     };
     let slot = std::mem::size_of::<(Id, Message)>();
     let map_entry = std::mem::size_of::<(Id, u32)>();
@@ -622,7 +622,7 @@ fn bench_cli_import(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res
     };
     let count = |store: &Path| -> Res<usize> {
         let st = Store::open(store, Options { read_only: true, ..Default::default() })?;
-        let n = st.index().messages.len();
+        let n = st.index().message_count();
         Ok(n)
     };
     // A three-message probe first: the command may not be written yet.
@@ -934,9 +934,9 @@ fn bench_list(cfg: &Config, imp: &Imported, summary: &mut Vec<String>) -> Res<()
         count = 0;
         {
             let ix = st.index();
-            for (name, id) in &ix.folders[&imp.inbox].children {
-                if let Some(m) = ix.messages.get(id) {
-                    total += m.size + name.len() as u64 + u64::from(m.attrs.mode) + m.attrs.mtime as u64;
+            for (name, child) in ix.children(imp.inbox)? {
+                if let Child::Message(_, m) = child {
+                    total += m.size() + name.len() as u64 + u64::from(m.attrs().mode) + m.attrs().mtime as u64;
                     count += 1;
                 }
             }
@@ -947,7 +947,7 @@ fn bench_list(cfg: &Config, imp: &Imported, summary: &mut Vec<String>) -> Res<()
         calls = c1 - c0 - base_calls;
         bytes = b1 - b0;
         // Then the way a FUSE lookup finds each entry: by name, one lock per lookup.
-        let names: Vec<_> = st.index().folders[&imp.inbox].children.keys().cloned().collect();
+        let names: Vec<_> = st.index().children(imp.inbox)?.map(|(n, _)| n.to_string()).collect();
         let t = Instant::now();
         for name in &names {
             black_box(st.lookup(imp.inbox, name)?);

@@ -124,9 +124,10 @@ fn backups_taken_while_writers_save_hold_a_prefix_of_the_acknowledged_saves() {
         let busy = st.folder_by_path("Inbox/busy").ok();
         let mut found = [None; 5];
         if let Some(busy) = busy {
-            let ix = st.index().clone();
-            for (name, id) in &ix.folders[&busy].children {
-                let body = st.read_message(*id).unwrap();
+            let entries: Vec<(String, msgfs::store::Id)> =
+                st.index().children(busy).unwrap().map(|(name, c)| (name.to_string(), c.id())).collect();
+            for (name, id) in entries {
+                let body = st.read_message(id).unwrap();
                 let text = String::from_utf8(body.clone()).unwrap();
                 let i: usize = text.lines().next().unwrap().trim_start_matches("Subject: save ").parse().unwrap();
                 assert_eq!(

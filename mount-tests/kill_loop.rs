@@ -429,7 +429,7 @@ fn observe(store_dir: &Path, bad: &mut Vec<String>) -> Vec<Model> {
         .unwrap_or_else(|e| panic!("the store does not reopen after the kill: {e}"));
     let inbox = st.folder_by_path("Inbox").unwrap();
     let list: Vec<(u64, String, u64)> =
-        st.index().messages.iter().map(|(id, m)| (*id, m.name.to_string(), m.folder)).collect();
+        st.index().messages().map(|(id, m)| (id, m.name().to_string(), m.folder())).collect();
     let mut out = vec![Model::new(); WRITERS];
     for (id, name, folder) in list {
         let w = match writer_of(&name) {

@@ -167,8 +167,8 @@ fn crash_child_worker() {
     let store = Store::open(&base.join("store"), opts).unwrap_or_else(|e| die("open", e));
     let inbox = store.folder_by_path("Inbox").unwrap_or_else(|e| die("Inbox", e));
     let mut owned: Vec<Vec<(String, Id)>> = vec![Vec::new(); WRITERS];
-    for (name, id) in &store.index().folders[&inbox].children {
-        owned[writer_of(name).unwrap_or_else(|| die("foreign message", name))].push((name.to_string(), *id));
+    for (name, child) in store.index().children(inbox).unwrap_or_else(|e| die("list Inbox", e)) {
+        owned[writer_of(name).unwrap_or_else(|| die("foreign message", name))].push((name.to_string(), child.id()));
     }
     println!("CHILD READY");
     std::thread::scope(|s| {
@@ -273,7 +273,7 @@ fn observe(store: &Store, bad: &mut Vec<String>) -> Model {
     let inbox = store.folder_by_path("Inbox").unwrap();
     let list: Vec<(Id, String, Id, u64)> = {
         let ix = store.index();
-        ix.messages.iter().map(|(id, m)| (*id, m.name.to_string(), m.folder, m.version)).collect()
+        ix.messages().map(|(id, m)| (id, m.name().to_string(), m.folder(), m.version())).collect()
     };
     let mut out = Model::new();
     for (id, name, folder, version) in list {

@@ -185,7 +185,7 @@ fn mbox_import_is_byte_exact_and_names_follow_the_rules() {
     // The Date header gives the mtime.
     let id = st.lookup(st.folder_by_path("hard").unwrap(), &hard[0].1).unwrap();
     let msgfs::store::Entry::Message(id) = id else { panic!("not a message") };
-    assert_eq!(st.index().message(id).unwrap().attrs.mtime, 1030016183 * 1_000_000_000);
+    assert_eq!(st.index().message(id).unwrap().attrs().mtime, 1030016183 * 1_000_000_000);
     st.close().unwrap();
 }
 
@@ -410,7 +410,7 @@ fn export_goes_on_past_an_unreadable_message() {
     let st = Store::open(&store_dir, Options { read_only: true, ..Default::default() }).unwrap();
     let folder = st.folder_by_path("box").unwrap();
     let msgfs::store::Entry::Message(b) = st.lookup(folder, "b.eml").unwrap() else { panic!() };
-    let version = st.index().message(b).unwrap().version;
+    let version = st.index().message(b).unwrap().version();
     fs::remove_file(store_dir.join(msgfs::store::object_path(b, version))).unwrap();
     let r = export::export_mbox(&st, ROOT, &tmp.path().join("out")).unwrap();
     assert_eq!(r.messages, 2);

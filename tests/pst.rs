@@ -136,7 +136,7 @@ fn store_facts(store: &Path) -> Facts {
     while let Some((folder, place)) = stack.pop() {
         let children: Vec<(String, Entry)> = {
             let idx = st.index();
-            idx.folders[&folder].children.iter().filter_map(|(n, id)| Some((n.to_string(), idx.entry(*id)?))).collect()
+            idx.children(folder).unwrap().map(|(n, c)| (n.to_string(), c.entry())).collect()
         };
         let items = facts.entry(place.clone()).or_default();
         for (name, entry) in children {
@@ -147,7 +147,7 @@ fn store_facts(store: &Path) -> Facts {
                 }
                 Entry::Message(id) => {
                     let mut facts = message_facts(&st.read_message(id).unwrap());
-                    facts.read = st.index().messages[&id].flags & msgfs::store::flags::SEEN != 0;
+                    facts.read = st.index().message(id).unwrap().flags() & msgfs::store::flags::SEEN != 0;
                     items.push(facts);
                 }
             }
@@ -313,7 +313,7 @@ fn damaged_files_get_a_clear_error_and_no_panic() {
 /// The stored message of `store` whose subject is `subject`.
 fn message_with_subject(store: &Path, subject: &str) -> Vec<u8> {
     let st = Store::open(store, Options { read_only: true, ..Default::default() }).unwrap();
-    let ids: Vec<Id> = st.index().messages.keys().copied().collect();
+    let ids: Vec<Id> = st.index().messages().map(|(id, _)| id).collect();
     for id in ids {
         let content = st.read_message(id).unwrap();
         if msgfs::mime::parse_props(&content).subject.as_deref() == Some(subject) {

@@ -7,7 +7,7 @@ use crate::store::{Options, Store};
 
 pub fn run(store: &Path) -> CmdResult {
     let st = Store::open(store, Options { create: true, ..Default::default() })?;
-    let folders = st.index().folders.len() - 1;
+    let folders = st.index().folder_count();
     st.close()?;
     println!("store ready at {} ({folders} folders)", store.display());
     Ok(0)

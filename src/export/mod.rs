@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::{self, Id, Store};
+use crate::store::{self, Child, Id, Store};
 
 /// What can stop an export.
 #[derive(Debug)]
@@ -114,14 +114,14 @@ pub fn plan(store: &Store, top: Id) -> Result<Vec<FolderPlan>, Error> {
     let mut out = Vec::new();
     let mut stack = vec![(top, Vec::<String>::new())];
     while let Some((id, rel)) = stack.pop() {
-        let f = ix.folder(id)?;
         let mut messages = Vec::new();
         let mut subs = Vec::new();
-        for (name, &child) in &f.children {
-            if let Some(m) = ix.messages.get(&child) {
-                messages.push(MessagePlan { id: child, name: name.to_string(), flags: m.flags, mtime: m.attrs.mtime });
-            } else if ix.folders.contains_key(&child) {
-                subs.push((child, name.to_string()));
+        for (name, child) in ix.children(id)? {
+            match child {
+                Child::Message(id, m) => {
+                    messages.push(MessagePlan { id, name: name.to_string(), flags: m.flags(), mtime: m.attrs().mtime })
+                }
+                Child::Folder(id) => subs.push((id, name.to_string())),
             }
         }
         messages.sort_by_key(|m| m.id);
@@ -163,7 +163,7 @@ pub fn export_maildir(store: &Store, top: Id, dest: &Path) -> Result<Report, Err
 
 /// Export folder `top` and everything below it to the directory `dest` as mbox files.
 pub fn export_mbox(store: &Store, top: Id, dest: &Path) -> Result<Report, Error> {
-    let name = if top == store::ROOT { None } else { Some(store.index().folder(top)?.name.to_string()) };
+    let name = if top == store::ROOT { None } else { Some(store.index().folder(top)?.name().to_string()) };
     mbox::export(store, &plan(store, top)?, name.as_deref(), dest)
 }
 

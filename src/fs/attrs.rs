@@ -10,19 +10,20 @@ use super::errno::{err, FsError, FsResult};
 use super::store_fs::*;
 use crate::store::commit::now_ns;
 use crate::store::txn::PreparedSave;
+use crate::store::Child;
 
 impl StoreFs {
     pub(super) fn folder_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let f = ix.folder(id)?;
-        Ok(Attr { ino: id, size: 4096, attrs: f.attrs, ctime: f.ctime, dir: true, nlink: 2 + f.subfolders })
+        Ok(Attr { ino: id, size: 4096, attrs: f.attrs(), ctime: f.ctime(), dir: true, nlink: 2 + f.subfolder_count() })
     }
 
     /// A message's stored attributes, under the inode of its current version.
     pub(super) fn message_attr(&self, id: Id) -> FsResult<Attr> {
         let ix = self.store.index();
         let m = ix.message(id)?;
-        Ok(Attr { ino: m.version, size: m.size, attrs: m.attrs, ctime: m.ctime, dir: false, nlink: 1 })
+        Ok(Attr { ino: m.version(), size: m.size(), attrs: m.attrs(), ctime: m.ctime(), dir: false, nlink: 1 })
     }
 
     pub(super) fn node_attr(&self, ov: &Overlay, ino: u64) -> FsResult<Attr> {
@@ -97,7 +98,7 @@ impl StoreFs {
             return self.open_orphan(ino, r).map(|a| (a, Duration::ZERO)).ok_or(FsError::Store(Error::NotFound));
         };
         if let InodeRef::Version { version, .. } = r {
-            let current = self.store.index().messages.get(&Self::message_of(r).unwrap_or(0)).map(|m| m.version);
+            let current = self.store.index().version_of(Self::message_of(r).unwrap_or(0));
             if current != Some(version) {
                 // An older version's inode, still open somewhere: it has its version's
                 // size, and is never cached.
@@ -164,23 +165,25 @@ impl StoreFs {
         {
             let ix = self.store.index();
             let f = ix.folder(folder)?;
-            out.reserve(f.children.len() + 2);
+            out.reserve(f.entry_count() + 2);
             out.push(DirEnt { ino, name: ".".into(), dir: true, key: InodeRef::Folder(folder) });
-            out.push(DirEnt { ino: f.parent, name: "..".into(), dir: true, key: InodeRef::Folder(f.parent) });
-            for (name, id) in &f.children {
+            let parent = f.parent();
+            out.push(DirEnt { ino: parent, name: "..".into(), dir: true, key: InodeRef::Folder(parent) });
+            for (name, child) in ix.children(folder)? {
                 if !ov.hidden.is_empty() && ov.hidden.contains_key(&(folder, name.to_string())) {
                     continue;
                 }
-                if let Some(m) = ix.messages.get(id) {
-                    out.push(DirEnt {
-                        ino: m.version,
+                out.push(match child {
+                    Child::Message(id, m) => DirEnt {
+                        ino: m.version(),
                         name: name.to_string(),
                         dir: false,
-                        key: InodeRef::Version { id: *id, version: m.version },
-                    });
-                } else {
-                    out.push(DirEnt { ino: *id, name: name.to_string(), dir: true, key: InodeRef::Folder(*id) });
-                }
+                        key: InodeRef::Version { id, version: m.version() },
+                    },
+                    Child::Folder(id) => {
+                        DirEnt { ino: id, name: name.to_string(), dir: true, key: InodeRef::Folder(id) }
+                    }
+                });
             }
             for (name, o) in ov.in_folder(folder) {
                 match o {
@@ -188,12 +191,12 @@ impl StoreFs {
                         out.push(DirEnt { ino: *n, name: name.clone(), dir: false, key: InodeRef::Node(*n) })
                     }
                     Overlaid::Shadow(s) => {
-                        if let Some(m) = ix.messages.get(&s.msg) {
+                        if let Some(version) = ix.version_of(s.msg) {
                             out.push(DirEnt {
-                                ino: m.version,
+                                ino: version,
                                 name: name.clone(),
                                 dir: false,
-                                key: InodeRef::Version { id: s.msg, version: m.version },
+                                key: InodeRef::Version { id: s.msg, version },
                             });
                         }
                     }
@@ -357,7 +360,7 @@ impl StoreFs {
 
     /// After a message's save outside a writer: its name leads to a new version inode.
     pub(super) fn refresh_entry(&self, id: Id) {
-        let loc = self.store.index().messages.get(&id).map(|m| (m.folder, m.name.to_string()));
+        let loc = self.store.index().location_of(id).map(|(folder, name)| (folder, name.to_string()));
         if let Some((folder, name)) = loc {
             self.expire_entry(folder, &name);
         }

@@ -169,8 +169,8 @@ impl StoreFs {
                 Ok(format!(
                     "store: {}\nmessages: {}\nfolders: {}\ncrash_recovery: {lock}\nsnapshot: {snap}\nfrozen: {}\nlast open: {open}\nread_only: {}\n",
                     self.store.path().map(|p| p.display().to_string()).unwrap_or_default(),
-                    ix.messages.len(),
-                    ix.folders.len() - 1,
+                    ix.message_count(),
+                    ix.folder_count(),
                     if self.store.is_frozen() { "yes" } else { "no" },
                     self.read_only,
                 )

@@ -212,7 +212,7 @@ impl StoreFs {
                 let (home, attrs) = {
                     let ix = self.store.index();
                     let m = ix.message(id)?;
-                    ((m.folder, m.name.to_string()), m.attrs)
+                    ((m.folder(), m.name().to_string()), m.attrs())
                 };
                 let w = Writer::new(ino, id, tx, pid, flags, home, attrs);
                 let fh = self.new_fh(Handle::Write(Arc::new(Mutex::new(w))));
@@ -307,7 +307,7 @@ impl StoreFs {
             }
             return Ok(());
         }
-        let stored = self.store.index().message(w.key)?.attrs.mode;
+        let stored = self.store.index().message(w.key)?.attrs().mode;
         let mode = w.tx.pending_change().mode.unwrap_or(stored) & 0o7777;
         if drop_bits(mode) != mode {
             w.tx.change_attrs(AttrChange { mode: Some(drop_bits(mode)), ..Default::default() });
@@ -451,14 +451,7 @@ impl StoreFs {
                 ov.nodes.insert(s.was_key, Node { unlinked: true, ..n });
             }
             if let Some(key) = &s.unhide {
-                ov.hidden.remove(key);
-                for o in ov.names.values_mut() {
-                    if let Overlaid::Shadow(sh) = o {
-                        if sh.msg == out.id {
-                            sh.attached = false;
-                        }
-                    }
-                }
+                ov.unhide(key, out.id);
             }
             if let Some(ws) = ov.writers.remove(&s.was_key) {
                 ov.writers.entry(out.id).or_default().extend(ws);
@@ -469,13 +462,10 @@ impl StoreFs {
         let is_new = s.loc.is_some();
         let (folder, name) = match s.loc {
             Some(l) => l,
-            None => {
-                let ix = self.store.index();
-                match ix.messages.get(&out.id) {
-                    Some(m) => (m.folder, m.name.to_string()),
-                    None => return Ok(()),
-                }
-            }
+            None => match self.store.index().location_of(out.id) {
+                Some((folder, name)) => (folder, name.to_string()),
+                None => return Ok(()),
+            },
         };
         drop(ov);
         if is_new {
@@ -526,15 +516,15 @@ impl StoreFs {
         let mut w = w_arc.lock().unwrap();
         let (folder, name) = {
             let ix = self.store.index();
-            let (f, n) = match ix.messages.get(&w.key) {
-                Some(m) => (m.folder, m.name.to_string()),
+            let (f, n) = match ix.location_of(w.key) {
+                Some((f, n)) => (f, n.to_string()),
                 None => match w.tx.new_in() {
                     Some((f, n)) => (f, n.to_string()),
                     None => w.home.clone(),
                 },
             };
             // Beside the original; in the top folder if its folder is gone too.
-            (if ix.folders.contains_key(&f) { f } else { ROOT }, n)
+            (if ix.is_folder(f) { f } else { ROOT }, n)
         };
         let cname = loop {
             w.conflicts += 1;

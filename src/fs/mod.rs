@@ -12,6 +12,8 @@ mod handles;
 mod inodes;
 pub mod names;
 mod namespace;
+#[cfg(test)]
+mod namespace_tests;
 mod notify;
 mod overlay;
 pub mod store_fs;

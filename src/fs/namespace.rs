@@ -133,14 +133,13 @@ impl StoreFs {
         let skey = (sf, name.to_string());
         let dkey = (df, newname.to_string());
         let newname = newname.to_string();
-        let nothing_after = || -> Box<Then> { Box::new(|_, _| Ok(())) };
         match src {
             Found::Folder(id) => {
                 let mv = Op::FolderMove { id, parent: df, name: newname };
                 match dst {
                     None => Ok(Renamed::Commit(vec![mv], nothing_after())),
                     Some(Found::Folder(t)) => {
-                        let empty = self.store.index().folders.get(&t).map(|f| f.children.is_empty()).unwrap_or(false);
+                        let empty = self.store.index().is_empty_folder(t);
                         if !empty || ov.in_folder(t).next().is_some() {
                             return err(Errno::ENOTEMPTY);
                         }
@@ -154,56 +153,49 @@ impl StoreFs {
                     // An editor's backup step: show the message under the scratch name, hide
                     // its own name; the store does not change (but for a stored message of
                     // that scratch name, which must go first).
-                    let first = self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    let first = self.drop_overlaid(&mut ov, &dkey, dst, Some(id))?;
                     ov.names.insert(dkey, Overlaid::Shadow(Shadow { msg: id, attached: true }));
                     ov.hidden.insert(skey, id);
-                    return Ok(first.map_or(Renamed::Done, |op| Renamed::Commit(vec![op], nothing_after())));
+                    return Ok(Renamed::Done.after(first));
                 }
-                match dst {
-                    None => {
-                        Ok(Renamed::Commit(vec![Op::MessageMove { id, folder: df, name: newname }], nothing_after()))
-                    }
-                    Some(Found::Message(t)) => self.rename_over(id, t, df, newname),
-                    Some(Found::Folder(_)) => err(Errno::EISDIR),
-                    Some(d @ Found::Node(_)) | Some(d @ Found::Shadow(_)) => {
-                        self.drop_overlaid(&mut ov, &dkey, Some(d))?;
-                        Ok(Renamed::Commit(vec![Op::MessageMove { id, folder: df, name: newname }], nothing_after()))
-                    }
-                }
+                self.message_to(&mut ov, id, dkey, dst)
             }
             Found::Shadow(s) => {
                 if is_scratch(&newname) {
-                    let first = self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    // Over another shadow of the same message (a backup over an older one):
+                    // one is left, hiding the message's name if either did.
+                    let s = match dst {
+                        Some(Found::Shadow(d)) if d.msg == s.msg => Shadow { attached: s.attached || d.attached, ..s },
+                        _ => s,
+                    };
+                    let first = self.drop_overlaid(&mut ov, &dkey, dst, Some(s.msg))?;
                     ov.names.remove(&skey);
                     ov.names.insert(dkey, Overlaid::Shadow(s));
-                    return Ok(first.map_or(Renamed::Done, |op| Renamed::Commit(vec![op], nothing_after())));
+                    return Ok(Renamed::Done.after(first));
+                }
+                if !s.attached {
+                    // A backup whose message has a new version since: the name shows that
+                    // message, which a user still sees under its own name and must keep
+                    // there. Let mv copy it instead.
+                    return err(Errno::EXDEV);
+                }
+                if let Some(Found::Folder(_)) = dst {
+                    return err(Errno::EISDIR);
                 }
                 let home = ov.hidden.iter().find(|(_, m)| **m == s.msg).map(|(k, _)| k.clone());
-                if s.attached && home.as_ref() == Some(&dkey) {
-                    // Moved back where it came from.
+                if home.as_ref() == Some(&dkey) {
+                    // Moved back where it came from, over a new file written there meanwhile
+                    // if any.
+                    let first = self.drop_overlaid(&mut ov, &dkey, dst, Some(s.msg))?;
                     ov.names.remove(&skey);
                     ov.hidden.remove(&dkey);
-                    return Ok(Renamed::Done);
+                    return Ok(Renamed::Done.after(first));
                 }
-                match dst {
-                    None if s.attached => {
-                        ov.names.remove(&skey);
-                        if let Some(h) = home {
-                            ov.hidden.remove(&h);
-                        }
-                        let mv = Op::MessageMove { id: s.msg, folder: df, name: newname };
-                        Ok(Renamed::Commit(vec![mv], nothing_after()))
-                    }
-                    Some(Found::Message(t)) => {
-                        ov.names.remove(&skey);
-                        if let Some(h) = home {
-                            ov.hidden.remove(&h);
-                        }
-                        self.rename_over(s.msg, t, df, newname)
-                    }
-                    // A backup whose message has a new version since: let mv copy it.
-                    _ => err(Errno::EXDEV),
+                ov.names.remove(&skey);
+                if let Some(h) = home {
+                    ov.hidden.remove(&h);
                 }
+                self.message_to(&mut ov, s.msg, dkey, dst)
             }
             Found::Node(n) => {
                 let is_new_message = matches!(ov.nodes.get(&n).map(|x| &x.kind), Some(NodeKind::NewMessage));
@@ -211,42 +203,74 @@ impl StoreFs {
                     if is_new_message && (is_scratch(&newname) || dst.is_some()) {
                         return err(Errno::EXDEV);
                     }
-                    let first = self.drop_overlaid(&mut ov, &dkey, dst)?;
+                    let first = self.drop_overlaid(&mut ov, &dkey, dst, None)?;
                     ov.names.remove(&skey);
                     ov.names.insert(dkey, Overlaid::Node(n));
                     if let Some(node) = ov.nodes.get_mut(&n) {
                         node.folder = df;
                         node.name = newname;
                     }
-                    return Ok(first.map_or(Renamed::Done, |op| Renamed::Commit(vec![op], nothing_after())));
+                    return Ok(Renamed::Done.after(first));
                 }
                 self.commit_scratch(ov, n, skey, dkey, dst)
             }
         }
     }
 
-    /// Message `src` renamed over message `dst`: `dst` gets `src`'s content as a new
-    /// version and keeps its entry id.
-    fn rename_over(&self, src: Id, dst: Id, df: Id, newname: String) -> FsResult<Renamed> {
+    /// Message `id` renamed to the ordinary (not scratch) name `dkey`, where this mount shows
+    /// `dst`. Over a message, it becomes that message's new version. A new file not saved yet
+    /// there is replaced. A name hidden by a shadow (`mv m m~`) is free in this mount but the
+    /// store still holds its message there: as a new file saved under that name does, the
+    /// message renamed there becomes the hidden message's new version, so an edit that
+    /// renames its result into place keeps the entry id. A free name: the message moves.
+    fn message_to(&self, ov: &mut Overlay, id: Id, dkey: (Id, String), dst: Option<Found>) -> FsResult<Renamed> {
+        let first = match dst {
+            Some(Found::Folder(_)) => return err(Errno::EISDIR),
+            Some(Found::Message(t)) => return self.rename_over(id, t, dkey, false),
+            d => self.drop_overlaid(ov, &dkey, d, Some(id))?,
+        };
+        let renamed = match ov.hidden.get(&dkey).copied() {
+            Some(hidden) => self.rename_over(id, hidden, dkey, true)?,
+            None => Renamed::Commit(vec![Op::MessageMove { id, folder: dkey.0, name: dkey.1 }], nothing_after()),
+        };
+        Ok(renamed.after(first))
+    }
+
+    /// Message `src` renamed over message `dst` at `dkey`: `dst` gets `src`'s content as a
+    /// new version and keeps its entry id. `unhide`: `dkey` was hidden by a shadow of `dst`,
+    /// and shows `dst` again once this is durable.
+    fn rename_over(&self, src: Id, dst: Id, dkey: (Id, String), unhide: bool) -> FsResult<Renamed> {
         let op = self.store.rename_over_op(src, dst)?;
         Ok(Renamed::Commit(
             vec![op],
             Box::new(move |fs, _| {
+                if unhide {
+                    fs.overlay().unhide(&dkey, dst);
+                }
                 // The kernel moved the source's inode to the target's name: not necessarily
                 // its current version's (a save's expiry of the source's name may not have
                 // reached the kernel, or missed it after a rename), so every inode of the
                 // source now leads to the target.
                 fs.inodes.retarget_message(src, InodeRef::Message(dst));
-                fs.expire_entry(df, &newname);
+                fs.expire_entry(dkey.0, &dkey.1);
                 Ok(())
             }),
         ))
     }
 
-    /// Remove whatever the overlay shows at a name about to be replaced. A stored message
-    /// there (with a scratch name: only from outside this mount) must be deleted from the
-    /// store for the name to be reused: that deletion is returned, to commit first.
-    fn drop_overlaid(&self, ov: &mut Overlay, key: &(Id, String), dst: Option<Found>) -> FsResult<Option<Op>> {
+    /// Remove whatever the overlay shows at a name about to be replaced by `incoming` (the
+    /// message that goes there, if any). A stored message there (with a scratch name: only
+    /// from outside this mount) must be deleted from the store for the name to be reused;
+    /// so must the message of an attached shadow there, whose last name this was (as its
+    /// unlink deletes it), unless it is the one coming in. That deletion is returned, to
+    /// commit first.
+    fn drop_overlaid(
+        &self,
+        ov: &mut Overlay,
+        key: &(Id, String),
+        dst: Option<Found>,
+        incoming: Option<Id>,
+    ) -> FsResult<Option<Op>> {
         match dst {
             None => Ok(None),
             Some(Found::Node(n)) => {
@@ -257,9 +281,15 @@ impl StoreFs {
                 Self::node_closed_if_idle(ov, n, &self.store);
                 Ok(None)
             }
-            Some(Found::Shadow(_)) => {
+            Some(Found::Shadow(s)) => {
                 ov.names.remove(key);
-                Ok(None)
+                if !s.attached || incoming == Some(s.msg) {
+                    return Ok(None);
+                }
+                ov.hidden.retain(|_, m| *m != s.msg);
+                // Already gone (nothing else can delete it, but a failed delete must not
+                // fail the rename): nothing to commit.
+                Ok(self.store.index().entry(s.msg).map(|_| Op::MessageDelete { id: s.msg }))
             }
             Some(Found::Folder(_)) => err(Errno::EISDIR),
             Some(Found::Message(m)) => Ok(Some(Op::MessageDelete { id: m })),
@@ -276,15 +306,16 @@ impl StoreFs {
         dkey: (Id, String),
         dst: Option<Found>,
     ) -> FsResult<Renamed> {
+        // A name hidden by a shadow (`mv m m~`) still holds its message in the store: the file
+        // becomes that message's new version (also over a new file written there meanwhile).
         let hidden = ov.hidden.get(&dkey).copied();
         let mut ops = Vec::new();
         let target = match dst {
-            None => hidden,
             Some(Found::Message(t)) => Some(t),
             Some(Found::Folder(_)) => return err(Errno::EISDIR),
-            Some(d) => {
-                ops.extend(self.drop_overlaid(&mut ov, &dkey, Some(d))?);
-                None
+            d => {
+                ops.extend(self.drop_overlaid(&mut ov, &dkey, d, None)?);
+                hidden
             }
         };
         let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
@@ -319,14 +350,7 @@ impl StoreFs {
                     ov.nodes.remove(&n);
                 }
                 if hidden.is_some() {
-                    ov.hidden.remove(&dkey);
-                    for o in ov.names.values_mut() {
-                        if let Overlaid::Shadow(s) = o {
-                            if s.msg == out.id {
-                                s.attached = false;
-                            }
-                        }
-                    }
+                    ov.unhide(&dkey, out.id);
                 }
                 drop(ov);
                 fs.inodes.retarget(n, InodeRef::Message(out.id));
@@ -344,4 +368,22 @@ type Then = dyn FnOnce(&Arc<StoreFs>, Option<Outcome>) -> FsResult<()> + Send;
 enum Renamed {
     Done,
     Commit(Vec<Op>, Box<Then>),
+}
+
+fn nothing_after() -> Box<Then> {
+    Box::new(|_, _| Ok(()))
+}
+
+impl Renamed {
+    /// The same rename with `first` (the deletion of what it replaces) committed before it.
+    fn after(self, first: Option<Op>) -> Renamed {
+        match (first, self) {
+            (None, r) => r,
+            (Some(op), Renamed::Done) => Renamed::Commit(vec![op], nothing_after()),
+            (Some(op), Renamed::Commit(mut ops, then)) => {
+                ops.insert(0, op);
+                Renamed::Commit(ops, then)
+            }
+        }
+    }
 }

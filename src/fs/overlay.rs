@@ -50,7 +50,8 @@ impl Node {
 
 /// A stored message shown under a scratch name: what `mv m.eml m.eml~` (and vim's backup
 /// step) leaves. The store is not changed; while `attached`, the message's own name is
-/// hidden, so a file written under that name becomes the message's new version.
+/// hidden, so a file written or renamed under that name becomes the message's new version,
+/// and the shadow's name is the message's last: removing or replacing it deletes it.
 #[derive(Clone, Copy, Debug)]
 pub struct Shadow {
     pub msg: Id,
@@ -79,6 +80,20 @@ impl Overlay {
     pub fn add_node(&mut self, ino: Id, node: Node) {
         self.names.insert((node.folder, node.name.clone()), Overlaid::Node(ino));
         self.nodes.insert(ino, node);
+    }
+
+    /// A file took the hidden name `key` as the new version of `msg`, the message hidden
+    /// there: the name shows the message again, and its shadows stop hiding it (removing
+    /// one then only removes that name).
+    pub fn unhide(&mut self, key: &(Id, String), msg: Id) {
+        self.hidden.remove(key);
+        for o in self.names.values_mut() {
+            if let Overlaid::Shadow(s) = o {
+                if s.msg == msg {
+                    s.attached = false;
+                }
+            }
+        }
     }
 
     pub fn in_folder(&self, folder: Id) -> impl Iterator<Item = (&String, &Overlaid)> {

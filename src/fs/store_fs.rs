@@ -155,14 +155,11 @@ impl StoreFs {
             return Ok(r);
         }
         // An inode the kernel kept across a forget race, or a folder: ask the store.
-        let ix = self.store.index();
-        if ix.folders.contains_key(&ino) {
-            return Ok(InodeRef::Folder(ino));
+        match self.store.index().entry(ino) {
+            Some(Entry::Folder(id)) => Ok(InodeRef::Folder(id)),
+            Some(Entry::Message(id)) => Ok(InodeRef::Message(id)),
+            None => err(Errno::ENOENT),
         }
-        if ix.messages.contains_key(&ino) {
-            return Ok(InodeRef::Message(ino));
-        }
-        err(Errno::ENOENT)
     }
 
     pub fn folder_of(&self, ino: u64) -> FsResult<Id> {

@@ -24,7 +24,7 @@ impl StoreFs {
         };
         match name {
             XATTR_ENTRYID => return Ok(self.store.entry_id_hex(id).into_bytes()),
-            XATTR_VERSION => return Ok(self.store.index().message(id)?.version.to_string().into_bytes()),
+            XATTR_VERSION => return Ok(self.store.index().message(id)?.version().to_string().into_bytes()),
             _ => {}
         }
         let view = self.store.open_message(id)?;
@@ -53,9 +53,7 @@ impl StoreFs {
         }
         let found = match r {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                let ix = self.store.index();
-                let m = ix.message(id)?;
-                m.xattrs.as_deref().and_then(|x| x.iter().find(|(k, _)| **k == *name)).map(|(_, v)| v.to_vec())
+                self.store.index().message(id)?.xattr(name).map(<[u8]>::to_vec)
             }
             InodeRef::Node(n) => {
                 let ov = self.overlay();
@@ -71,9 +69,7 @@ impl StoreFs {
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let names: Vec<String> = match self.resolve(ino)? {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                let ix = self.store.index();
-                let m = ix.message(id)?;
-                m.xattrs.as_deref().map(|x| x.iter().map(|(k, _)| k.to_string()).collect()).unwrap_or_default()
+                self.store.index().message(id)?.xattrs().iter().map(|(k, _)| k.to_string()).collect()
             }
             InodeRef::Node(n) => {
                 let ov = self.overlay();

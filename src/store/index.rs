@@ -3,6 +3,11 @@
 //!
 //! The committer validates an operation against this index before logging it and applies
 //! it only after its record is durable, so readers never see what a crash could take back.
+//!
+//! Outside the store the index is read-only: its maps and the fields of its records are
+//! private to `store/`, and the rest of the crate asks it questions (`lookup`, `children`,
+//! `location_of`, ...). Only the committer (through `apply`) and opening (replay,
+//! checkpoints) change it, so nothing else can make it disagree with the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -41,15 +46,44 @@ pub type Xattrs = Vec<(Box<str>, Box<[u8]>)>;
 
 #[derive(Clone, Debug)]
 pub struct Folder {
-    pub parent: Id,
-    pub name: Arc<str>,
-    pub attrs: Attrs,
+    pub(super) parent: Id,
+    pub(super) name: Arc<str>,
+    pub(super) attrs: Attrs,
     /// Status change time, nanoseconds since the Unix epoch: the commit time of the last
     /// change to the folder's attributes, its name or place, or its entries.
-    pub ctime: i64,
+    pub(super) ctime: i64,
     /// Every child, folder or message, by name: one namespace, as in a directory.
-    pub children: BTreeMap<Arc<str>, Id>,
-    pub subfolders: u32,
+    pub(super) children: BTreeMap<Arc<str>, Id>,
+    pub(super) subfolders: u32,
+}
+
+/// Read access to a folder's own properties; its entries are listed by [`Index::children`].
+impl Folder {
+    /// The folder it is in (the root is its own parent).
+    pub fn parent(&self) -> Id {
+        self.parent
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn attrs(&self) -> Attrs {
+        self.attrs
+    }
+    /// Status change time (ns since the epoch).
+    pub fn ctime(&self) -> i64 {
+        self.ctime
+    }
+    /// How many of its entries are folders (a directory's link count is 2 plus this).
+    pub fn subfolder_count(&self) -> u32 {
+        self.subfolders
+    }
+    /// How many entries, folders and messages, it holds.
+    pub fn entry_count(&self) -> usize {
+        self.children.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
 }
 
 /// One message as the index keeps it: 88 bytes plus its name (96 with its id in the
@@ -57,19 +91,61 @@ pub struct Folder {
 /// from the content when asked for, not kept here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    pub folder: Id,
+    pub(super) folder: Id,
     /// The change number of the save that wrote this content; grows with every save.
-    pub version: u64,
-    pub size: u64,
-    pub attrs: Attrs,
+    pub(super) version: u64,
+    pub(super) size: u64,
+    pub(super) attrs: Attrs,
     /// Status change time (ns): the commit time of the last change to the message, its
     /// content, attributes, flags, xattrs or name. Unlike `attrs.mtime`, no one can set it.
-    pub ctime: i64,
+    pub(super) ctime: i64,
     /// CRC32C of the content, checked by `msgfs check`.
-    pub crc: u32,
-    pub flags: u8,
-    pub name: Arc<str>,
-    pub xattrs: Option<Box<Xattrs>>,
+    pub(super) crc: u32,
+    pub(super) flags: u8,
+    pub(super) name: Arc<str>,
+    pub(super) xattrs: Option<Box<Xattrs>>,
+}
+
+/// Read access to a message's stored properties.
+impl Message {
+    /// The folder it is in.
+    pub fn folder(&self) -> Id {
+        self.folder
+    }
+    /// The change number of the save that wrote its current content.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// The size of its content in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn attrs(&self) -> Attrs {
+        self.attrs
+    }
+    /// Status change time (ns since the epoch).
+    pub fn ctime(&self) -> i64 {
+        self.ctime
+    }
+    /// CRC32C of its content.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+    /// Its [`flags`].
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Its user extended attributes, sorted by name.
+    pub fn xattrs(&self) -> &[(Box<str>, Box<[u8]>)] {
+        self.xattrs.as_deref().map_or(&[], Vec::as_slice)
+    }
+    /// The value of user extended attribute `name`, if it has one.
+    pub fn xattr(&self, name: &str) -> Option<&[u8]> {
+        self.xattrs().iter().find(|(k, _)| **k == *name).map(|(_, v)| &**v)
+    }
 }
 
 /// A logged change. Each operation logs one or two of these in one frame.
@@ -142,6 +218,28 @@ pub enum Entry {
     Message(Id),
 }
 
+/// An entry of a folder as [`Index::children`] lists it: a message comes with its record,
+/// so a listing needs one map lookup per entry, not two.
+#[derive(Clone, Copy, Debug)]
+pub enum Child<'a> {
+    Folder(Id),
+    Message(Id, &'a Message),
+}
+
+impl Child<'_> {
+    pub fn id(&self) -> Id {
+        match *self {
+            Child::Folder(id) | Child::Message(id, _) => id,
+        }
+    }
+    pub fn entry(&self) -> Entry {
+        match *self {
+            Child::Folder(id) => Entry::Folder(id),
+            Child::Message(id, _) => Entry::Message(id),
+        }
+    }
+}
+
 /// A hasher for ids: they are dense, sequential integers, so a multiply (Fibonacci hashing)
 /// spreads them well at a fraction of SipHash's cost. Ids are not chosen by outsiders, so
 /// collision attacks are not a concern.
@@ -168,7 +266,7 @@ pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 /// this costs about 96 + 32 bytes per message, where a hash map of whole messages costs
 /// about 200 (its table of 96-byte slots is often half empty).
 #[derive(Default, Clone)]
-pub struct MessageTable {
+pub(super) struct MessageTable {
     slots: Vec<(Id, Message)>,
     by_id: HashMap<Id, u32, IdBuild>,
 }
@@ -202,9 +300,6 @@ impl MessageTable {
     pub fn len(&self) -> usize {
         self.slots.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
     /// Slots allocated (for memory estimates).
     pub fn capacity(&self) -> usize {
         self.slots.capacity()
@@ -215,12 +310,6 @@ impl MessageTable {
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Id, &Message)> {
         self.slots.iter().map(|(id, m)| (id, m))
-    }
-    pub fn keys(&self) -> impl Iterator<Item = &Id> {
-        self.slots.iter().map(|(id, _)| id)
-    }
-    pub fn values(&self) -> impl Iterator<Item = &Message> {
-        self.slots.iter().map(|(_, m)| m)
     }
 }
 
@@ -239,17 +328,19 @@ impl<'a> IntoIterator for &'a MessageTable {
     }
 }
 
+/// Folders and messages by id. Outside `store/` only its query methods are reachable (the
+/// fields are the store's), so only the committer and opening change it.
 #[derive(Default, Clone)]
 pub struct Index {
-    pub folders: HashMap<Id, Folder>,
-    pub messages: MessageTable,
+    pub(super) folders: HashMap<Id, Folder>,
+    pub(super) messages: MessageTable,
     /// The next id to hand out; never goes back, even past deleted ids.
-    pub next_id: Id,
+    pub(super) next_id: Id,
     /// The last change number used by a save.
-    pub last_cn: u64,
+    pub(super) last_cn: u64,
     /// The commit time set by the last `Record::Time` applied; None until one is. Not kept
     /// in checkpoints: every frame written after one starts with its own time.
-    pub clock: Option<i64>,
+    pub(super) clock: Option<i64>,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -261,7 +352,7 @@ pub fn check_name(name: &str) -> Result<&str> {
 }
 
 impl Index {
-    pub fn new_store(attrs: Attrs) -> Index {
+    pub(super) fn new_store(attrs: Attrs) -> Index {
         let mut ix = Index { next_id: FIRST_ID, ..Default::default() };
         ix.folders.insert(
             ROOT,
@@ -277,6 +368,7 @@ impl Index {
         ix
     }
 
+    /// What `id` is: a folder, a message, or nothing (deleted, or never committed).
     pub fn entry(&self, id: Id) -> Option<Entry> {
         if self.folders.contains_key(&id) {
             Some(Entry::Folder(id))
@@ -287,6 +379,7 @@ impl Index {
         }
     }
 
+    /// What `name` in `folder` refers to.
     pub fn lookup(&self, folder: Id, name: &str) -> Option<Entry> {
         let id = *self.folders.get(&folder)?.children.get(name)?;
         self.entry(id)
@@ -308,8 +401,66 @@ impl Index {
         }
     }
 
+    /// The entries of `folder`, in name order (bytewise).
+    pub fn children(&self, folder: Id) -> Result<impl Iterator<Item = (&str, Child<'_>)> + '_> {
+        let f = self.folder(folder)?;
+        Ok(f.children.iter().map(move |(name, &id)| {
+            // A child is either: the map holds only folders' and messages' ids.
+            let child = match self.messages.get(&id) {
+                Some(m) => Child::Message(id, m),
+                None => Child::Folder(id),
+            };
+            (&**name, child)
+        }))
+    }
+
+    /// Is `id` a folder?
+    pub fn is_folder(&self, id: Id) -> bool {
+        self.folders.contains_key(&id)
+    }
+
+    /// Is `id` a folder with no entries? (False for anything that is not a folder.)
+    pub fn is_empty_folder(&self, id: Id) -> bool {
+        self.folders.get(&id).is_some_and(Folder::is_empty)
+    }
+
+    /// The current version of message `id`, if it is one.
+    pub fn version_of(&self, id: Id) -> Option<u64> {
+        self.messages.get(&id).map(|m| m.version)
+    }
+
+    /// The folder and name of message `id`, if it is one.
+    pub fn location_of(&self, id: Id) -> Option<(Id, &str)> {
+        self.messages.get(&id).map(|m| (m.folder, &*m.name))
+    }
+
+    /// How many folders the store has, the root not counted.
+    pub fn folder_count(&self) -> usize {
+        self.folders.len() - 1
+    }
+
+    /// How many messages the store has.
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Every folder, the root included, in no particular order.
+    pub fn folders(&self) -> impl Iterator<Item = (Id, &Folder)> {
+        self.folders.iter().map(|(&id, f)| (id, f))
+    }
+
+    /// Every message, in no particular order.
+    pub fn messages(&self) -> impl Iterator<Item = (Id, &Message)> {
+        self.messages.iter().map(|(&id, m)| (id, m))
+    }
+
+    /// Message slots allocated, used or not (for memory estimates).
+    pub fn message_capacity(&self) -> usize {
+        self.messages.capacity()
+    }
+
     /// The name must be free in the folder, or held by `except`.
-    pub fn name_free(&self, folder: Id, name: &str, except: Option<Id>) -> Result<()> {
+    pub(super) fn name_free(&self, folder: Id, name: &str, except: Option<Id>) -> Result<()> {
         check_name(name)?;
         match self.folder(folder)?.children.get(name) {
             Some(&id) if Some(id) != except => Err(Error::Exists),
@@ -318,7 +469,7 @@ impl Index {
     }
 
     /// Is `id` the folder `ancestor` or below it?
-    pub fn is_within(&self, mut id: Id, ancestor: Id) -> bool {
+    pub(super) fn is_within(&self, mut id: Id, ancestor: Id) -> bool {
         loop {
             if id == ancestor {
                 return true;
@@ -332,7 +483,7 @@ impl Index {
 
     /// Check that a record can be applied; the same rules serve validation before logging
     /// and replay after a crash (where a failure means the log is damaged).
-    pub fn validate(&self, r: &Record) -> Result<()> {
+    pub(super) fn validate(&self, r: &Record) -> Result<()> {
         match r {
             Record::Time { .. } => Ok(()),
             Record::FolderTouch { id } => self.folder(*id).map(|_| ()),
@@ -393,7 +544,7 @@ impl Index {
     }
 
     /// Apply a validated record. Returns the object (id, version) it made unreferenced.
-    pub fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
+    pub(super) fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
         match r {
             Record::Time { ns } => {
                 self.clock = Some(*ns);

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
-pub use index::{flags, Attrs, Entry, Id, Index, Message, ROOT};
+pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use open::store_id_of;
 pub use pin::PinnedVersion;
 pub use txn::{SaveFlags, Transaction};
@@ -111,7 +111,8 @@ pub struct OpenReport {
 
 pub struct Shared {
     pub(crate) vfs: Arc<dyn Vfs>,
-    pub(crate) index: RwLock<Index>,
+    // Private to the store: the rest of the crate reads it through `Store::index`.
+    index: RwLock<Index>,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) queue_cv: Condvar,
     pub(crate) poisoned: Mutex<Option<String>>,
@@ -339,7 +340,8 @@ impl Store {
         self.0.path.as_deref()
     }
 
-    /// Read access to the index: lookups, listings and attributes without reading content.
+    /// The index, read-only: lookups, listings and attributes without reading content,
+    /// through [`Index`]'s query methods. The guard holds off commits: keep it briefly.
     pub fn index(&self) -> RwLockReadGuard<'_, Index> {
         self.0.index.read().unwrap()
     }

@@ -385,7 +385,7 @@ fn random_op(st: &Store, rng: &mut Rng, step: usize) -> std::result::Result<bool
     let (folders, messages): (Vec<Id>, Vec<Id>) = {
         let ix = st.index();
         let mut f: Vec<Id> = ix.folders.keys().copied().filter(|i| *i != ROOT).collect();
-        let mut m: Vec<Id> = ix.messages.keys().copied().collect();
+        let mut m: Vec<Id> = ix.messages().map(|(id, _)| id).collect();
         f.sort();
         m.sort();
         (f, m)
