@@ -321,3 +321,65 @@ fn a_store_not_closed_cleanly_is_checked_at_the_next_open_and_status_says_so() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not closed cleanly"));
     assert_eq!(std::fs::read(m.p("Inbox/b.eml")).unwrap(), b"Subject: b\n\ny\n");
 }
+
+/// Issue 9, part 1: a change that must wait for a thaw parks its reply and returns the FUSE
+/// thread, so any number of waiting changes leave creates, writes into private copies,
+/// reads and lookups running (before, about 8 waiting changes took every thread and a
+/// create waited for the freeze timeout).
+#[test]
+fn a_hundred_changes_waiting_for_a_thaw_do_not_stop_creates_reads_and_lookups() {
+    if should_skip() {
+        return;
+    }
+    const WAITING: usize = 100;
+    let m = Mount::with(&["snapshot_timeout_ms=600000"], |st| {
+        put(st, "Drafts", &[("old.eml", b"Subject: old\n\nx\n")]);
+    });
+    for i in 0..WAITING {
+        std::fs::create_dir(m.p(&format!("Inbox/f{i:03}"))).unwrap();
+    }
+    assert!(msgfs(&["freeze"], &m.mp).status.success());
+    let mut waiting: Vec<std::process::Child> =
+        (0..WAITING).map(|i| Command::new("mkdir").arg(m.p(&format!("Inbox/f{i:03}/new"))).spawn().unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(waiting.iter_mut().all(|c| c.try_wait().unwrap().is_none()), "a mkdir did not wait for the thaw");
+    // Run the unblocked work on a thread, so that a hang fails the test instead of hanging it.
+    let drafts = m.p("Drafts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Seek, Write};
+        let t = Instant::now();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(drafts.join("new.eml"))
+            .unwrap();
+        let created = t.elapsed();
+        f.write_all(b"Subject: new\n\nbody\n").unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        let listed = names(&drafts);
+        let old = std::fs::read(drafts.join("old.eml")).unwrap();
+        tx.send((created, t.elapsed(), back, listed, old, f)).unwrap();
+    });
+    let (created, all, back, listed, old, f) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a create, write, read or readdir waited behind the frozen changes");
+    println!("with {WAITING} changes waiting: open(O_CREAT) {created:?}, create+write+read+readdir {all:?}");
+    assert_eq!(back, b"Subject: new\n\nbody\n");
+    assert!(listed.contains(&"new.eml".to_string()) && listed.contains(&"old.eml".to_string()), "{listed:?}");
+    assert_eq!(old, b"Subject: old\n\nx\n");
+    let out = msgfs(&["thaw"], &m.mp);
+    assert!(out.status.success(), "thaw: {}", String::from_utf8_lossy(&out.stderr));
+    for mut c in waiting.drain(..) {
+        assert!(c.wait().unwrap().success());
+    }
+    drop(f);
+    for i in 0..WAITING {
+        assert!(m.p(&format!("Inbox/f{i:03}/new")).is_dir());
+    }
+    assert_eq!(std::fs::read(m.p("Drafts/new.eml")).unwrap(), b"Subject: new\n\nbody\n");
+}

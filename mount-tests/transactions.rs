@@ -221,3 +221,23 @@ fn a_process_killed_while_writing_leaves_what_it_wrote_and_a_sound_store() {
     let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A child that inherits a writable descriptor and closes it without writing (every
+/// fork+exec does, and every exit) does not save the parent's unfinished changes: they stay
+/// private until the parent saves. Before, the child's close saved them (and during a
+/// freeze the child's exec waited for the thaw).
+#[test]
+fn a_child_closing_an_inherited_descriptor_does_not_save_the_parents_changes() {
+    if should_skip() {
+        return;
+    }
+    let m = mount_one();
+    let new: &[u8] = b"Subject: the parent's unsaved change\n\nlonger body\n";
+    let fd = open_rw(&m.p("Inbox/m.eml"));
+    pwrite(fd, new, 0);
+    // `true` inherits the descriptor (opened without O_CLOEXEC) and closes it at exit.
+    assert!(Command::new("true").status().unwrap().success());
+    assert_eq!(std::fs::read(m.p("Inbox/m.eml")).unwrap(), MSG, "a child's close saved the parent's changes");
+    close(fd).unwrap();
+    assert_eq!(std::fs::read(m.p("Inbox/m.eml")).unwrap(), new, "the parent's close did not save");
+}

@@ -303,6 +303,9 @@ impl StoreFs {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
                 // The kernel sends the truncation of open(O_TRUNC) without a handle: a
                 // writer of this message in the calling process is the one it belongs to.
+                // That truncation is part of the open; a change through a handle has no
+                // lock owner, so any close saves it.
+                let through_handle = fh.is_some();
                 let fh = fh.or_else(|| {
                     self.overlay()
                         .writers
@@ -316,6 +319,9 @@ impl StoreFs {
                 });
                 if let Some(w) = writer {
                     let mut w = w.lock().unwrap();
+                    if through_handle {
+                        w.changed_by.note(None);
+                    }
                     if let Some(len) = size {
                         w.tx.set_len(len)?;
                         w.last_write = now_ns();
@@ -345,6 +351,7 @@ impl StoreFs {
     }
 
     pub(super) fn truncate_writer(&self, fh: Option<u64>, key: Id, pid: u32, len: u64) -> FsResult<()> {
+        let through_handle = fh.is_some();
         let fh = fh.or_else(|| {
             self.overlay()
                 .writers
@@ -352,7 +359,13 @@ impl StoreFs {
                 .and_then(|ws| ws.iter().find(|(_, p)| *p == pid).or(ws.first()).map(|(f, _)| *f))
         });
         match fh.and_then(|fh| self.handles.get(&fh).map(|h| h.clone())) {
-            Some(Handle::Write(w)) => Ok(w.lock().unwrap().tx.set_len(len)?),
+            Some(Handle::Write(w)) => {
+                let mut w = w.lock().unwrap();
+                if through_handle {
+                    w.changed_by.note(None);
+                }
+                Ok(w.tx.set_len(len)?)
+            }
             _ if len == 0 => Ok(()),
             _ => err(Errno::EBADF),
         }

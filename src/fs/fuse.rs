@@ -301,15 +301,16 @@ impl<V: View> Filesystem for Adapter<V> {
         data: &[u8],
         wflags: WriteFlags,
         _flags: OpenFlags,
-        _lock: Option<LockOwner>,
+        lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let kill_suid = wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        self.view.write(fh.0, offset, data, kill_suid, answer(reply, |r: ReplyWrite, n: u32| r.written(n)));
+        let owner = lock.map(|l| l.0);
+        self.view.write(fh.0, offset, data, kill_suid, owner, answer(reply, |r: ReplyWrite, n: u32| r.written(n)));
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
-        self.view.flush(fh.0, empty(reply));
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, lock: LockOwner, reply: ReplyEmpty) {
+        self.view.flush(fh.0, lock.0, empty(reply));
     }
 
     fn release(

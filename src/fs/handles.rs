@@ -39,6 +39,50 @@ pub struct Writer {
     pub after_save: Vec<Box<dyn FnOnce() + Send>>,
     /// Conflict copies made for this writer so far (for `NAME (conflict N).eml`).
     pub conflicts: u32,
+    /// Who changed it, for the save at a close: see [`ChangedBy`].
+    pub changed_by: ChangedBy,
+}
+
+/// The descriptor tables (the kernel's lock owners) that changed a writer through its
+/// handle. A close saves unless the writer was changed only through other tables: a child
+/// that inherited the descriptor and closes it without writing (every fork+exec closes its
+/// O_CLOEXEC copy) does not save the parent's unfinished changes. Were it to, the child's
+/// exec would wait for a thaw during a freeze, and the parent's changes would stop being
+/// private before the parent saved them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum ChangedBy {
+    /// Nothing yet beyond the open itself (creation, O_TRUNC): any close saves, so a file
+    /// only created or truncated is saved by the close that ends its creator's use.
+    #[default]
+    Nobody,
+    /// Only writes that named their lock owner.
+    Owners(Vec<u64>),
+    /// A change whose owner the kernel does not say (a shared mapping's writeback, an
+    /// ftruncate, fchmod or futimens): any close saves.
+    Unknown,
+}
+
+impl ChangedBy {
+    pub fn note(&mut self, owner: Option<u64>) {
+        match (owner, &mut *self) {
+            (_, ChangedBy::Unknown) => {}
+            (None, _) => *self = ChangedBy::Unknown,
+            (Some(o), ChangedBy::Nobody) => *self = ChangedBy::Owners(vec![o]),
+            (Some(o), ChangedBy::Owners(v)) => {
+                if !v.contains(&o) {
+                    v.push(o);
+                }
+            }
+        }
+    }
+
+    /// Whether a close through `owner`'s descriptor table saves.
+    pub fn close_saves(&self, owner: u64) -> bool {
+        match self {
+            ChangedBy::Owners(v) => v.contains(&owner),
+            ChangedBy::Nobody | ChangedBy::Unknown => true,
+        }
+    }
 }
 
 impl Writer {
@@ -62,6 +106,7 @@ impl Writer {
             home,
             wrote: false,
             conflicts: 0,
+            changed_by: ChangedBy::Nobody,
             kept: false,
             after_save: Vec::new(),
         }
@@ -255,7 +300,8 @@ impl StoreFs {
     /// Write through a handle. `kill_suid`: the writer lacks CAP_FSETID (the kernel's
     /// FUSE_WRITE_KILL_SUIDGID), so the set-user-ID bit, and the set-group-ID bit of a
     /// group-executable file, are cleared, as a local filesystem does.
-    pub fn write(&self, fh: u64, off: u64, data: &[u8], kill_suid: bool) -> FsResult<u32> {
+    /// `owner`: the writing process's lock owner, when the kernel names it.
+    pub fn write(&self, fh: u64, off: u64, data: &[u8], kill_suid: bool, owner: Option<u64>) -> FsResult<u32> {
         match self.handle(fh)? {
             Handle::Write(w) => {
                 let mut w = w.lock().unwrap();
@@ -269,6 +315,7 @@ impl StoreFs {
                 })?;
                 w.last_write = now_ns();
                 w.wrote = true;
+                w.changed_by.note(owner);
                 // Written after its content went to a draft: this is new content to save.
                 w.kept = false;
                 if w.tx.new_in().is_some() {
@@ -322,7 +369,15 @@ impl StoreFs {
     /// next (an `rm` brought the file back, a `chmod` was lost). A shell's redirection into a
     /// new file therefore makes an empty first version, as a local disk shows the file empty
     /// once it is created.
-    pub fn flush(self: &Arc<Self>, fh: u64, done: Done<()>) {
+    ///
+    /// `owner`: the closing descriptor table; a close through one that changed nothing, of a
+    /// writer others changed, saves nothing (see [`ChangedBy`]). `None`: the last close.
+    pub fn flush(self: &Arc<Self>, fh: u64, owner: Option<u64>, done: Done<()>) {
+        if let (Some(o), Ok(Handle::Write(w))) = (owner, self.handle(fh)) {
+            if !w.lock().unwrap().changed_by.close_saves(o) {
+                return done(Ok(()));
+            }
+        }
         self.save(fh, SaveFlags(SaveFlags::KEEP_OPEN_READWRITE), true, done)
     }
 
@@ -604,7 +659,7 @@ impl StoreFs {
         let fhs: Vec<u64> = self.handles.iter().map(|e| *e.key()).collect();
         for fh in fhs {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            self.flush(fh, Box::new(move |r| drop(tx.send(r))));
+            self.flush(fh, None, Box::new(move |r| drop(tx.send(r))));
             if let Ok(Err(e)) = rx.recv() {
                 log::warn!("unmount: saving an open file failed: {e:?}");
             }
@@ -616,5 +671,24 @@ impl StoreFs {
                 let _ = self.store.vfs().remove_file(path);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangedBy;
+
+    #[test]
+    fn a_close_saves_unless_only_other_descriptor_tables_changed_the_writer() {
+        let mut c = ChangedBy::default();
+        assert!(c.close_saves(7), "a file only created is saved by any close");
+        c.note(Some(1));
+        assert!(c.close_saves(1) && !c.close_saves(2));
+        c.note(Some(2));
+        assert!(c.close_saves(2) && !c.close_saves(3));
+        c.note(None);
+        assert!(c.close_saves(3), "a change of unknown owner is saved by any close");
+        c.note(Some(4));
+        assert_eq!(c, ChangedBy::Unknown);
     }
 }

@@ -159,6 +159,7 @@ impl View for StoreView {
         let fs = self.fs.clone();
         self.fs.flush(
             fh,
+            None,
             Box::new(move |r| {
                 if let Err(e) = r {
                     log::warn!("saving at the last close: {:?}", logged(&e));
@@ -169,12 +170,12 @@ impl View for StoreView {
         );
     }
 
-    fn flush(&self, fh: u64, done: impl Answer<()>) {
+    fn flush(&self, fh: u64, owner: u64, done: impl Answer<()>) {
         // Only writers have anything to save; the rest answer at once, without a thread hop.
         if !self.fs.is_writer(fh) {
             return done(Ok(()));
         }
-        self.fs.flush(fh, Box::new(done));
+        self.fs.flush(fh, Some(owner), Box::new(done));
     }
 
     fn fsync(&self, fh: u64, done: impl Answer<()>) {
@@ -209,8 +210,8 @@ impl View for StoreView {
         self.fs.setattr(ino, fh, caller.pid, change, size, Box::new(done));
     }
 
-    fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suid: bool, done: impl Answer<u32>) {
-        done(self.gate().and_then(|()| self.fs.write(fh, offset, data, kill_suid)))
+    fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suid: bool, owner: Option<u64>, done: impl Answer<u32>) {
+        done(self.gate().and_then(|()| self.fs.write(fh, offset, data, kill_suid, owner)))
     }
 
     fn create(

@@ -153,8 +153,8 @@ pub trait View: Send + Sync + 'static {
     /// The last close of handle `fh`. Always succeeds, as close(2) cannot fail here.
     fn release(&self, fh: u64, done: impl Answer<()>);
 
-    /// A close of a descriptor of `fh` (there may be others).
-    fn flush(&self, _fh: u64, done: impl Answer<()>) {
+    /// A close of a descriptor of `fh` (there may be others) by descriptor table `owner`.
+    fn flush(&self, _fh: u64, _owner: u64, done: impl Answer<()>) {
         done(Ok(()))
     }
 
@@ -179,7 +179,16 @@ pub trait View: Send + Sync + 'static {
         done(err(Errno::EROFS))
     }
 
-    fn write(&self, _fh: u64, _offset: u64, _data: &[u8], _kill_suid: bool, done: impl Answer<u32>) {
+    /// `owner`: the writer's descriptor table (lock owner), when the kernel names it.
+    fn write(
+        &self,
+        _fh: u64,
+        _offset: u64,
+        _data: &[u8],
+        _kill_suid: bool,
+        _owner: Option<u64>,
+        done: impl Answer<u32>,
+    ) {
         done(err(Errno::EROFS))
     }
 

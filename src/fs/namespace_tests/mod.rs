@@ -102,12 +102,12 @@ impl Fixture {
     }
 
     fn write(&self, fh: u64, body: &[u8]) {
-        assert_eq!(self.fs.write(fh, 0, body, false).unwrap() as usize, body.len());
+        assert_eq!(self.fs.write(fh, 0, body, false, Some(1)).unwrap() as usize, body.len());
     }
 
     /// close(): FLUSH (a writer's save), then RELEASE.
     fn close(&self, fh: u64) -> Result<(), Errno> {
-        let r = answer(|done| self.fs.flush(fh, done)).map_err(|e| e.errno());
+        let r = answer(|done| self.fs.flush(fh, Some(1), done)).map_err(|e| e.errno());
         self.fs.release(fh);
         r
     }
