@@ -291,7 +291,16 @@ fn mounting_a_new_store_and_unmounting_log_no_false_alarm() {
     for round in 0..2 {
         let m = mount_umask(0o077, dir.path(), &store, &mp);
         std::fs::write(mp.join(format!("Inbox/{round}.eml")), b"Subject: x\n\nsaved\n").unwrap();
-        m.umount();
+        if round == 0 {
+            m.umount();
+        } else {
+            // Unmounted from outside the daemon, as people do: no false alarm either.
+            let lock = std::fs::read_to_string(store.join("lock")).unwrap();
+            let pid: i32 = lock.strip_prefix("process ").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+            assert!(Command::new("fusermount3").arg("-u").arg(&mp).status().unwrap().success());
+            std::mem::forget(m);
+            wait_gone(pid);
+        }
     }
     let log = std::fs::read_to_string(dir.path().join("msgfs/msgfs.log")).unwrap();
     // The daemon logged at info level, so a warning would be there.

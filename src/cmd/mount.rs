@@ -125,7 +125,16 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
     }
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let sigs = block_signals();
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
+    // fuser's one warning is "Failed to umount filesystem" when its session ends after an
+    // unmount made outside the daemon (`fusermount3 -u`, `umount`): the mount is already
+    // gone, so its own unmount at the end fails with EINVAL, which is no failure. Our own
+    // unmount (at SIGTERM) goes through `SessionUnmounter` and logs its errors itself. A
+    // RUST_LOG that names fuser shows everything it asks for.
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if !std::env::var("RUST_LOG").unwrap_or_default().contains("fuser") {
+        logger.filter_module("fuser::session", log::LevelFilter::Error);
+    }
+    let _ = logger.try_init();
     let mut ready = ready_fd.map(|fd| {
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
