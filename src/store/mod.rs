@@ -254,14 +254,6 @@ impl Store {
         Ok(st)
     }
 
-    /// Wait while the store is frozen (for changes that do not go through the committer).
-    pub fn wait_unfrozen(&self) {
-        let mut q = self.0.queue.lock().unwrap();
-        while q.frozen > 0 && !q.closing {
-            q = self.0.queue_cv.wait(q).unwrap();
-        }
-    }
-
     /// Open over any storage backend (tests use a simulated one).
     pub fn open_vfs(vfs: Arc<dyn Vfs>, opts: Options) -> Result<Store> {
         open::open_vfs(vfs, None, opts, None)
