@@ -29,6 +29,15 @@ fn same_tree(a: &Path, b: &Path) {
     assert!(n > 0, "{} is empty", a.display());
 }
 
+/// `pst` mounted read-only, and imported into a new store under `tmp` and mounted too.
+fn mount_and_import(name: &str, pst: &Path, tmp: &Path) -> (Mount, Mount) {
+    let store = tmp.join("store");
+    let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(pst));
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
+    let imported = Mount::adopt(&store);
+    (Mount::adopt(pst), imported)
+}
+
 #[test]
 fn a_mounted_pst_gives_the_files_an_import_gives_and_refuses_writes() {
     if should_skip() {
@@ -43,11 +52,7 @@ fn a_mounted_pst_gives_the_files_an_import_gives_and_refuses_writes() {
     ] {
         let Some(pst) = sample(name) else { return };
         let tmp = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
-        let store = tmp.path().join("store");
-        let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(&pst));
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
-        let imported = Mount::adopt(&store);
-        let mounted = Mount::adopt(&pst);
+        let (mounted, imported) = mount_and_import(name, &pst, tmp.path());
         same_tree(&mounted.mp, &imported.mp);
 
         // Read-only: creating, changing, renaming and removing all get EROFS.
@@ -80,11 +85,7 @@ fn a_mounted_pst_numbers_messages_of_the_same_name_as_the_import_does() {
     ] {
         let Some(pst) = sample(name) else { return };
         let tmp = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
-        let store = tmp.path().join("store");
-        let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(&pst));
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
-        let imported = Mount::adopt(&store);
-        let mut mounted = Mount::adopt(&pst);
+        let (mut mounted, imported) = mount_and_import(name, &pst, tmp.path());
         let (m, i) = (mounted.mp.join(folder), imported.mp.join(folder));
         let numbered: Vec<String> = names(&m).into_iter().filter(|n| n.starts_with(&format!("{wanted} ("))).collect();
         assert!(!numbered.is_empty(), "{name}: no numbered {wanted:?} in {folder}: {:?}", names(&m));
