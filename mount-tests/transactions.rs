@@ -241,3 +241,27 @@ fn a_child_closing_an_inherited_descriptor_does_not_save_the_parents_changes() {
     close(fd).unwrap();
     assert_eq!(std::fs::read(m.p("Inbox/m.eml")).unwrap(), new, "the parent's close did not save");
 }
+
+/// A descriptor open for writing follows its file when the file is renamed over another
+/// message, as on a local disk: its next save is the target's next version (before, the
+/// save failed with ENOENT, the source message being gone, and close left a conflict copy).
+#[test]
+fn a_writer_follows_its_file_renamed_over_another_message() {
+    if should_skip() {
+        return;
+    }
+    let m = Mount::with(&[], |st| put(st, "Inbox", &[("a.eml", MSG), ("b.eml", b"Subject: b\n\nold b\n")]));
+    let id_b = entry_id(&m.p("Inbox/b.eml"));
+    let new: &[u8] = b"Subject: written after the rename\n\nthe writer's body\n";
+    let fd = open_rw(&m.p("Inbox/a.eml"));
+    // Written both before the rename (into the private copy) and after.
+    pwrite(fd, &new[..10], 0);
+    std::fs::rename(m.p("Inbox/a.eml"), m.p("Inbox/b.eml")).unwrap();
+    pwrite(fd, &new[10..], 10);
+    assert_eq!(fsync(fd), Ok(()));
+    assert_eq!(std::fs::read(m.p("Inbox/b.eml")).unwrap(), new);
+    assert_eq!(entry_id(&m.p("Inbox/b.eml")), id_b, "the target keeps its entry id");
+    close(fd).unwrap();
+    assert_eq!(names(&m.p("Inbox")), vec!["b.eml".to_string()], "a conflict copy or the old name is left");
+    assert_eq!(std::fs::read(m.p("Inbox/b.eml")).unwrap(), new);
+}

@@ -612,6 +612,36 @@ impl StoreFs {
         );
     }
 
+    /// Message `from`'s version `moved` became version `now` of message `target`, named `to`
+    /// (a rename over it): `from`'s writers become `target`'s (see `Transaction::follow`).
+    pub(super) fn hand_over_writers(&self, from: Id, moved: u64, target: Id, to: &(Id, String), now: u64) {
+        let mut ov = self.overlay();
+        let Some(list) = ov.writers.remove(&from) else { return };
+        let mut stay = Vec::new();
+        for (fh, pid) in list {
+            let followed = match self.handles.get(&fh).map(|h| h.clone()) {
+                Some(Handle::Write(w)) => {
+                    let mut w = w.lock().unwrap();
+                    let followed = w.tx.follow(moved, target, now);
+                    if followed {
+                        w.key = target;
+                        w.home = to.clone();
+                    }
+                    followed
+                }
+                _ => false,
+            };
+            if followed {
+                ov.writers.entry(target).or_default().push((fh, pid));
+            } else {
+                stay.push((fh, pid));
+            }
+        }
+        if !stay.is_empty() {
+            ov.writers.insert(from, stay);
+        }
+    }
+
     pub fn release(&self, fh: u64) {
         let Some((_, h)) = self.handles.remove(&fh) else { return };
         match h {

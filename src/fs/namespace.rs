@@ -240,12 +240,18 @@ impl StoreFs {
     /// new version and keeps its entry id. `unhide`: `dkey` was hidden by a shadow of `dst`,
     /// and shows `dst` again once this is durable.
     fn rename_over(&self, src: Id, dst: Id, dkey: (Id, String), unhide: bool) -> FsResult<Renamed> {
+        let moved = self.store.index().message(src)?.version();
         let op = self.store.rename_over_op(src, dst)?;
         Ok(Renamed::Commit(
             vec![op],
-            Box::new(move |fs, _| {
+            Box::new(move |fs, out| {
                 if unhide {
                     fs.overlay().unhide(&dkey, dst);
+                }
+                // Descriptors open for writing follow the file to its new name, as on a local
+                // disk: their next save is `dst`'s next version.
+                if let Some(out) = out {
+                    fs.hand_over_writers(src, moved, dst, &dkey, out.version);
                 }
                 // The kernel moved the source's inode to the target's name: not necessarily
                 // its current version's (a save's expiry of the source's name may not have

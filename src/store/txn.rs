@@ -406,6 +406,23 @@ impl Transaction {
         self.prepare_save(SaveFlags(0))
     }
 
+    /// Follow the message this transaction's content moved to: `moved` (a version of this
+    /// transaction's message) became version `now` of message `to`, as a rename over `to`
+    /// does. A transaction based on `moved` is then based on `now` (the same bytes), so its
+    /// next save succeeds unless `to` changes meanwhile; one based on an older version stays
+    /// behind and its save is a conflict, as before the move. A save in flight is left to
+    /// fail (its message is gone): returns false and changes nothing.
+    pub fn follow(&mut self, moved: u64, to: Id, now: u64) -> bool {
+        if self.saving.is_some() || self.new_in.is_some() {
+            return false;
+        }
+        self.id = to;
+        if self.base_version == Some(moved) {
+            self.base_version = Some(now);
+        }
+        true
+    }
+
     /// Whether a save of this transaction is in flight.
     pub fn is_saving(&self) -> bool {
         self.saving.is_some()
