@@ -52,3 +52,35 @@ fn computed_properties_are_readable_not_listed_and_not_writable() {
     let len = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     assert_eq!(len, 0);
 }
+
+/// A message's flags through `user.msgfs.flags`: read and set with getfattr/setfattr, kept
+/// across a remount, exported as Maildir flags; bad letters are refused.
+#[test]
+fn flags_are_read_and_set_through_user_msgfs_flags() {
+    if should_skip() {
+        return;
+    }
+    require(&["setfattr", "getfattr"]);
+    let mut m = Mount::with(&[], |st| put(st, "Inbox", &[("m.eml", MSG)]));
+    let p = m.p("Inbox/m.eml");
+    assert_eq!(getxattr(&p, "user.msgfs.flags").unwrap(), b"");
+    // In any order; spelled back in Maildir's order.
+    run(Command::new("setfattr").args(["-n", "user.msgfs.flags", "-v", "SF"]).arg(&p));
+    let out = run(Command::new("getfattr").args(["--only-values", "-n", "user.msgfs.flags"]).arg(&p));
+    assert_eq!(out.stdout, b"FS");
+    let bad = Command::new("setfattr").args(["-n", "user.msgfs.flags", "-v", "SX"]).arg(&p).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Invalid argument"), "{:?}", bad);
+    assert_eq!(getxattr(&p, "user.msgfs.flags").unwrap(), b"FS");
+    m.remount(&[]);
+    assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"FS");
+    m.unmount();
+    let out_dir = m.dir.path().join("exported");
+    run(Command::new(MSGFS).arg("export").arg("--store").arg(&m.store).args(["--format", "maildir"]).arg(&out_dir));
+    let names = names(&out_dir.join(".Inbox/cur"));
+    assert!(names.len() == 1 && names[0].ends_with(":2,FS"), "{names:?}");
+    m.mount(&[]);
+    // Removing the attribute clears the flags.
+    run(Command::new("setfattr").args(["-x", "user.msgfs.flags"]).arg(m.p("Inbox/m.eml")));
+    assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"");
+}

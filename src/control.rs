@@ -55,6 +55,9 @@ pub const XATTR_SUBJECT: &str = "user.msgfs.subject";
 pub const XATTR_FROM: &str = "user.msgfs.from";
 pub const XATTR_DATE: &str = "user.msgfs.date";
 pub const XATTR_MESSAGE_ID: &str = "user.msgfs.message_id";
+/// A message's flags as letters (`FS`: flagged and seen; see `store::flags::LETTERS`):
+/// readable and writable, a change is a store change (the next sync uploads it).
+pub const XATTR_FLAGS: &str = "user.msgfs.flags";
 /// The namespace reserved for msgfs: never stored, never listed.
 pub const XATTR_PREFIX: &str = "user.msgfs.";
 

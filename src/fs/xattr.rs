@@ -1,5 +1,6 @@
-//! Extended attributes: `user.*` stored with each message, and the computed, read-only
-//! `user.msgfs.*` properties (never listed, so `rsync -X` and `cp -a` do not copy them).
+//! Extended attributes: `user.*` stored with each message, and the computed `user.msgfs.*`
+//! properties (never listed, so `rsync -X` and `cp -a` do not copy them), read-only but for
+//! the message's flags.
 
 use fuser::Errno;
 
@@ -10,7 +11,7 @@ use super::inodes::InodeRef;
 use super::store_fs::StoreFs;
 use super::store_fs::{Done, Op};
 use crate::control::*;
-use crate::store::{AttrChange, Error, XattrChange};
+use crate::store::{flags, AttrChange, Error, XattrChange};
 
 /// How much of a message is read to find its header properties.
 const HEADER_PREFIX: usize = 256 << 10;
@@ -25,6 +26,7 @@ impl StoreFs {
         match name {
             XATTR_ENTRYID => return Ok(self.store.entry_id_hex(id).into_bytes()),
             XATTR_VERSION => return Ok(self.store.index().message(id)?.version().to_string().into_bytes()),
+            XATTR_FLAGS => return Ok(flags::to_letters(self.store.index().message(id)?.flags()).into_bytes()),
             _ => {}
         }
         let view = self.store.open_message(id)?;
@@ -110,6 +112,9 @@ impl StoreFs {
 
     /// An xattr change: made in the overlay at once (a new file), or an operation to commit.
     fn plan_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<Option<Op>> {
+        if name == XATTR_FLAGS {
+            return self.plan_flags(ino, change).map(Some);
+        }
         if name.starts_with(XATTR_PREFIX) {
             return err(Errno::EPERM);
         }
@@ -148,5 +153,27 @@ impl StoreFs {
             }
             InodeRef::Folder(_) => err(Errno::ENOTSUP),
         }
+    }
+
+    /// Setting `user.msgfs.flags` to letters (any order; a trailing newline, as `echo`
+    /// leaves, is ignored) sets the message's flags; removing it clears them. IMAP keywords
+    /// are not kept yet: a value with anything but flag letters is EINVAL.
+    fn plan_flags(&self, ino: u64, change: XattrChange) -> FsResult<Op> {
+        self.writable()?;
+        let id = match self.resolve(ino)? {
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => id,
+            // As for reading: a new file has no flags before its first save.
+            InodeRef::Node(_) => return err(Errno::ENODATA),
+            InodeRef::Folder(_) => return err(Errno::ENOTSUP),
+        };
+        let bits = match change {
+            XattrChange::Set { create: true, .. } => return err(Errno::EEXIST),
+            XattrChange::Set { value, .. } => {
+                let text = std::str::from_utf8(&value).map_err(|_| FsError::Errno(Errno::EINVAL))?;
+                flags::from_letters(text.trim_end_matches(['\n', '\r'])).map_err(|_| FsError::Errno(Errno::EINVAL))?
+            }
+            XattrChange::Remove { .. } => 0,
+        };
+        Ok(Op::MessageMeta { id, change: AttrChange { flags: Some(bits), ..Default::default() } })
     }
 }

@@ -21,17 +21,6 @@ use std::path::Path;
 use super::{mtime_ns, sorted_entries, Importer};
 use crate::store::{flags, Error, Id};
 
-/// Maildir info flags and the store flags they carry, in the ASCII order Maildir names
-/// them.
-pub const FLAG_LETTERS: [(char, u8); 6] = [
-    ('D', flags::DRAFT),
-    ('F', flags::FLAGGED),
-    ('P', flags::PASSED),
-    ('R', flags::ANSWERED),
-    ('S', flags::SEEN),
-    ('T', flags::TRASHED),
-];
-
 /// Does `dir` look like a Maildir?
 pub fn is_maildir(dir: &Path) -> bool {
     dir.join("cur").is_dir() || dir.join("new").is_dir()
@@ -41,17 +30,12 @@ pub fn is_maildir(dir: &Path) -> bool {
 /// lowercase keywords, are dropped).
 pub fn flags_from_name(name: &str) -> u8 {
     let Some(i) = name.rfind(":2,") else { return 0 };
-    name[i + 3..]
-        .chars()
-        .filter_map(|c| FLAG_LETTERS.iter().find(|(l, _)| *l == c).map(|(_, f)| *f))
-        .fold(0, |a, f| a | f)
+    name[i + 3..].chars().filter_map(|c| flags::from_letters(c.encode_utf8(&mut [0; 4])).ok()).fold(0, |a, f| a | f)
 }
 
 /// The `:2,FLAGS` suffix for store flags.
 pub fn info_suffix(f: u8) -> String {
-    let mut s = String::from(":2,");
-    s.extend(FLAG_LETTERS.iter().filter(|(_, bit)| f & bit != 0).map(|(l, _)| *l));
-    s
+    format!(":2,{}", flags::to_letters(f))
 }
 
 /// A folder name as one Maildir++ component: `.` and `\` escaped as `\2e` and `\5c`.

@@ -29,6 +29,26 @@ pub mod flags {
     pub const DRAFT: u8 = 0x08;
     pub const PASSED: u8 = 0x10;
     pub const TRASHED: u8 = 0x20;
+
+    /// The flags' letters, Maildir's, in the ASCII order Maildir names them; the
+    /// `user.msgfs.flags` xattr spells them the same way. IMAP's \\Seen, \\Answered,
+    /// \\Flagged, \\Draft and \\Deleted are S, R, F, D and T.
+    pub const LETTERS: [(char, u8); 6] =
+        [('D', DRAFT), ('F', FLAGGED), ('P', PASSED), ('R', ANSWERED), ('S', SEEN), ('T', TRASHED)];
+
+    /// The letters of `flags`, in order.
+    pub fn to_letters(flags: u8) -> String {
+        LETTERS.iter().filter(|(_, bit)| flags & bit != 0).map(|(l, _)| *l).collect()
+    }
+
+    /// The flags spelled by `letters`, in any order; `Err` names the first letter that is
+    /// not a flag.
+    pub fn from_letters(letters: &str) -> Result<u8, char> {
+        letters.chars().try_fold(0, |acc, c| match LETTERS.iter().find(|(l, _)| *l == c) {
+            Some((_, bit)) => Ok(acc | bit),
+            None => Err(c),
+        })
+    }
 }
 
 /// POSIX attributes stored with folders and messages.
