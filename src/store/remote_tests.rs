@@ -295,6 +295,29 @@ fn a_checkpoint_with_a_link_to_a_missing_message_is_damage() {
 }
 
 #[test]
+fn replaying_a_link_to_a_missing_message_is_damage() {
+    let (fs, st) = sim_store();
+    let ib = inbox(&st);
+    let a = save_new(&st, ib, "a.eml", b"x");
+    let v = st.index().message(a).unwrap().version();
+    let link = MessageRemote { folder: ib, uid: 1, modseq: 2, flags: 3, version: v };
+    st.set_message_remote(a, Some(link)).unwrap();
+    st.delete_message(a).unwrap();
+    // Left open, as after a kill: append by hand a frame linking the deleted message.
+    st.freeze();
+    let next = st.shared().log.lock().unwrap().next_seq;
+    let seg = super::log::segment_path(1);
+    let f = fs.open(&seg, OpenMode::ReadWrite).unwrap();
+    let len = f.len().unwrap();
+    f.write_all_at(&super::log::encode_frame(next, &[Record::MessageRemote { id: a, link: Some(link) }]), len).unwrap();
+    f.sync().unwrap();
+    match Store::open_vfs(Arc::new(fs.recover(0)), Options::default()) {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("record cannot apply"), "{what}"),
+        other => panic!("expected damage, got {:?}", other.err()),
+    }
+}
+
+#[test]
 fn a_format_1_store_opens_and_is_raised_to_format_2_by_its_first_replication_record() {
     let (fs, st) = sim_store();
     assert_eq!(format_line(&fs), "format 2");
@@ -332,6 +355,10 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
     assert!(!msg.contains("damaged"), "{msg}");
     assert!(matches!(format_of(&path), Err(Error::TooNew(_))));
     assert!(matches!(Store::open(&path, Options { read_only: true, ..Default::default() }), Err(Error::TooNew(_))));
+    // `check` judges nothing it cannot read: it says why instead of listing false damage.
+    let r = check::check_dir(&path);
+    assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+    assert!(r.damage[0].1.contains("newer than this msgfs reads"), "{:?}", r.damage);
     // The store itself is untouched: with its format line back it opens.
     std::fs::write(path.join(FORMAT_FILE), text).unwrap();
     Store::open(&path, Options::default()).unwrap().close().unwrap();
