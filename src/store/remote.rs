@@ -347,7 +347,9 @@ impl Index {
 /// A downloaded message to commit with its link, for [`Store::import_synced`].
 #[derive(Clone, Debug)]
 pub struct SyncedMessage {
+    /// The message; its `flags` are the ones it gets locally (normally `remote.flags`).
     pub message: NewMessage,
+    /// What its link records, with the message's folder and version.
     pub remote: RemoteCopy,
 }
 
