@@ -88,6 +88,8 @@ pub struct Save {
     /// A download: the message's link to its remote copy, logged in the same frame right
     /// after its `MessagePut`, with the save's folder and new version.
     pub remote: Option<RemoteCopy>,
+    /// A download's keywords beyond its flags, logged in the same frame after its link.
+    pub keywords: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -372,7 +374,8 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
         // not hold yet; that put was validated, and replay checks the pair in order.
         let with_its_put = |id: &Id| recs.iter().any(|p| matches!(p, Record::MessagePut { id: put, .. } if put == id));
         match r {
-            Record::MessageRemote { id, .. } if with_its_put(id) => {}
+            Record::MessageRemote { id, link: Some(l) } if with_its_put(id) => debug_assert!(ix.is_folder(l.folder)),
+            Record::MessageKeywords { id, keywords } if with_its_put(id) => super::remote::check_keywords(keywords)?,
             r => ix.validate(r)?,
         }
     }
@@ -420,6 +423,9 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     if let Some(rc) = s.remote {
         let link = MessageRemote { folder, uid: rc.uid, modseq: rc.modseq, flags: rc.flags, version };
         recs.push(Record::MessageRemote { id: s.id, link: Some(link) });
+    }
+    if let Some(k) = &s.keywords {
+        recs.push(Record::MessageKeywords { id: s.id, keywords: k.clone() });
     }
     if let Some(src) = s.delete_source {
         let from = ix.message(src)?.folder;

@@ -226,6 +226,11 @@ pub enum Record {
     UploadIntentClear {
         message: Id,
     },
+    /// Replace a message's keywords (beyond its flags); an empty list clears them.
+    MessageKeywords {
+        id: Id,
+        keywords: Vec<String>,
+    },
 }
 
 impl Record {
@@ -237,6 +242,7 @@ impl Record {
                 | Record::MessageRemote { .. }
                 | Record::UploadIntent(_)
                 | Record::UploadIntentClear { .. }
+                | Record::MessageKeywords { .. }
         )
     }
 }
@@ -377,6 +383,8 @@ pub struct Index {
     pub(super) remote_messages: HashMap<Id, MessageRemote, IdBuild>,
     /// Pending upload intents by message id.
     pub(super) intents: BTreeMap<Id, UploadIntent>,
+    /// Messages' keywords beyond their flags, sorted and distinct; none for most messages.
+    pub(super) keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -564,7 +572,8 @@ impl Index {
             r @ (Record::FolderRemote { .. }
             | Record::MessageRemote { .. }
             | Record::UploadIntent(_)
-            | Record::UploadIntentClear { .. }) => self.validate_remote(r).expect("a replication record"),
+            | Record::UploadIntentClear { .. }
+            | Record::MessageKeywords { .. }) => self.validate_remote(r).expect("a replication record"),
         }
     }
 
@@ -701,6 +710,7 @@ impl Index {
                 let m = self.messages.remove(id).expect("validated");
                 // A link never outlives its message; an upload intent does (see remote.rs).
                 self.remote_messages.remove(id);
+                self.keywords.remove(id);
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 self.entries_changed(m.folder);
                 Some((*id, m.version))
@@ -717,7 +727,8 @@ impl Index {
             r @ (Record::FolderRemote { .. }
             | Record::MessageRemote { .. }
             | Record::UploadIntent(_)
-            | Record::UploadIntentClear { .. }) => {
+            | Record::UploadIntentClear { .. }
+            | Record::MessageKeywords { .. }) => {
                 let known = self.apply_remote(r);
                 debug_assert!(known, "a replication record");
                 None

@@ -109,7 +109,8 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
         Record::FolderRemote { .. }
         | Record::MessageRemote { .. }
         | Record::UploadIntent(_)
-        | Record::UploadIntentClear { .. } => unreachable!("encoded by remote::encode_record"),
+        | Record::UploadIntentClear { .. }
+        | Record::MessageKeywords { .. } => unreachable!("encoded by remote::encode_record"),
     }
 }
 

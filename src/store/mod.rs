@@ -505,6 +505,7 @@ impl Store {
             change: AttrChange::default(),
             delete_source: Some(src),
             remote: None,
+            keywords: None,
         })))
     }
 
@@ -549,6 +550,7 @@ impl Store {
             change: AttrChange::default(),
             delete_source: None,
             remote: None,
+            keywords: None,
         })))
     }
 
@@ -685,6 +687,7 @@ impl Store {
                 change: AttrChange::default(),
                 delete_source: None,
                 remote: None,
+                keywords: None,
             })
             .collect();
         match self.run(Op::Import(items)) {

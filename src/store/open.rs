@@ -24,7 +24,7 @@ use super::{
 /// The store format this msgfs writes. Format 1 stores (older msgfs) are read, and raised
 /// to format 2 by the first commit that logs a replication record (`raise_format`), so a
 /// store never synced stays readable by the msgfs that made it. Format 2 adds log records
-/// 11-14 and checkpoint format 3. A newer format is refused as too new, not as damage.
+/// 11-15 and checkpoint format 3. A newer format is refused as too new, not as damage.
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format still read.
 pub const FORMAT_OLDEST: u32 = 1;

@@ -1,9 +1,9 @@
 //! Replication state kept for a sync engine: per folder the state of its remote replica,
-//! per message its link to the remote copy, and durable upload intents.
+//! per message its link to the remote copy and its keywords, and durable upload intents.
 //!
 //! The store knows nothing of any protocol: it keeps the numbers a sync engine gives it
 //! (an IMAP engine puts UIDVALIDITY, HIGHESTMODSEQ, UIDNEXT and UIDs here), in its own log
-//! (records 11 to 14, see msgfs(5)) and checkpoints, so they are as durable and as atomic
+//! (records 11 to 15, see msgfs(5)) and checkpoints, so they are as durable and as atomic
 //! as the messages they describe. Invariants the index keeps, live and on replay:
 //!
 //! - a message link exists only while its message does (deleting the message drops it;
@@ -84,6 +84,8 @@ pub enum RemoteChange {
     Intent(UploadIntent),
     /// Drop a message's upload intent; nothing if it has none.
     ClearIntent(Id),
+    /// Replace a message's keywords beyond its flags (empty: none).
+    Keywords(Id, Vec<String>),
 }
 
 impl RemoteChange {
@@ -93,13 +95,17 @@ impl RemoteChange {
             RemoteChange::Message(id, link) => Record::MessageRemote { id: *id, link: *link },
             RemoteChange::Intent(i) => Record::UploadIntent(*i),
             RemoteChange::ClearIntent(id) => Record::UploadIntentClear { message: *id },
+            RemoteChange::Keywords(id, k) => Record::MessageKeywords { id: *id, keywords: k.clone() },
         }
     }
 
     /// The folder or message it changes (operations on one go one per group).
     pub(super) fn entity(&self) -> Id {
         match self {
-            RemoteChange::Folder(id, _) | RemoteChange::Message(id, _) | RemoteChange::ClearIntent(id) => *id,
+            RemoteChange::Folder(id, _)
+            | RemoteChange::Message(id, _)
+            | RemoteChange::ClearIntent(id)
+            | RemoteChange::Keywords(id, _) => *id,
             RemoteChange::Intent(i) => i.message,
         }
     }
@@ -111,6 +117,37 @@ pub(super) const TAG_FOLDER_REMOTE: u8 = 11;
 pub(super) const TAG_MESSAGE_REMOTE: u8 = 12;
 pub(super) const TAG_UPLOAD_INTENT: u8 = 13;
 pub(super) const TAG_UPLOAD_INTENT_CLEAR: u8 = 14;
+pub(super) const TAG_MESSAGE_KEYWORDS: u8 = 15;
+
+/// The longest keyword kept, in bytes.
+pub const MAX_KEYWORD: usize = 255;
+
+/// A keyword is 1 to [`MAX_KEYWORD`] bytes with no whitespace or control characters (so
+/// that a list of them can be written space-separated, as IMAP and `user.msgfs.flags` do).
+pub(super) fn check_keywords(list: &[String]) -> Result<()> {
+    for k in list {
+        if k.is_empty() || k.len() > MAX_KEYWORD || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::InvalidArgument(format!("{k:?} is not a keyword")));
+        }
+    }
+    Ok(())
+}
+
+fn put_keywords(e: &mut Enc, list: &[impl AsRef<str>]) {
+    e.u32(list.len() as u32);
+    for k in list {
+        e.str(k.as_ref());
+    }
+}
+
+fn get_keywords(d: &mut Dec) -> Result<Vec<String>> {
+    let n = d.u32()?;
+    let mut v = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        v.push(d.str()?.to_string());
+    }
+    Ok(v)
+}
 
 fn put_folder_remote(e: &mut Enc, s: &FolderRemote) {
     e.str(&s.name);
@@ -190,6 +227,11 @@ pub(super) fn encode_record(e: &mut Enc, r: &Record) -> bool {
             e.u8(TAG_UPLOAD_INTENT_CLEAR);
             e.u64(*message);
         }
+        Record::MessageKeywords { id, keywords } => {
+            e.u8(TAG_MESSAGE_KEYWORDS);
+            e.u64(*id);
+            put_keywords(e, keywords);
+        }
         _ => return false,
     }
     true
@@ -210,6 +252,7 @@ pub(super) fn decode_record(tag: u8, d: &mut Dec) -> Option<Result<Record>> {
         })(),
         TAG_UPLOAD_INTENT => get_intent(d).map(Record::UploadIntent),
         TAG_UPLOAD_INTENT_CLEAR => d.u64().map(|message| Record::UploadIntentClear { message }),
+        TAG_MESSAGE_KEYWORDS => (|| Ok(Record::MessageKeywords { id: d.u64()?, keywords: get_keywords(d)? }))(),
         _ => return None,
     };
     Some(r)
@@ -220,7 +263,10 @@ pub(super) fn decode_record(tag: u8, d: &mut Dec) -> Option<Result<Record>> {
 impl Index {
     /// Whether the index holds any replication state (the checkpoint then needs format 3).
     pub(super) fn has_remote_state(&self) -> bool {
-        !self.remote_folders.is_empty() || !self.remote_messages.is_empty() || !self.intents.is_empty()
+        !self.remote_folders.is_empty()
+            || !self.remote_messages.is_empty()
+            || !self.intents.is_empty()
+            || !self.keywords.is_empty()
     }
 }
 
@@ -244,6 +290,13 @@ pub(super) fn encode_checkpoint(e: &mut Enc, ix: &Index) {
     e.u64(ix.intents.len() as u64);
     for i in ix.intents.values() {
         put_intent(e, i);
+    }
+    let mut keywords: Vec<_> = ix.keywords.iter().collect();
+    keywords.sort_by_key(|(id, _)| **id);
+    e.u64(keywords.len() as u64);
+    for (id, k) in keywords {
+        e.u64(*id);
+        put_keywords(e, k);
     }
 }
 
@@ -270,6 +323,14 @@ pub(super) fn decode_checkpoint(d: &mut Dec, ix: &mut Index, place: &str) -> Res
         let i = get_intent(d)?;
         ix.intents.insert(i.message, i);
     }
+    for _ in 0..d.u64()? {
+        let id = d.u64()?;
+        let k = get_keywords(d)?;
+        if !ix.messages.contains_key(&id) {
+            return Err(Error::corrupt(place, format!("keywords for unknown message {id}")));
+        }
+        ix.set_keywords(id, &k);
+    }
     Ok(())
 }
 
@@ -288,6 +349,7 @@ impl Index {
             }),
             Record::UploadIntent(i) => self.message(i.message).and_then(|_| self.folder(i.folder).map(drop)),
             Record::UploadIntentClear { .. } => Ok(()),
+            Record::MessageKeywords { id, keywords } => self.message(*id).and_then(|_| check_keywords(keywords)),
             _ => return None,
         };
         Some(res)
@@ -306,9 +368,27 @@ impl Index {
             Record::MessageRemote { id, link: None } => drop(self.remote_messages.remove(id)),
             Record::UploadIntent(i) => drop(self.intents.insert(i.message, *i)),
             Record::UploadIntentClear { message } => drop(self.intents.remove(message)),
+            Record::MessageKeywords { id, keywords } => self.set_keywords(*id, keywords),
             _ => return false,
         }
         true
+    }
+
+    /// Keep a message's keywords sorted and distinct, and none at all for an empty list.
+    fn set_keywords(&mut self, id: Id, list: &[String]) {
+        let mut k: Vec<Box<str>> = list.iter().map(|s| Box::from(s.as_str())).collect();
+        k.sort();
+        k.dedup();
+        if k.is_empty() {
+            self.keywords.remove(&id);
+        } else {
+            self.keywords.insert(id, k.into_boxed_slice());
+        }
+    }
+
+    /// Message `id`'s keywords beyond its flags, sorted and distinct (empty if none).
+    pub fn message_keywords(&self, id: Id) -> &[Box<str>] {
+        self.keywords.get(&id).map_or(&[], |k| k)
     }
 
     /// The remote state of folder `id`, if it has one.
@@ -351,6 +431,8 @@ pub struct SyncedMessage {
     pub message: NewMessage,
     /// What its link records, with the message's folder and version.
     pub remote: RemoteCopy,
+    /// Its keywords beyond the flags (committed in the same frame).
+    pub keywords: Vec<String>,
 }
 
 impl Store {
@@ -376,6 +458,11 @@ impl Store {
     /// Record upload intents durably, in one frame: call before sending the batch.
     pub fn record_upload_intents(&self, intents: &[UploadIntent]) -> Result<()> {
         self.update_remote(intents.iter().map(|i| RemoteChange::Intent(*i)).collect())
+    }
+
+    /// Replace message `id`'s keywords beyond its flags (an empty list clears them).
+    pub fn set_message_keywords(&self, id: Id, keywords: Vec<String>) -> Result<()> {
+        self.update_remote(vec![RemoteChange::Keywords(id, keywords)])
     }
 
     /// Drop the upload intents of these messages (an upload abandoned, or found not sent).
@@ -408,6 +495,7 @@ impl Store {
                     change: AttrChange::default(),
                     delete_source: None,
                     remote: Some(s.remote),
+                    keywords: (!s.keywords.is_empty()).then_some(s.keywords),
                 }
             })
             .collect();
@@ -444,6 +532,7 @@ impl Store {
             change: AttrChange::default(),
             delete_source: None,
             remote: Some(remote),
+            keywords: None,
         })))
     }
 }

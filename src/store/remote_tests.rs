@@ -52,7 +52,12 @@ fn downloaded(st: &Store, folder: Id, name: &str, body: &[u8], uid: u64) -> Sync
             flags: flags::SEEN,
         },
         remote: RemoteCopy { uid, modseq: uid * 100, flags: flags::SEEN },
+        keywords: if uid % 2 == 0 { vec![format!("$label{}", uid % 3), "$Junk".into()] } else { vec![] },
     }
+}
+
+fn keywords(st: &Store, id: Id) -> Vec<String> {
+    st.index().message_keywords(id).iter().map(|k| k.to_string()).collect()
 }
 
 fn inbox(st: &Store) -> Id {
@@ -144,7 +149,10 @@ fn a_downloaded_message_and_its_link_are_one_frame() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["time", "put", "link", "put", "link", "put", "link"]);
+    // Messages 40 and 42 come with keywords, also in the frame.
+    assert_eq!(kinds, ["time", "put", "link", "other", "put", "link", "put", "link", "other"]);
+    assert_eq!(keywords(&st, ids[0]), ["$Junk", "$label1"]);
+    assert_eq!(keywords(&st, ids[1]), Vec::<String>::new());
     let before = remote_snap(&st);
     let (_, st) = after_crash(&fs);
     assert_eq!(remote_snap(&st), before);
@@ -279,6 +287,41 @@ fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
 }
 
 #[test]
+fn keywords_are_set_cleared_kept_by_replay_and_checkpoint_and_go_with_their_message() {
+    let (fs, st) = sim_store();
+    let ib = inbox(&st);
+    let a = save_new(&st, ib, "a.eml", b"x");
+    let b = save_new(&st, ib, "b.eml", b"y");
+    st.set_message_keywords(a, vec!["work".into(), "$Forwarded".into(), "work".into()]).unwrap();
+    st.set_message_keywords(b, vec!["later".into()]).unwrap();
+    // Kept sorted and distinct.
+    assert_eq!(keywords(&st, a), ["$Forwarded", "work"]);
+    for bad in ["", "two words", "tab\there", &"k".repeat(256)] {
+        assert!(matches!(st.set_message_keywords(a, vec![bad.to_string()]), Err(Error::InvalidArgument(_))), "{bad:?}");
+    }
+    assert!(matches!(st.set_message_keywords(999, vec!["x".into()]), Err(Error::NotFound)));
+    // A new version and a move keep them.
+    let mut t = st.begin(a).unwrap();
+    t.write_at(b"edited", 0).unwrap();
+    t.save(SaveFlags(0)).unwrap();
+    st.move_message(a, st.folder_by_path("Drafts").unwrap(), "a.eml").unwrap();
+    let (fs, st) = after_crash(&fs);
+    assert_eq!(keywords(&st, a), ["$Forwarded", "work"]);
+    st.set_message_keywords(b, vec![]).unwrap();
+    assert_eq!(keywords(&st, b), Vec::<String>::new());
+    st.close().unwrap();
+    let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 3, "keywords need the replication section");
+    let st = reopen(&fs);
+    assert_eq!(keywords(&st, a), ["$Forwarded", "work"]);
+    st.delete_message(a).unwrap();
+    assert_eq!(keywords(&st, a), Vec::<String>::new());
+    let (_, st) = after_crash(&fs);
+    assert_eq!(st.index().message(a).err().map(|e| e.to_string()), Some(Error::NotFound.to_string()));
+    assert_eq!(keywords(&st, a), Vec::<String>::new());
+}
+
+#[test]
 fn a_checkpoint_with_a_link_to_a_missing_message_is_damage() {
     let (_fs, st) = sim_store();
     let ib = inbox(&st);
@@ -368,13 +411,13 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
 
 /// What a sync-like workload must find after a crash: messages (folder, name, version,
 /// content) and all replication state.
-type Snap = (BTreeMap<Id, (Id, String, u64, Vec<u8>)>, RemoteSnap);
+type Snap = (BTreeMap<Id, (Id, String, u64, Vec<u8>, Vec<String>)>, RemoteSnap);
 
 fn snap(st: &Store) -> Result<Snap> {
     let msgs: Vec<(Id, Message)> = st.index().messages().map(|(id, m)| (id, m.clone())).collect();
     let mut out = BTreeMap::new();
     for (id, m) in msgs {
-        out.insert(id, (m.folder(), m.name().to_string(), m.version(), st.read_message(id)?));
+        out.insert(id, (m.folder(), m.name().to_string(), m.version(), st.read_message(id)?, keywords(st, id)));
     }
     Ok((out, remote_snap(st)))
 }
@@ -414,7 +457,7 @@ fn sync_step(st: &Store, rng: &mut Rng, step: u64) -> Result<()> {
     msgs.sort();
     let folder = folders[rng.below(2) as usize];
     let pick = |rng: &mut Rng| msgs.get(rng.below(msgs.len() as u64) as usize).cloned();
-    match rng.below(9) {
+    match rng.below(10) {
         0 | 1 => {
             let n = 1 + rng.below(3);
             let batch = (0..n)
@@ -453,6 +496,7 @@ fn sync_step(st: &Store, rng: &mut Rng, step: u64) -> Result<()> {
             }
             _ => Ok(()),
         },
+        9 => pick(rng).map_or(Ok(()), |(id, ..)| st.set_message_keywords(id, vec![format!("k{}", step % 4)])),
         7 => {
             let mut t = st.begin_new(folder, &format!("loc{step}.eml"))?;
             t.write_at(format!("local {step}").as_bytes(), 0)?;

@@ -320,6 +320,7 @@ impl Transaction {
             change: self.change.clone(),
             delete_source: None,
             remote: None,
+            keywords: None,
         }));
         // The handed-over copy is the content from now on: the committer moves the file,
         // and this descriptor reads it wherever it is.
