@@ -18,6 +18,10 @@ pub fn run(store: &Path) -> CmdResult {
     if super::readable_by_others(store) {
         eprintln!("{}", super::readable_warning(store));
     }
+    // A store a newer msgfs wrote is not ours to judge: its new records would read as damage.
+    if let Err(e @ crate::store::Error::TooNew(_)) = crate::store::format_of(store) {
+        return Err(e.to_string().into());
+    }
     let r = check_dir(store);
     for n in &r.notes {
         println!("note: {n}");

@@ -37,6 +37,7 @@ pub fn errno_of(e: &Error) -> Errno {
         Error::ReadOnly => Errno::EROFS,
         Error::InUse { .. } => Errno::EBUSY,
         Error::Corrupt { .. } => Errno::EIO,
+        Error::TooNew(_) => Errno::EPROTONOSUPPORT,
         Error::SnapshotSequence => Errno::EPROTO,
         Error::SnapshotInvalidId => Errno::ENOENT,
         Error::SnapshotTimedOut => Errno::ETIMEDOUT,

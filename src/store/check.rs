@@ -44,7 +44,13 @@ pub fn check_dir(path: &Path) -> CheckReport {
 pub fn check(vfs: &dyn Vfs) -> CheckReport {
     let mut r = CheckReport { was_clean: vfs.exists(Path::new(CLEAN_FILE)), ..Default::default() };
     match vfs.open(Path::new(FORMAT_FILE), OpenMode::Read).and_then(|f| f.read_all()) {
-        Ok(t) if String::from_utf8_lossy(&t).starts_with("msgfs store\nformat ") => {}
+        // A store too new for this msgfs is not checked: its records would read as damage.
+        Ok(t) if String::from_utf8_lossy(&t).starts_with("msgfs store\nformat ") => {
+            if let Err(e @ Error::TooNew(_)) = super::open::parse_format(&String::from_utf8_lossy(&t)) {
+                push_err(&mut r, e);
+                return r;
+            }
+        }
         Ok(_) => r.damage(FORMAT_FILE, "not a msgfs format file"),
         Err(e) => r.damage(FORMAT_FILE, format!("unreadable: {e}")),
     }

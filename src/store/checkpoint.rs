@@ -4,7 +4,9 @@
 //! Layout: magic `MSGFSCKP`, format u32, last covered sequence u64, next id u64, last change
 //! number u64, folder count u64, folders, message count u64, messages, then a CRC32C of all
 //! the bytes before it. Format 2 adds each folder's and message's ctime (i64) after its
-//! attributes; format 1 (no ctime) is still read, with ctime taken from mtime. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
+//! attributes; format 1 (no ctime) is still read, with ctime taken from mtime. Format 3
+//! is format 2 with replication state after the messages (msgfs(5)), written only when
+//! there is some. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
 //! the directory synced: a crash leaves either the old checkpoint or the new one.
 
 use std::collections::BTreeMap;
@@ -20,12 +22,16 @@ pub const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 const MAGIC: &[u8; 8] = b"MSGFSCKP";
 const FORMAT: u32 = 2;
+/// Format 2 followed by the replication section (see `remote.rs`): written only when the
+/// index holds replication state, so a store that never synced keeps checkpoints an older
+/// msgfs reads.
+const FORMAT_REMOTE: u32 = 3;
 /// The format before ctimes were kept.
 pub(crate) const FORMAT_NO_CTIME: u32 = 1;
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    encode_as(ix, last_seq, FORMAT)
+    encode_as(ix, last_seq, if ix.has_remote_state() { FORMAT_REMOTE } else { FORMAT })
 }
 
 /// Serialize in the given format; the previous one (no ctimes) only for tests that check
@@ -79,6 +85,9 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
             e.bytes(v);
         }
     }
+    if format == FORMAT_REMOTE {
+        super::remote::encode_checkpoint(&mut e, ix);
+    }
     let crc = crc32c::crc32c(&e.buf);
     e.u32(crc);
     e.buf
@@ -96,7 +105,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     }
     let mut d = Dec::new(&body[8..], place);
     let format = d.u32()?;
-    if format != FORMAT && format != FORMAT_NO_CTIME {
+    if format != FORMAT && format != FORMAT_NO_CTIME && format != FORMAT_REMOTE {
         return Err(Error::corrupt(place, format!("unknown checkpoint format {format}")));
     }
     let last_seq = d.u64()?;
@@ -144,6 +153,9 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         }
         let xattrs = (!x.is_empty()).then(|| Box::new(x));
         ix.messages.insert(id, Message { folder, version, size, attrs, ctime, crc, flags, name, xattrs });
+    }
+    if format == FORMAT_REMOTE {
+        super::remote::decode_checkpoint(&mut d, &mut ix, place)?;
     }
     if !d.is_empty() {
         return Err(Error::corrupt(place, "trailing bytes"));

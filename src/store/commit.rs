@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::{Error, Result};
 use super::index::{Attrs, Id, Index, Record, Xattrs};
+use super::remote::{MessageRemote, RemoteChange, RemoteCopy};
 use super::{object_dir, object_path, Shared};
 
 /// A change to a user xattr.
@@ -84,6 +85,11 @@ pub struct Save {
     pub change: AttrChange,
     /// Also delete this message in the same frame (a message renamed over another).
     pub delete_source: Option<Id>,
+    /// A download: the message's link to its remote copy, logged in the same frame right
+    /// after its `MessagePut`, with the save's folder and new version.
+    pub remote: Option<RemoteCopy>,
+    /// A download's keywords beyond its flags, logged in the same frame after its link.
+    pub keywords: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +133,8 @@ pub enum Op {
     FolderTouch {
         ids: Vec<Id>,
     },
+    /// Replication state changes, in one frame (see `remote.rs`).
+    Remote(Vec<RemoteChange>),
 }
 
 /// What a successful operation produced.
@@ -205,6 +213,7 @@ fn keys(ix: &Index, op: &Op) -> Keys {
         }
         // Like a new entry: it changes the folder's times, not the folder.
         Op::FolderTouch { ids } => k.shared.extend(ids.iter().map(|id| Key::Entity(*id))),
+        Op::Remote(changes) => k.excl.extend(changes.iter().map(|c| Key::Entity(c.entity()))),
     }
     k
 }
@@ -355,9 +364,20 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
             }
             last
         }
+        Op::Remote(changes) => {
+            recs.extend(changes.iter().map(RemoteChange::record));
+            Outcome { id: 0, version: 0 }
+        }
     };
     for r in &recs {
-        ix.validate(r)?;
+        // A download's link follows the `MessagePut` of a message the committed index may
+        // not hold yet; that put was validated, and replay checks the pair in order.
+        let with_its_put = |id: &Id| recs.iter().any(|p| matches!(p, Record::MessagePut { id: put, .. } if put == id));
+        match r {
+            Record::MessageRemote { id, link: Some(l) } if with_its_put(id) => debug_assert!(ix.is_folder(l.folder)),
+            Record::MessageKeywords { id, keywords } if with_its_put(id) => super::remote::check_keywords(keywords)?,
+            r => ix.validate(r)?,
+        }
     }
     Ok((recs, outcome))
 }
@@ -400,6 +420,13 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     }
     let version = next_cn();
     recs.push(Record::MessagePut { id: s.id, folder, name, version, size: s.size, crc: s.crc, attrs, flags, xattrs });
+    if let Some(rc) = s.remote {
+        let link = MessageRemote { folder, uid: rc.uid, modseq: rc.modseq, flags: rc.flags, version };
+        recs.push(Record::MessageRemote { id: s.id, link: Some(link) });
+    }
+    if let Some(k) = &s.keywords {
+        recs.push(Record::MessageKeywords { id: s.id, keywords: k.clone() });
+    }
     if let Some(src) = s.delete_source {
         let from = ix.message(src)?.folder;
         recs.push(Record::MessageDelete { id: src });
@@ -530,7 +557,18 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     let placing: Vec<(Op, Vec<Record>)> = planned.iter().map(|(o, r, _, _)| (o.clone(), r.clone())).collect();
     let records: Vec<Record> =
         std::iter::once(Record::Time { ns: now }).chain(placing.iter().flat_map(|(_, r)| r.iter().cloned())).collect();
-    let res = place_objects(sh, &placing, &mut moved, &mut dirs).and_then(|need_syncfs| {
+    // An older store learns it holds records an older msgfs does not know before the first
+    // of them is logged (see `open::raise_format`); the format file is then durable first.
+    let raise = || -> Result<()> {
+        if records.iter().any(Record::is_remote)
+            && sh.format.load(std::sync::atomic::Ordering::Relaxed) < super::open::FORMAT_VERSION
+        {
+            super::open::raise_format(&*sh.vfs, &sh.store_id)?;
+            sh.format.store(super::open::FORMAT_VERSION, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let res = raise().and_then(|()| place_objects(sh, &placing, &mut moved, &mut dirs)).and_then(|need_syncfs| {
         if need_syncfs {
             sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
         } else {

@@ -41,6 +41,9 @@ pub enum Error {
         place: String,
         what: String,
     },
+    /// The store was written by a newer msgfs, in a format this one does not read: not
+    /// damage, so it is never reported as such.
+    TooNew(String),
     /// Snapshot: a call in the wrong state (OSSnapshotInvalidSequence).
     SnapshotSequence,
     /// Snapshot: a finished or unknown session id (OSSnapshotInvalidSnapId).
@@ -93,6 +96,7 @@ impl fmt::Display for Error {
                 write!(f, "store {} is in use by {holder}; stop that process (or unmount it) first", path.display())
             }
             Error::Corrupt { place, what } => write!(f, "damaged store: {place}: {what}"),
+            Error::TooNew(w) => f.write_str(w),
             Error::SnapshotSequence => f.write_str("snapshot call in the wrong state (OSSnapshotInvalidSequence)"),
             Error::SnapshotInvalidId => f.write_str("unknown or finished snapshot session (OSSnapshotInvalidSnapId)"),
             Error::SnapshotTimedOut => {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::error::{Error, Result};
+use super::remote::{FolderRemote, MessageRemote, UploadIntent};
 
 pub type Id = u64;
 /// The root folder's id; ids of folders and messages share one space, so `id + 0` can serve
@@ -229,6 +230,41 @@ pub enum Record {
         flags: u8,
         xattrs: Xattrs,
     },
+    /// Set (Some) or clear (None) a folder's remote replica state (see `remote.rs`).
+    FolderRemote {
+        id: Id,
+        state: Option<FolderRemote>,
+    },
+    /// Set (Some) or clear (None) a message's link to its remote copy. Logged right after
+    /// the `MessagePut` of a download, in the same frame.
+    MessageRemote {
+        id: Id,
+        link: Option<MessageRemote>,
+    },
+    /// A durable upload intent, kept until a link for its message lands or it is cleared.
+    UploadIntent(UploadIntent),
+    UploadIntentClear {
+        message: Id,
+    },
+    /// Replace a message's keywords (beyond its flags); an empty list clears them.
+    MessageKeywords {
+        id: Id,
+        keywords: Vec<String>,
+    },
+}
+
+impl Record {
+    /// Is it one of the replication records (format 2 of the store, see `open.rs`)?
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            Record::FolderRemote { .. }
+                | Record::MessageRemote { .. }
+                | Record::UploadIntent(_)
+                | Record::UploadIntentClear { .. }
+                | Record::MessageKeywords { .. }
+        )
+    }
 }
 
 /// What a name in a folder refers to.
@@ -361,6 +397,14 @@ pub struct Index {
     /// The commit time set by the last `Record::Time` applied; None until one is. Not kept
     /// in checkpoints: every frame written after one starts with its own time.
     pub(super) clock: Option<i64>,
+    /// Replication state (see `remote.rs`): kept apart from folders and messages, which
+    /// most stores never sync, so that a message costs no more for it.
+    pub(super) remote_folders: HashMap<Id, FolderRemote, IdBuild>,
+    pub(super) remote_messages: HashMap<Id, MessageRemote, IdBuild>,
+    /// Pending upload intents by message id.
+    pub(super) intents: BTreeMap<Id, UploadIntent>,
+    /// Messages' keywords beyond their flags, sorted and distinct; none for most messages.
+    pub(super) keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -545,6 +589,11 @@ impl Index {
                 self.name_free(*folder, name, Some(*id))
             }
             Record::MessageDelete { id } | Record::MessageMeta { id, .. } => self.message(*id).map(|_| ()),
+            r @ (Record::FolderRemote { .. }
+            | Record::MessageRemote { .. }
+            | Record::UploadIntent(_)
+            | Record::UploadIntentClear { .. }
+            | Record::MessageKeywords { .. }) => self.validate_remote(r).expect("a replication record"),
         }
     }
 
@@ -611,6 +660,7 @@ impl Index {
             }
             Record::FolderDelete { id } => {
                 let f = self.folders.remove(id).expect("validated");
+                self.remote_folders.remove(id);
                 let p = self.folders.get_mut(&f.parent).expect("parent");
                 p.children.remove(&f.name);
                 p.subfolders -= 1;
@@ -678,6 +728,9 @@ impl Index {
             }
             Record::MessageDelete { id } => {
                 let m = self.messages.remove(id).expect("validated");
+                // A link never outlives its message; an upload intent does (see remote.rs).
+                self.remote_messages.remove(id);
+                self.keywords.remove(id);
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 self.entries_changed(m.folder);
                 Some((*id, m.version))
@@ -689,6 +742,15 @@ impl Index {
                 m.ctime = ctime;
                 m.flags = *flags;
                 m.xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
+                None
+            }
+            r @ (Record::FolderRemote { .. }
+            | Record::MessageRemote { .. }
+            | Record::UploadIntent(_)
+            | Record::UploadIntentClear { .. }
+            | Record::MessageKeywords { .. }) => {
+                let known = self.apply_remote(r);
+                debug_assert!(known, "a replication record");
                 None
             }
         }

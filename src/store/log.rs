@@ -43,6 +43,9 @@ fn get_xattrs(d: &mut Dec) -> Result<Xattrs> {
 }
 
 pub fn encode_record(e: &mut Enc, r: &Record) {
+    if super::remote::encode_record(e, r) {
+        return;
+    }
     match r {
         Record::Time { ns } => {
             e.u8(9);
@@ -103,6 +106,11 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u8(*flags);
             put_xattrs(e, xattrs);
         }
+        Record::FolderRemote { .. }
+        | Record::MessageRemote { .. }
+        | Record::UploadIntent(_)
+        | Record::UploadIntentClear { .. }
+        | Record::MessageKeywords { .. } => unreachable!("encoded by remote::encode_record"),
     }
 }
 
@@ -129,7 +137,10 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
         8 => Record::MessageMeta { id: d.u64()?, attrs: d.attrs()?, flags: d.u8()?, xattrs: get_xattrs(d)? },
         9 => Record::Time { ns: d.i64()? },
         10 => Record::FolderTouch { id: d.u64()? },
-        t => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
+        t => match super::remote::decode_record(t, d) {
+            Some(r) => r?,
+            None => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
+        },
     })
 }
 

@@ -12,6 +12,9 @@ pub mod index;
 mod log;
 mod open;
 pub mod pin;
+pub mod remote;
+#[cfg(test)]
+mod remote_tests;
 #[cfg(test)]
 pub mod simfs;
 #[cfg(test)]
@@ -22,15 +25,16 @@ pub mod vfs;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
-pub use open::store_id_of;
+pub use open::{format_of, store_id_of};
 pub use pin::PinnedVersion;
+pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, SyncedMessage, UploadIntent};
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
 
@@ -120,6 +124,9 @@ pub struct Shared {
     pub(crate) next_id: AtomicU64,
     next_staging: AtomicU64,
     pub store_id: [u8; 16],
+    /// The format number the format file says (see `open::FORMAT_VERSION`); the committer
+    /// raises it before it logs the first record an older format does not have.
+    pub(crate) format: AtomicU32,
     pub path: Option<PathBuf>,
     pub read_only: bool,
     checkpoint_bytes: u64,
@@ -265,7 +272,7 @@ impl Store {
         vfs: Arc<dyn Vfs>,
         index: Index,
         log: LogState,
-        store_id: [u8; 16],
+        (store_id, format): ([u8; 16], u32),
         path: Option<PathBuf>,
         opts: &Options,
         lock_file: Option<File>,
@@ -288,6 +295,7 @@ impl Store {
             next_id: AtomicU64::new(next_id),
             next_staging: AtomicU64::new(1),
             store_id,
+            format: AtomicU32::new(format),
             path,
             read_only: opts.read_only,
             checkpoint_bytes: opts.checkpoint_bytes,
@@ -488,6 +496,8 @@ impl Store {
             xattrs: Some(xattrs),
             change: AttrChange::default(),
             delete_source: Some(src),
+            remote: None,
+            keywords: None,
         })))
     }
 
@@ -531,6 +541,8 @@ impl Store {
             xattrs: Some(xattrs),
             change: AttrChange::default(),
             delete_source: None,
+            remote: None,
+            keywords: None,
         })))
     }
 
@@ -666,6 +678,8 @@ impl Store {
                 xattrs: None,
                 change: AttrChange::default(),
                 delete_source: None,
+                remote: None,
+                keywords: None,
             })
             .collect();
         match self.run(Op::Import(items)) {

@@ -21,7 +21,13 @@ use super::{
     OBJECTS_DIR, STAGING_DIR,
 };
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this msgfs writes. Format 1 stores (older msgfs) are read, and raised
+/// to format 2 by the first commit that logs a replication record (`raise_format`), so a
+/// store never synced stays readable by the msgfs that made it. Format 2 adds log records
+/// 11-15 and checkpoint format 3. A newer format is refused as too new, not as damage.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format still read.
+pub const FORMAT_OLDEST: u32 = 1;
 
 fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
@@ -34,20 +40,28 @@ fn random_id() -> [u8; 16] {
     id
 }
 
-fn format_text(id: &[u8; 16]) -> String {
+fn format_text(id: &[u8; 16], format: u32) -> String {
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("msgfs store\nformat {FORMAT_VERSION}\nid {hex}\n")
+    format!("msgfs store\nformat {format}\nid {hex}\n")
 }
 
-fn parse_format(text: &str) -> Result<[u8; 16]> {
+/// The store id and format number of a format file's text.
+pub(crate) fn parse_format(text: &str) -> Result<([u8; 16], u32)> {
     let bad = |w: &str| Error::corrupt(FORMAT_FILE, w.to_string());
     let mut lines = text.lines();
     if lines.next() != Some("msgfs store") {
         return Err(bad("not a msgfs store (first line is not \"msgfs store\")"));
     }
     let ver = lines.next().and_then(|l| l.strip_prefix("format ")).ok_or_else(|| bad("no format line"))?;
-    if ver.trim() != FORMAT_VERSION.to_string() {
-        return Err(bad(&format!("format {ver} is not supported by this msgfs (it reads format {FORMAT_VERSION})")));
+    let format: u32 = ver.trim().parse().map_err(|_| bad(&format!("format {ver:?} is not a number")))?;
+    if format > FORMAT_VERSION {
+        return Err(Error::TooNew(format!(
+            "store format {format} is newer than this msgfs reads (formats {FORMAT_OLDEST} to {FORMAT_VERSION}): \
+             use the msgfs that wrote it, or a newer one"
+        )));
+    }
+    if format < FORMAT_OLDEST {
+        return Err(bad(&format!("format {format} is not a msgfs store format")));
     }
     let hex = lines.next().and_then(|l| l.strip_prefix("id ")).ok_or_else(|| bad("no id line"))?;
     let mut id = [0u8; 16];
@@ -57,7 +71,7 @@ fn parse_format(text: &str) -> Result<[u8; 16]> {
     for (i, b) in id.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("store id is not hex"))?;
     }
-    Ok(id)
+    Ok((id, format))
 }
 
 /// Who holds the lock file, as written there by the holder.
@@ -162,7 +176,14 @@ fn refuse_foreign_files(path: &Path) -> Result<()> {
 /// id of the store it copies).
 pub fn store_id_of(dir: &Path) -> Option<[u8; 16]> {
     let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).ok()?;
-    parse_format(&text).ok()
+    parse_format(&text).ok().map(|(id, _)| id)
+}
+
+/// The format number of the store in `dir`: an error if it has no readable format file,
+/// [`Error::TooNew`] if a newer msgfs wrote it.
+pub fn format_of(dir: &Path) -> Result<u32> {
+    let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).map_err(io(format!("read {FORMAT_FILE}")))?;
+    parse_format(&text).map(|(_, format)| format)
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -172,7 +193,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Lay out a new store: directories, the format file, and a first log frame creating the
 /// default folders. The format file is written last: until it exists there is no store.
-fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
+fn create(vfs: &dyn Vfs) -> Result<([u8; 16], u32)> {
     for d in [OBJECTS_DIR, STAGING_DIR, log::LOG_DIR, RECOVERED_DIR] {
         match vfs.create_dir(Path::new(d)) {
             Ok(()) => {}
@@ -210,13 +231,27 @@ fn create(vfs: &dyn Vfs) -> Result<[u8; 16]> {
         vfs.sync_dir(Path::new(d)).map_err(io(format!("sync {d}/")))?;
     }
     let id = super::open::random_id();
+    write_format(vfs, &id, FORMAT_VERSION)?;
+    Ok((id, FORMAT_VERSION))
+}
+
+/// Write the format file atomically: a temporary file, synced, renamed over it, and the
+/// directory synced. A crash leaves the old file or the new one.
+fn write_format(vfs: &dyn Vfs, id: &[u8; 16], format: u32) -> Result<()> {
     let tmp = format!("{FORMAT_FILE}.tmp");
     let f = vfs.open(Path::new(&tmp), OpenMode::CreateTruncate).map_err(io("create the format file"))?;
-    f.write_all_at(format_text(&id).as_bytes(), 0).map_err(io("write the format file"))?;
+    f.write_all_at(format_text(id, format).as_bytes(), 0).map_err(io("write the format file"))?;
     f.sync().map_err(io("sync the format file"))?;
     vfs.rename(Path::new(&tmp), Path::new(FORMAT_FILE)).map_err(io("rename the format file"))?;
     vfs.sync_dir(Path::new("")).map_err(io("sync the store directory"))?;
-    Ok(id)
+    Ok(())
+}
+
+/// Raise an older store's format file to [`FORMAT_VERSION`] before the first record only
+/// that format has is logged: from then on an older msgfs refuses the store as too new
+/// instead of taking the records it does not know for damage. Durable before it returns.
+pub(crate) fn raise_format(vfs: &dyn Vfs, id: &[u8; 16]) -> Result<()> {
+    write_format(vfs, id, FORMAT_VERSION)
 }
 
 fn unsafe_ids() -> (u32, u32) {

@@ -319,6 +319,8 @@ impl Transaction {
             xattrs: None,
             change: self.change.clone(),
             delete_source: None,
+            remote: None,
+            keywords: None,
         }));
         // The handed-over copy is the content from now on: the committer moves the file,
         // and this descriptor reads it wherever it is.
