@@ -72,15 +72,20 @@ fn flags_are_read_and_set_through_user_msgfs_flags() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Invalid argument"), "{:?}", bad);
     assert_eq!(getxattr(&p, "user.msgfs.flags").unwrap(), b"FS");
+    // IMAP keywords after a space, kept sorted; a keyword with a control character is refused.
+    run(Command::new("setfattr").args(["-n", "user.msgfs.flags", "-v", "SF work $Label1"]).arg(&p));
+    assert_eq!(getxattr(&p, "user.msgfs.flags").unwrap(), b"FS $Label1 work");
+    let bad = Command::new("setfattr").args(["-n", "user.msgfs.flags", "-v", "0x53206101"]).arg(&p).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Invalid argument"), "{:?}", bad);
     m.remount(&[]);
-    assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"FS");
+    assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"FS $Label1 work");
     m.unmount();
     let out_dir = m.dir.path().join("exported");
     run(Command::new(MSGFS).arg("export").arg("--store").arg(&m.store).args(["--format", "maildir"]).arg(&out_dir));
     let names = names(&out_dir.join(".Inbox/cur"));
     assert!(names.len() == 1 && names[0].ends_with(":2,FS"), "{names:?}");
     m.mount(&[]);
-    // Removing the attribute clears the flags.
+    // Removing the attribute clears the flags and the keywords.
     run(Command::new("setfattr").args(["-x", "user.msgfs.flags"]).arg(m.p("Inbox/m.eml")));
     assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"");
 }

@@ -11,7 +11,7 @@ use super::inodes::InodeRef;
 use super::store_fs::StoreFs;
 use super::store_fs::{Done, Op};
 use crate::control::*;
-use crate::store::{flags, AttrChange, Error, XattrChange};
+use crate::store::{flags, AttrChange, Error, RemoteChange, XattrChange};
 
 /// How much of a message is read to find its header properties.
 const HEADER_PREFIX: usize = 256 << 10;
@@ -26,7 +26,15 @@ impl StoreFs {
         match name {
             XATTR_ENTRYID => return Ok(self.store.entry_id_hex(id).into_bytes()),
             XATTR_VERSION => return Ok(self.store.index().message(id)?.version().to_string().into_bytes()),
-            XATTR_FLAGS => return Ok(flags::to_letters(self.store.index().message(id)?.flags()).into_bytes()),
+            XATTR_FLAGS => {
+                let ix = self.store.index();
+                let mut v = flags::to_letters(ix.message(id)?.flags());
+                for k in ix.message_keywords(id) {
+                    v.push(' ');
+                    v.push_str(k);
+                }
+                return Ok(v.into_bytes());
+            }
             _ => {}
         }
         let view = self.store.open_message(id)?;
@@ -103,6 +111,12 @@ impl StoreFs {
     }
 
     fn change_xattr(self: &Arc<Self>, ino: u64, name: &str, change: XattrChange, done: Done<()>) {
+        if name == XATTR_FLAGS {
+            return match self.plan_flags(ino, change) {
+                Ok(ops) => self.commit(ops, |_, _| Ok(()), done),
+                Err(e) => done(Err(e)),
+            };
+        }
         match self.plan_xattr(ino, name, change) {
             Ok(Some(op)) => self.commit(vec![op], |_, _| Ok(()), done),
             Ok(None) => done(Ok(())),
@@ -112,9 +126,6 @@ impl StoreFs {
 
     /// An xattr change: made in the overlay at once (a new file), or an operation to commit.
     fn plan_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<Option<Op>> {
-        if name == XATTR_FLAGS {
-            return self.plan_flags(ino, change).map(Some);
-        }
         if name.starts_with(XATTR_PREFIX) {
             return err(Errno::EPERM);
         }
@@ -155,10 +166,11 @@ impl StoreFs {
         }
     }
 
-    /// Setting `user.msgfs.flags` to letters (any order; a trailing newline, as `echo`
-    /// leaves, is ignored) sets the message's flags; removing it clears them. IMAP keywords
-    /// are not kept yet: a value with anything but flag letters is EINVAL.
-    fn plan_flags(&self, ino: u64, change: XattrChange) -> FsResult<Op> {
+    /// Setting `user.msgfs.flags` to letters (any order), then optionally a space and IMAP
+    /// keywords separated by spaces, sets the message's flags and keywords (a trailing
+    /// newline, as `echo` leaves, is ignored); removing it clears both. An unknown letter
+    /// or a keyword with control characters is EINVAL.
+    fn plan_flags(&self, ino: u64, change: XattrChange) -> FsResult<Vec<Op>> {
         self.writable()?;
         let id = match self.resolve(ino)? {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => id,
@@ -166,14 +178,22 @@ impl StoreFs {
             InodeRef::Node(_) => return err(Errno::ENODATA),
             InodeRef::Folder(_) => return err(Errno::ENOTSUP),
         };
-        let bits = match change {
+        let (bits, keywords) = match change {
             XattrChange::Set { create: true, .. } => return err(Errno::EEXIST),
             XattrChange::Set { value, .. } => {
                 let text = std::str::from_utf8(&value).map_err(|_| FsError::Errno(Errno::EINVAL))?;
-                flags::from_letters(text.trim_end_matches(['\n', '\r'])).map_err(|_| FsError::Errno(Errno::EINVAL))?
+                let text = text.trim_end_matches(['\n', '\r']);
+                let (letters, rest) = text.split_once(' ').unwrap_or((text, ""));
+                let bits = flags::from_letters(letters).map_err(|_| FsError::Errno(Errno::EINVAL))?;
+                (bits, rest.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect())
             }
-            XattrChange::Remove { .. } => 0,
+            XattrChange::Remove { .. } => (0, Vec::new()),
         };
-        Ok(Op::MessageMeta { id, change: AttrChange { flags: Some(bits), ..Default::default() } })
+        // Checked before either change is submitted: the two commit one after the other.
+        crate::store::remote::check_keywords(&keywords)?;
+        Ok(vec![
+            Op::MessageMeta { id, change: AttrChange { flags: Some(bits), ..Default::default() } },
+            Op::Remote(vec![RemoteChange::Keywords(id, keywords)]),
+        ])
     }
 }

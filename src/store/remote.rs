@@ -124,7 +124,7 @@ pub const MAX_KEYWORD: usize = 255;
 
 /// A keyword is 1 to [`MAX_KEYWORD`] bytes with no whitespace or control characters (so
 /// that a list of them can be written space-separated, as IMAP and `user.msgfs.flags` do).
-pub(super) fn check_keywords(list: &[String]) -> Result<()> {
+pub fn check_keywords(list: &[String]) -> Result<()> {
     for k in list {
         if k.is_empty() || k.len() > MAX_KEYWORD || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::InvalidArgument(format!("{k:?} is not a keyword")));
