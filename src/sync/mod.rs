@@ -3,3 +3,4 @@
 //! FUSE and reaches the store only through its public API.
 
 pub mod config;
+pub mod names;
