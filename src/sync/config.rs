@@ -77,6 +77,11 @@ impl std::error::Error for ConfigError {}
 pub struct Password(String);
 
 impl Password {
+    /// For a password obtained elsewhere (a prompt, a test).
+    pub fn new(secret: String) -> Password {
+        Password(secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

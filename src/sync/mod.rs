@@ -3,4 +3,5 @@
 //! FUSE and reaches the store only through its public API.
 
 pub mod config;
+pub mod imap;
 pub mod names;

@@ -33,6 +33,9 @@ pub fn should_skip() -> bool {
 pub struct Options {
     /// No TLS at all: the plain port then offers no STARTTLS.
     pub no_ssl: bool,
+    /// Replaces the capabilities announced after login (`imap_capability`), to play a
+    /// server without QRESYNC, CONDSTORE and the like.
+    pub capability: Option<String>,
 }
 
 pub struct Dovecot {
@@ -146,6 +149,10 @@ impl Dovecot {
         } else {
             format!("ssl = yes\nssl_cert = <{p}/cert.pem\nssl_key = <{p}/key.pem\n")
         };
+        let caps = match &opts.capability {
+            Some(c) => format!("imap_capability = {c}\n"),
+            None => String::new(),
+        };
         let imaps = if opts.no_ssl {
             String::new()
         } else {
@@ -157,7 +164,7 @@ impl Dovecot {
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {p}/run\nstate_dir = {p}/state\n\
              log_path = {p}/dovecot.log\nmail_fsync = never\n\
              default_login_user = {u}\ndefault_internal_user = {u}\ndefault_internal_group = {g}\n\
-             auth_mechanisms = plain login\ndisable_plaintext_auth = no\n{ssl}\
+             auth_mechanisms = plain login\ndisable_plaintext_auth = no\nauth_failure_delay = 0\n{ssl}{caps}\
              mail_location = sdbox:{p}/mail/%u:LAYOUT=index\n\
              passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={p}/home/%u\n}}\n\
