@@ -183,3 +183,35 @@ fn list_and_status_give_seeded_folders_with_non_ascii_names_and_the_store_mappin
     assert!(err.starts_with("STATUS failed: NO ") && err.contains("Mailbox doesn't exist"), "{err}");
     conn.logout().unwrap();
 }
+
+#[test]
+fn a_server_killed_mid_session_or_not_listening_is_a_clear_connection_error() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    let mut conn = login(&server, Tls::Implicit);
+    let inbox = conn.list().unwrap().into_iter().find(|f| f.name == "INBOX").unwrap();
+    drop(server);
+    let err = conn.status(&inbox).unwrap_err();
+    assert!(matches!(err, ImapError::Closed | ImapError::Io(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("closed the connection") || text.starts_with("IMAP connection: "), "{text}");
+    let err = Connection::connect(&account_without_server()).err().unwrap();
+    assert!(err.to_string().starts_with("cannot connect to 127.0.0.1:1: "), "{err}");
+}
+
+fn account_without_server() -> Account {
+    Account {
+        name: "test".into(),
+        host: "127.0.0.1".into(),
+        port: 1,
+        tls: Tls::None,
+        user: "u".into(),
+        pass_cmd: None,
+        ca_file: None,
+        store: "/nonexistent".into(),
+        folders: vec![],
+        max_deletes: MaxDeletes::Count(0),
+    }
+}
