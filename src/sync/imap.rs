@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use imap_codec::encode::Encoder;
+use imap_codec::ResponseCodec;
 use imap_next::client::{Client, Error as ClientError, Event, Options};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::extensions::enable::CapabilityEnable;
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
-use imap_next::imap_types::response::{Code, Data, GreetingKind, Status, StatusKind};
+use imap_next::imap_types::response::{Code, Data, GreetingKind, Response, Status, StatusKind};
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 use imap_next::{Interrupt, Io, State};
 use rustls::pki_types::pem::PemObject;
@@ -418,21 +420,14 @@ impl Connection {
                         StatusKind::No => "NO",
                         StatusKind::Bad => "BAD",
                     };
-                    return Err(ImapError::Rejected {
-                        command: name,
-                        status,
-                        text: status_text(&t.body.code, &t.body.text),
-                    });
+                    let text = server_words(&Status::Tagged(t));
+                    return Err(ImapError::Rejected { command: name, status, text });
                 }
-                Event::StatusReceived { status: Status::Bye(bye) } if name != "LOGOUT" => {
-                    return Err(ImapError::Bye(status_text(&bye.code, &bye.text)));
+                Event::StatusReceived { status: bye @ Status::Bye(_) } if name != "LOGOUT" => {
+                    return Err(ImapError::Bye(server_words(&bye)));
                 }
                 Event::CommandRejected { handle: h, status, .. } if h == handle => {
-                    let text = match &status {
-                        Status::Tagged(t) => status_text(&t.body.code, &t.body.text),
-                        Status::Untagged(b) => status_text(&b.code, &b.text),
-                        Status::Bye(b) => status_text(&b.code, &b.text),
-                    };
+                    let text = server_words(&status);
                     return Err(ImapError::Rejected { command: name, status: "NO", text });
                 }
                 _ => {}
@@ -469,23 +464,15 @@ fn mailbox_bytes(m: &Mailbox<'_>) -> Vec<u8> {
     }
 }
 
-/// The server's words with their response code, e.g. `[AUTHENTICATIONFAILED] Authentication failed.`.
-fn status_text(code: &Option<Code<'_>>, text: &impl fmt::Display) -> String {
-    match code {
-        Some(c) => format!("[{}] {text}", code_name(c)),
-        None => text.to_string(),
-    }
-}
-
-/// A response code's name; imap-types has no Display for codes, and the name is what a
-/// person needs (AUTHENTICATIONFAILED, TRYCREATE, ...).
-fn code_name(c: &Code<'_>) -> String {
-    let dbg = format!("{c:?}");
-    let name = dbg.split(['(', ' ', '{']).next().unwrap_or("").to_string();
-    match c {
-        Code::Other(other) => String::from_utf8_lossy(other.inner()).split(' ').next().unwrap_or("").to_string(),
-        _ => name.to_ascii_uppercase(),
-    }
+/// The server's words exactly as it sent them after the tag and status (response code
+/// included, e.g. `[AUTHENTICATIONFAILED] Authentication failed.`): the response is encoded
+/// back to its wire form, so nothing is lost to a lossy rendering of each type.
+fn server_words(status: &Status<'_>) -> String {
+    let line = ResponseCodec::default().encode(&Response::Status(status.clone())).dump();
+    let line = String::from_utf8_lossy(&line);
+    // "TAG NO rest", "* OK rest", "* BYE rest": the words start after the second space.
+    let mut parts = line.trim_end().splitn(3, ' ');
+    parts.nth(2).unwrap_or("").to_string()
 }
 
 fn describe(e: &ClientError) -> String {
