@@ -215,3 +215,36 @@ fn account_without_server() -> Account {
         max_deletes: MaxDeletes::Count(0),
     }
 }
+
+#[test]
+fn the_survey_keeps_selected_selectable_folders_and_holds_back_two_that_map_to_one_name() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    let mut raw = server.raw();
+    for b in ["Sent", "\"Sent Items\"", "Trash", "Junk", "Work.Projects", "Work.Old", "&AMk-t&AOk-"] {
+        raw.cmd(&format!("CREATE {b}")).unwrap();
+    }
+    raw.multiappend("Trash", &[("", dovecot::message(1)), ("\\Deleted", dovecot::message(2))]);
+    let mut acc = account(&server, Tls::Implicit);
+    acc.folders = vec!["*".into(), "!Junk".into(), "!Work.O*".into()];
+    let mut conn = login(&server, Tls::Implicit);
+    let s = msgfs::sync::survey::survey(&mut conn, &acc).unwrap();
+    let got: Vec<(String, String, u32)> =
+        s.folders.iter().map(|f| (f.folder.name.clone(), f.store_path.join("/"), f.status.messages)).collect();
+    let want = [
+        ("Trash", "Deleted Items", 2),
+        ("INBOX", "Inbox", 0),
+        ("Work.Projects", "Work/Projects", 0),
+        ("Été", "Été", 0),
+    ];
+    let want: Vec<(String, String, u32)> = want.iter().map(|(a, b, n)| (a.to_string(), b.to_string(), *n)).collect();
+    assert_eq!(got, want);
+    assert!(s.folders.iter().all(|f| f.status.uid_validity.is_some() && f.status.highest_modseq.is_some()));
+    assert_eq!(s.collisions.len(), 1, "{:?}", s.collisions);
+    assert_eq!(s.collisions[0].store_path, ["Sent Items"]);
+    let mut names = s.collisions[0].server_names.clone();
+    names.sort();
+    assert_eq!(names, ["Sent", "Sent Items"]);
+}

@@ -5,3 +5,4 @@
 pub mod config;
 pub mod imap;
 pub mod names;
+pub mod survey;
