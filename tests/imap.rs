@@ -248,3 +248,21 @@ fn the_survey_keeps_selected_selectable_folders_and_holds_back_two_that_map_to_o
     names.sort();
     assert_eq!(names, ["Sent", "Sent Items"]);
 }
+
+#[test]
+fn a_user_name_and_password_with_quotes_backslashes_and_non_ascii_log_in() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    for tls in [Tls::Implicit, Tls::None] {
+        let mut conn = Connection::connect(&account(&server, tls)).unwrap();
+        conn.login(dovecot::USER2, &Password::new(dovecot::PASS2.into()))
+            .unwrap_or_else(|e| panic!("{tls:?}: {e}\n{}", server.log()));
+        assert!(conn.list().unwrap().iter().any(|f| f.name == "INBOX"));
+        conn.logout().unwrap();
+    }
+    let mut conn = Connection::connect(&account(&server, Tls::None)).unwrap();
+    let err = conn.login(dovecot::USER2, &Password::new("q\"uo\\te".into())).unwrap_err();
+    assert!(matches!(err, ImapError::LoginFailed { .. }), "{err:?}");
+}

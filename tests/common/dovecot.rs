@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 pub const USER: &str = "tester";
 pub const PASS: &str = "s3cret pass";
+/// A second user whose name and password need quoting and literals: `"`, `\`, non-ASCII.
+pub const USER2: &str = "zoë";
+pub const PASS2: &str = "q\"uo\\te pässwörd ✓";
 
 /// True when a test needing Dovecot should return early (printing why). Under CI a missing
 /// binary is a failure naming the package, as for the mount tests' programs.
@@ -157,7 +160,8 @@ impl Dovecot {
         if !opts.no_ssl {
             make_certs(d);
         }
-        std::fs::write(d.join("passwd"), format!("{USER}:{{PLAIN}}{PASS}\n")).unwrap();
+        let users = format!("{USER}:{{PLAIN}}{PASS}\n{USER2}:{{PLAIN}}{PASS2}\n");
+        std::fs::write(d.join("passwd"), users).unwrap();
         let (port, tls_port) = (free_port(), if opts.no_ssl { 0 } else { free_port() });
         let p = d.display();
         let ssl = if opts.no_ssl {
@@ -174,13 +178,14 @@ impl Dovecot {
         } else {
             format!("  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}\n")
         };
+        // auth_username_chars empty: Dovecot's default set is ASCII only, and USER2 is not.
         // LAYOUT=index keeps any name (a '/' inside one included) out of the file system's
         // way, so the separator '.' is the only hierarchy character.
         let conf = format!(
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {p}/run\nstate_dir = {p}/state\n\
              log_path = {p}/dovecot.log\nmail_fsync = never\n\
              default_login_user = {u}\ndefault_internal_user = {u}\ndefault_internal_group = {g}\n\
-             auth_mechanisms = plain login\ndisable_plaintext_auth = no\nauth_failure_delay = 0\n{ssl}{caps}\
+             auth_mechanisms = plain login\ndisable_plaintext_auth = no\nauth_failure_delay = 0\nauth_username_chars =\n{ssl}{caps}\
              mail_location = sdbox:{p}/mail/%u:LAYOUT=index\n\
              passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={p}/home/%u\n}}\n\
