@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const USER: &str = "tester";
@@ -95,6 +96,20 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir`: made once per test process (three
+/// openssl runs cost more than the rest of a start), then copied.
+fn install_certs(dir: &Path) {
+    static CERTS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    let certs = CERTS.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        make_certs(tmp.path());
+        ["ca.pem", "cert.pem", "key.pem"].into_iter().map(|f| (f, std::fs::read(tmp.path().join(f)).unwrap())).collect()
+    });
+    for (name, bytes) in certs {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
 /// A CA and a leaf for 127.0.0.1/localhost signed by it (rustls refuses a CA certificate
 /// as the server's own, so a lone self-signed certificate would not do).
 fn make_certs(dir: &Path) {
@@ -158,7 +173,7 @@ impl Dovecot {
             std::fs::create_dir(d.join(sub)).unwrap();
         }
         if !opts.no_ssl {
-            make_certs(d);
+            install_certs(d);
         }
         let users = format!("{USER}:{{PLAIN}}{PASS}\n{USER2}:{{PLAIN}}{PASS2}\n");
         std::fs::write(d.join("passwd"), users).unwrap();
