@@ -266,3 +266,33 @@ fn a_user_name_and_password_with_quotes_backslashes_and_non_ascii_log_in() {
     let err = conn.login(dovecot::USER2, &Password::new("q\"uo\\te".into())).unwrap_err();
     assert!(matches!(err, ImapError::LoginFailed { .. }), "{err:?}");
 }
+
+#[test]
+fn an_account_from_accounts_toml_logs_in_with_the_password_its_pass_cmd_prints() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pass_file = dir.path().join("pass");
+    std::fs::write(&pass_file, format!("{}\nnot the password\n", dovecot::PASS)).unwrap();
+    let path = dir.path().join("accounts.toml");
+    let text = format!(
+        "[account.local]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nuser = \"{}\"\n\
+         pass_cmd = \"cat '{}'\"\nca_file = \"{}\"\nstore = \"~/mail\"\n",
+        server.port,
+        dovecot::USER,
+        pass_file.display(),
+        server.ca_file.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = msgfs::sync::config::Config::load(Some(&path)).unwrap();
+    let acc = config.account(None).unwrap();
+    let mut conn = Connection::connect(acc).unwrap();
+    conn.login(&acc.user, &acc.password().unwrap()).unwrap();
+    conn.logout().unwrap();
+
+    let missing = dir.path().join("nope.toml");
+    let err = msgfs::sync::config::Config::load(Some(&missing)).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}: ", missing.display())), "{err}");
+}
