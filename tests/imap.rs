@@ -154,7 +154,7 @@ fn list_and_status_give_seeded_folders_with_non_ascii_names_and_the_store_mappin
     let mut conn = login(&server, Tls::Implicit);
     let folders = conn.list().unwrap();
     let by_name = |n: &str| folders.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("{n} not in {folders:?}"));
-    let path = |n: &str| by_name(n).store_path().join("/");
+    let path = |n: &str| by_name(n).store_path().unwrap().join("/");
     assert_eq!(path("INBOX"), "Inbox");
     assert_eq!(path("Sent"), "Sent Items");
     assert_eq!(path("Trash"), "Deleted Items");
@@ -243,6 +243,7 @@ fn the_survey_keeps_selected_selectable_folders_and_holds_back_two_that_map_to_o
     assert_eq!(got, want);
     assert!(s.folders.iter().all(|f| f.status.uid_validity.is_some() && f.status.highest_modseq.is_some()));
     assert_eq!(s.collisions.len(), 1, "{:?}", s.collisions);
+    assert!(s.unmappable.is_empty(), "{:?}", s.unmappable);
     assert_eq!(s.collisions[0].store_path, ["Sent Items"]);
     let mut names = s.collisions[0].server_names.clone();
     names.sort();

@@ -202,8 +202,9 @@ impl Folder {
         !self.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"))
     }
 
-    /// Where this folder lives in the store (see names.rs for the rule).
-    pub fn store_path(&self) -> Vec<String> {
+    /// Where this folder lives in the store (see names.rs for the rule); `None` for a name
+    /// that cannot be a store folder (an empty, `.` or `..` level).
+    pub fn store_path(&self) -> Option<Vec<String>> {
         names::store_path(&self.name, self.delimiter, self.special)
     }
 }

@@ -6,7 +6,9 @@
 //! split into levels at the server's hierarchy delimiter. A `/` inside one level (possible
 //! when the delimiter is not `/`) cannot be a file name character, so it is written as
 //! U+FF0F FULLWIDTH SOLIDUS `／` (the convention rclone uses), which looks like a slash but
-//! is visibly wider; the way back turns `／` into `/` again.
+//! is visibly wider; the way back turns `／` into `/` again. A name with an empty, `.` or
+//! `..` level has no store folder (it could not be a directory, or would climb out of the
+//! tree); the survey lists it as not synced.
 
 use std::fmt;
 
@@ -142,16 +144,21 @@ impl SpecialUse {
 }
 
 /// The store folder path (one entry per level) of a server folder: `name` in UTF-8,
-/// `delimiter` as LIST gave it, `special` its SPECIAL-USE role if any.
-pub fn store_path(name: &str, delimiter: Option<char>, special: Option<SpecialUse>) -> Vec<String> {
+/// `delimiter` as LIST gave it, `special` its SPECIAL-USE role if any. `None` when a level
+/// would be empty, `.` or `..` (e.g. `a//b` or `../x` with delimiter `/`): such a name cannot
+/// be a directory, and `..` must never lead outside the folder tree.
+pub fn store_path(name: &str, delimiter: Option<char>, special: Option<SpecialUse>) -> Option<Vec<String>> {
     if let Some(s) = special {
-        return vec![s.store_name().to_string()];
+        return Some(vec![s.store_name().to_string()]);
     }
     let levels: Vec<&str> = match delimiter {
         Some(d) => name.split(d).collect(),
         None => vec![name],
     };
-    levels
+    if levels.iter().any(|l| l.is_empty() || *l == "." || *l == "..") {
+        return None;
+    }
+    let path = levels
         .iter()
         .enumerate()
         .map(|(i, level)| {
@@ -162,7 +169,8 @@ pub fn store_path(name: &str, delimiter: Option<char>, special: Option<SpecialUs
                 level.replace('/', &SLASH_STANDIN.to_string())
             }
         })
-        .collect()
+        .collect();
+    Some(path)
 }
 
 /// The server name (UTF-8) of a store folder path, the inverse of [`store_path`] for folders
@@ -215,24 +223,35 @@ mod tests {
 
     #[test]
     fn inbox_and_special_use_folders_take_the_store_names() {
-        assert_eq!(store_path("INBOX", Some('.'), None), ["Inbox"]);
-        assert_eq!(store_path("inbox", Some('/'), None), ["Inbox"]);
-        assert_eq!(store_path("INBOX.Lists", Some('.'), None), ["Inbox", "Lists"]);
-        assert_eq!(store_path("Sent", Some('.'), Some(SpecialUse::Sent)), ["Sent Items"]);
-        assert_eq!(store_path("[Gmail]/Trash", Some('/'), Some(SpecialUse::Trash)), ["Deleted Items"]);
-        assert_eq!(store_path("Brouillons", Some('.'), Some(SpecialUse::Drafts)), ["Drafts"]);
+        assert_eq!(store_path("INBOX", Some('.'), None).unwrap(), ["Inbox"]);
+        assert_eq!(store_path("inbox", Some('/'), None).unwrap(), ["Inbox"]);
+        assert_eq!(store_path("INBOX.Lists", Some('.'), None).unwrap(), ["Inbox", "Lists"]);
+        assert_eq!(store_path("Sent", Some('.'), Some(SpecialUse::Sent)).unwrap(), ["Sent Items"]);
+        assert_eq!(store_path("[Gmail]/Trash", Some('/'), Some(SpecialUse::Trash)).unwrap(), ["Deleted Items"]);
+        assert_eq!(store_path("Brouillons", Some('.'), Some(SpecialUse::Drafts)).unwrap(), ["Drafts"]);
         assert_eq!(SpecialUse::from_attribute("\\SENT"), Some(SpecialUse::Sent));
         assert_eq!(SpecialUse::from_attribute("\\Junk"), None);
     }
 
     #[test]
+    fn a_level_that_is_empty_dot_or_dot_dot_has_no_store_path() {
+        for (name, d) in [("..", Some('/')), ("../x", Some('/')), ("a//b", Some('/')), ("a/./b", Some('/')), ("", None)]
+        {
+            assert_eq!(store_path(name, d, None), None, "{name}");
+        }
+        assert_eq!(store_path("..", Some('.'), None), None, "two empty levels");
+        assert_eq!(store_path("...x", None, None).unwrap(), ["...x"]);
+        assert_eq!(store_path("a.b", Some('/'), None).unwrap(), ["a.b"]);
+    }
+
+    #[test]
     fn other_folders_nest_by_the_delimiter_and_a_slash_inside_a_level_is_not_split() {
-        assert_eq!(store_path("Work.Projects.Été", Some('.'), None), ["Work", "Projects", "Été"]);
-        assert_eq!(store_path("Work/Projects", Some('/'), None), ["Work", "Projects"]);
-        assert_eq!(store_path("A/B.C", Some('.'), None), ["A／B", "C"]);
-        assert_eq!(store_path("flat.name", None, None), ["flat.name"]);
+        assert_eq!(store_path("Work.Projects.Été", Some('.'), None).unwrap(), ["Work", "Projects", "Été"]);
+        assert_eq!(store_path("Work/Projects", Some('/'), None).unwrap(), ["Work", "Projects"]);
+        assert_eq!(store_path("A/B.C", Some('.'), None).unwrap(), ["A／B", "C"]);
+        assert_eq!(store_path("flat.name", None, None).unwrap(), ["flat.name"]);
         for (name, d) in [("A/B.C", '.'), ("INBOX.x/y", '.'), ("Work/Été", '/')] {
-            assert_eq!(server_name(&store_path(name, Some(d), None), d), name);
+            assert_eq!(server_name(&store_path(name, Some(d), None).unwrap(), d), name);
         }
     }
 }

@@ -27,18 +27,23 @@ pub struct Collision {
 pub struct Survey {
     pub folders: Vec<ServerFolder>,
     pub collisions: Vec<Collision>,
+    /// Server names with no store folder (an empty, `.` or `..` level), not synced.
+    pub unmappable: Vec<String>,
 }
 
 /// LIST, keep the selectable folders the account's patterns select, map them, STATUS each.
 /// The patterns apply to the server's names in UTF-8.
 pub fn survey(conn: &mut Connection, account: &Account) -> Result<Survey, ImapError> {
     let mut by_path: BTreeMap<Vec<String>, Vec<Folder>> = BTreeMap::new();
+    let mut out = Survey::default();
     for f in conn.list()? {
         if f.selectable() && folder_selected(&account.folders, &f.name, f.delimiter) {
-            by_path.entry(f.store_path()).or_default().push(f);
+            match f.store_path() {
+                Some(path) => by_path.entry(path).or_default().push(f),
+                None => out.unmappable.push(f.name),
+            }
         }
     }
-    let mut out = Survey::default();
     for (store_path, mut folders) in by_path {
         if folders.len() > 1 {
             let server_names = folders.iter().map(|f| f.name.clone()).collect();
