@@ -76,10 +76,16 @@ struct RunAs {
     root: bool,
 }
 
-fn run_as() -> RunAs {
-    // SAFETY: getpwuid/getpwnam/getgrgid return pointers into static storage that stay
-    // valid until the next such call; we copy the strings out at once, single-threaded use
-    // is not required for correctness here since each test only reads its own values.
+/// Looked up once per process: tests run on parallel threads, and getpwnam and friends
+/// return static storage that a concurrent call would overwrite.
+fn run_as() -> &'static RunAs {
+    static WHO: OnceLock<RunAs> = OnceLock::new();
+    WHO.get_or_init(look_up_run_as)
+}
+
+fn look_up_run_as() -> RunAs {
+    // SAFETY: called once, under OnceLock, so no other thread of ours is inside getpw*/getgr*;
+    // the strings are copied out before the next such call.
     unsafe {
         let root = libc::geteuid() == 0;
         let pw = if root { libc::getpwnam(c"nobody".as_ptr()) } else { libc::getpwuid(libc::geteuid()) };
