@@ -8,3 +8,4 @@ pub mod import;
 pub mod mime;
 pub mod pst;
 pub mod store;
+pub mod sync;

@@ -1,0 +1,8 @@
+//! Replication between a store and an IMAP server (`msgfs sync`): accounts, the IMAP
+//! connection, and the mapping of server folder names to store folders. Knows nothing of
+//! FUSE and reaches the store only through its public API.
+
+pub mod config;
+pub mod imap;
+pub mod names;
+pub mod survey;
