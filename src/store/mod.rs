@@ -660,12 +660,21 @@ impl Store {
     /// Commit many new messages in one frame (all or none). Names must be free and
     /// distinct. Returns their entry ids, in order. On failure the staged files are removed.
     pub fn import_messages(&self, msgs: Vec<NewMessage>) -> Result<Vec<Id>> {
+        self.import_new(msgs.into_iter().map(|m| (m, None, None)).collect())
+    }
+
+    /// [`Store::import_messages`] with, for each message, the remote link and keywords
+    /// committed in the same frame (a download's).
+    pub(crate) fn import_new(
+        &self,
+        msgs: Vec<(NewMessage, Option<RemoteCopy>, Option<Vec<String>>)>,
+    ) -> Result<Vec<Id>> {
         let ids: Vec<Id> = msgs.iter().map(|_| self.alloc_id()).collect();
-        let staged: Vec<PathBuf> = msgs.iter().map(|m| m.staged.clone()).collect();
+        let staged: Vec<PathBuf> = msgs.iter().map(|(m, _, _)| m.staged.clone()).collect();
         let items = msgs
             .into_iter()
             .zip(&ids)
-            .map(|(m, id)| Save {
+            .map(|((m, remote, keywords), id)| Save {
                 id: *id,
                 new_in: Some((m.folder, m.name)),
                 base_version: None,
@@ -678,8 +687,8 @@ impl Store {
                 xattrs: None,
                 change: AttrChange::default(),
                 delete_source: None,
-                remote: None,
-                keywords: None,
+                remote,
+                keywords,
             })
             .collect();
         match self.run(Op::Import(items)) {

@@ -474,40 +474,11 @@ impl Store {
     /// either all are there, each with its link, or none is. Staged files as for
     /// [`Store::import_messages`] (removed on failure). Returns the entry ids, in order.
     pub fn import_synced(&self, msgs: Vec<SyncedMessage>) -> Result<Vec<Id>> {
-        let ids: Vec<Id> = msgs.iter().map(|_| self.alloc_id()).collect();
-        let staged: Vec<_> = msgs.iter().map(|m| m.message.staged.clone()).collect();
-        let items = msgs
-            .into_iter()
-            .zip(&ids)
-            .map(|(s, id)| {
-                let m = s.message;
-                Save {
-                    id: *id,
-                    new_in: Some((m.folder, m.name)),
-                    base_version: None,
-                    force: false,
-                    source: Source::StagedUnsynced(m.staged),
-                    size: m.size,
-                    crc: m.crc,
-                    attrs: Some(m.attrs),
-                    flags: Some(m.flags),
-                    xattrs: None,
-                    change: AttrChange::default(),
-                    delete_source: None,
-                    remote: Some(s.remote),
-                    keywords: (!s.keywords.is_empty()).then_some(s.keywords),
-                }
-            })
-            .collect();
-        match self.run(Op::Import(items)) {
-            Ok(_) => Ok(ids),
-            Err(e) => {
-                for p in staged {
-                    let _ = self.vfs().remove_file(&p);
-                }
-                Err(e)
-            }
-        }
+        self.import_new(
+            msgs.into_iter()
+                .map(|s| (s.message, Some(s.remote), (!s.keywords.is_empty()).then_some(s.keywords)))
+                .collect(),
+        )
     }
 
     /// Commit the synced file `staged` (under `staging/`, synced here) as a new version of
