@@ -19,8 +19,11 @@ use imap_next::client::{Client, Error as ClientError, Event, Options};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::extensions::enable::CapabilityEnable;
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
+use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
-use imap_next::imap_types::response::{Code, Data, GreetingKind, Response, Status, StatusKind};
+use imap_next::imap_types::response::{Code, Data, GreetingKind, Response, Status, StatusBody, StatusKind};
+use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 use imap_next::{Interrupt, Io, State};
 use rustls::pki_types::pem::PemObject;
@@ -218,6 +221,42 @@ pub struct FolderStatus {
     pub highest_modseq: Option<u64>,
 }
 
+/// What SELECT/EXAMINE reported about a folder. UIDVALIDITY and UIDNEXT are `None` only
+/// for a server that breaks RFC 3501 by leaving them out; `highest_modseq` is `None`
+/// without CONDSTORE (or with NOMODSEQ).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selected {
+    pub exists: u32,
+    pub uid_validity: Option<u32>,
+    pub uid_next: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+/// What to ask for in [`Connection::uid_fetch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchWhat {
+    /// UID and RFC822.SIZE: enough to plan batches.
+    Sizes,
+    /// UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[] (and MODSEQ with CONDSTORE): the
+    /// whole message, without setting \Seen.
+    Full,
+}
+
+/// One message of a UID FETCH answer; the fields not asked for are `None`/empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub uid: u32,
+    pub size: Option<u32>,
+    /// Flags as IMAP spells them (`\Seen`, `$Forwarded`); `\Recent` is left out, being
+    /// session state, not the message's.
+    pub flags: Vec<String>,
+    /// INTERNALDATE in nanoseconds since the epoch.
+    pub internal_date: Option<i64>,
+    pub modseq: Option<u64>,
+    /// BODY[]: the message exactly as the server sent it.
+    pub body: Option<Vec<u8>>,
+}
+
 /// A logged-in (or about to be) IMAP connection.
 pub struct Connection {
     stream: Transport,
@@ -372,6 +411,85 @@ impl Connection {
         Ok(st)
     }
 
+    /// EXAMINE `folder` (read-only: nothing we do there changes a flag) and collect what
+    /// the server says about it.
+    pub fn examine(&mut self, folder: &Folder) -> Result<Selected, ImapError> {
+        let mailbox = Mailbox::try_from(folder.wire.clone())
+            .map_err(|_| ImapError::Protocol(format!("cannot send the mailbox name {:?}", folder.name)))?;
+        let body = CommandBody::Examine { mailbox, parameters: Vec::new() };
+        let (data, codes) = self.run_with_codes("EXAMINE", body)?;
+        let mut sel = Selected::default();
+        for d in data {
+            if let Data::Exists(n) = d {
+                sel.exists = n;
+            }
+        }
+        for code in codes {
+            match code {
+                Code::UidValidity(n) => sel.uid_validity = Some(n.get()),
+                Code::UidNext(n) => sel.uid_next = Some(n.get()),
+                Code::HighestModSeq(n) => sel.highest_modseq = Some(n.get()),
+                Code::NoModSeq => sel.highest_modseq = None,
+                _ => {}
+            }
+        }
+        Ok(sel)
+    }
+
+    /// UID FETCH `set` (IMAP syntax, e.g. `5:*` or `3,7,9`) in the selected folder.
+    /// Answers without a UID (unsolicited flag updates) are left out. Beware that `n:*`
+    /// also answers with the highest UID when it is below `n` (RFC 3501 §9: `*` is the
+    /// highest UID, and `n:m` is the same as `m:n`): the caller filters.
+    pub fn uid_fetch(&mut self, set: &str, what: FetchWhat) -> Result<Vec<Fetched>, ImapError> {
+        let sequence_set =
+            SequenceSet::try_from(set).map_err(|_| ImapError::Protocol(format!("bad UID set {set:?}")))?;
+        let mut items = vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size];
+        if what == FetchWhat::Full {
+            items.extend([
+                MessageDataItemName::Flags,
+                MessageDataItemName::InternalDate,
+                MessageDataItemName::BodyExt { section: None, partial: None, peek: true },
+            ]);
+            if self.has("CONDSTORE") || self.has("QRESYNC") {
+                items.push(MessageDataItemName::ModSeq);
+            }
+        }
+        let body =
+            CommandBody::Fetch { sequence_set, macro_or_item_names: items.into(), uid: true, modifiers: Vec::new() };
+        let mut out = Vec::new();
+        for d in self.run("UID FETCH", body)? {
+            let Data::Fetch { items, .. } = d else { continue };
+            let mut f = Fetched::default();
+            for item in items.into_iter() {
+                match item {
+                    MessageDataItem::Uid(u) => f.uid = u.get(),
+                    MessageDataItem::Rfc822Size(n) => f.size = Some(n),
+                    MessageDataItem::Flags(list) => {
+                        f.flags = list
+                            .iter()
+                            .filter_map(|fl| match fl {
+                                FlagFetch::Flag(flag) => Some(flag.to_string()),
+                                FlagFetch::Recent => None,
+                            })
+                            .collect()
+                    }
+                    MessageDataItem::InternalDate(t) => f.internal_date = t.as_ref().timestamp_nanos_opt(),
+                    MessageDataItem::ModSeq(n) => f.modseq = Some(n.get()),
+                    MessageDataItem::BodyExt { section: None, origin: None, data } => {
+                        // NIL for BODY[] would be a server bug; keep it as "no body" so the
+                        // caller notices instead of storing an empty message.
+                        f.body = data.0.map(|s| s.as_ref().to_vec());
+                    }
+                    _ => {}
+                }
+            }
+            if f.uid != 0 {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
     /// LOGOUT and close; the server's BYE is expected here.
     pub fn logout(mut self) -> Result<(), ImapError> {
         match self.run("LOGOUT", CommandBody::Logout) {
@@ -408,16 +526,34 @@ impl Connection {
     /// Runs one command to its tagged completion; the untagged data it brought, or the
     /// server's NO/BAD text.
     fn run(&mut self, name: &'static str, body: CommandBody<'static>) -> Result<Vec<Data<'static>>, ImapError> {
+        self.run_with_codes(name, body).map(|(data, _)| data)
+    }
+
+    /// [`Connection::run`], also returning the response codes of the untagged and tagged
+    /// status lines it brought (SELECT's `[UIDVALIDITY n]` and the like).
+    #[allow(clippy::type_complexity)]
+    fn run_with_codes(
+        &mut self,
+        name: &'static str,
+        body: CommandBody<'static>,
+    ) -> Result<(Vec<Data<'static>>, Vec<Code<'static>>), ImapError> {
         self.next_tag += 1;
         let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
         let handle = self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut data = Vec::new();
+        let mut codes = Vec::new();
         loop {
             match self.next_event()? {
                 Event::DataReceived { data: d } => data.push(d),
+                Event::StatusReceived { status: Status::Untagged(StatusBody { code: Some(code), .. }) } => {
+                    codes.push(code)
+                }
                 Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
                     let status = match t.body.kind {
-                        StatusKind::Ok => return Ok(data),
+                        StatusKind::Ok => {
+                            codes.extend(t.body.code);
+                            return Ok((data, codes));
+                        }
                         StatusKind::No => "NO",
                         StatusKind::Bad => "BAD",
                     };

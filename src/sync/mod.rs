@@ -3,6 +3,7 @@
 //! FUSE and reaches the store only through its public API.
 
 pub mod config;
+pub mod download;
 pub mod imap;
 pub mod names;
 pub mod survey;
