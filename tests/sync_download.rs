@@ -10,7 +10,7 @@ use std::path::Path;
 use dovecot::Dovecot;
 use msgfs::store::{flags, Attrs, FolderRemote, Id, Options, Store, ROOT};
 use msgfs::sync::config::{Account, MaxDeletes, Password, Tls};
-use msgfs::sync::download::{download_folder, DownloadError};
+use msgfs::sync::download::{download_folder, download_folder_in_batches, DownloadError};
 use msgfs::sync::imap::{Connection, Folder};
 
 fn login(server: &Dovecot) -> Connection {
@@ -236,4 +236,30 @@ fn a_changed_uidvalidity_is_a_clear_error_and_changes_nothing() {
     assert_eq!(store.index().folder_remote(work), Some(&before));
     assert_eq!(store.index().messages().count(), 3);
     assert_eq!(store.index().message_remotes().count(), 3);
+}
+
+#[test]
+fn batches_respect_both_the_message_and_the_byte_limit() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    let mut raw = server.raw();
+    raw.cmd("CREATE Work").unwrap();
+    let seeded: Vec<_> = (0..50).map(seed).collect();
+    raw.multiappend("Work", &seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, work) = new_store(&tmp.path().join("store"));
+    let mut conn = login(&server);
+    let folder = server_folder(&mut conn, "Work");
+    // 7 a batch by count: messages 0-6, then message 7 (over 100 KB, the byte limit) alone,
+    // then 8-14, ... : batches of 7, 1, 7, 7, 7, 7, 7, 7.
+    let report = download_folder_in_batches(&mut conn, &store, &folder, work, 7, 100_000).unwrap();
+    assert_eq!((report.messages, report.batches), (50, 8), "{report:?}");
+    let got = downloaded(&store, work);
+    for ((_, bytes, _, _), (_, want, _, _)) in got.iter().zip(&seeded) {
+        assert_eq!(lf(bytes), lf(want));
+    }
+    assert_eq!(store.index().folder_remote(work).unwrap().cursor, got[49].0);
+    assert_eq!(download_folder_in_batches(&mut conn, &store, &folder, work, 7, 100_000).unwrap().messages, 0);
 }

@@ -130,6 +130,20 @@ pub fn download_folder(
     server_folder: &Folder,
     folder_id: Id,
 ) -> Result<DownloadReport, DownloadError> {
+    download_folder_in_batches(conn, store, server_folder, folder_id, BATCH_MESSAGES, BATCH_BYTES)
+}
+
+/// [`download_folder`] with other batch limits: at most `max_messages` messages and
+/// `max_bytes` bytes a batch (one message bigger than that goes alone).
+pub fn download_folder_in_batches(
+    conn: &mut Connection,
+    store: &Store,
+    server_folder: &Folder,
+    folder_id: Id,
+    max_messages: usize,
+    max_bytes: u64,
+) -> Result<DownloadReport, DownloadError> {
+    let max_messages = max_messages.max(1);
     let name = server_folder.name.clone();
     // The folder must exist before we talk to the server at length.
     store.index().folder(folder_id)?;
@@ -166,7 +180,7 @@ pub fn download_folder(
     while start < todo.len() {
         let mut end = start;
         let mut bytes = 0;
-        while end < todo.len() && end - start < BATCH_MESSAGES && (end == start || bytes + todo[end].1 <= BATCH_BYTES) {
+        while end < todo.len() && end - start < max_messages && (end == start || bytes + todo[end].1 <= max_bytes) {
             bytes += todo[end].1;
             end += 1;
         }
