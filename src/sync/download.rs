@@ -188,7 +188,9 @@ pub fn download_folder_in_batches(
         let set: Vec<String> = batch.iter().map(|(u, _)| u.to_string()).collect();
         let mut fetched = conn.uid_fetch(&set.join(","), FetchWhat::Full)?;
         fetched.retain(|f| batch.binary_search_by_key(&f.uid, |t| t.0).is_ok());
-        fetched.sort_unstable_by_key(|f| f.uid);
+        // An unsolicited FETCH (a flag update) may name a UID of the batch too, without its
+        // body: keep the answer that has the body.
+        fetched.sort_unstable_by_key(|f| (f.uid, f.body.is_none()));
         fetched.dedup_by_key(|f| f.uid);
         report.vanished += (batch.len() - fetched.len()) as u64;
         let n = commit_batch(store, &mut names, folder_id, &name, fetched, &mut report)?;
@@ -265,4 +267,30 @@ fn commit_batch(
         report.messages += n as u64;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn system_flags_map_to_letters_in_any_case_and_the_rest_to_keywords() {
+        let (bits, kw) = map_flags(&strings(&["\\SEEN", "\\answered", "\\Flagged", "\\Draft", "\\Deleted"]));
+        assert_eq!(flags::to_letters(bits), "DFRST");
+        assert!(kw.is_empty());
+        let (bits, kw) = map_flags(&strings(&["\\Recent", "$Forwarded", "\\Unknown", "Work"]));
+        assert_eq!(bits, 0);
+        assert_eq!(kw, strings(&["$Forwarded", "\\Unknown", "Work"]));
+    }
+
+    #[test]
+    fn a_keyword_the_store_cannot_keep_is_left_out_not_an_error() {
+        let long = "k".repeat(store::remote::MAX_KEYWORD + 1);
+        let (bits, kw) = map_flags(&[long, "\\Seen".into(), "ok".into()]);
+        assert_eq!((bits, kw), (flags::SEEN, strings(&["ok"])));
+    }
 }
