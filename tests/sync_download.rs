@@ -102,21 +102,40 @@ fn downloaded(store: &Store, folder: Id) -> Vec<(u64, Vec<u8>, u8, Vec<String>)>
     out
 }
 
+/// A Dovecot whose folder `Work` holds `msgs` (flags, bytes), a new store, and a logged-in
+/// connection with `Work` listed: what every test here starts from. Tests bind every field
+/// (`_name` for unused ones): a field left to `..` would be dropped at once, stopping the
+/// server or removing the store's directory.
+struct Setup {
+    server: Dovecot,
+    raw: dovecot::RawSession,
+    tmp: tempfile::TempDir,
+    store: Store,
+    work: Id,
+    conn: Connection,
+    folder: Folder,
+}
+
+fn setup(msgs: &[(&str, Vec<u8>)]) -> Setup {
+    let server = Dovecot::start();
+    let mut raw = server.raw();
+    raw.cmd("CREATE Work").unwrap();
+    raw.multiappend("Work", msgs);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, work) = new_store(&tmp.path().join("store"));
+    let mut conn = login(&server);
+    let folder = server_folder(&mut conn, "Work");
+    Setup { server, raw, tmp, store, work, conn, folder }
+}
+
 #[test]
 fn download_brings_every_message_once_with_flags_keywords_and_links_then_only_new_mail() {
     if dovecot::should_skip() {
         return;
     }
-    let server = Dovecot::start();
-    let mut raw = server.raw();
-    raw.cmd("CREATE Work").unwrap();
     let seeded: Vec<_> = (0..50).map(seed).collect();
-    raw.multiappend("Work", &seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
-
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, work) = new_store(&tmp.path().join("store"));
-    let mut conn = login(&server);
-    let folder = server_folder(&mut conn, "Work");
+    let Setup { server: _server, mut raw, tmp, store, work, mut conn, folder } =
+        setup(&seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
 
     let first = download_folder(&mut conn, &store, &folder, work).unwrap();
     assert_eq!(first.messages, 50, "{first:?}");
@@ -181,14 +200,8 @@ fn a_crash_after_a_batch_but_before_its_cursor_does_not_download_the_batch_again
     if dovecot::should_skip() {
         return;
     }
-    let server = Dovecot::start();
-    let mut raw = server.raw();
-    raw.cmd("CREATE Work").unwrap();
-    raw.multiappend("Work", &(0..5).map(|n| ("", dovecot::message(n))).collect::<Vec<_>>());
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, work) = new_store(&tmp.path().join("store"));
-    let mut conn = login(&server);
-    let folder = server_folder(&mut conn, "Work");
+    let Setup { server: _server, raw: _raw, tmp: _tmp, store, work, mut conn, folder } =
+        setup(&(0..5).map(|n| ("", dovecot::message(n))).collect::<Vec<_>>());
     assert_eq!(download_folder(&mut conn, &store, &folder, work).unwrap().messages, 5);
     // What a crash between the batch's frame and the folder state's leaves: the links
     // committed, the cursor still at its old place.
@@ -205,14 +218,8 @@ fn a_changed_uidvalidity_is_a_clear_error_and_changes_nothing() {
     if dovecot::should_skip() {
         return;
     }
-    let server = Dovecot::start();
-    let mut raw = server.raw();
-    raw.cmd("CREATE Work").unwrap();
-    raw.multiappend("Work", &(0..3).map(|n| ("\\Seen", dovecot::message(n))).collect::<Vec<_>>());
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, work) = new_store(&tmp.path().join("store"));
-    let mut conn = login(&server);
-    let folder = server_folder(&mut conn, "Work");
+    let Setup { server: _server, mut raw, tmp: _tmp, store, work, mut conn, folder } =
+        setup(&(0..3).map(|n| ("\\Seen", dovecot::message(n))).collect::<Vec<_>>());
     download_folder(&mut conn, &store, &folder, work).unwrap();
     let before = store.index().folder_remote(work).cloned().unwrap();
 
@@ -243,15 +250,9 @@ fn batches_respect_both_the_message_and_the_byte_limit() {
     if dovecot::should_skip() {
         return;
     }
-    let server = Dovecot::start();
-    let mut raw = server.raw();
-    raw.cmd("CREATE Work").unwrap();
     let seeded: Vec<_> = (0..50).map(seed).collect();
-    raw.multiappend("Work", &seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, work) = new_store(&tmp.path().join("store"));
-    let mut conn = login(&server);
-    let folder = server_folder(&mut conn, "Work");
+    let Setup { server: _server, raw: _raw, tmp: _tmp, store, work, mut conn, folder } =
+        setup(&seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
     // 7 a batch by count: messages 0-6, then message 7 (over 100 KB, the byte limit) alone,
     // then 8-14, ... : batches of 7, 1, 7, 7, 7, 7, 7, 7.
     let report = download_folder_in_batches(&mut conn, &store, &folder, work, 7, 100_000).unwrap();
