@@ -25,27 +25,6 @@ use msgfs::sync::config::{Account, MaxDeletes, Password, Tls};
 use msgfs::sync::imap::{Connection, FolderStatus, ImapError};
 use msgfs::sync::names::SpecialUse;
 
-fn account(server: &Dovecot, tls: Tls) -> Account {
-    Account {
-        name: "test".into(),
-        host: "127.0.0.1".into(),
-        port: if tls == Tls::Implicit { server.tls_port } else { server.port },
-        tls,
-        user: dovecot::USER.into(),
-        pass_cmd: None,
-        ca_file: Some(server.ca_file.clone()),
-        store: server.dir.path().join("store"),
-        folders: vec!["*".into()],
-        max_deletes: MaxDeletes::Percent(10),
-    }
-}
-
-fn login(server: &Dovecot, tls: Tls) -> Connection {
-    let mut conn = Connection::connect(&account(server, tls)).unwrap_or_else(|e| panic!("{tls:?}: {e}"));
-    conn.login(dovecot::USER, &Password::new(dovecot::PASS.into())).unwrap_or_else(|e| panic!("{tls:?}: {e}"));
-    conn
-}
-
 #[test]
 fn login_works_with_implicit_tls_starttls_and_plain_text_to_loopback() {
     if dovecot::should_skip() {
@@ -53,7 +32,7 @@ fn login_works_with_implicit_tls_starttls_and_plain_text_to_loopback() {
     }
     let server = Dovecot::start();
     for tls in [Tls::Implicit, Tls::Starttls, Tls::None] {
-        let mut conn = login(&server, tls);
+        let mut conn = server.login(tls);
         let inbox = conn.list().unwrap().into_iter().find(|f| f.name == "INBOX").unwrap();
         assert_eq!(conn.status(&inbox).unwrap().messages, 0, "{tls:?}");
         conn.logout().unwrap();
@@ -66,7 +45,7 @@ fn starttls_to_a_server_that_does_not_offer_it_is_an_error_not_plain_text() {
         return;
     }
     let server = Dovecot::start_with(dovecot::Options { no_ssl: true, ..Default::default() });
-    let err = Connection::connect(&account(&server, Tls::Starttls)).err().expect("must refuse");
+    let err = Connection::connect(&server.account(Tls::Starttls)).err().expect("must refuse");
     assert!(matches!(err, ImapError::NoStartTls { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("does not offer STARTTLS") && text.contains("plain text"), "{text}");
@@ -81,7 +60,7 @@ fn a_certificate_from_an_unknown_ca_fails_the_handshake_with_a_tls_error() {
     }
     let server = Dovecot::start();
     for tls in [Tls::Implicit, Tls::Starttls] {
-        let mut acc = account(&server, tls);
+        let mut acc = server.account(tls);
         acc.ca_file = None;
         let err = Connection::connect(&acc).err().expect("must refuse an unknown issuer");
         assert!(matches!(err, ImapError::Tls { .. }), "{tls:?}: {err:?}");
@@ -95,7 +74,7 @@ fn a_wrong_password_is_refused_with_the_servers_words() {
         return;
     }
     let server = Dovecot::start();
-    let mut conn = Connection::connect(&account(&server, Tls::Implicit)).unwrap();
+    let mut conn = Connection::connect(&server.account(Tls::Implicit)).unwrap();
     let err = conn.login(dovecot::USER, &Password::new("wrong".into())).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ImapError::LoginFailed { .. }), "{err:?}");
@@ -110,7 +89,7 @@ fn capabilities_are_detected_and_qresync_enabled_where_offered() {
         return;
     }
     let server = Dovecot::start();
-    let conn = login(&server, Tls::Implicit);
+    let conn = server.login(Tls::Implicit);
     for cap in ["IMAP4REV1", "QRESYNC", "CONDSTORE", "MULTIAPPEND", "UIDPLUS", "MOVE", "SPECIAL-USE", "LITERAL+"] {
         assert!(conn.has(cap), "{cap} missing from {:?}", conn.capabilities());
     }
@@ -122,7 +101,7 @@ fn capabilities_are_detected_and_qresync_enabled_where_offered() {
         capability: Some("IMAP4rev1 LITERAL+ UIDPLUS".into()),
         ..Default::default()
     });
-    let mut conn = login(&plain, Tls::Starttls);
+    let mut conn = plain.login(Tls::Starttls);
     assert!(!conn.has("QRESYNC") && !conn.has("CONDSTORE"), "{:?}", conn.capabilities());
     assert!(!conn.qresync_enabled());
     let inbox = conn.list().unwrap().into_iter().find(|f| f.name == "INBOX").unwrap();
@@ -151,7 +130,7 @@ fn list_and_status_give_seeded_folders_with_non_ascii_names_and_the_store_mappin
     seed(&mut raw, "Sent", 3);
     seed(&mut raw, "\"A/B\"", 2);
 
-    let mut conn = login(&server, Tls::Implicit);
+    let mut conn = server.login(Tls::Implicit);
     let folders = conn.list().unwrap();
     let by_name = |n: &str| folders.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("{n} not in {folders:?}"));
     let path = |n: &str| by_name(n).store_path().unwrap().join("/");
@@ -190,7 +169,7 @@ fn a_server_killed_mid_session_or_not_listening_is_a_clear_connection_error() {
         return;
     }
     let server = Dovecot::start();
-    let mut conn = login(&server, Tls::Implicit);
+    let mut conn = server.login(Tls::Implicit);
     let inbox = conn.list().unwrap().into_iter().find(|f| f.name == "INBOX").unwrap();
     drop(server);
     let err = conn.status(&inbox).unwrap_err();
@@ -227,9 +206,9 @@ fn the_survey_keeps_selected_selectable_folders_and_holds_back_two_that_map_to_o
         raw.cmd(&format!("CREATE {b}")).unwrap();
     }
     raw.multiappend("Trash", &[("", dovecot::message(1)), ("\\Deleted", dovecot::message(2))]);
-    let mut acc = account(&server, Tls::Implicit);
+    let mut acc = server.account(Tls::Implicit);
     acc.folders = vec!["*".into(), "!Junk".into(), "!Work.O*".into()];
-    let mut conn = login(&server, Tls::Implicit);
+    let mut conn = server.login(Tls::Implicit);
     let s = msgfs::sync::survey::survey(&mut conn, &acc).unwrap();
     let got: Vec<(String, String, u32)> =
         s.folders.iter().map(|f| (f.folder.name.clone(), f.store_path.join("/"), f.status.messages)).collect();
@@ -257,13 +236,13 @@ fn a_user_name_and_password_with_quotes_backslashes_and_non_ascii_log_in() {
     }
     let server = Dovecot::start();
     for tls in [Tls::Implicit, Tls::None] {
-        let mut conn = Connection::connect(&account(&server, tls)).unwrap();
+        let mut conn = Connection::connect(&server.account(tls)).unwrap();
         conn.login(dovecot::USER2, &Password::new(dovecot::PASS2.into()))
             .unwrap_or_else(|e| panic!("{tls:?}: {e}\n{}", server.log()));
         assert!(conn.list().unwrap().iter().any(|f| f.name == "INBOX"));
         conn.logout().unwrap();
     }
-    let mut conn = Connection::connect(&account(&server, Tls::None)).unwrap();
+    let mut conn = Connection::connect(&server.account(Tls::None)).unwrap();
     let err = conn.login(dovecot::USER2, &Password::new("q\"uo\\te".into())).unwrap_err();
     assert!(matches!(err, ImapError::LoginFailed { .. }), "{err:?}");
 }

@@ -9,28 +9,9 @@ use std::path::Path;
 
 use dovecot::Dovecot;
 use msgfs::store::{flags, Attrs, FolderRemote, Id, Options, Store, ROOT};
-use msgfs::sync::config::{Account, MaxDeletes, Password, Tls};
+use msgfs::sync::config::Tls;
 use msgfs::sync::download::{download_folder, download_folder_in_batches, DownloadError};
 use msgfs::sync::imap::{Connection, Folder};
-
-fn login(server: &Dovecot) -> Connection {
-    let account = Account {
-        name: "test".into(),
-        host: "127.0.0.1".into(),
-        // Over TLS, as a real account would be: the big message then arrives in many records.
-        port: server.tls_port,
-        tls: Tls::Implicit,
-        user: dovecot::USER.into(),
-        pass_cmd: None,
-        ca_file: Some(server.ca_file.clone()),
-        store: server.dir.path().join("store"),
-        folders: vec!["*".into()],
-        max_deletes: MaxDeletes::Percent(10),
-    };
-    let mut conn = Connection::connect(&account).unwrap();
-    conn.login(dovecot::USER, &Password::new(dovecot::PASS.into())).unwrap();
-    conn
-}
 
 fn server_folder(conn: &mut Connection, name: &str) -> Folder {
     conn.list().unwrap().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no folder {name}"))
@@ -123,7 +104,8 @@ fn setup(msgs: &[(&str, Vec<u8>)]) -> Setup {
     raw.multiappend("Work", msgs);
     let tmp = tempfile::tempdir().unwrap();
     let (store, work) = new_store(&tmp.path().join("store"));
-    let mut conn = login(&server);
+    // Over TLS, as a real account would be: the big message then arrives in many records.
+    let mut conn = server.login(Tls::Implicit);
     let folder = server_folder(&mut conn, "Work");
     Setup { server, raw, tmp, store, work, conn, folder }
 }

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use msgfs::sync::config::{Account, MaxDeletes, Password, Tls};
+use msgfs::sync::imap::Connection;
+
 pub const USER: &str = "tester";
 pub const PASS: &str = "s3cret pass";
 /// A second user whose name and password need quoting and literals: `"`, `\`, non-ASCII.
@@ -162,6 +165,29 @@ fn make_certs(dir: &Path) {
 }
 
 impl Dovecot {
+    /// An account of the test user on this server, trusting its CA, over `tls`.
+    pub fn account(&self, tls: Tls) -> Account {
+        Account {
+            name: "test".into(),
+            host: "127.0.0.1".into(),
+            port: if tls == Tls::Implicit { self.tls_port } else { self.port },
+            tls,
+            user: USER.into(),
+            pass_cmd: None,
+            ca_file: Some(self.ca_file.clone()),
+            store: self.dir.path().join("store"),
+            folders: vec!["*".into()],
+            max_deletes: MaxDeletes::Percent(10),
+        }
+    }
+
+    /// A connection over `tls`, logged in as the test user.
+    pub fn login(&self, tls: Tls) -> Connection {
+        let mut conn = Connection::connect(&self.account(tls)).unwrap_or_else(|e| panic!("{tls:?}: {e}"));
+        conn.login(USER, &Password::new(PASS.into())).unwrap_or_else(|e| panic!("{tls:?}: {e}"));
+        conn
+    }
+
     pub fn start() -> Dovecot {
         Dovecot::start_with(Options::default())
     }
