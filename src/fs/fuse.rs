@@ -215,7 +215,8 @@ impl<V: View> Filesystem for Adapter<V> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let change = AttrChange { mode, uid, gid, mtime: mtime.map(ns_of), flags: None, xattrs: vec![] };
+        let change =
+            AttrChange { mode, uid, gid, mtime: mtime.map(ns_of), flags: None, xattrs: vec![], keywords: None };
         let done = answer(reply, |r: ReplyAttr, (a, ttl): (Attr, Duration)| r.attr(&ttl, &file_attr(&a)));
         self.view.setattr(ino.0, fh.map(|f| f.0), caller(req), change, size, done);
     }

@@ -466,6 +466,7 @@ impl StoreFs {
                 gid: Some(node.attrs.gid),
                 mtime: node.mtime_set.then_some(node.attrs.mtime),
                 flags: None,
+                keywords: None,
                 xattrs: node
                     .xattrs
                     .iter()

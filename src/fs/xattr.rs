@@ -11,7 +11,7 @@ use super::inodes::InodeRef;
 use super::store_fs::StoreFs;
 use super::store_fs::{Done, Op};
 use crate::control::*;
-use crate::store::{flags, AttrChange, Error, RemoteChange, XattrChange};
+use crate::store::{flags, AttrChange, Error, XattrChange};
 
 /// How much of a message is read to find its header properties.
 const HEADER_PREFIX: usize = 256 << 10;
@@ -111,12 +111,6 @@ impl StoreFs {
     }
 
     fn change_xattr(self: &Arc<Self>, ino: u64, name: &str, change: XattrChange, done: Done<()>) {
-        if name == XATTR_FLAGS {
-            return match self.plan_flags(ino, change) {
-                Ok(ops) => self.commit(ops, |_, _| Ok(()), done),
-                Err(e) => done(Err(e)),
-            };
-        }
         match self.plan_xattr(ino, name, change) {
             Ok(Some(op)) => self.commit(vec![op], |_, _| Ok(()), done),
             Ok(None) => done(Ok(())),
@@ -126,6 +120,9 @@ impl StoreFs {
 
     /// An xattr change: made in the overlay at once (a new file), or an operation to commit.
     fn plan_xattr(&self, ino: u64, name: &str, change: XattrChange) -> FsResult<Option<Op>> {
+        if name == XATTR_FLAGS {
+            return self.plan_flags(ino, change).map(Some);
+        }
         if name.starts_with(XATTR_PREFIX) {
             return err(Errno::EPERM);
         }
@@ -170,7 +167,7 @@ impl StoreFs {
     /// keywords separated by spaces, sets the message's flags and keywords (a trailing
     /// newline, as `echo` leaves, is ignored); removing it clears both. An unknown letter
     /// or a keyword with control characters is EINVAL.
-    fn plan_flags(&self, ino: u64, change: XattrChange) -> FsResult<Vec<Op>> {
+    fn plan_flags(&self, ino: u64, change: XattrChange) -> FsResult<Op> {
         self.writable()?;
         let id = match self.resolve(ino)? {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => id,
@@ -189,11 +186,8 @@ impl StoreFs {
             }
             XattrChange::Remove { .. } => (0, Vec::new()),
         };
-        // Checked before either change is submitted: the two commit one after the other.
-        crate::store::remote::check_keywords(&keywords)?;
-        Ok(vec![
-            Op::MessageMeta { id, change: AttrChange { flags: Some(bits), ..Default::default() } },
-            Op::Remote(vec![RemoteChange::Keywords(id, keywords)]),
-        ])
+        // One change: the flags and the keywords land in one frame, or neither does.
+        let change = AttrChange { flags: Some(bits), keywords: Some(keywords), ..Default::default() };
+        Ok(Op::MessageMeta { id, change })
     }
 }

@@ -40,6 +40,9 @@ pub struct AttrChange {
     pub mtime: Option<i64>,
     pub flags: Option<u8>,
     pub xattrs: Vec<XattrChange>,
+    /// A message's IMAP keywords beyond its flags, replaced as a whole (empty: none);
+    /// logged in the same frame as the rest of the change.
+    pub keywords: Option<Vec<String>>,
 }
 
 impl AttrChange {
@@ -51,6 +54,7 @@ impl AttrChange {
             && self.mtime.is_none()
             && self.flags.is_none()
             && self.xattrs.is_empty()
+            && self.keywords.is_none()
     }
 }
 
@@ -314,8 +318,8 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
             Outcome { id: *id, version: 0 }
         }
         Op::FolderAttrs { id, change } => {
-            if !change.xattrs.is_empty() || change.flags.is_some() {
-                return Err(Error::InvalidArgument("folders keep no xattrs or flags".into()));
+            if !change.xattrs.is_empty() || change.flags.is_some() || change.keywords.is_some() {
+                return Err(Error::InvalidArgument("folders keep no xattrs, flags or keywords".into()));
             }
             let f = ix.folder(*id)?;
             recs.push(Record::FolderAttrs { id: *id, attrs: merged(f.attrs, change) });
@@ -333,6 +337,10 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
                 flags: change.flags.unwrap_or(m.flags),
                 xattrs: x,
             });
+            if let Some(k) = &change.keywords {
+                super::remote::check_keywords(k)?;
+                recs.push(Record::MessageKeywords { id: *id, keywords: k.clone() });
+            }
             Outcome { id: *id, version: m.version }
         }
         Op::MessageMove { id, folder, name } => {
@@ -424,7 +432,7 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
         let link = MessageRemote { folder, uid: rc.uid, modseq: rc.modseq, flags: rc.flags, version };
         recs.push(Record::MessageRemote { id: s.id, link: Some(link) });
     }
-    if let Some(k) = &s.keywords {
+    if let Some(k) = s.keywords.as_ref().or(s.change.keywords.as_ref()) {
         recs.push(Record::MessageKeywords { id: s.id, keywords: k.clone() });
     }
     if let Some(src) = s.delete_source {
