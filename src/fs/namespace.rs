@@ -240,8 +240,7 @@ impl StoreFs {
     /// new version and keeps its entry id. `unhide`: `dkey` was hidden by a shadow of `dst`,
     /// and shows `dst` again once this is durable.
     fn rename_over(&self, src: Id, dst: Id, dkey: (Id, String), unhide: bool) -> FsResult<Renamed> {
-        let moved = self.store.index().message(src)?.version();
-        let op = self.store.rename_over_op(src, dst)?;
+        let (op, moved) = self.store.rename_over_op(src, dst)?;
         Ok(Renamed::Commit(
             vec![op],
             Box::new(move |fs, out| {

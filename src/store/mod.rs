@@ -472,33 +472,38 @@ impl Store {
     /// Make message `src` the new version of message `dst` (a rename of one message over
     /// another): `dst` keeps its entry id, folder and name; `src` is gone. One frame.
     pub fn rename_over(&self, src: Id, dst: Id) -> Result<Outcome> {
-        self.run(self.rename_over_op(src, dst)?)
+        self.run(self.rename_over_op(src, dst)?.0)
     }
 
-    /// The operation of [`Store::rename_over`], to submit.
-    pub fn rename_over_op(&self, src: Id, dst: Id) -> Result<Op> {
+    /// The operation of [`Store::rename_over`], to submit, and the version of `src` it moves
+    /// (read with the rest, so it is the one the operation names).
+    pub fn rename_over_op(&self, src: Id, dst: Id) -> Result<(Op, u64)> {
         let (m, xattrs) = {
             let ix = self.index();
             let m = ix.message(src)?.clone();
             let x = m.xattrs.as_deref().cloned().unwrap_or_default();
             (m, x)
         };
-        Ok(Op::Save(Box::new(Save {
-            id: dst,
-            new_in: None,
-            base_version: None,
-            force: true,
-            source: Source::Object(src, m.version),
-            size: m.size,
-            crc: m.crc,
-            attrs: Some(m.attrs),
-            flags: Some(m.flags),
-            xattrs: Some(xattrs),
-            change: AttrChange::default(),
-            delete_source: Some(src),
-            remote: None,
-            keywords: None,
-        })))
+        let moved = m.version;
+        Ok((
+            Op::Save(Box::new(Save {
+                id: dst,
+                new_in: None,
+                base_version: None,
+                force: true,
+                source: Source::Object(src, m.version),
+                size: m.size,
+                crc: m.crc,
+                attrs: Some(m.attrs),
+                flags: Some(m.flags),
+                xattrs: Some(xattrs),
+                change: AttrChange::default(),
+                delete_source: Some(src),
+                remote: None,
+                keywords: None,
+            })),
+            moved,
+        ))
     }
 
     /// Commit a synced file under `staging/` as message `target`'s new version, or as a new
