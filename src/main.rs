@@ -130,6 +130,36 @@ enum Command {
         /// inside a msgfs mount
         dest: PathBuf,
     },
+    /// Replicate a store with an IMAP account, both ways (see accounts.toml in msgfs(5)); exit 1
+    /// if some folder failed, 2 for usage, connection or store errors
+    Sync {
+        /// Account name in accounts.toml (default: the only one)
+        account: Option<String>,
+        /// Accounts file (default: $XDG_CONFIG_HOME/msgfs/accounts.toml or ~/.config/msgfs/accounts.toml)
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Store directory (default: the account's `store`); not while it is mounted
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Only this folder (store path such as Work/2026, or the server's name); repeatable
+        #[arg(long = "folder", value_name = "F")]
+        folders: Vec<String>,
+        /// Only send local changes to the server
+        #[arg(long, conflicts_with = "download_only")]
+        upload_only: bool,
+        /// Only bring the server's changes into the store
+        #[arg(long)]
+        download_only: bool,
+        /// Show what would change on each side; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow more deletions in one folder than the account's max_deletes
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Show the last run's per-folder state and result instead of syncing
+        #[arg(long)]
+        status: bool,
+    },
     /// Verify every log record, object checksum and reference; exit 1 on damage, 2 if STORE is
     /// not a store
     Check {
@@ -165,6 +195,27 @@ fn main() -> ExitCode {
             };
             cmd::export::run(&store_or_default(store), fmt, folder.as_deref(), &dest)
         }
+        Command::Sync {
+            account,
+            config,
+            store,
+            folders,
+            upload_only,
+            download_only,
+            dry_run,
+            allow_mass_delete,
+            status,
+        } => cmd::sync::run(cmd::sync::Args {
+            account,
+            config,
+            store,
+            folders,
+            upload_only,
+            download_only,
+            dry_run,
+            allow_mass_delete,
+            status,
+        }),
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
         Command::Lock { mountpoint, shutdown } => cmd::control::lock(&mountpoint, shutdown),
         Command::Unlock { mountpoint } => cmd::control::unlock(&mountpoint),

@@ -235,10 +235,11 @@ fn batches_respect_both_the_message_and_the_byte_limit() {
     let seeded: Vec<_> = (0..50).map(seed).collect();
     let Setup { server: _server, raw: _raw, tmp: _tmp, store, work, mut conn, folder } =
         setup(&seeded.iter().map(|(f, b, _, _)| (*f, b.clone())).collect::<Vec<_>>());
-    // 7 a batch by count: messages 0-6, then message 7 (over 100 KB, the byte limit) alone,
-    // then 8-14, ... : batches of 7, 1, 7, 7, 7, 7, 7, 7.
+    // Headers first, all 50 in one batch (headers go ten times the count a batch). Then the
+    // bodies, smallest first, 7 a batch by count: the 49 small ones in 7 batches, and
+    // message 7 (over 100 KB, the byte limit) alone at the end: 1 + 8 batches.
     let report = download_folder_in_batches(&mut conn, &store, &folder, work, 7, 100_000).unwrap();
-    assert_eq!((report.messages, report.batches), (50, 8), "{report:?}");
+    assert_eq!((report.messages, report.bodies, report.batches), (50, 50, 9), "{report:?}");
     let got = downloaded(&store, work);
     for ((_, bytes, _, _), (_, want, _, _)) in got.iter().zip(&seeded) {
         assert_eq!(lf(bytes), lf(want));

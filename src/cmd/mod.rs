@@ -7,6 +7,7 @@ pub mod export;
 pub mod import;
 pub mod init;
 pub mod mount;
+pub mod sync;
 
 /// What a subcommand returns: an exit code, or an error printed as `msgfs: ERROR`.
 pub type CmdResult = Result<u8, Box<dyn std::error::Error + Send + Sync>>;

@@ -241,6 +241,19 @@ impl StoreFs {
                 }
             }
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
+                // A header-only message (its body still on the server) is not the message:
+                // reading it would give a wrong file and saving over it would lose the body.
+                {
+                    let ix = self.store.index();
+                    if ix.message(id)?.flags() & crate::store::flags::HEADER_ONLY != 0 {
+                        let (folder, name) = ix.location_of(id).unwrap_or((ROOT, "?"));
+                        log::warn!(
+                            "{}/{name}: only its header has been downloaded; run `msgfs sync` to fetch the body",
+                            ix.folder_path(folder)
+                        );
+                        return err(Errno::EIO);
+                    }
+                }
                 if !write {
                     // No file is opened here (this is the hot path of reading many
                     // messages): the pin keeps the version's object, and the first READ

@@ -182,7 +182,7 @@ fn current_ids() -> (u32, u32) {
 /// made unique in its folder with ` (N)` ([`mime::unique_name_from`]). The PST mount names
 /// its messages with it too, so that it shows the names an import gives.
 #[derive(Default)]
-pub(crate) struct MessageNames {
+pub struct MessageNames {
     /// For a (folder, wanted name): the next ` (N)` worth trying. Names are only ever added
     /// while naming (an import deletes nothing, a PST is read-only), so every lower number
     /// stays taken; this keeps a folder of thousands of "(no subject)" messages linear.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::{Error, Result};
-use super::index::{Attrs, Id, Index, Record, Xattrs};
+use super::index::{flags, Attrs, Id, Index, Record, Xattrs};
 use super::remote::{MessageRemote, RemoteChange, RemoteCopy};
 use super::{object_dir, object_path, Shared};
 
@@ -334,7 +334,7 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
             recs.push(Record::MessageMeta {
                 id: *id,
                 attrs: merged(m.attrs, change),
-                flags: change.flags.unwrap_or(m.flags),
+                flags: change.flags.map_or(m.flags, |f| (f & flags::USER) | (m.flags & !flags::USER)),
                 xattrs: x,
             });
             if let Some(k) = &change.keywords {
@@ -415,7 +415,7 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
             (Some(_), Some(_)) => return Err(Error::Exists),
         };
     let attrs = merged(attrs, &s.change);
-    let flags = s.change.flags.unwrap_or(flags);
+    let flags = s.change.flags.map_or(flags, |f| (f & flags::USER) | (flags & !flags::USER));
     let mut xattrs = xattrs;
     for ch in &s.change.xattrs {
         apply_xattr(&mut xattrs, ch)?;

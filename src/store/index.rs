@@ -30,6 +30,12 @@ pub mod flags {
     pub const DRAFT: u8 = 0x08;
     pub const PASSED: u8 = 0x10;
     pub const TRASHED: u8 = 0x20;
+    /// Not a user flag: the message holds only its header, its body is still on the server
+    /// (a sync's first pass). No letter spells it, and an attribute change (`AttrChange`)
+    /// keeps it as it was: only a save with whole content sets or clears it.
+    pub const HEADER_ONLY: u8 = 0x40;
+    /// The flags a user sets and a sync replicates.
+    pub const USER: u8 = DRAFT | FLAGGED | PASSED | ANSWERED | SEEN | TRASHED;
 
     /// The flags' letters, Maildir's, in the ASCII order Maildir names them; the
     /// `user.msgfs.flags` xattr spells them the same way. IMAP's \\Seen, \\Answered,
@@ -283,6 +289,14 @@ pub enum Child<'a> {
 }
 
 impl Child<'_> {
+    /// The message's id, `None` for a folder.
+    pub fn message_id(&self) -> Option<Id> {
+        match *self {
+            Child::Message(id, _) => Some(id),
+            Child::Folder(_) => None,
+        }
+    }
+
     pub fn id(&self) -> Id {
         match *self {
             Child::Folder(id) | Child::Message(id, _) => id,

@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use open::{format_of, store_id_of};
 pub use pin::PinnedVersion;
-pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, SyncedMessage, UploadIntent};
+pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
 

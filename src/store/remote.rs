@@ -60,6 +60,18 @@ pub struct RemoteCopy {
     pub flags: u8,
 }
 
+/// One message for [`Store::replace_synced_batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    pub id: Id,
+    pub base_version: u64,
+    pub staged: std::path::PathBuf,
+    pub size: u64,
+    pub crc: u32,
+    pub flags: u8,
+    pub remote: RemoteCopy,
+}
+
 /// A durable note, written before an upload, that `message` at `version` (`size` bytes)
 /// may reach `folder`'s remote replica, whose next uid was `uidnext` before it. A resumed
 /// sync finds what it sent by looking from `uidnext` on, instead of sending it again.
@@ -479,6 +491,47 @@ impl Store {
                 .map(|s| (s.message, Some(s.remote), (!s.keywords.is_empty()).then_some(s.keywords)))
                 .collect(),
         )
+    }
+
+    /// Replace header-only (or otherwise stale) messages by their full content, many in one
+    /// frame with one syncfs, as [`Store::import_synced`] does for new ones: each keeps its
+    /// entry id, name, attributes and xattrs; its flags become `flags` (a header-only mark
+    /// is cleared unless `flags` has it). Fails as a whole with ObjectChanged if any message
+    /// is no longer at its base version (a local writer saved first): the caller retries
+    /// the others. Staged files (from [`Store::stage_content`]) are removed on failure.
+    pub fn replace_synced_batch(&self, items: Vec<Replacement>) -> Result<()> {
+        let staged: Vec<std::path::PathBuf> = items.iter().map(|r| r.staged.clone()).collect();
+        let saves = {
+            let ix = self.index();
+            let mut v = Vec::with_capacity(items.len());
+            for r in items {
+                let m = ix.message(r.id)?;
+                v.push(Save {
+                    id: r.id,
+                    new_in: None,
+                    base_version: Some(r.base_version),
+                    force: false,
+                    source: Source::StagedUnsynced(r.staged),
+                    size: r.size,
+                    crc: r.crc,
+                    attrs: Some(m.attrs()),
+                    flags: Some(r.flags),
+                    xattrs: None,
+                    change: AttrChange::default(),
+                    delete_source: None,
+                    remote: Some(r.remote),
+                    keywords: None,
+                });
+            }
+            v
+        };
+        let r = self.run(Op::Import(saves));
+        if r.is_err() {
+            for p in &staged {
+                let _ = self.vfs().remove_file(p);
+            }
+        }
+        r.map(|_| ())
     }
 
     /// Commit the synced file `staged` (under `staging/`, synced here) as a new version of

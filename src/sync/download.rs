@@ -33,8 +33,10 @@ pub const BATCH_BYTES: u64 = 32 << 20;
 /// What one [`download_folder`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DownloadReport {
-    /// Messages committed.
+    /// New messages committed (header-only at first).
     pub messages: u64,
+    /// Header-only messages completed with their bodies.
+    pub bodies: u64,
     /// Their bytes.
     pub bytes: u64,
     /// Batches (frames) committed.
@@ -133,8 +135,21 @@ pub fn download_folder(
     download_folder_in_batches(conn, store, server_folder, folder_id, BATCH_MESSAGES, BATCH_BYTES)
 }
 
-/// [`download_folder`] with other batch limits: at most `max_messages` messages and
-/// `max_bytes` bytes a batch (one message bigger than that goes alone).
+/// Batch limits: at most `messages` messages and `bytes` bytes a batch (one message bigger
+/// than that goes alone).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub messages: usize,
+    pub bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { messages: BATCH_MESSAGES, bytes: BATCH_BYTES }
+    }
+}
+
+/// [`download_folder`] with other batch limits.
 pub fn download_folder_in_batches(
     conn: &mut Connection,
     store: &Store,
@@ -143,7 +158,7 @@ pub fn download_folder_in_batches(
     max_messages: usize,
     max_bytes: u64,
 ) -> Result<DownloadReport, DownloadError> {
-    let max_messages = max_messages.max(1);
+    let limits = Limits { messages: max_messages.max(1), bytes: max_bytes };
     let name = server_folder.name.clone();
     // The folder must exist before we talk to the server at length.
     store.index().folder(folder_id)?;
@@ -155,68 +170,193 @@ pub fn download_folder_in_batches(
             return Err(DownloadError::UidValidityChanged { folder: name, saved: s.uidvalidity, server: uidvalidity });
         }
     }
-    let linked = store.index().message_remotes().filter(|(_, l)| l.folder == folder_id).map(|(_, l)| l.uid).max();
-    let mut cursor = saved.as_ref().map_or(0, |s| s.cursor).max(linked.unwrap_or(0));
+    let cursor = saved.as_ref().map_or(0, |s| s.cursor);
     // Until the pass is complete, the previous uidnext/highestmodseq stay (0 on a first run).
     let mut state = FolderRemote { name: name.clone(), uidvalidity, cursor, ..saved.clone().unwrap_or_default() };
     let mut report = DownloadReport::default();
-
-    let mut todo: Vec<(u32, u64)> = Vec::new();
-    if sel.exists > 0 && cursor < u64::from(u32::MAX) {
-        let from = cursor + 1;
-        // `from:*` also answers with the highest UID when that is below `from`: filter.
-        todo = conn
-            .uid_fetch(&format!("{from}:*"), FetchWhat::Sizes)?
-            .into_iter()
-            .filter(|f| u64::from(f.uid) > cursor)
-            .map(|f| (f.uid, u64::from(f.size.unwrap_or(0))))
-            .collect();
-        todo.sort_unstable();
-        todo.dedup_by_key(|t| t.0);
-    }
-
+    let (todo, highest) = if sel.exists > 0 { list_new(conn, store, folder_id, cursor)? } else { (Vec::new(), cursor) };
     let mut names = MessageNames::default();
-    let mut start = 0;
-    while start < todo.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < todo.len() && end - start < max_messages && (end == start || bytes + todo[end].1 <= max_bytes) {
-            bytes += todo[end].1;
-            end += 1;
-        }
-        let batch = &todo[start..end];
-        let set: Vec<String> = batch.iter().map(|(u, _)| u.to_string()).collect();
-        let mut fetched = conn.uid_fetch(&set.join(","), FetchWhat::Full)?;
-        fetched.retain(|f| batch.binary_search_by_key(&f.uid, |t| t.0).is_ok());
-        // An unsolicited FETCH (a flag update) may name a UID of the batch too, without its
-        // body: keep the answer that has the body.
-        fetched.sort_unstable_by_key(|f| (f.uid, f.body.is_none()));
-        fetched.dedup_by_key(|f| f.uid);
-        report.vanished += (batch.len() - fetched.len()) as u64;
-        let n = commit_batch(store, &mut names, folder_id, &name, fetched, &mut report)?;
-        if n > 0 {
-            report.batches += 1;
-        }
-        // The batch is durable (or was empty): the cursor may pass it.
-        cursor = u64::from(batch.last().expect("a batch is never empty").0);
-        state.cursor = cursor;
-        store.set_folder_remote(folder_id, Some(state.clone()))?;
-        start = end;
-    }
-
+    fetch_headers(conn, store, &mut names, folder_id, &name, &todo, limits, &mut report, |last| {
+        state.cursor = state.cursor.max(u64::from(last));
+        store.set_folder_remote(folder_id, Some(state.clone())).map_err(DownloadError::Store)
+    })?;
+    fetch_bodies(conn, store, folder_id, &name, limits, &mut report, &mut |_, _| {})?;
+    state.cursor = state.cursor.max(highest);
     // Every UID below the EXAMINE's UIDNEXT was listed above (or expunged): the pass is
     // complete up to there.
-    state.uidnext = u64::from(sel.uid_next.unwrap_or(0)).max(cursor + 1);
+    state.uidnext = u64::from(sel.uid_next.unwrap_or(0)).max(state.cursor + 1);
     state.highestmodseq = sel.highest_modseq.unwrap_or(0);
-    if saved.as_ref() != Some(&state) {
+    if store.index().folder_remote(folder_id) != Some(&state) {
         store.set_folder_remote(folder_id, Some(state.clone()))?;
     }
     report.state = state;
     Ok(report)
 }
 
-/// Stage and commit one fetched batch in one frame; the number of messages committed.
-fn commit_batch(
+/// The server's messages past `cursor` that the folder has no link to (a message uploaded
+/// by us, or downloaded by a run killed before it moved the cursor, is linked), with their
+/// sizes, in UID order.
+///
+/// Also returns the highest UID the server listed: once the messages listed are in, every
+/// UID up to it is downloaded, linked or expunged, so the cursor may move there.
+pub fn list_new(
+    conn: &mut Connection,
+    store: &Store,
+    folder_id: Id,
+    cursor: u64,
+) -> Result<(Vec<(u32, u64)>, u64), DownloadError> {
+    if cursor >= u64::from(u32::MAX) {
+        return Ok((Vec::new(), cursor));
+    }
+    let from = cursor + 1;
+    let linked: HashSet<u64> = store
+        .index()
+        .message_remotes()
+        .filter(|(_, l)| l.folder == folder_id && l.uid > cursor)
+        .map(|(_, l)| l.uid)
+        .collect();
+    // `from:*` also answers with the highest UID when that is below `from`: filter.
+    let listed = conn.uid_fetch(&format!("{from}:*"), FetchWhat::Sizes)?;
+    let highest = listed.iter().map(|f| u64::from(f.uid)).filter(|u| *u > cursor).max().unwrap_or(cursor);
+    let mut todo: Vec<(u32, u64)> = listed
+        .into_iter()
+        .filter(|f| u64::from(f.uid) > cursor && !linked.contains(&u64::from(f.uid)))
+        .map(|f| (f.uid, u64::from(f.size.unwrap_or(0))))
+        .collect();
+    todo.sort_unstable();
+    todo.dedup_by_key(|t| t.0);
+    Ok((todo, highest))
+}
+
+/// The batches of `todo` ((uid, size) pairs) under `limits`.
+fn batches(todo: &[(u32, u64)], limits: Limits) -> Vec<&[(u32, u64)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < todo.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < todo.len() && end - start < limits.messages && (end == start || bytes + todo[end].1 <= limits.bytes)
+        {
+            bytes += todo[end].1;
+            end += 1;
+        }
+        out.push(&todo[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// DOWNLOAD_TABLE for new messages: fetch the headers of `todo` and commit each as a
+/// header-only message with its link, a batch a frame; after each batch `done(last uid)`
+/// (the caller moves its cursor).
+#[allow(clippy::too_many_arguments)]
+pub fn fetch_headers(
+    conn: &mut Connection,
+    store: &Store,
+    names: &mut MessageNames,
+    folder_id: Id,
+    folder_name: &str,
+    todo: &[(u32, u64)],
+    limits: Limits,
+    report: &mut DownloadReport,
+    mut done: impl FnMut(u32) -> Result<(), DownloadError>,
+) -> Result<(), DownloadError> {
+    // Headers are small: many more go in one batch than whole messages do.
+    let header_limits = Limits { messages: limits.messages * 10, bytes: u64::MAX };
+    for batch in batches(todo, header_limits) {
+        let set: Vec<u32> = batch.iter().map(|t| t.0).collect();
+        let mut fetched = conn.uid_fetch(&super::commands::uid_set(&set), FetchWhat::Header)?;
+        fetched.retain(|f| batch.binary_search_by_key(&f.uid, |t| t.0).is_ok());
+        // An unsolicited FETCH (a flag update) may name a UID of the batch too, without
+        // its header: keep the answer that has it.
+        fetched.sort_unstable_by_key(|f| (f.uid, f.header.is_none()));
+        fetched.dedup_by_key(|f| f.uid);
+        report.vanished += (batch.len() - fetched.len()) as u64;
+        let n = commit_headers(store, names, folder_id, folder_name, fetched, report)?;
+        if n > 0 {
+            report.batches += 1;
+        }
+        done(batch.last().expect("a batch is never empty").0)?;
+    }
+    Ok(())
+}
+
+/// DOWNLOAD_HEADER: replace every header-only message of the folder by the whole message,
+/// smallest first, a batch a frame; each keeps its entry id, name and local flags.
+/// `progress(messages, bytes)` after each batch.
+pub fn fetch_bodies(
+    conn: &mut Connection,
+    store: &Store,
+    folder_id: Id,
+    folder_name: &str,
+    limits: Limits,
+    report: &mut DownloadReport,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), DownloadError> {
+    let pending: Vec<(u32, Id)> = {
+        let ix = store.index();
+        ix.message_remotes()
+            .filter(|(id, l)| {
+                l.folder == folder_id
+                    && ix.message(*id).is_ok_and(|m| m.folder() == folder_id && m.flags() & flags::HEADER_ONLY != 0)
+            })
+            .filter_map(|(id, l)| u32::try_from(l.uid).ok().map(|u| (u, id)))
+            .collect()
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let by_uid: std::collections::HashMap<u32, Id> = pending.iter().copied().collect();
+    let uids: Vec<u32> = pending.iter().map(|p| p.0).collect();
+    let mut todo: Vec<(u32, u64)> = conn
+        .uid_fetch(&super::commands::uid_set(&uids), FetchWhat::Sizes)?
+        .into_iter()
+        .filter(|f| by_uid.contains_key(&f.uid))
+        .map(|f| (f.uid, u64::from(f.size.unwrap_or(0))))
+        .collect();
+    // Smallest first: most messages become readable soonest.
+    todo.sort_unstable_by_key(|t| (t.1, t.0));
+    todo.dedup_by_key(|t| t.0);
+    for batch in batches(&todo, limits) {
+        let set: Vec<u32> = batch.iter().map(|t| t.0).collect();
+        let fetched = conn.uid_fetch(&super::commands::uid_set(&set), FetchWhat::Full)?;
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        for f in fetched {
+            let (Some(&id), Some(body)) = (by_uid.get(&f.uid), f.body) else { continue };
+            if items.iter().any(|r: &store::Replacement| r.id == id) {
+                continue;
+            }
+            let ix = store.index();
+            let Ok(m) = ix.message(id) else { continue };
+            let Some(link) = ix.message_remote(id).copied() else { continue };
+            let (staged, crc) = store.stage_content(&body)?;
+            bytes += body.len() as u64;
+            items.push(store::Replacement {
+                id,
+                base_version: m.version(),
+                staged,
+                size: body.len() as u64,
+                crc,
+                flags: m.flags() & flags::USER,
+                remote: RemoteCopy { uid: link.uid, modseq: link.modseq, flags: link.flags },
+            });
+        }
+        let n = items.len() as u64;
+        if n > 0 {
+            store.replace_synced_batch(items)?;
+            report.bodies += n;
+            report.bytes += bytes;
+            report.batches += 1;
+            progress(n, bytes);
+        }
+    }
+    let _ = folder_name;
+    Ok(())
+}
+
+/// Stage and commit one fetched batch of headers in one frame; the number committed.
+fn commit_headers(
     store: &Store,
     names: &mut MessageNames,
     folder_id: Id,
@@ -226,36 +366,34 @@ fn commit_batch(
 ) -> Result<usize, DownloadError> {
     // SAFETY: getuid and getgid cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    // A missing body is found before anything is staged, so that this error leaves no
-    // file behind. (A store error while staging leaves the earlier ones to the next open,
-    // which clears staging/, as for the import.)
-    if let Some(f) = fetched.iter().find(|f| f.body.is_none()) {
+    // A missing header is found before anything is staged, so that this error leaves no
+    // file behind.
+    if let Some(f) = fetched.iter().find(|f| f.header.is_none()) {
         return Err(DownloadError::NoBody { folder: folder_name.to_string(), uid: f.uid });
     }
     let mut pending: HashSet<String> = HashSet::new();
     let mut msgs = Vec::with_capacity(fetched.len());
     for f in fetched {
-        let body = f.body.expect("checked above");
-        let props = mime::parse_props(&body);
+        let header = f.header.expect("checked above");
+        let props = mime::parse_props(&header);
         let name = {
             let ix = store.index();
             names.name(folder_id, &props, |c| pending.contains(c) || ix.lookup(folder_id, c).is_some())
         };
         // As the import does: the Date header's time, else (here) INTERNALDATE.
         let mtime = props.mtime_ns(f.internal_date).unwrap_or_else(now_ns);
-        let (staged, crc) = store.stage_content(&body)?;
+        let (staged, crc) = store.stage_content(&header)?;
         pending.insert(name.clone());
         let (bits, keywords) = map_flags(&f.flags);
-        report.bytes += body.len() as u64;
         msgs.push(SyncedMessage {
             message: NewMessage {
                 folder: folder_id,
                 name,
                 staged,
-                size: body.len() as u64,
+                size: header.len() as u64,
                 crc,
                 attrs: Attrs { mode: libc::S_IFREG | 0o600, uid, gid, mtime },
-                flags: bits,
+                flags: bits | flags::HEADER_ONLY,
             },
             remote: RemoteCopy { uid: u64::from(f.uid), modseq: f.modseq.unwrap_or(0), flags: bits },
             keywords,

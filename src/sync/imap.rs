@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,10 +17,10 @@ use std::time::Duration;
 use imap_codec::encode::Encoder;
 use imap_codec::ResponseCodec;
 use imap_next::client::{Client, Error as ClientError, Event, Options};
-use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::command::{Command, CommandBody, FetchModifier};
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::extensions::enable::CapabilityEnable;
-use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::{Code, Data, GreetingKind, Response, Status, StatusBody, StatusKind};
@@ -224,12 +225,32 @@ pub struct FolderStatus {
 /// What SELECT/EXAMINE reported about a folder. UIDVALIDITY and UIDNEXT are `None` only
 /// for a server that breaks RFC 3501 by leaving them out; `highest_modseq` is `None`
 /// without CONDSTORE (or with NOMODSEQ).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selected {
     pub exists: u32,
     pub uid_validity: Option<u32>,
     pub uid_next: Option<u32>,
     pub highest_modseq: Option<u64>,
+    /// SELECT with QRESYNC: UIDs expunged since the modseq given.
+    pub vanished: Vec<u32>,
+    /// SELECT with QRESYNC: messages whose flags changed since the modseq given.
+    pub changed: Vec<Fetched>,
+}
+
+impl Selected {
+    pub(super) fn from_codes(codes: &[Code<'static>]) -> Selected {
+        let mut sel = Selected::default();
+        for code in codes {
+            match code {
+                Code::UidValidity(n) => sel.uid_validity = Some(n.get()),
+                Code::UidNext(n) => sel.uid_next = Some(n.get()),
+                Code::HighestModSeq(n) => sel.highest_modseq = Some(n.get()),
+                Code::NoModSeq => sel.highest_modseq = None,
+                _ => {}
+            }
+        }
+        sel
+    }
 }
 
 /// What to ask for in [`Connection::uid_fetch`].
@@ -237,6 +258,11 @@ pub struct Selected {
 pub enum FetchWhat {
     /// UID and RFC822.SIZE: enough to plan batches.
     Sizes,
+    /// UID FLAGS (and MODSEQ with CONDSTORE): the flag sync.
+    Flags,
+    /// UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER] (and MODSEQ): a header-only
+    /// message.
+    Header,
     /// UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[] (and MODSEQ with CONDSTORE): the
     /// whole message, without setting \Seen.
     Full,
@@ -255,17 +281,19 @@ pub struct Fetched {
     pub modseq: Option<u64>,
     /// BODY[]: the message exactly as the server sent it.
     pub body: Option<Vec<u8>>,
+    /// BODY[HEADER]: its header, blank line included.
+    pub header: Option<Vec<u8>>,
 }
 
 /// A logged-in (or about to be) IMAP connection.
 pub struct Connection {
     stream: Transport,
-    client: Client,
+    pub(super) client: Client,
     server: String,
     /// Upper-cased, refreshed after STARTTLS and after login as RFC 3501 requires.
     capabilities: Vec<String>,
     qresync: bool,
-    next_tag: u32,
+    pub(super) next_tag: u32,
     read_buf: Box<[u8]>,
 }
 
@@ -418,19 +446,10 @@ impl Connection {
             .map_err(|_| ImapError::Protocol(format!("cannot send the mailbox name {:?}", folder.name)))?;
         let body = CommandBody::Examine { mailbox, parameters: Vec::new() };
         let (data, codes) = self.run_with_codes("EXAMINE", body)?;
-        let mut sel = Selected::default();
+        let mut sel = Selected::from_codes(&codes);
         for d in data {
             if let Data::Exists(n) = d {
                 sel.exists = n;
-            }
-        }
-        for code in codes {
-            match code {
-                Code::UidValidity(n) => sel.uid_validity = Some(n.get()),
-                Code::UidNext(n) => sel.uid_next = Some(n.get()),
-                Code::HighestModSeq(n) => sel.highest_modseq = Some(n.get()),
-                Code::NoModSeq => sel.highest_modseq = None,
-                _ => {}
             }
         }
         Ok(sel)
@@ -441,53 +460,62 @@ impl Connection {
     /// also answers with the highest UID when it is below `n` (RFC 3501 §9: `*` is the
     /// highest UID, and `n:m` is the same as `m:n`): the caller filters.
     pub fn uid_fetch(&mut self, set: &str, what: FetchWhat) -> Result<Vec<Fetched>, ImapError> {
+        self.uid_fetch_since(set, what, None).map(|(f, _)| f)
+    }
+
+    /// [`Connection::uid_fetch`] of the messages whose MODSEQ is above `changed_since`
+    /// (CONDSTORE), with the UIDs of `set` expunged since then when QRESYNC is enabled
+    /// (`VANISHED (EARLIER)`, the second value).
+    pub fn uid_fetch_since(
+        &mut self,
+        set: &str,
+        what: FetchWhat,
+        changed_since: Option<u64>,
+    ) -> Result<(Vec<Fetched>, Vec<u32>), ImapError> {
         let sequence_set =
             SequenceSet::try_from(set).map_err(|_| ImapError::Protocol(format!("bad UID set {set:?}")))?;
-        let mut items = vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size];
-        if what == FetchWhat::Full {
-            items.extend([
-                MessageDataItemName::Flags,
-                MessageDataItemName::InternalDate,
-                MessageDataItemName::BodyExt { section: None, partial: None, peek: true },
-            ]);
-            if self.has("CONDSTORE") || self.has("QRESYNC") {
+        let condstore = self.has("CONDSTORE") || self.has("QRESYNC");
+        let mut items = vec![MessageDataItemName::Uid];
+        if what != FetchWhat::Flags {
+            items.push(MessageDataItemName::Rfc822Size);
+        }
+        if what != FetchWhat::Sizes {
+            items.push(MessageDataItemName::Flags);
+            if condstore {
                 items.push(MessageDataItemName::ModSeq);
             }
         }
-        let body =
-            CommandBody::Fetch { sequence_set, macro_or_item_names: items.into(), uid: true, modifiers: Vec::new() };
-        let mut out = Vec::new();
-        for d in self.run("UID FETCH", body)? {
-            let Data::Fetch { items, .. } = d else { continue };
-            let mut f = Fetched::default();
-            for item in items.into_iter() {
-                match item {
-                    MessageDataItem::Uid(u) => f.uid = u.get(),
-                    MessageDataItem::Rfc822Size(n) => f.size = Some(n),
-                    MessageDataItem::Flags(list) => {
-                        f.flags = list
-                            .iter()
-                            .filter_map(|fl| match fl {
-                                FlagFetch::Flag(flag) => Some(flag.to_string()),
-                                FlagFetch::Recent => None,
-                            })
-                            .collect()
-                    }
-                    MessageDataItem::InternalDate(t) => f.internal_date = t.as_ref().timestamp_nanos_opt(),
-                    MessageDataItem::ModSeq(n) => f.modseq = Some(n.get()),
-                    MessageDataItem::BodyExt { section: None, origin: None, data } => {
-                        // NIL for BODY[] would be a server bug; keep it as "no body" so the
-                        // caller notices instead of storing an empty message.
-                        f.body = data.0.map(|s| s.as_ref().to_vec());
-                    }
-                    _ => {}
-                }
+        match what {
+            FetchWhat::Header | FetchWhat::Full => {
+                let section = (what == FetchWhat::Header).then_some(Section::Header(None));
+                items.push(MessageDataItemName::InternalDate);
+                items.push(MessageDataItemName::BodyExt { section, partial: None, peek: true });
             }
-            if f.uid != 0 {
-                out.push(f);
+            FetchWhat::Sizes | FetchWhat::Flags => {}
+        }
+        let mut modifiers = Vec::new();
+        if let Some(m) = changed_since.and_then(NonZeroU64::new) {
+            modifiers.push(FetchModifier::ChangedSince(m));
+            if self.qresync {
+                modifiers.push(FetchModifier::Vanished);
             }
         }
-        Ok(out)
+        let body = CommandBody::Fetch { sequence_set, macro_or_item_names: items.into(), uid: true, modifiers };
+        let mut out = Vec::new();
+        let mut vanished = Vec::new();
+        for d in self.run("UID FETCH", body)? {
+            match d {
+                Data::Fetch { items, .. } => {
+                    let f = fetched(items.into_inner());
+                    if f.uid != 0 {
+                        out.push(f);
+                    }
+                }
+                Data::Vanished { known_uids, .. } => vanished.extend(uids_of(&known_uids)),
+                _ => {}
+            }
+        }
+        Ok((out, vanished))
     }
 
     /// LOGOUT and close; the server's BYE is expected here.
@@ -525,14 +553,18 @@ impl Connection {
 
     /// Runs one command to its tagged completion; the untagged data it brought, or the
     /// server's NO/BAD text.
-    fn run(&mut self, name: &'static str, body: CommandBody<'static>) -> Result<Vec<Data<'static>>, ImapError> {
+    pub(super) fn run(
+        &mut self,
+        name: &'static str,
+        body: CommandBody<'static>,
+    ) -> Result<Vec<Data<'static>>, ImapError> {
         self.run_with_codes(name, body).map(|(data, _)| data)
     }
 
     /// [`Connection::run`], also returning the response codes of the untagged and tagged
     /// status lines it brought (SELECT's `[UIDVALIDITY n]` and the like).
     #[allow(clippy::type_complexity)]
-    fn run_with_codes(
+    pub(super) fn run_with_codes(
         &mut self,
         name: &'static str,
         body: CommandBody<'static>,
@@ -573,7 +605,7 @@ impl Connection {
     }
 
     /// The client state machine's next event, doing whatever socket I/O it asks for first.
-    fn next_event(&mut self) -> Result<Event, ImapError> {
+    pub(super) fn next_event(&mut self) -> Result<Event, ImapError> {
         loop {
             match self.client.next() {
                 Ok(event) => return Ok(event),
@@ -594,7 +626,44 @@ impl Connection {
     }
 }
 
-fn mailbox_bytes(m: &Mailbox<'_>) -> Vec<u8> {
+/// One FETCH answer's items as a [`Fetched`] (uid 0 if it had no UID).
+pub(super) fn fetched(items: Vec<MessageDataItem<'static>>) -> Fetched {
+    let mut f = Fetched::default();
+    for item in items {
+        match item {
+            MessageDataItem::Uid(u) => f.uid = u.get(),
+            MessageDataItem::Rfc822Size(n) => f.size = Some(n),
+            MessageDataItem::Flags(list) => {
+                f.flags = list
+                    .iter()
+                    .filter_map(|fl| match fl {
+                        FlagFetch::Flag(flag) => Some(flag.to_string()),
+                        FlagFetch::Recent => None,
+                    })
+                    .collect()
+            }
+            MessageDataItem::InternalDate(t) => f.internal_date = t.as_ref().timestamp_nanos_opt(),
+            MessageDataItem::ModSeq(n) => f.modseq = Some(n.get()),
+            // NIL for BODY[] would be a server bug; keep it as "no body" so the caller
+            // notices instead of storing an empty message.
+            MessageDataItem::BodyExt { section: None, origin: None, data } => {
+                f.body = data.0.map(|s| s.as_ref().to_vec());
+            }
+            MessageDataItem::BodyExt { section: Some(Section::Header(None)), origin: None, data } => {
+                f.header = data.0.map(|s| s.as_ref().to_vec());
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// The UIDs a sequence set names (a server's `*` cannot appear in what it sends).
+pub(super) fn uids_of(set: &SequenceSet) -> Vec<u32> {
+    set.iter(NonZeroU32::MAX).map(|u| u.get()).collect()
+}
+
+pub(super) fn mailbox_bytes(m: &Mailbox<'_>) -> Vec<u8> {
     match m {
         Mailbox::Inbox => b"INBOX".to_vec(),
         Mailbox::Other(o) => o.as_ref().to_vec(),
@@ -604,7 +673,7 @@ fn mailbox_bytes(m: &Mailbox<'_>) -> Vec<u8> {
 /// The server's words exactly as it sent them after the tag and status (response code
 /// included, e.g. `[AUTHENTICATIONFAILED] Authentication failed.`): the response is encoded
 /// back to its wire form, so nothing is lost to a lossy rendering of each type.
-fn server_words(status: &Status<'_>) -> String {
+pub(super) fn server_words(status: &Status<'_>) -> String {
     let line = ResponseCodec::default().encode(&Response::Status(status.clone())).dump();
     let line = String::from_utf8_lossy(&line);
     // "TAG NO rest", "* OK rest", "* BYE rest": the words start after the second space.

@@ -1,0 +1,349 @@
+//! The IMAP commands that change a server or select a folder for a two-way pass: SELECT
+//! (with QRESYNC), CREATE, UID SEARCH, APPEND (pipelined), UID STORE (with UNCHANGEDSINCE),
+//! UID EXPUNGE, UID MOVE and UID COPY. imap.rs holds the connection and the read-only ones.
+//!
+//! Invariants: a plain EXPUNGE is never sent (it would remove messages other clients marked
+//! \Deleted); every answer a caller acts on (APPENDUID, COPYUID, MODIFIED) is taken from
+//! the server's response codes, never guessed.
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use imap_next::client::Event;
+use imap_next::imap_types::command::{CommandBody, SelectParameter, StoreModifier};
+use imap_next::imap_types::core::{AString, Literal, LiteralMode, Tag, Vec1};
+use imap_next::imap_types::datetime::DateTime;
+use imap_next::imap_types::extensions::uidplus::UidElement;
+use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
+use imap_next::imap_types::search::SearchKey;
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::imap_types::IntoStatic;
+
+use super::imap::{fetched, server_words, uids_of, Connection, Fetched, Folder, ImapError, Selected};
+use crate::store::flags;
+
+/// One message to APPEND.
+pub struct Append<'a> {
+    pub flags: u8,
+    pub keywords: &'a [String],
+    /// INTERNALDATE, nanoseconds since the epoch.
+    pub date: Option<i64>,
+    pub content: &'a [u8],
+}
+
+/// What the server said to one APPEND of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored; the UID when the server sent APPENDUID (UIDPLUS).
+    Ok(Option<u32>),
+    /// Refused, with the server's words (the others of the batch still went).
+    Refused(String),
+}
+
+/// A UID set in IMAP syntax, ranges folded: `1:3,7`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut v = uids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            out.push_str(&format!("{}:{}", v[i], v[j]));
+        } else {
+            out.push_str(&v[i].to_string());
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// IMAP flags for store flag bits and keywords (PASSED has no IMAP flag; a keyword that
+/// is not an atom is left out).
+pub fn imap_flags<'a>(bits: u8, keywords: &'a [String]) -> Vec<Flag<'a>> {
+    let mut out = Vec::new();
+    for (bit, flag) in [
+        (flags::SEEN, Flag::Seen),
+        (flags::ANSWERED, Flag::Answered),
+        (flags::FLAGGED, Flag::Flagged),
+        (flags::DRAFT, Flag::Draft),
+        (flags::TRASHED, Flag::Deleted),
+    ] {
+        if bits & bit != 0 {
+            out.push(flag);
+        }
+    }
+    out.extend(keywords.iter().filter_map(|k| Flag::try_from(k.as_str()).ok()));
+    out
+}
+
+fn mailbox(folder: &Folder) -> Result<Mailbox<'static>, ImapError> {
+    Mailbox::try_from(folder.wire.clone())
+        .map_err(|_| ImapError::Protocol(format!("cannot send the mailbox name {:?}", folder.name)))
+}
+
+fn sequence(set: &str) -> Result<SequenceSet, ImapError> {
+    SequenceSet::try_from(set).map_err(|_| ImapError::Protocol(format!("bad UID set {set:?}")))
+}
+
+fn date_of(ns: i64) -> Option<DateTime> {
+    let utc = chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)?;
+    DateTime::try_from(utc.fixed_offset()).ok()
+}
+
+impl Connection {
+    /// SELECT `folder` read-write (EXAMINE when `read_only`). With QRESYNC enabled and `known` = (UIDVALIDITY,
+    /// HIGHESTMODSEQ) of the last pass, the server also reports what changed since
+    /// (RFC 7162 §3.2.5): expunged UIDs in `vanished` and changed flags in `changed`; those
+    /// apply only if the UIDVALIDITY is still the same.
+    pub fn select(
+        &mut self,
+        folder: &Folder,
+        known: Option<(u64, u64)>,
+        read_only: bool,
+    ) -> Result<Selected, ImapError> {
+        let mut parameters = Vec::new();
+        if self.qresync_enabled() {
+            if let Some((v, m)) = known {
+                if let (Some(v), Some(m)) = (u32::try_from(v).ok().and_then(NonZeroU32::new), NonZeroU64::new(m)) {
+                    parameters.push(SelectParameter::QResync {
+                        uid_validity: v,
+                        mod_sequence_value: m,
+                        known_uids: None,
+                        seq_match_data: None,
+                    });
+                }
+            }
+        } else if self.has("CONDSTORE") {
+            parameters.push(SelectParameter::CondStore);
+        }
+        let (name, body) = if read_only {
+            ("EXAMINE", CommandBody::Examine { mailbox: mailbox(folder)?, parameters })
+        } else {
+            ("SELECT", CommandBody::Select { mailbox: mailbox(folder)?, parameters })
+        };
+        let (data, codes) = self.run_with_codes(name, body)?;
+        let mut sel = Selected::from_codes(&codes);
+        for d in data {
+            match d {
+                Data::Exists(n) => sel.exists = n,
+                Data::Vanished { known_uids, .. } => sel.vanished.extend(uids_of(&known_uids)),
+                Data::Fetch { items, .. } => {
+                    let f = fetched(items.into_inner());
+                    if f.uid != 0 {
+                        sel.changed.push(f);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(sel)
+    }
+
+    /// CREATE `name` (already in wire form); a folder that exists already is not an error.
+    pub fn create(&mut self, wire: &[u8]) -> Result<(), ImapError> {
+        let mb = Mailbox::try_from(wire.to_vec()).map_err(|_| {
+            ImapError::Protocol(format!("cannot send the mailbox name {:?}", String::from_utf8_lossy(wire)))
+        })?;
+        match self.run("CREATE", CommandBody::Create { mailbox: mb }) {
+            Ok(_) => Ok(()),
+            Err(ImapError::Rejected { text, .. }) if text.contains("[ALREADYEXISTS]") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// UID SEARCH UID `set`: which of those UIDs exist in the selected folder.
+    pub fn uid_search(&mut self, set: &str) -> Result<Vec<u32>, ImapError> {
+        self.search(SearchKey::Uid(sequence(set)?))
+    }
+
+    /// UID SEARCH UID `set` HEADER Message-ID `id`.
+    pub fn uid_search_message_id(&mut self, set: &str, message_id: &str) -> Result<Vec<u32>, ImapError> {
+        let key = SearchKey::And(
+            Vec1::try_from(vec![
+                SearchKey::Uid(sequence(set)?),
+                SearchKey::Header(
+                    AString::try_from("Message-ID").expect("an atom"),
+                    AString::try_from(message_id.to_string())
+                        .map_err(|_| ImapError::Protocol(format!("cannot search for {message_id:?}")))?,
+                ),
+            ])
+            .expect("two keys"),
+        );
+        self.search(key)
+    }
+
+    fn search(&mut self, key: SearchKey<'static>) -> Result<Vec<u32>, ImapError> {
+        let body = CommandBody::search(None, Vec1::from(key), true);
+        let mut out = Vec::new();
+        for d in self.run("UID SEARCH", body)? {
+            if let Data::Search(list, ..) = d {
+                out.extend(list.iter().map(|u| u.get()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// APPEND each message to `folder`, all commands sent before the answers are read (with
+    /// LITERAL+ nothing waits for a continuation, so a batch costs about one round trip,
+    /// as MULTIAPPEND would). One answer per message, in order.
+    pub fn append(&mut self, folder: &Folder, msgs: &[Append<'_>]) -> Result<Vec<Appended>, ImapError> {
+        let mb = mailbox(folder)?;
+        let non_sync = self.has("LITERAL+");
+        let mut tags = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let mut lit = Literal::try_from(m.content.to_vec())
+                .map_err(|_| ImapError::Protocol("a message holds a NUL byte, which IMAP APPEND cannot send".into()))?;
+            if non_sync {
+                lit.set_mode(LiteralMode::NonSync);
+            }
+            let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
+            let body = CommandBody::Append {
+                mailbox: mb.clone(),
+                flags,
+                date: m.date.and_then(date_of),
+                message: imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(lit),
+            };
+            tags.push(self.enqueue("APPEND", body));
+        }
+        let mut answers: Vec<Option<Appended>> = vec![None; msgs.len()];
+        let mut left = msgs.len();
+        while left > 0 {
+            match self.next_event()? {
+                Event::StatusReceived { status: Status::Tagged(t) } => {
+                    let Some(i) = tags.iter().position(|x| *x == t.tag) else { continue };
+                    let uid = match &t.body.code {
+                        Some(Code::AppendUid { uid, .. }) => Some(uid.get()),
+                        _ => None,
+                    };
+                    answers[i] = Some(match t.body.kind {
+                        StatusKind::Ok => Appended::Ok(uid),
+                        _ => Appended::Refused(server_words(&Status::Tagged(t))),
+                    });
+                    left -= 1;
+                }
+                Event::StatusReceived { status: bye @ Status::Bye(_) } => {
+                    return Err(ImapError::Bye(server_words(&bye)))
+                }
+                Event::CommandRejected { status, .. } => {
+                    if let Status::Tagged(t) = &status {
+                        if let Some(i) = tags.iter().position(|x| *x == t.tag) {
+                            answers[i] = Some(Appended::Refused(server_words(&status)));
+                            left -= 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(answers.into_iter().map(|a| a.expect("every tag answered")).collect())
+    }
+
+    /// UID STORE `set` +FLAGS/-FLAGS (`add`) `bits` (silent), only where the message's
+    /// MODSEQ is still at most `unchanged_since` when given (CONDSTORE). Returns the UIDs the
+    /// server did not change because they had changed (MODIFIED), and the new MODSEQ of
+    /// those it did change (where it says).
+    pub fn uid_store(
+        &mut self,
+        set: &str,
+        add: bool,
+        bits: u8,
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<u32>, Vec<Fetched>), ImapError> {
+        let flags = imap_flags(bits, &[]);
+        if flags.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let condstore = self.has("CONDSTORE") || self.has("QRESYNC");
+        let modifiers = match unchanged_since {
+            Some(m) if condstore => vec![StoreModifier::UnchangedSince(m)],
+            _ => Vec::new(),
+        };
+        let body = CommandBody::Store {
+            sequence_set: sequence(set)?,
+            kind: if add { StoreType::Add } else { StoreType::Remove },
+            response: StoreResponse::Silent,
+            flags: flags.into_iter().map(|f| f.into_static()).collect(),
+            uid: true,
+            modifiers,
+        };
+        let (data, codes) = self.run_with_codes("UID STORE", body)?;
+        let modified = codes
+            .iter()
+            .filter_map(|c| match c {
+                Code::Modified(s) => Some(uids_of(s)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let changed = data
+            .into_iter()
+            .filter_map(|d| match d {
+                Data::Fetch { items, .. } => Some(fetched(items.into_inner())),
+                _ => None,
+            })
+            .filter(|f| f.uid != 0)
+            .collect();
+        Ok((modified, changed))
+    }
+
+    /// Remove the messages `set` from the selected folder: UID STORE +FLAGS.SILENT (\Deleted)
+    /// then UID EXPUNGE `set` (UIDPLUS). Without UIDPLUS the messages stay marked \Deleted
+    /// (a plain EXPUNGE would also remove what other clients marked): `Ok(false)`.
+    pub fn uid_remove(&mut self, set: &str) -> Result<bool, ImapError> {
+        self.uid_store(set, true, flags::TRASHED, None)?;
+        if !self.has("UIDPLUS") {
+            return Ok(false);
+        }
+        self.run("UID EXPUNGE", CommandBody::ExpungeUid { sequence_set: sequence(set)? })?;
+        Ok(true)
+    }
+
+    /// UID MOVE `set` to `to` (MOVE), else UID COPY and remove. The pairs (old UID, new UID)
+    /// from COPYUID, when the server sends it (UIDPLUS).
+    pub fn uid_move(&mut self, set: &str, to: &Folder) -> Result<Vec<(u32, u32)>, ImapError> {
+        let moved = self.has("MOVE");
+        let body = if moved {
+            CommandBody::Move { sequence_set: sequence(set)?, mailbox: mailbox(to)?, uid: true }
+        } else {
+            CommandBody::Copy { sequence_set: sequence(set)?, mailbox: mailbox(to)?, uid: true }
+        };
+        let (_, codes) = self.run_with_codes(if moved { "UID MOVE" } else { "UID COPY" }, body)?;
+        let mut pairs = Vec::new();
+        for c in codes {
+            if let Code::CopyUid { source, destination, .. } = c {
+                let expand = |s: &imap_next::imap_types::extensions::uidplus::UidSet| -> Vec<u32> {
+                    s.0.as_ref()
+                        .iter()
+                        .flat_map(|e| match *e {
+                            UidElement::Single(u) => u.get()..=u.get(),
+                            UidElement::Range(a, b) => a.get().min(b.get())..=a.get().max(b.get()),
+                        })
+                        .collect()
+                };
+                pairs.extend(expand(&source).into_iter().zip(expand(&destination)));
+            }
+        }
+        if !moved {
+            self.uid_remove(set)?;
+        }
+        Ok(pairs)
+    }
+
+    fn enqueue(&mut self, _name: &'static str, body: CommandBody<'static>) -> Tag<'static> {
+        self.next_tag += 1;
+        let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
+        self.client.enqueue_command(imap_next::imap_types::command::Command { tag: tag.clone(), body });
+        tag
+    }
+}

@@ -1,0 +1,314 @@
+//! One `msgfs sync` run for an account: LR_SYNC (connect, log in, LIST + STATUS), the
+//! hierarchy both ways (UPLOAD_HIERARCHY, DOWNLOAD_HIERARCHY), then CONTENTS: each folder's
+//! two-way pass (engine.rs). Writes the run's per-folder results to the store's
+//! `sync-status` file, which `msgfs sync --status` reads.
+//!
+//! Invariants: a folder is never deleted on either side by a sync (a server folder that is
+//! gone leaves its local folder, named in the report; a local folder that is gone is
+//! downloaded again); one folder's failure does not stop the others, a lost connection
+//! stops the run (the next one resumes).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::config::{folder_selected, Account};
+use super::engine::{FolderReport, Options, Pass, Progress, State};
+use super::imap::{Connection, Folder, ImapError};
+use super::names;
+use super::survey::{survey, Survey};
+use crate::store::{Attrs, Id, Store, ROOT};
+
+/// The result of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub folders: Vec<(FolderReport, Option<String>)>,
+    /// Problems with the folder tree (collisions, names that cannot be folders, server
+    /// folders that are gone), in words.
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+impl RunReport {
+    /// Every folder ended OK.
+    pub fn ok(&self) -> bool {
+        self.folders.iter().all(|(r, e)| e.is_none() && r.ok())
+    }
+
+    /// The mbsync-like summary: one line per folder that changed or failed, then totals.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let c = |x: &super::engine::Counts| format!("+{} *{} -{} >{}", x.new, x.flags, x.deleted, x.moved);
+        let (mut up, mut down, mut bodies) = (super::engine::Counts::default(), super::engine::Counts::default(), 0);
+        for (r, err) in &self.folders {
+            let add = |a: &mut super::engine::Counts, b: &super::engine::Counts| {
+                a.new += b.new;
+                a.flags += b.flags;
+                a.deleted += b.deleted;
+                a.moved += b.moved;
+                a.bytes += b.bytes;
+            };
+            add(&mut up, &r.up);
+            add(&mut down, &r.down);
+            bodies += r.bodies;
+            if let Some(e) = err {
+                let _ = writeln!(out, "{}: FAILED: {e}", r.store_path);
+                continue;
+            }
+            if !r.up.is_zero() || !r.down.is_zero() || r.bodies > 0 {
+                let _ = writeln!(out, "{}: server {}  local {}", r.store_path, c(&r.up), c(&r.down));
+            }
+            for k in &r.kept {
+                let _ = writeln!(
+                    out,
+                    "{}: kept {k:?}: synced before the UIDVALIDITY change, not on the server now",
+                    r.store_path
+                );
+            }
+            for x in &r.refused {
+                let _ = writeln!(out, "{}: {x}", r.store_path);
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        let failed = self.folders.iter().filter(|(r, e)| e.is_some() || !r.ok()).count();
+        let _ = writeln!(
+            out,
+            "{} folders, {failed} failed: server {}  local {} ({bodies} bodies, {:.1} MB down, {:.1} MB up) in {:.2} s",
+            self.folders.len(),
+            c(&up),
+            c(&down),
+            down.bytes as f64 / 1e6,
+            up.bytes as f64 / 1e6,
+            self.seconds
+        );
+        out
+    }
+}
+
+/// Run errors that stop the whole run (exit 2): connection, login, the folder list.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Connect and log in as `account` says.
+pub fn connect(account: &Account) -> Result<Connection, RunError> {
+    let password = account.password().map_err(|e| RunError(e.to_string()))?;
+    let mut conn = Connection::connect(account).map_err(|e| RunError(e.to_string()))?;
+    conn.login(&account.user, &password).map_err(|e| RunError(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Find or make the store folder at `path` (each level created as needed).
+fn ensure_folder(store: &Store, path: &[String], create: bool) -> Result<Option<Id>, crate::store::Error> {
+    let mut id = ROOT;
+    for level in path {
+        let existing = store.index().lookup(id, level);
+        id = match existing {
+            Some(crate::store::Entry::Folder(f)) => f,
+            Some(crate::store::Entry::Message(_)) => return Err(crate::store::Error::Exists),
+            None if create => {
+                // SAFETY: getuid and getgid cannot fail.
+                let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+                let attrs = Attrs { mode: libc::S_IFDIR | 0o700, uid, gid, mtime: crate::store::commit::now_ns() };
+                store.create_folder(id, level, attrs)?
+            }
+            None => return Ok(None),
+        };
+    }
+    Ok(Some(id))
+}
+
+/// The store path of every folder, below the root (`["Inbox"]`, `["Work", "2026"]`).
+fn store_folders(store: &Store) -> Vec<(Id, Vec<String>)> {
+    let ix = store.index();
+    let mut out = Vec::new();
+    for (id, _) in ix.folders() {
+        if id == ROOT {
+            continue;
+        }
+        let path: Vec<String> = ix.folder_path(id).split('/').map(str::to_string).collect();
+        out.push((id, path));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// One sync run of `account` with `store`, restricted to `only` folders (store paths as
+/// `a/b`, or server names) when not empty.
+pub fn run(
+    conn: &mut Connection,
+    store: &Store,
+    account: &Account,
+    opts: Options,
+    only: &[String],
+    progress: &mut dyn Progress,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let mut report = RunReport::default();
+    progress.state("", State::Sync, 0);
+    let list_err = |e: ImapError| RunError(format!("listing the server's folders: {e}"));
+    let mut sv: Survey = survey(conn, account).map_err(list_err)?;
+    let wanted =
+        |path: &[String], server: &str| only.is_empty() || only.iter().any(|o| *o == path.join("/") || o == server);
+
+    // UPLOAD_HIERARCHY: local folders the server lacks (never synced before: a folder that
+    // was synced and is gone there is not created again) are created there.
+    if opts.upload {
+        progress.state("", State::UploadHierarchy, 0);
+        let delimiter = sv.folders.iter().find_map(|f| f.folder.delimiter).unwrap_or('/');
+        let known: Vec<Vec<String>> = sv.folders.iter().map(|f| f.store_path.clone()).collect();
+        let mut created = false;
+        for (id, path) in store_folders(store) {
+            if known.contains(&path) || store.index().folder_remote(id).is_some() || !wanted(&path, "") {
+                continue;
+            }
+            // An empty folder above synced ones only holds them together, as the server's
+            // own \Noselect level does.
+            let holds_synced = known.iter().any(|k| k.len() > path.len() && k.starts_with(&path));
+            if holds_synced && !store.index().children(id).is_ok_and(|mut c| c.any(|(_, c)| c.message_id().is_some())) {
+                continue;
+            }
+            let name = names::server_name(&path, delimiter);
+            if !folder_selected(&account.folders, &name, Some(delimiter)) {
+                continue;
+            }
+            if sv.collisions.iter().any(|c| c.store_path == path) {
+                continue;
+            }
+            if opts.dry_run {
+                report.notes.push(format!("would create server folder {name:?}"));
+                continue;
+            }
+            progress.state(&path.join("/"), State::UploadFolder, 0);
+            conn.create(&names::encode(&name))
+                .map_err(|e| RunError(format!("creating server folder {name:?}: {e}")))?;
+            created = true;
+        }
+        if created {
+            sv = survey(conn, account).map_err(list_err)?;
+        }
+    }
+    for c in &sv.collisions {
+        report.notes.push(format!(
+            "server folders {:?} all map to local folder {:?}; none of them is synced until all but one are excluded with a `!` pattern",
+            c.server_names,
+            c.store_path.join("/")
+        ));
+    }
+    for u in &sv.unmappable {
+        report
+            .notes
+            .push(format!("server folder {u:?} cannot be a local folder (an empty, `.` or `..` level); not synced"));
+    }
+
+    // DOWNLOAD_HIERARCHY: a local folder for every server folder.
+    progress.state("", State::DownloadHierarchy, 0);
+    let mut pairs: Vec<(Id, usize)> = Vec::new();
+    for (n, sf) in sv.folders.iter().enumerate() {
+        if !wanted(&sf.store_path, &sf.folder.name) {
+            continue;
+        }
+        match ensure_folder(store, &sf.store_path, opts.download && !opts.dry_run) {
+            Ok(Some(id)) => pairs.push((id, n)),
+            Ok(None) => report.notes.push(format!("would create local folder {:?}", sf.store_path.join("/"))),
+            Err(e) => report.notes.push(format!("local folder {:?}: {e}", sf.store_path.join("/"))),
+        }
+    }
+    // Synced folders whose server folder is gone: kept, said.
+    for (id, remote) in store.index().folder_remotes() {
+        if !sv.folders.iter().any(|f| f.folder.name == remote.name) {
+            let path = store.index().folder_path(id);
+            report.notes.push(format!("server folder {:?} is gone; local folder {path:?} is kept", remote.name));
+        }
+    }
+    let server_of: HashMap<Id, Folder> = pairs.iter().map(|(id, n)| (*id, sv.folders[*n].folder.clone())).collect();
+
+    // CONTENTS.
+    progress.state("", State::Contents, pairs.len() as u64);
+    for (id, n) in pairs {
+        let sf = &sv.folders[n];
+        let mut fr = FolderReport {
+            store_path: sf.store_path.join("/"),
+            server_name: sf.folder.name.clone(),
+            ..Default::default()
+        };
+        let mut pass = Pass { conn, store, opts, server_of: &server_of, progress: &mut *progress };
+        let r = pass.folder(&sf.folder, &sf.status, id, &mut fr);
+        match r {
+            Ok(()) => report.folders.push((fr, None)),
+            Err(e) => {
+                let fatal = e.is_connection();
+                let text = e.to_string();
+                report.folders.push((fr, Some(text.clone())));
+                if fatal {
+                    report.seconds = started.elapsed().as_secs_f64();
+                    let _ = write_status(store, account, &report);
+                    return Err(RunError(format!("{text} (in folder {:?}); the next run resumes", sf.folder.name)));
+                }
+            }
+        }
+        let _ = write_status(store, account, &report);
+    }
+    progress.state("", State::Idle, 0);
+    report.seconds = started.elapsed().as_secs_f64();
+    let _ = write_status(store, account, &report);
+    Ok(report)
+}
+
+/// The status file of a store.
+pub const STATUS_FILE: &str = "sync-status";
+
+/// Write the run's results (so far) to the store's status file, atomically.
+pub fn write_status(store: &Store, account: &Account, report: &RunReport) -> std::io::Result<()> {
+    let Some(dir) = store.path() else { return Ok(()) };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut text = format!("account\t{}\t{now}\t{:.2}\n", account.name, report.seconds);
+    for (r, err) in &report.folders {
+        let state = r.last_state.map_or("IDLE", |s| s.name());
+        let result = match err {
+            Some(e) => format!("FAILED: {e}"),
+            None if r.ok() => "OK".to_string(),
+            None => format!("FAILED: {}", r.refused.join("; ")),
+        };
+        let c = |x: &super::engine::Counts| format!("+{} *{} -{} >{}", x.new, x.flags, x.deleted, x.moved);
+        let _ = writeln!(
+            text,
+            "folder\t{}\t{}\t{state}\t{}\t{}\t{}",
+            r.store_path,
+            r.server_name,
+            c(&r.up),
+            c(&r.down),
+            result.replace(['\t', '\n'], " ")
+        );
+    }
+    let tmp = dir.join(format!("{STATUS_FILE}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, dir.join(STATUS_FILE))
+}
+
+/// `msgfs sync --status`: the last run's results from the store's status file.
+pub fn read_status(store_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(store_dir.join(STATUS_FILE)).ok()?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["account", name, when, secs] => {
+                let _ = writeln!(out, "account {name}: last run ended at {when} (unix time), took {secs} s");
+            }
+            ["folder", path, server, state, up, down, result] => {
+                let _ = writeln!(out, "{path} ({server}): {state} {result}; server {up}  local {down}");
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}

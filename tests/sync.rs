@@ -1,0 +1,248 @@
+//! `msgfs sync` end to end: the real command against a real Dovecot (tests/common/dovecot.rs)
+//! started by each test on loopback. The server is seeded and inspected with a raw IMAP
+//! session or our client; the store is opened after each run and inspected directly.
+
+#[path = "common/dovecot.rs"]
+#[allow(dead_code)]
+mod dovecot;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use dovecot::Dovecot;
+use msgfs::store::{flags, Options, Store};
+use msgfs::sync::config::Tls;
+use msgfs::sync::imap::{Connection, FetchWhat, Folder};
+
+/// A Dovecot, an accounts.toml naming it, and a store directory.
+struct Setup {
+    server: Dovecot,
+    config: PathBuf,
+    store: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+fn setup_with(opts: dovecot::Options, extra: &str) -> Setup {
+    let server = Dovecot::start_with(opts);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let config = tmp.path().join("accounts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[account.test]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"{}\"\nstore = \"{}\"\n{extra}",
+            server.port,
+            dovecot::USER,
+            store.display()
+        ),
+    )
+    .unwrap();
+    Setup { server, config, store, _tmp: tmp }
+}
+
+fn setup() -> Setup {
+    setup_with(dovecot::Options::default(), "")
+}
+
+impl Setup {
+    /// `msgfs sync --config C ARGS...`, its output.
+    fn sync(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_msgfs"))
+            .arg("sync")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+            .output()
+            .unwrap()
+    }
+
+    /// A sync that must succeed (exit 0); its stdout.
+    fn sync_ok(&self, args: &[&str]) -> String {
+        let out = self.sync(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "msgfs sync {args:?}:\n{text}");
+        text
+    }
+
+    fn conn(&self) -> Connection {
+        self.server.login(Tls::None)
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.store, Options::default()).unwrap()
+    }
+}
+
+fn folder(conn: &mut Connection, name: &str) -> Folder {
+    conn.list().unwrap().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no server folder {name}"))
+}
+
+fn lf(b: &[u8]) -> Vec<u8> {
+    msgfs::sync::engine::lf(b)
+}
+
+/// The server folder's messages: Message-ID -> (flags sorted, body with LF line ends).
+fn server_msgs(conn: &mut Connection, name: &str) -> BTreeMap<String, (Vec<String>, Vec<u8>)> {
+    let f = folder(conn, name);
+    let sel = conn.examine(&f).unwrap();
+    let mut out = BTreeMap::new();
+    if sel.exists == 0 {
+        return out;
+    }
+    for m in conn.uid_fetch("1:*", FetchWhat::Full).unwrap() {
+        let body = m.body.unwrap();
+        let mid = msgfs::mime::parse_props(&body).message_id.unwrap_or_default();
+        let mut fl: Vec<String> = m.flags.into_iter().filter(|f| f != "\\Recent").collect();
+        fl.sort();
+        assert!(out.insert(mid.clone(), (fl, lf(&body))).is_none(), "two messages {mid} on the server in {name}");
+    }
+    out
+}
+
+/// The store folder's messages: Message-ID -> (flag letters, content with LF line ends).
+fn store_msgs(store: &Store, path: &str) -> BTreeMap<String, (String, Vec<u8>)> {
+    let id = store.folder_by_path(path).unwrap_or_else(|e| panic!("store folder {path}: {e}"));
+    let ix = store.index();
+    let mut out = BTreeMap::new();
+    for (_, c) in ix.children(id).unwrap() {
+        let Some(mid_) = c.message_id() else { continue };
+        let m = ix.message(mid_).unwrap();
+        assert_eq!(m.flags() & flags::HEADER_ONLY, 0, "a header-only message is left in {path}");
+        let content = store.read_message(mid_).unwrap();
+        let mid = msgfs::mime::parse_props(&content).message_id.unwrap_or_default();
+        assert!(
+            out.insert(mid.clone(), (flags::to_letters(m.flags()), lf(&content))).is_none(),
+            "two messages {mid} in {path}"
+        );
+    }
+    out
+}
+
+/// IMAP flags as store letters.
+fn letters(imap: &[String]) -> String {
+    flags::to_letters(msgfs::sync::download::map_flags(imap).0)
+}
+
+fn seed(server: &Dovecot, mailbox: &str, msgs: &[(&str, Vec<u8>)]) {
+    let mut raw = server.raw();
+    if mailbox != "INBOX" {
+        raw.cmd(&format!("CREATE \"{mailbox}\"")).unwrap();
+    }
+    raw.multiappend(mailbox, msgs);
+}
+
+/// Both sides hold the same messages with the same flags, folder by folder.
+fn assert_same(s: &Setup, folders: &[(&str, &str)]) {
+    let mut conn = s.conn();
+    let store = s.store();
+    for (server_name, path) in folders {
+        let on_server = server_msgs(&mut conn, server_name);
+        let local = store_msgs(&store, path);
+        let a: Vec<&String> = on_server.keys().collect();
+        let b: Vec<&String> = local.keys().collect();
+        assert_eq!(a, b, "messages of {server_name} / {path}");
+        for (mid, (fl, body)) in &on_server {
+            let (l, content) = &local[mid];
+            assert_eq!(&letters(fl), l, "flags of {mid} in {path}");
+            assert_eq!(body, content, "content of {mid} in {path}");
+        }
+    }
+    store.close().unwrap();
+}
+
+fn msg(n: usize) -> Vec<u8> {
+    dovecot::message(n)
+}
+
+#[test]
+fn a_first_sync_brings_the_mailbox_and_a_second_changes_nothing() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..20).map(|n| (if n % 2 == 0 { "\\Seen" } else { "" }, msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Work.2026", &(20..25).map(|n| ("\\Flagged", msg(n))).collect::<Vec<_>>());
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("Inbox: server +0") && out.contains("local +20"), "{out}");
+    assert_same(&s, &[("INBOX", "Inbox"), ("Work.2026", "Work/2026")]);
+    // The default folders the server lacks were created there.
+    let mut conn = s.conn();
+    let names: Vec<String> = conn.list().unwrap().into_iter().map(|f| f.name).collect();
+    for n in ["Drafts", "Sent Items", "Deleted Items"] {
+        assert!(names.contains(&n.to_string()), "{names:?}");
+    }
+    // `Work` only holds `Work.2026` together on the server: not made a mailbox of its own.
+    let work = conn.list().unwrap().into_iter().find(|f| f.name == "Work").unwrap();
+    assert!(!work.selectable(), "{work:?}");
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    assert_same(&s, &[("INBOX", "Inbox"), ("Work.2026", "Work/2026")]);
+}
+
+#[test]
+fn local_changes_go_up_and_server_changes_come_down_flags_merged_three_ways() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..10).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    // Local: a new message, message 1 read and flagged, message 2 deleted.
+    {
+        let store = s.store();
+        let inbox = store.folder_by_path("Inbox").unwrap();
+        let by_mid = |store: &Store, n: usize| {
+            let want = format!("<{n}@msgfs.test>");
+            let ids: Vec<u64> = store.index().children(inbox).unwrap().filter_map(|(_, c)| c.message_id()).collect();
+            ids.into_iter()
+                .find(|id| {
+                    msgfs::mime::parse_props(&store.read_message(*id).unwrap()).message_id.as_deref() == Some(&want)
+                })
+                .unwrap()
+        };
+        let (staged, crc) = store.stage_content(&msg(100)).unwrap();
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        store
+            .import_messages(vec![msgfs::store::NewMessage {
+                folder: inbox,
+                name: "new.eml".into(),
+                staged,
+                size: msg(100).len() as u64,
+                crc,
+                attrs: msgfs::store::Attrs { mode: libc::S_IFREG | 0o600, uid, gid, mtime: 0 },
+                flags: flags::SEEN,
+            }])
+            .unwrap();
+        let one = by_mid(&store, 1);
+        let change = msgfs::store::AttrChange { flags: Some(flags::SEEN | flags::FLAGGED), ..Default::default() };
+        store.set_message_attrs(one, change).unwrap();
+        // Message 3: locally \Answered, and on the server \Seen: both stay.
+        let three = by_mid(&store, 3);
+        let change = msgfs::store::AttrChange { flags: Some(flags::ANSWERED), ..Default::default() };
+        store.set_message_attrs(three, change).unwrap();
+        store.delete_message(by_mid(&store, 2)).unwrap();
+        store.close().unwrap();
+    }
+    // Server: message 3 read, message 4 expunged, a new message 200.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    raw.cmd("UID STORE 4 +FLAGS (\\Seen)").unwrap();
+    raw.cmd("UID STORE 5 +FLAGS (\\Deleted)").unwrap();
+    raw.cmd("UID EXPUNGE 5").unwrap();
+    raw.cmd("LOGOUT").ok();
+    seed(&s.server, "INBOX", &[("\\Flagged", msg(200))]);
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("Inbox: server +1 *2 -1 >0  local +1 *1 -1 >0"), "{out}");
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert_eq!(m.len(), 10, "10 - 1 deleted here - 1 there + 1 new here + 1 new there");
+    assert!(!m.contains_key("<2@msgfs.test>") && !m.contains_key("<4@msgfs.test>"));
+    assert_eq!(letters(&m["<1@msgfs.test>"].0), "FS");
+    assert_eq!(letters(&m["<3@msgfs.test>"].0), "RS");
+    assert_eq!(letters(&m["<100@msgfs.test>"].0), "S");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+}
