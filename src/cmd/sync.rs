@@ -47,6 +47,8 @@ impl Progress for Bar {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    // Warnings by default; RUST_LOG=info adds each folder's header and body timings.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
     let config = Config::load(args.config.as_deref())?;
     let account = config.account(args.account.as_deref())?.clone();
     let store_dir: &Path = args.store.as_deref().unwrap_or(&account.store);
