@@ -246,3 +246,219 @@ fn local_changes_go_up_and_server_changes_come_down_flags_merged_three_ways() {
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
 }
+
+// ---- helpers for local changes ----
+
+fn add_local(store: &Store, path: &str, name: &str, content: &[u8], bits: u8) -> u64 {
+    let folder = store.folder_by_path(path).unwrap();
+    let (staged, crc) = store.stage_content(content).unwrap();
+    // SAFETY: getuid and getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    store
+        .import_messages(vec![msgfs::store::NewMessage {
+            folder,
+            name: name.into(),
+            staged,
+            size: content.len() as u64,
+            crc,
+            attrs: msgfs::store::Attrs { mode: libc::S_IFREG | 0o600, uid, gid, mtime: 0 },
+            flags: bits,
+        }])
+        .unwrap()[0]
+}
+
+/// The message of store folder `path` whose Message-ID is `<n@msgfs.test>`.
+fn local_id(store: &Store, path: &str, n: usize) -> Option<u64> {
+    let folder = store.folder_by_path(path).unwrap();
+    let want = format!("<{n}@msgfs.test>");
+    let ids: Vec<u64> = store.index().children(folder).unwrap().filter_map(|(_, c)| c.message_id()).collect();
+    ids.into_iter().find(|id| {
+        store.read_message(*id).is_ok_and(|c| msgfs::mime::parse_props(&c).message_id.as_deref() == Some(&want))
+    })
+}
+
+fn set_local_flags(store: &Store, id: u64, bits: u8) {
+    let change = msgfs::store::AttrChange { flags: Some(bits), ..Default::default() };
+    store.set_message_attrs(id, change).unwrap();
+}
+
+/// The UID of message `<n@msgfs.test>` in the server folder selected by `raw`.
+fn server_uid(raw: &mut dovecot::RawSession, n: usize) -> Option<u32> {
+    let out = raw.cmd(&format!("UID SEARCH HEADER Message-ID \"<{n}@msgfs.test>\"")).unwrap();
+    out.lines().find_map(|l| l.strip_prefix("* SEARCH")).and_then(|r| r.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn a_message_edited_here_and_deleted_there_is_uploaded_again_and_one_deleted_here_but_changed_there_comes_back() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..4).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        // Message 0 edited here (a new version), message 1 deleted here.
+        let zero = local_id(&store, "Inbox", 0).unwrap();
+        let mut tx = store.begin(zero).unwrap();
+        let edited = b"From: a@example.org\r\nSubject: edited\r\nMessage-ID: <0@msgfs.test>\r\n\r\nnew text\r\n";
+        tx.set_len(0).unwrap();
+        tx.write_at(edited, 0).unwrap();
+        tx.save(msgfs::store::SaveFlags::default()).unwrap();
+        store.delete_message(local_id(&store, "Inbox", 1).unwrap()).unwrap();
+        store.close().unwrap();
+    }
+    // There: message 0 deleted, message 1 flagged.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (u0, u1) = (server_uid(&mut raw, 0).unwrap(), server_uid(&mut raw, 1).unwrap());
+    raw.cmd(&format!("UID STORE {u0} +FLAGS (\\Deleted)")).unwrap();
+    raw.cmd(&format!("UID EXPUNGE {u0}")).unwrap();
+    raw.cmd(&format!("UID STORE {u1} +FLAGS (\\Flagged)")).unwrap();
+    let out = s.sync_ok(&[]);
+    let again = s.sync_ok(&[]);
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert_eq!(m.len(), 4, "{m:?}\n{out}\n{again}");
+    assert!(lf(&m["<0@msgfs.test>"].1).ends_with(b"new text\n"), "the edit survives the server's delete");
+    assert_eq!(letters(&m["<1@msgfs.test>"].0), "F", "the server's change survives the local delete");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+}
+
+#[test]
+fn more_deletions_than_max_deletes_are_refused_on_either_side_unless_allowed() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup_with(dovecot::Options::default(), "max_deletes = 3\n");
+    seed(&s.server, "INBOX", &(0..10).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Other", &(10..20).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        for n in 0..5 {
+            store.delete_message(local_id(&store, "Inbox", n).unwrap()).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT Other").unwrap();
+    raw.cmd("STORE 1:5 +FLAGS (\\Deleted)").unwrap();
+    raw.cmd("EXPUNGE").unwrap();
+    let out = s.sync(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Inbox: refused to delete 5 of 10 messages on the server"), "{text}");
+    assert!(text.contains("Other: refused to delete 5 messages locally"), "{text}");
+    let mut conn = s.conn();
+    assert_eq!(server_msgs(&mut conn, "INBOX").len(), 10, "nothing deleted on the server");
+    {
+        let store = s.store();
+        assert_eq!(store_msgs(&store, "Other").len(), 10, "nothing deleted locally");
+        store.close().unwrap();
+    }
+    let status = s.sync_ok(&["--status"]);
+    assert!(status.contains("Inbox (INBOX): UPLOAD_MESSAGE_DEL FAILED: refused to delete 5"), "{status}");
+    s.sync_ok(&["--allow-mass-delete"]);
+    assert_eq!(server_msgs(&mut conn, "INBOX").len(), 5);
+    assert_same(&s, &[("INBOX", "Inbox"), ("Other", "Other")]);
+}
+
+#[test]
+fn a_uidvalidity_reset_rebinds_by_message_id_without_duplicates_and_keeps_what_the_server_lost() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "Work", &(0..6).map(|n| ("\\Seen", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    // The folder is made again on the server: new UIDVALIDITY, messages 0-3 back with new
+    // UIDs, 4 and 5 lost, 50 new.
+    let mut raw = s.server.raw();
+    raw.cmd("DELETE Work").unwrap();
+    seed(&s.server, "Work", &[0, 1, 2, 3, 50].iter().map(|n| ("\\Seen", msg(*n))).collect::<Vec<_>>());
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("kept"), "{out}");
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "Work");
+    assert_eq!(m.len(), 7, "0-5 and 50 once each: {:?}\n{out}", m.keys().collect::<Vec<_>>());
+    assert_same(&s, &[("Work", "Work")]);
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+}
+
+#[test]
+fn a_server_without_qresync_condstore_uidplus_or_move_still_syncs_both_ways() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let opts = dovecot::Options {
+        capability: Some("IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE NAMESPACE".into()),
+        ..Default::default()
+    };
+    let s = setup_with(opts, "");
+    seed(&s.server, "INBOX", &(0..8).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Archive", &[("", msg(30))]);
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        add_local(&store, "Inbox", "new.eml", &msg(100), flags::SEEN);
+        set_local_flags(&store, local_id(&store, "Inbox", 1).unwrap(), flags::FLAGGED);
+        store.delete_message(local_id(&store, "Inbox", 2).unwrap()).unwrap();
+        let three = local_id(&store, "Inbox", 3).unwrap();
+        let archive = store.folder_by_path("Archive").unwrap();
+        store.move_message(three, archive, "moved.eml").unwrap();
+        store.close().unwrap();
+    }
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let u4 = server_uid(&mut raw, 4).unwrap();
+    raw.cmd(&format!("UID STORE {u4} +FLAGS (\\Answered)")).unwrap();
+    let out = s.sync(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Without UIDPLUS the removed messages stay marked \Deleted: said, and exit 1.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("no UIDPLUS"), "{text}");
+    // The marked ones are \Deleted on the server, which the store shows as T: expunge
+    // them as another client would, then both sides agree.
+    raw.cmd("EXPUNGE").unwrap();
+    raw.cmd("SELECT Archive").unwrap();
+    raw.cmd("EXPUNGE").ok();
+    s.sync_ok(&[]);
+    let mut conn = s.conn();
+    let inbox = server_msgs(&mut conn, "INBOX");
+    assert!(!inbox.contains_key("<2@msgfs.test>") && !inbox.contains_key("<3@msgfs.test>"), "{:?}", inbox.keys());
+    assert_eq!(letters(&inbox["<1@msgfs.test>"].0), "F");
+    assert_eq!(letters(&inbox["<100@msgfs.test>"].0), "S");
+    assert!(server_msgs(&mut conn, "Archive").contains_key("<3@msgfs.test>"));
+    assert_same(&s, &[("INBOX", "Inbox"), ("Archive", "Archive")]);
+}
+
+#[test]
+fn a_local_move_is_a_uid_move_and_a_dry_run_changes_nothing() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..5).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Archive", &[("", msg(30))]);
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        let archive = store.folder_by_path("Archive").unwrap();
+        store.move_message(local_id(&store, "Inbox", 0).unwrap(), archive, "zero.eml").unwrap();
+        add_local(&store, "Inbox", "new.eml", &msg(101), 0);
+        store.close().unwrap();
+    }
+    let dry = s.sync_ok(&["--dry-run"]);
+    assert!(dry.contains("Inbox: server +1 *0 -0 >1"), "{dry}");
+    let mut conn = s.conn();
+    assert_eq!(server_msgs(&mut conn, "INBOX").len(), 5, "the dry run sent nothing");
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("Inbox: server +1 *0 -0 >1"), "{out}");
+    assert!(server_msgs(&mut conn, "Archive").contains_key("<0@msgfs.test>"));
+    assert!(!server_msgs(&mut conn, "INBOX").contains_key("<0@msgfs.test>"));
+    assert_same(&s, &[("INBOX", "Inbox"), ("Archive", "Archive")]);
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+}

@@ -130,9 +130,17 @@ pub struct FolderReport {
     pub refused: Vec<String>,
     /// The state the pass was in when it ended.
     pub last_state: Option<State>,
+    /// The state of the first refusal.
+    pub failed_in: Option<State>,
 }
 
 impl FolderReport {
+    /// Record a refusal in `state`.
+    pub fn refuse(&mut self, state: State, text: String) {
+        self.failed_in.get_or_insert(state);
+        self.refused.push(text);
+    }
+
     pub fn ok(&self) -> bool {
         self.refused.is_empty()
     }
@@ -407,7 +415,7 @@ impl Pass<'_> {
 
         // ---- flags, both ways, merged against the last synced ones ----
         report.last_state = Some(State::UploadMessageRead);
-        self.merge_flags(&linked, &present, &server_flags, &sel, report, &mut changes)?;
+        self.merge_flags(local, &linked, &present, &server_flags, &sel, report, &mut changes)?;
 
         // ---- UPLOAD_MESSAGE_DEL: what was linked and is gone locally ----
         if self.opts.upload && cursor > 0 {
@@ -425,12 +433,15 @@ impl Pass<'_> {
             }
             let limit = delete_limit(self.opts.max_deletes, u64::from(sel.exists));
             if gone.len() as u64 > limit && !self.opts.allow_mass_delete {
-                report.refused.push(format!(
-                    "refused to delete {} of {} messages on the server (more than max_deletes allows, {limit}); \
+                report.refuse(
+                    State::UploadMessageDel,
+                    format!(
+                        "refused to delete {} of {} messages on the server (more than max_deletes allows, {limit}); \
                      rerun with --allow-mass-delete if that is what you want",
-                    gone.len(),
-                    sel.exists
-                ));
+                        gone.len(),
+                        sel.exists
+                    ),
+                );
             } else {
                 report.up.deleted += gone.len() as u64;
                 expunge.extend(gone);
@@ -440,11 +451,14 @@ impl Pass<'_> {
             self.progress.state(&report.store_path, State::UploadMessageDel, expunge.len() as u64);
             let set = uid_set(&expunge);
             if !self.conn.uid_remove(&set)? {
-                report.refused.push(format!(
+                report.refuse(
+                    State::UploadMessageDel,
+                    format!(
                     "the server has no UIDPLUS: {} messages were marked \\Deleted but not expunged (a plain EXPUNGE \
                      would also remove what other clients marked)",
                     expunge.len()
-                ));
+                ),
+                );
             }
         }
 
@@ -678,7 +692,7 @@ impl Pass<'_> {
                     Appended::Ok(None) => unknown.push(b),
                     Appended::Refused(text) => {
                         let name = self.store.index().location_of(b.id).map(|(_, n)| n.to_string()).unwrap_or_default();
-                        report.refused.push(format!("{name}: the server refused it: {text}"));
+                        report.refuse(State::UploadMessage, format!("{name}: the server refused it: {text}"));
                         changes.push(RemoteChange::ClearIntent(b.id));
                     }
                 }
@@ -772,8 +786,10 @@ impl Pass<'_> {
     /// Three-way flag merge of every linked message still in this folder and on the
     /// server; server changes go to the store, local ones to the server (UID STORE, only
     /// where the message did not change there since the SELECT).
+    #[allow(clippy::too_many_arguments)]
     fn merge_flags(
         &mut self,
+        here: Id,
         linked: &[Linked],
         present: &HashSet<u32>,
         server_flags: &HashMap<u32, (u8, Vec<String>, u64)>,
@@ -786,7 +802,8 @@ impl Pass<'_> {
         let mut plan = Vec::new();
         for l in linked {
             let uid = l.link.uid as u32;
-            if !present.contains(&uid) {
+            // Moved away locally (moves() handles it) or gone from the server.
+            if l.folder != here || !present.contains(&uid) {
                 continue;
             }
             let base = l.link.flags & SYNCED;
@@ -795,9 +812,13 @@ impl Pass<'_> {
                 Some((b, kw, m)) => (*b, Some(kw.clone()), *m),
                 None => (base, None, l.link.modseq),
             };
+            // Keywords come down as the server has them (their last synced set is not kept).
+            let kw = kw.filter(|k| {
+                down && self.store.index().message_keywords(l.id).iter().map(|x| &**x).ne(k.iter().map(|x| x.as_str()))
+            });
             let local_changed = local ^ base;
             let merged = (local & local_changed) | (server & !local_changed);
-            if merged == local && merged == server && base == merged && modseq == l.link.modseq && kw.is_none() {
+            if merged == local && merged == server && base == merged && kw.is_none() {
                 continue;
             }
             plan.push((l, merged, local, server, kw, modseq));
@@ -855,13 +876,7 @@ impl Pass<'_> {
             if self.opts.dry_run {
                 continue;
             }
-            let kw_change = if down {
-                kw.filter(|k| {
-                    self.store.index().message_keywords(l.id).iter().map(|x| &**x).ne(k.iter().map(|x| x.as_str()))
-                })
-            } else {
-                None
-            };
+            let kw_change = kw;
             if set_local || kw_change.is_some() {
                 let new_flags = if set_local { (l.flags & !SYNCED) | merged } else { l.flags };
                 let change =
@@ -891,8 +906,11 @@ impl Pass<'_> {
         report: &mut FolderReport,
         changes: &mut Vec<RemoteChange>,
     ) -> Result<(), SyncError> {
-        let (edited, plain): (Vec<&Linked>, Vec<&Linked>) =
-            vanished.iter().partition(|l| l.version != l.link.version && l.flags & flags::HEADER_ONLY == 0);
+        // Kept: a message edited since it was synced, or moved locally to another folder
+        // since (the user's later intent; its new folder's pass uploads it).
+        let (edited, plain): (Vec<&Linked>, Vec<&Linked>) = vanished.iter().partition(|l| {
+            (l.version != l.link.version && l.flags & flags::HEADER_ONLY == 0) || l.folder != l.link.folder
+        });
         for l in edited {
             // The upload pass already sent it as new when uploads are on; either way the
             // old link names nothing now.
@@ -903,11 +921,14 @@ impl Pass<'_> {
         }
         let limit = delete_limit(self.opts.max_deletes, linked_count(self.store, plain.first().map(|l| l.link.folder)));
         if plain.len() as u64 > limit && !self.opts.allow_mass_delete {
-            report.refused.push(format!(
+            report.refuse(
+                State::DownloadTable,
+                format!(
                 "refused to delete {} messages locally that the server no longer has (more than max_deletes allows, \
                  {limit}); rerun with --allow-mass-delete if that is what you want",
                 plain.len()
-            ));
+            ),
+            );
             return Ok(());
         }
         for l in plain {

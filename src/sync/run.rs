@@ -272,7 +272,7 @@ pub fn write_status(store: &Store, account: &Account, report: &RunReport) -> std
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut text = format!("account\t{}\t{now}\t{:.2}\n", account.name, report.seconds);
     for (r, err) in &report.folders {
-        let state = r.last_state.map_or("IDLE", |s| s.name());
+        let state = r.failed_in.or(r.last_state).map_or("IDLE", |s| s.name());
         let result = match err {
             Some(e) => format!("FAILED: {e}"),
             None if r.ok() => "OK".to_string(),
@@ -302,7 +302,12 @@ pub fn read_status(store_dir: &Path) -> Option<String> {
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["account", name, when, secs] => {
-                let _ = writeln!(out, "account {name}: last run ended at {when} (unix time), took {secs} s");
+                let when = when
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map_or_else(|| when.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+                let _ = writeln!(out, "account {name}: last run {when}, took {secs} s");
             }
             ["folder", path, server, state, up, down, result] => {
                 let _ = writeln!(out, "{path} ({server}): {state} {result}; server {up}  local {down}");
