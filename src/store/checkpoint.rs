@@ -26,12 +26,22 @@ const FORMAT: u32 = 2;
 /// index holds replication state, so a store that never synced keeps checkpoints an older
 /// msgfs reads.
 const FORMAT_REMOTE: u32 = 3;
+/// Format 3 followed by the tombstone section (links of deleted messages, see `remote.rs`):
+/// written only while there are tombstones.
+const FORMAT_TOMBSTONES: u32 = 4;
 /// The format before ctimes were kept.
 pub(crate) const FORMAT_NO_CTIME: u32 = 1;
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    encode_as(ix, last_seq, if ix.has_remote_state() { FORMAT_REMOTE } else { FORMAT })
+    let format = if ix.has_tombstones() {
+        FORMAT_TOMBSTONES
+    } else if ix.has_remote_state() {
+        FORMAT_REMOTE
+    } else {
+        FORMAT
+    };
+    encode_as(ix, last_seq, format)
 }
 
 /// Serialize in the given format; the previous one (no ctimes) only for tests that check
@@ -85,8 +95,11 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
             e.bytes(v);
         }
     }
-    if format == FORMAT_REMOTE {
+    if format >= FORMAT_REMOTE {
         super::remote::encode_checkpoint(&mut e, ix);
+    }
+    if format >= FORMAT_TOMBSTONES {
+        super::remote::encode_tombstones(&mut e, ix);
     }
     let crc = crc32c::crc32c(&e.buf);
     e.u32(crc);
@@ -105,7 +118,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     }
     let mut d = Dec::new(&body[8..], place);
     let format = d.u32()?;
-    if format != FORMAT && format != FORMAT_NO_CTIME && format != FORMAT_REMOTE {
+    if ![FORMAT, FORMAT_NO_CTIME, FORMAT_REMOTE, FORMAT_TOMBSTONES].contains(&format) {
         return Err(Error::corrupt(place, format!("unknown checkpoint format {format}")));
     }
     let last_seq = d.u64()?;
@@ -154,8 +167,11 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
         let xattrs = (!x.is_empty()).then(|| Box::new(x));
         ix.messages.insert(id, Message { folder, version, size, attrs, ctime, crc, flags, name, xattrs });
     }
-    if format == FORMAT_REMOTE {
+    if format >= FORMAT_REMOTE {
         super::remote::decode_checkpoint(&mut d, &mut ix, place)?;
+    }
+    if format >= FORMAT_TOMBSTONES {
+        super::remote::decode_tombstones(&mut d, &mut ix, place)?;
     }
     if !d.is_empty() {
         return Err(Error::corrupt(place, "trailing bytes"));

@@ -415,6 +415,9 @@ pub struct Index {
     /// most stores never sync, so that a message costs no more for it.
     pub(super) remote_folders: HashMap<Id, FolderRemote, IdBuild>,
     pub(super) remote_messages: HashMap<Id, MessageRemote, IdBuild>,
+    /// The links of linked messages deleted since: a sync engine must know what it had
+    /// synced to tell a local deletion from new mail (see remote.rs); it clears each.
+    pub(super) tombstones: HashMap<Id, MessageRemote, IdBuild>,
     /// Pending upload intents by message id.
     pub(super) intents: BTreeMap<Id, UploadIntent>,
     /// Messages' keywords beyond their flags, sorted and distinct; none for most messages.
@@ -742,8 +745,11 @@ impl Index {
             }
             Record::MessageDelete { id } => {
                 let m = self.messages.remove(id).expect("validated");
-                // A link never outlives its message; an upload intent does (see remote.rs).
-                self.remote_messages.remove(id);
+                // A link never outlives its message, but it leaves a tombstone; an upload
+                // intent outlives it (see remote.rs).
+                if let Some(l) = self.remote_messages.remove(id) {
+                    self.tombstones.insert(*id, l);
+                }
                 self.keywords.remove(id);
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 self.entries_changed(m.folder);

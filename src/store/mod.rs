@@ -463,6 +463,27 @@ impl Store {
         self.run(Op::MessageMeta { id, change }).map(drop)
     }
 
+    /// [`Store::set_message_attrs`] for many messages at once: all are queued before any
+    /// is waited for, so the committer groups them into few frames (one sync each) instead
+    /// of one per message. One result per change, in order.
+    pub fn set_message_attrs_many(&self, changes: Vec<(Id, AttrChange)>) -> Vec<Result<()>> {
+        let rxs: Vec<_> = changes
+            .into_iter()
+            .map(|(id, change)| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                self.submit(Op::MessageMeta { id, change }, Box::new(move |r| drop(tx.send(r))));
+                rx
+            })
+            .collect();
+        rxs.into_iter()
+            .map(|rx| {
+                rx.recv()
+                    .unwrap_or_else(|_| Err(Error::io("store", std::io::Error::other("committer stopped"))))
+                    .map(drop)
+            })
+            .collect()
+    }
+
     /// Set the mtime and ctime of folders to the commit time, durably: for changes to their
     /// entries that the store does not hold (see `Op::FolderTouch`).
     pub fn touch_folders(&self, ids: &[Id]) -> Result<()> {

@@ -6,9 +6,10 @@
 //! (records 11 to 15, see msgfs(5)) and checkpoints, so they are as durable and as atomic
 //! as the messages they describe. Invariants the index keeps, live and on replay:
 //!
-//! - a message link exists only while its message does (deleting the message drops it;
-//!   replaying a link to a missing message is damage), and a link committed with a
-//!   download is in the very frame of the message's `MessagePut`;
+//! - a message link exists only while its message does (deleting the message turns it into
+//!   a tombstone, which the engine clears with a `MessageRemote` record without link once
+//!   it has acted on the deletion; replaying a link to a missing message is damage), and a
+//!   link committed with a download is in the very frame of the message's `MessagePut`;
 //! - a folder's remote state goes with the folder;
 //! - an upload intent lasts until a link for its message lands or it is cleared, even if
 //!   the message is deleted meanwhile: the upload may have reached the server, so the sync
@@ -82,6 +83,11 @@ pub struct UploadIntent {
     pub version: u64,
     pub size: u64,
     pub uidnext: u64,
+    /// The flags sent with it: the base of the first flag merge once it is found there.
+    pub flags: u8,
+    /// A checksum of what was sent, of the engine's choosing (for IMAP: CRC32C of the
+    /// content with line ends made LF), to find it again after the message is deleted.
+    pub crc: u32,
 }
 
 /// One change to replication state, for [`Store::update_remote`].
@@ -90,7 +96,7 @@ pub enum RemoteChange {
     /// Set (Some) or clear (None) a folder's remote state.
     Folder(Id, Option<FolderRemote>),
     /// Set (Some) or clear (None) an existing message's link; setting it clears the
-    /// message's upload intent.
+    /// message's upload intent. None for a deleted message clears its tombstone.
     Message(Id, Option<MessageRemote>),
     /// Record an upload intent (replacing any earlier one for the message).
     Intent(UploadIntent),
@@ -197,10 +203,20 @@ fn put_intent(e: &mut Enc, i: &UploadIntent) {
     e.u64(i.version);
     e.u64(i.size);
     e.u64(i.uidnext);
+    e.u8(i.flags);
+    e.u32(i.crc);
 }
 
 fn get_intent(d: &mut Dec) -> Result<UploadIntent> {
-    Ok(UploadIntent { folder: d.u64()?, message: d.u64()?, version: d.u64()?, size: d.u64()?, uidnext: d.u64()? })
+    Ok(UploadIntent {
+        folder: d.u64()?,
+        message: d.u64()?,
+        version: d.u64()?,
+        size: d.u64()?,
+        uidnext: d.u64()?,
+        flags: d.u8()?,
+        crc: d.u32()?,
+    })
 }
 
 /// A presence byte: 1 then the value (set), or 0 alone (clear). Anything else is damage.
@@ -280,6 +296,35 @@ impl Index {
             || !self.intents.is_empty()
             || !self.keywords.is_empty()
     }
+
+    /// Whether the checkpoint needs the tombstone section too (format 4).
+    pub(super) fn has_tombstones(&self) -> bool {
+        !self.tombstones.is_empty()
+    }
+}
+
+/// The tombstone section of a checkpoint (format 4), after the replication section.
+pub(super) fn encode_tombstones(e: &mut Enc, ix: &Index) {
+    let mut t: Vec<_> = ix.tombstones.iter().collect();
+    t.sort_by_key(|(id, _)| **id);
+    e.u64(t.len() as u64);
+    for (id, l) in t {
+        e.u64(*id);
+        put_link(e, l);
+    }
+}
+
+/// Read the tombstone section: links of messages the index no longer holds.
+pub(super) fn decode_tombstones(d: &mut Dec, ix: &mut Index, place: &str) -> Result<()> {
+    for _ in 0..d.u64()? {
+        let id = d.u64()?;
+        let l = get_link(d)?;
+        if ix.messages.contains_key(&id) {
+            return Err(Error::corrupt(place, format!("tombstone for message {id}, which exists")));
+        }
+        ix.tombstones.insert(id, l);
+    }
+    Ok(())
 }
 
 /// The replication section of a checkpoint (format 3), in id order so that equal indexes
@@ -353,6 +398,8 @@ impl Index {
     pub(super) fn validate_remote(&self, r: &Record) -> Option<Result<()>> {
         let res = match r {
             Record::FolderRemote { id, .. } => self.folder(*id).map(drop),
+            // Clearing a deleted message's tombstone.
+            Record::MessageRemote { id, link: None } if self.tombstones.contains_key(id) => Ok(()),
             Record::MessageRemote { id, link } => self.message(*id).and_then(|_| match link {
                 Some(l) if !self.folders.contains_key(&l.folder) => {
                     Err(Error::InvalidArgument(format!("remote link names folder {} which is not one", l.folder)))
@@ -377,7 +424,10 @@ impl Index {
                 self.intents.remove(id);
                 self.remote_messages.insert(*id, *l);
             }
-            Record::MessageRemote { id, link: None } => drop(self.remote_messages.remove(id)),
+            Record::MessageRemote { id, link: None } => {
+                self.remote_messages.remove(id);
+                self.tombstones.remove(id);
+            }
             Record::UploadIntent(i) => drop(self.intents.insert(i.message, *i)),
             Record::UploadIntentClear { message } => drop(self.intents.remove(message)),
             Record::MessageKeywords { id, keywords } => self.set_keywords(*id, keywords),
@@ -421,6 +471,11 @@ impl Index {
     /// Every message with a remote link, in no particular order.
     pub fn message_remotes(&self) -> impl Iterator<Item = (Id, &MessageRemote)> {
         self.remote_messages.iter().map(|(&id, l)| (id, l))
+    }
+
+    /// The links of deleted messages not yet cleared (see [`RemoteChange::Message`]).
+    pub fn tombstones(&self) -> impl Iterator<Item = (Id, &MessageRemote)> {
+        self.tombstones.iter().map(|(&id, l)| (id, l))
     }
 
     /// The upload intent of message `id`, if one is pending.

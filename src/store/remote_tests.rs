@@ -233,7 +233,7 @@ fn an_upload_intent_lasts_until_its_link_lands_or_it_is_cleared() {
     let c = save_new(&st, ib, "c.eml", b"third");
     let intent = |m: Id| {
         let msg = st.index().message(m).unwrap().clone();
-        UploadIntent { folder: ib, message: m, version: msg.version(), size: msg.size(), uidnext: 11 }
+        UploadIntent { folder: ib, message: m, version: msg.version(), size: msg.size(), uidnext: 11, flags: 0, crc: 0 }
     };
     let (ia, ib_, ic) = (intent(a), intent(b), intent(c));
     st.record_upload_intents(&[ia, ib_, ic]).unwrap();
@@ -272,7 +272,16 @@ fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
     let v = st.index().message(a).unwrap().version();
     st.set_message_remote(a, Some(MessageRemote { folder: ib, uid: 1, modseq: 2, flags: 3, version: v })).unwrap();
     let b = save_new(&st, ib, "b.eml", b"y");
-    st.record_upload_intents(&[UploadIntent { folder: ib, message: b, version: 9, size: 1, uidnext: 2 }]).unwrap();
+    st.record_upload_intents(&[UploadIntent {
+        folder: ib,
+        message: b,
+        version: 9,
+        size: 1,
+        uidnext: 2,
+        flags: 0,
+        crc: 0,
+    }])
+    .unwrap();
     let want = remote_snap(&st);
     st.checkpoint().unwrap();
     assert_eq!(u32::from_le_bytes(ck(&fs)[8..12].try_into().unwrap()), 3);
@@ -475,9 +484,15 @@ fn sync_step(st: &Store, rng: &mut Rng, step: u64) -> Result<()> {
         }
         2 => st.set_folder_remote(folder, if rng.below(4) == 0 { None } else { Some(folder_state(step)) }),
         3 => match pick(rng) {
-            Some((id, _, version, size)) => {
-                st.record_upload_intents(&[UploadIntent { folder, message: id, version, size, uidnext: step }])
-            }
+            Some((id, _, version, size)) => st.record_upload_intents(&[UploadIntent {
+                folder,
+                message: id,
+                version,
+                size,
+                uidnext: step,
+                flags: 0,
+                crc: 0,
+            }]),
             None => Ok(()),
         },
         4 => match pick(rng) {

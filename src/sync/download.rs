@@ -385,6 +385,7 @@ fn commit_headers(
         let (staged, crc) = store.stage_content(&header)?;
         pending.insert(name.clone());
         let (bits, keywords) = map_flags(&f.flags);
+        log::debug!("{folder_name}: UID {} arrives as {name:?}", f.uid);
         msgs.push(SyncedMessage {
             message: NewMessage {
                 folder: folder_id,

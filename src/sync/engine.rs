@@ -66,6 +66,9 @@ impl State {
     }
 }
 
+/// A link's modseq while a UID STORE of its flags may be under way (see merge_flags).
+pub const PENDING: u64 = u64::MAX;
+
 /// The flags IMAP carries (Maildir's P has no IMAP flag).
 pub const SYNCED: u8 = flags::SEEN | flags::ANSWERED | flags::FLAGGED | flags::DRAFT | flags::TRASHED;
 
@@ -257,6 +260,19 @@ struct Outgoing {
     content: Vec<u8>,
 }
 
+/// What an intent records of a message to find it on the server again: its size with
+/// every line end CRLF (as RFC822.SIZE counts) and the CRC32C of its content with line
+/// ends LF.
+pub fn upload_sum(content: &[u8]) -> (u64, u32) {
+    (crlf_len(content), crc32c::crc32c(&lf(content)))
+}
+
+/// The first of `sums` with this size and checksum, taken out.
+fn take_sum(sums: &mut Vec<(u32, u64, u32)>, size: u64, crc: u32) -> Option<u32> {
+    let n = sums.iter().position(|s| s.1 == size && s.2 == crc)?;
+    Some(sums.remove(n).0)
+}
+
 /// One linked message of the folder being synced.
 #[derive(Clone, Copy, Debug)]
 struct Linked {
@@ -283,7 +299,7 @@ fn delete_limit(m: MaxDeletes, total: u64) -> u64 {
 /// messages (a local deletion).
 fn local_changes(store: &Store, local: Id, server_messages: u32) -> bool {
     let ix = store.index();
-    if ix.upload_intents().any(|i| i.folder == local) {
+    if ix.upload_intents().any(|i| i.folder == local) || ix.tombstones().any(|(_, t)| t.folder == local) {
         return true;
     }
     let mut linked_here = 0u64;
@@ -293,7 +309,11 @@ fn local_changes(store: &Store, local: Id, server_messages: u32) -> bool {
         }
         linked_here += 1;
         let Ok(m) = ix.message(id) else { return true };
-        if m.folder() != local || m.version() != l.version || m.flags() & SYNCED != l.flags & SYNCED {
+        if m.folder() != local
+            || m.version() != l.version
+            || m.flags() & SYNCED != l.flags & SYNCED
+            || l.modseq == PENDING
+        {
             return true;
         }
         if m.flags() & flags::HEADER_ONLY != 0 {
@@ -347,20 +367,34 @@ impl Pass<'_> {
         }
         let condstore = self.conn.has("CONDSTORE") || self.conn.has("QRESYNC");
 
+        // Uploads a killed pass may have made: linked first, so that what the server did to
+        // them since is merged below like for any other linked message.
+        let found = if self.opts.upload {
+            let before: HashMap<u32, Linked> =
+                linked_in(store, local).iter().map(|l| (l.link.uid as u32, *l)).collect();
+            self.resolve_intents(local, &sel, &before, report)?
+        } else {
+            HashSet::new()
+        };
+
         // ---- what the server has of what we linked ----
         let linked = linked_in(store, local);
-        let by_uid: HashMap<u32, Linked> = linked.iter().map(|l| (l.link.uid as u32, *l)).collect();
+        let tombs: Vec<(Id, MessageRemote)> =
+            store.index().tombstones().filter(|(_, t)| t.folder == local).map(|(id, t)| (id, *t)).collect();
         let cursor = state.cursor.min(u64::from(u32::MAX)) as u32;
-        let top = linked.iter().map(|l| l.link.uid as u32).max().unwrap_or(0).max(cursor);
+        let top = linked
+            .iter()
+            .map(|l| l.link.uid as u32)
+            .chain(tombs.iter().map(|(_, t)| t.uid as u32))
+            .max()
+            .unwrap_or(0)
+            .max(cursor);
         let mut present: HashSet<u32> = HashSet::new();
         let mut server_flags: HashMap<u32, (u8, Vec<String>, u64)> = HashMap::new();
-        // Whether `server_flags` holds only changed messages (CONDSTORE) or all of them.
-        let mut only_changed = false;
         if top > 0 && sel.exists > 0 {
             let range = format!("1:{top}");
             present.extend(self.conn.uid_search(&range)?);
             let fetched: Vec<Fetched> = if condstore && state.highestmodseq > 0 && !rebound {
-                only_changed = true;
                 if sel.highest_modseq == Some(state.highestmodseq) {
                     Vec::new()
                 } else if known.is_some() && self.conn.qresync_enabled() {
@@ -378,6 +412,19 @@ impl Pass<'_> {
                 }
             }
         }
+        // Links marked PENDING by a killed pass: their server flags are needed as they are.
+        let unsure: Vec<u32> = linked
+            .iter()
+            .map(|l| (l, l.link.uid as u32))
+            .filter(|(l, u)| l.link.modseq == PENDING && present.contains(u) && !server_flags.contains_key(u))
+            .map(|(_, u)| u)
+            .collect();
+        if !unsure.is_empty() {
+            for f in self.conn.uid_fetch(&uid_set(&unsure), FetchWhat::Flags)? {
+                let (bits, kw) = map_flags(&f.flags);
+                server_flags.insert(f.uid, (bits, kw, f.modseq.unwrap_or(0)));
+            }
+        }
         let vanished: Vec<Linked> =
             linked.iter().filter(|l| !present.contains(&(l.link.uid as u32))).copied().collect();
 
@@ -385,10 +432,33 @@ impl Pass<'_> {
         let mut expunge: Vec<u32> = Vec::new();
         let mut redownload: Vec<u32> = Vec::new();
 
+        // ---- flags, both ways, merged against the last synced ones; the server's deletions ----
+        // They consume every server change up to the SELECT's HIGHESTMODSEQ, which is
+        // recorded with them (in download mode): from here on a change the server reports
+        // is one made after the SELECT, ours or another client's.
+        report.last_state = Some(State::UploadMessageRead);
+        let mut ours: HashSet<u32> = HashSet::new();
+        self.merge_flags(local, &linked, &present, &server_flags, &sel, report, &mut changes, &mut ours)?;
+        if self.opts.download {
+            report.last_state = Some(State::DownloadTable);
+            self.server_deletions(&vanished, report, &mut changes)?;
+            if let Some(hm) = sel.highest_modseq {
+                if hm > state.highestmodseq && !rebound {
+                    state.highestmodseq = hm;
+                    changes.push(RemoteChange::Folder(local, Some(state.clone())));
+                }
+            }
+        }
+        if !self.opts.dry_run {
+            self.advance_modseq(local, &mut state, &ours, &mut changes)?;
+            if !changes.is_empty() {
+                store.update_remote(std::mem::take(&mut changes))?;
+            }
+        }
+
         // ---- UPLOAD_MESSAGE: intents first, then new and edited messages, then moves ----
         if self.opts.upload {
             report.last_state = Some(State::UploadMessage);
-            let found = self.resolve_intents(local, &sel, &by_uid, report)?;
             let mut upload: Vec<(Id, Option<u32>)> = Vec::new();
             {
                 let ix = store.index();
@@ -401,35 +471,59 @@ impl Pass<'_> {
                     }
                 };
             }
+            let unlinked: HashSet<Id> = upload.iter().map(|u| u.0).collect();
             for l in &linked {
-                if l.folder == local && l.version != l.link.version && l.flags & flags::HEADER_ONLY == 0 {
+                // (Unlinked since, if the server deleted it: then it is in `upload` already.)
+                if l.folder == local
+                    && l.version != l.link.version
+                    && l.flags & flags::HEADER_ONLY == 0
+                    && !unlinked.contains(&l.id)
+                {
                     // An edit: the new content goes up as a new message, the old is removed
                     // (if the server still has it).
                     let old = present.contains(&(l.link.uid as u32)).then_some(l.link.uid as u32);
                     upload.push((l.id, old));
                 }
             }
-            self.upload(server, local, &sel, &upload, report, &mut expunge)?;
+            self.upload(server, local, &sel, &upload, report, &mut expunge, &mut state, &mut ours)?;
             self.moves(local, &linked, &present, report, &mut expunge, &mut changes)?;
         }
 
-        // ---- flags, both ways, merged against the last synced ones ----
-        report.last_state = Some(State::UploadMessageRead);
-        self.merge_flags(local, &linked, &present, &server_flags, &sel, report, &mut changes)?;
-
-        // ---- UPLOAD_MESSAGE_DEL: what was linked and is gone locally ----
-        if self.opts.upload && cursor > 0 {
-            report.last_state = Some(State::UploadMessageDel);
+        // ---- UPLOAD_MESSAGE_DEL: what was linked and is deleted here (its tombstone) ----
+        let mut clear_after_expunge: Vec<Id> = Vec::new();
+        {
             let linked_uids: HashSet<u32> = linked_in(store, local).iter().map(|l| l.link.uid as u32).collect();
-            let mut gone: Vec<u32> =
-                present.iter().copied().filter(|u| *u <= cursor && !linked_uids.contains(u)).collect();
-            gone.sort_unstable();
-            if only_changed {
-                // Changed on the server since the last pass: not expunged, downloaded again.
-                let (changed, rest): (Vec<u32>, Vec<u32>) =
-                    gone.into_iter().partition(|u| server_flags.contains_key(u));
-                redownload = changed;
-                gone = rest;
+            let tomb_uids: HashSet<u32> = tombs.iter().map(|(_, t)| t.uid as u32).collect();
+            // On the server, already synced, and neither linked nor deleted here: a download
+            // lost to a kill, or a deletion from before tombstones. Downloaded again: nothing
+            // is deleted without a record that we had it.
+            redownload.extend(
+                present.iter().copied().filter(|u| *u <= cursor && !linked_uids.contains(u) && !tomb_uids.contains(u)),
+            );
+        }
+        if self.opts.upload {
+            report.last_state = Some(State::UploadMessageDel);
+            let mut gone: Vec<u32> = Vec::new();
+            let mut gone_ids: Vec<Id> = Vec::new();
+            for (id, t) in &tombs {
+                let uid = t.uid as u32;
+                if !present.contains(&uid) {
+                    // Gone there too.
+                    changes.push(RemoteChange::Message(*id, None));
+                    continue;
+                }
+                match server_flags.get(&uid) {
+                    // Changed there since it was synced (not by a STORE of ours that a kill
+                    // interrupted): kept, and downloaded again.
+                    Some((bits, _, _)) if bits & SYNCED != t.flags & SYNCED && t.modseq != PENDING => {
+                        redownload.push(uid);
+                        changes.push(RemoteChange::Message(*id, None));
+                    }
+                    _ => {
+                        gone.push(uid);
+                        gone_ids.push(*id);
+                    }
+                }
             }
             let limit = delete_limit(self.opts.max_deletes, u64::from(sel.exists));
             if gone.len() as u64 > limit && !self.opts.allow_mass_delete {
@@ -437,7 +531,7 @@ impl Pass<'_> {
                     State::UploadMessageDel,
                     format!(
                         "refused to delete {} of {} messages on the server (more than max_deletes allows, {limit}); \
-                     rerun with --allow-mass-delete if that is what you want",
+                         rerun with --allow-mass-delete if that is what you want",
                         gone.len(),
                         sel.exists
                     ),
@@ -445,9 +539,16 @@ impl Pass<'_> {
             } else {
                 report.up.deleted += gone.len() as u64;
                 expunge.extend(gone);
+                clear_after_expunge = gone_ids;
             }
         }
+        redownload.sort_unstable();
+        redownload.dedup();
+        if !redownload.is_empty() {
+            log::debug!("{}: downloading again UIDs {}", report.store_path, uid_set(&redownload));
+        }
         if !expunge.is_empty() && !self.opts.dry_run {
+            log::debug!("{}: removing UIDs {} on the server", report.store_path, uid_set(&expunge));
             self.progress.state(&report.store_path, State::UploadMessageDel, expunge.len() as u64);
             let set = uid_set(&expunge);
             if !self.conn.uid_remove(&set)? {
@@ -462,11 +563,7 @@ impl Pass<'_> {
             }
         }
 
-        // ---- DOWNLOAD_TABLE: the server's deletions, then its new messages ----
-        if self.opts.download {
-            report.last_state = Some(State::DownloadTable);
-            self.server_deletions(&vanished, report, &mut changes)?;
-        }
+        changes.extend(clear_after_expunge.into_iter().map(|id| RemoteChange::Message(id, None)));
         if !changes.is_empty() && !self.opts.dry_run {
             store.update_remote(std::mem::take(&mut changes))?;
         }
@@ -479,11 +576,44 @@ impl Pass<'_> {
             return Ok(());
         }
         state.uidnext = u64::from(sel.uid_next.unwrap_or(0)).max(state.cursor + 1);
-        state.highestmodseq = if self.opts.download { sel.highest_modseq.unwrap_or(0) } else { state.highestmodseq };
+        if self.opts.download {
+            state.highestmodseq = state.highestmodseq.max(sel.highest_modseq.unwrap_or(0));
+        }
+        let mut last = Vec::new();
+        self.advance_modseq(local, &mut state, &ours, &mut last)?;
         if store.index().folder_remote(local) != Some(&state) {
             store.set_folder_remote(local, Some(state))?;
         }
         report.last_state = Some(State::Idle);
+        Ok(())
+    }
+
+    /// Move the folder's HIGHESTMODSEQ over changes the server reports since it when every
+    /// one of them is ours (`ours`: UIDs this pass appended or stored flags on), pushing the
+    /// new state into `changes` (committed by the caller with the links it goes with).
+    /// Without that, our own changes would look like another client's to the next pass:
+    /// a message uploaded, then deleted here, would be taken for one changed there and
+    /// come back.
+    fn advance_modseq(
+        &mut self,
+        local: Id,
+        state: &mut FolderRemote,
+        ours: &HashSet<u32>,
+        changes: &mut Vec<RemoteChange>,
+    ) -> Result<(), SyncError> {
+        if ours.is_empty() || state.highestmodseq == 0 || !(self.conn.has("CONDSTORE") || self.conn.has("QRESYNC")) {
+            return Ok(());
+        }
+        let (changed, _) = self.conn.uid_fetch_since("1:*", FetchWhat::Flags, Some(state.highestmodseq))?;
+        if changed.is_empty() || !changed.iter().all(|f| ours.contains(&f.uid)) {
+            return Ok(());
+        }
+        let top = changed.iter().filter_map(|f| f.modseq).max().unwrap_or(0);
+        if top > state.highestmodseq {
+            state.highestmodseq = top;
+            changes.retain(|c| !matches!(c, RemoteChange::Folder(id, _) if *id == local));
+            changes.push(RemoteChange::Folder(local, Some(state.clone())));
+        }
         Ok(())
     }
 
@@ -520,53 +650,35 @@ impl Pass<'_> {
         };
         let mut changes = Vec::new();
         let mut lost_deletes = Vec::new();
+        let wanted: Vec<(u64, u32)> = intents.iter().map(|i| (i.size, i.crc)).collect();
+        let mut sums = self.sums(&candidates, &wanted)?;
         for i in intents {
-            let content = match self.store.read_message(i.message) {
-                Ok(c) => Some(c),
-                Err(store::Error::NotFound | store::Error::ObjectDeleted) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let hit = match &content {
-                Some(c) => self.find_on_server(&mut candidates, u64::from(u32::MAX), c)?,
-                // Deleted locally since: its intent's size is all we know; the content is
-                // gone, so match by size alone only when exactly one candidate has it.
-                None => {
-                    let same: Vec<usize> = candidates
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| u64::from(f.size.unwrap_or(0)) == i.size || f.size.is_none())
-                        .map(|(n, _)| n)
-                        .collect();
-                    (same.len() == 1).then(|| candidates.remove(same[0]).uid)
-                }
-            };
-            match (hit, content.is_some()) {
-                (Some(uid), true) => {
-                    let (version, bits) = {
-                        let ix = self.store.index();
-                        let m = ix.message(i.message)?;
-                        (m.version(), m.flags() & SYNCED)
+            let hit = take_sum(&mut sums, i.size, i.crc);
+            let version = self.store.index().message(i.message).ok().map(|m| m.version());
+            match hit {
+                Some(uid) if version == Some(i.version) => {
+                    // The base of its flag merge is what was sent: a change since, on
+                    // either side, is that side's.
+                    let link = MessageRemote {
+                        folder: local,
+                        uid: u64::from(uid),
+                        modseq: 0,
+                        flags: i.flags,
+                        version: i.version,
                     };
-                    if version == i.version {
-                        changes.push(RemoteChange::Message(
-                            i.message,
-                            Some(MessageRemote { folder: local, uid: u64::from(uid), modseq: 0, flags: bits, version }),
-                        ));
-                        found.insert(i.message);
-                        report.up.new += 1;
-                    } else {
-                        // Edited since it was sent: the sent copy is out of date.
-                        lost_deletes.push(uid);
-                        changes.push(RemoteChange::ClearIntent(i.message));
-                    }
+                    changes.push(RemoteChange::Message(i.message, Some(link)));
+                    found.insert(i.message);
+                    report.up.new += 1;
                 }
-                (Some(uid), false) => {
+                Some(uid) => {
+                    // Edited or deleted here since it was sent: the copy there is stale.
                     lost_deletes.push(uid);
                     changes.push(RemoteChange::ClearIntent(i.message));
                 }
-                (None, _) => changes.push(RemoteChange::ClearIntent(i.message)),
+                None => changes.push(RemoteChange::ClearIntent(i.message)),
             }
         }
+        candidates.clear();
         if !lost_deletes.is_empty() {
             self.conn.uid_remove(&uid_set(&lost_deletes))?;
         }
@@ -574,36 +686,37 @@ impl Pass<'_> {
         Ok(found)
     }
 
-    /// The UID among `candidates` (UID and RFC822.SIZE) holding `content` up to line ends;
-    /// it is taken out of `candidates`.
-    fn find_on_server(
-        &mut self,
-        candidates: &mut Vec<Fetched>,
-        _max: u64,
-        content: &[u8],
-    ) -> Result<Option<u32>, SyncError> {
-        let size = crlf_len(content);
-        let same: Vec<u32> = candidates
+    /// For the candidates (UID and RFC822.SIZE) whose size is one of `wanted`'s, the
+    /// checksum of their content with line ends made LF: (uid, size, crc), in UID order.
+    fn sums(&mut self, candidates: &[Fetched], wanted: &[(u64, u32)]) -> Result<Vec<(u32, u64, u32)>, SyncError> {
+        let sizes: HashSet<u64> = wanted.iter().map(|w| w.0).collect();
+        let uids: Vec<u32> = candidates
             .iter()
-            .filter(|f| f.size.is_none_or(|s| u64::from(s) == size || u64::from(s) == content.len() as u64))
+            .filter(|f| f.size.is_some_and(|s| sizes.contains(&u64::from(s))))
             .map(|f| f.uid)
             .collect();
-        if same.is_empty() {
-            return Ok(None);
+        if uids.is_empty() {
+            return Ok(Vec::new());
         }
-        let want = lf(content);
-        for f in self.conn.uid_fetch(&uid_set(&same), FetchWhat::Full)? {
-            if f.body.as_deref().is_some_and(|b| lf(b) == want) {
-                candidates.retain(|c| c.uid != f.uid);
-                return Ok(Some(f.uid));
-            }
-        }
-        Ok(None)
+        let mut out: Vec<(u32, u64, u32)> = self
+            .conn
+            .uid_fetch(&uid_set(&uids), FetchWhat::Full)?
+            .into_iter()
+            .filter_map(|f| f.body.map(|b| (f.uid, crlf_len(&b), crc32c::crc32c(&lf(&b)))))
+            .collect();
+        out.sort_unstable();
+        out.dedup_by_key(|x| x.0);
+        Ok(out)
     }
 
     /// APPEND `msgs` (message, and the UID its previous content had, to remove once the
     /// new one is in) in batches, each behind a durable intent; link each from APPENDUID or,
     /// without UIDPLUS, by looking it up.
+    ///
+    /// The folder's cursor moves over what we appended, in the frame of the links, as far
+    /// as every UID up to it is ours: else a message uploaded, then deleted here before a
+    /// pass moved the cursor past it, would be taken for new mail and come back.
+    #[allow(clippy::too_many_arguments)]
     fn upload(
         &mut self,
         server: &Folder,
@@ -612,12 +725,33 @@ impl Pass<'_> {
         msgs: &[(Id, Option<u32>)],
         report: &mut FolderReport,
         expunge: &mut Vec<u32>,
+        state: &mut FolderRemote,
+        appended: &mut HashSet<u32>,
     ) -> Result<(), SyncError> {
         if msgs.is_empty() {
             return Ok(());
         }
         self.progress.state(&report.store_path, State::UploadMessage, msgs.len() as u64);
         let mut uidnext = u64::from(sel.uid_next.unwrap_or(1));
+        // Where the chain of our own UIDs may start: only if the server has nothing past
+        // the cursor that we have not got (then every UID below its UIDNEXT is gone).
+        let mut chain: Option<u64> = None;
+        let mut ours: HashSet<u64> = HashSet::new();
+        if !self.opts.dry_run && state.cursor < u64::from(u32::MAX) {
+            let linked: HashSet<u64> = self
+                .store
+                .index()
+                .message_remotes()
+                .filter(|(_, l)| l.folder == local && l.uid > state.cursor)
+                .map(|(_, l)| l.uid)
+                .collect();
+            let unseen = self.conn.uid_search(&format!("{}:*", state.cursor + 1))?;
+            if unseen.iter().all(|u| u64::from(*u) <= state.cursor || linked.contains(&u64::from(*u))) {
+                chain = Some(state.cursor.max(uidnext.saturating_sub(1)));
+                // Linked ones past the cursor (a pass killed before it moved) are ours too.
+                ours = linked;
+            }
+        }
         let limits = self.opts.limits;
         let mut i = 0;
         while i < msgs.len() {
@@ -659,8 +793,10 @@ impl Pass<'_> {
                     folder: local,
                     message: b.id,
                     version: b.version,
-                    size: b.content.len() as u64,
+                    size: upload_sum(&b.content).0,
                     uidnext,
+                    flags: b.bits,
+                    crc: upload_sum(&b.content).1,
                 })
                 .collect();
             self.store.record_upload_intents(&intents)?;
@@ -699,25 +835,26 @@ impl Pass<'_> {
             }
             if !unknown.is_empty() {
                 // No APPENDUID (no UIDPLUS): find what we just sent among the new UIDs.
-                let mut candidates: Vec<Fetched> = self
+                let candidates: Vec<Fetched> = self
                     .conn
                     .uid_fetch(&format!("{uidnext}:*"), FetchWhat::Sizes)?
                     .into_iter()
-                    .filter(|f| u64::from(f.uid) >= uidnext)
+                    .filter(|f| u64::from(f.uid) >= uidnext && !ours.contains(&u64::from(f.uid)))
                     .collect();
-                for b in unknown {
-                    match self.find_on_server(&mut candidates, 0, &b.content)? {
+                let wanted: Vec<(u64, u32)> = unknown.iter().map(|b| upload_sum(&b.content)).collect();
+                let mut sums = self.sums(&candidates, &wanted)?;
+                for (b, (size, crc)) in unknown.into_iter().zip(wanted) {
+                    match take_sum(&mut sums, size, crc) {
                         Some(uid) => {
-                            changes.push(RemoteChange::Message(
-                                b.id,
-                                Some(MessageRemote {
-                                    folder: local,
-                                    uid: u64::from(uid),
-                                    modseq: 0,
-                                    flags: b.bits,
-                                    version: b.version,
-                                }),
-                            ));
+                            let link = MessageRemote {
+                                folder: local,
+                                uid: u64::from(uid),
+                                modseq: 0,
+                                flags: b.bits,
+                                version: b.version,
+                            };
+                            changes.push(RemoteChange::Message(b.id, Some(link)));
+                            ours.insert(u64::from(uid));
                             expunge.extend(b.old);
                             report.up.new += 1;
                             report.up.bytes += b.content.len() as u64;
@@ -726,6 +863,23 @@ impl Pass<'_> {
                     }
                 }
             }
+            for c in &changes {
+                if let RemoteChange::Message(_, Some(l)) = c {
+                    ours.insert(l.uid);
+                    appended.insert(l.uid as u32);
+                }
+            }
+            if let Some(mut c) = chain {
+                while ours.contains(&(c + 1)) {
+                    c += 1;
+                }
+                if c > state.cursor {
+                    state.cursor = c;
+                    changes.push(RemoteChange::Folder(local, Some(state.clone())));
+                }
+                chain = Some(c);
+            }
+            self.advance_modseq(local, state, appended, &mut changes)?;
             self.store.update_remote(changes)?;
             self.progress.advance(batch.len() as u64, bytes);
         }
@@ -786,6 +940,13 @@ impl Pass<'_> {
     /// Three-way flag merge of every linked message still in this folder and on the
     /// server; server changes go to the store, local ones to the server (UID STORE, only
     /// where the message did not change there since the SELECT).
+    ///
+    /// Crash safety, in this order: (1) the merged flags are set locally; (2) the links of
+    /// messages whose server flags are to change are marked [`PENDING`] with the merged
+    /// flags; (3) UID STORE; (4) the caller commits the final links. A pass killed after
+    /// (2) finds the mark and makes the server match the local flags; killed before, it
+    /// merges again from the old links, which (1) does not disturb. Without the mark, a
+    /// message deleted here after our STORE would look changed there and come back.
     #[allow(clippy::too_many_arguments)]
     fn merge_flags(
         &mut self,
@@ -796,10 +957,18 @@ impl Pass<'_> {
         sel: &Selected,
         report: &mut FolderReport,
         changes: &mut Vec<RemoteChange>,
+        ours: &mut HashSet<u32>,
     ) -> Result<(), SyncError> {
         let (up, down) = (self.opts.upload, self.opts.download);
-        // (id, link, merged, local, server, server keywords)
-        let mut plan = Vec::new();
+        struct Item {
+            l: Linked,
+            merged: u8,
+            local: u8,
+            server: u8,
+            kw: Option<Vec<String>>,
+            modseq: u64,
+        }
+        let mut plan: Vec<Item> = Vec::new();
         for l in linked {
             let uid = l.link.uid as u32;
             // Moved away locally (moves() handles it) or gone from the server.
@@ -808,51 +977,110 @@ impl Pass<'_> {
             }
             let base = l.link.flags & SYNCED;
             let local = l.flags & SYNCED;
+            let pending = l.link.modseq == PENDING;
             let (server, kw, modseq) = match server_flags.get(&uid) {
                 Some((b, kw, m)) => (*b, Some(kw.clone()), *m),
-                None => (base, None, l.link.modseq),
+                None => (base, None, if pending { 0 } else { l.link.modseq }),
             };
             // Keywords come down as the server has them (their last synced set is not kept).
             let kw = kw.filter(|k| {
                 down && self.store.index().message_keywords(l.id).iter().map(|x| &**x).ne(k.iter().map(|x| x.as_str()))
             });
-            let local_changed = local ^ base;
-            let merged = (local & local_changed) | (server & !local_changed);
-            if merged == local && merged == server && base == merged && kw.is_none() {
+            let merged = if pending {
+                // Our STORE may or may not have reached the server: the local flags are
+                // what it was to make true.
+                local
+            } else {
+                let local_changed = local ^ base;
+                (local & local_changed) | (server & !local_changed)
+            };
+            if merged == local && merged == server && base == merged && kw.is_none() && !pending {
                 continue;
             }
-            plan.push((l, merged, local, server, kw, modseq));
+            plan.push(Item { l: *l, merged, local, server, kw, modseq });
         }
         if plan.is_empty() {
             return Ok(());
         }
-        // Up: +FLAGS and -FLAGS grouped by the bits they change.
+        if self.opts.dry_run {
+            report.up.flags += plan.iter().filter(|i| up && i.merged != i.server).count() as u64;
+            report.down.flags += plan.iter().filter(|i| down && i.merged != i.local).count() as u64;
+            return Ok(());
+        }
+        // (1) Locally, all at once.
+        let mut gone: HashSet<Id> = HashSet::new();
+        let local_changes: Vec<(Id, AttrChange)> = plan
+            .iter()
+            .filter_map(|i| {
+                let set_local = down && i.merged != i.local;
+                (set_local || i.kw.is_some()).then(|| {
+                    let flags = set_local.then_some((i.l.flags & !SYNCED) | i.merged);
+                    (i.l.id, AttrChange { flags, keywords: i.kw.clone(), ..Default::default() })
+                })
+            })
+            .collect();
+        let ids: Vec<Id> = local_changes.iter().map(|c| c.0).collect();
+        for (id, r) in ids.into_iter().zip(self.store.set_message_attrs_many(local_changes)) {
+            match r {
+                Ok(()) => {}
+                // Deleted or moved meanwhile: the next pass sees it.
+                Err(store::Error::NotFound | store::Error::ObjectDeleted) => {
+                    gone.insert(id);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        plan.retain(|i| !gone.contains(&i.l.id));
+        for i in &plan {
+            if down && i.merged != i.local {
+                report.down.flags += 1;
+            }
+        }
+        // (2), (3): up, +FLAGS and -FLAGS grouped by the bits they change.
         let mut refused_uids: HashSet<u32> = HashSet::new();
-        if up && !self.opts.dry_run {
+        if up {
+            let to_store: Vec<&Item> = plan.iter().filter(|i| i.merged != i.server).collect();
+            let marks: Vec<RemoteChange> = to_store
+                .iter()
+                .map(|i| {
+                    RemoteChange::Message(i.l.id, Some(MessageRemote { flags: i.merged, modseq: PENDING, ..i.l.link }))
+                })
+                .collect();
+            self.store.update_remote(marks)?;
             let mut adds: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
             let mut removes: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
-            for (l, merged, _, server, _, _) in &plan {
-                let (add, remove) = (merged & !server, server & !merged);
+            for i in &to_store {
+                let (add, remove) = (i.merged & !i.server, i.server & !i.merged);
                 if add != 0 {
-                    adds.entry(add).or_default().push(l.link.uid as u32);
+                    adds.entry(add).or_default().push(i.l.link.uid as u32);
                 }
                 if remove != 0 {
-                    removes.entry(remove).or_default().push(l.link.uid as u32);
+                    removes.entry(remove).or_default().push(i.l.link.uid as u32);
                 }
             }
+            // A pending mark's server flags are not known for sure: no UNCHANGEDSINCE.
             let since = sel.highest_modseq;
+            let checked = |i: &&Item| i.l.link.modseq != PENDING;
             let mut added: HashSet<u32> = HashSet::new();
+            let unchecked: HashSet<u32> =
+                to_store.iter().filter(|i| !checked(i)).map(|i| i.l.link.uid as u32).collect();
             for (bits, uids) in adds {
-                let (modified, _) = self.conn.uid_store(&uid_set(&uids), true, bits, since)?;
-                refused_uids.extend(modified);
+                let (plain, blind): (Vec<u32>, Vec<u32>) = uids.iter().partition(|u| !unchecked.contains(u));
+                if !plain.is_empty() {
+                    refused_uids.extend(self.conn.uid_store(&uid_set(&plain), true, bits, since)?.0);
+                }
+                if !blind.is_empty() {
+                    self.conn.uid_store(&uid_set(&blind), true, bits, None)?;
+                }
                 added.extend(uids);
             }
             for (bits, uids) in removes {
-                let (first, second): (Vec<u32>, Vec<u32>) =
-                    uids.into_iter().filter(|u| !refused_uids.contains(u)).partition(|u| !added.contains(u));
+                let (first, second): (Vec<u32>, Vec<u32>) = uids
+                    .into_iter()
+                    .filter(|u| !refused_uids.contains(u))
+                    .partition(|u| !added.contains(u) && !unchecked.contains(u));
                 if !first.is_empty() {
-                    let (modified, _) = self.conn.uid_store(&uid_set(&first), false, bits, since)?;
-                    refused_uids.extend(modified);
+                    refused_uids.extend(self.conn.uid_store(&uid_set(&first), false, bits, since)?.0);
                 }
                 if !second.is_empty() {
                     // Their +FLAGS above already checked UNCHANGEDSINCE and raised their
@@ -861,39 +1089,26 @@ impl Pass<'_> {
                 }
             }
         }
-        for (l, merged, local, server, kw, modseq) in plan {
-            if refused_uids.contains(&(l.link.uid as u32)) {
-                // Changed on the server after our SELECT: the next pass merges again.
+        // (4) The links, for the caller to commit.
+        for i in plan {
+            let uid = i.l.link.uid as u32;
+            if refused_uids.contains(&uid) {
+                // Changed on the server after our SELECT: back to the old link, and the
+                // next pass merges again.
+                changes.push(RemoteChange::Message(i.l.id, Some(i.l.link)));
                 continue;
             }
-            if up && merged != server {
+            if up && i.merged != i.server {
                 report.up.flags += 1;
-            }
-            let set_local = down && merged != local;
-            if set_local {
-                report.down.flags += 1;
-            }
-            if self.opts.dry_run {
-                continue;
-            }
-            let kw_change = kw;
-            if set_local || kw_change.is_some() {
-                let new_flags = if set_local { (l.flags & !SYNCED) | merged } else { l.flags };
-                let change =
-                    AttrChange { flags: set_local.then_some(new_flags), keywords: kw_change, ..Default::default() };
-                match self.store.set_message_attrs(l.id, change) {
-                    Ok(()) => {}
-                    // Deleted or moved meanwhile: the next pass sees it.
-                    Err(store::Error::NotFound | store::Error::ObjectDeleted) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+                ours.insert(uid);
             }
             let base = match (up, down) {
-                (true, true) => merged,
-                (true, false) => local,
-                _ => server,
+                (true, true) => i.merged,
+                (true, false) => i.local,
+                _ => i.server,
             };
-            changes.push(RemoteChange::Message(l.id, Some(MessageRemote { flags: base, modseq, ..l.link })));
+            let modseq = if i.modseq == PENDING { 0 } else { i.modseq };
+            changes.push(RemoteChange::Message(i.l.id, Some(MessageRemote { flags: base, modseq, ..i.l.link })));
         }
         Ok(())
     }
@@ -932,6 +1147,7 @@ impl Pass<'_> {
             return Ok(());
         }
         for l in plain {
+            log::debug!("{}: UID {} is gone on the server: deleting message {}", report.store_path, l.link.uid, l.id);
             report.down.deleted += 1;
             if self.opts.dry_run {
                 continue;
@@ -1075,6 +1291,16 @@ impl Pass<'_> {
             }
         }
         let state = FolderRemote { name: _server.name.clone(), uidvalidity, highestmodseq: 0, uidnext: 0, cursor: 0 };
+        // Deleted here before the reset: their UIDs name nothing now, and what they were is
+        // not known any more; the server's copies, if any, come down again.
+        changes.extend(
+            self.store
+                .index()
+                .tombstones()
+                .filter(|(_, t)| t.folder == local)
+                .map(|(id, _)| RemoteChange::Message(id, None))
+                .collect::<Vec<_>>(),
+        );
         if !self.opts.dry_run {
             changes.push(RemoteChange::Folder(local, Some(state.clone())));
             self.store.update_remote(changes)?;
