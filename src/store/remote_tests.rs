@@ -583,3 +583,36 @@ fn a_power_cut_at_every_sync_never_parts_a_message_from_its_link() {
         }
     }
 }
+
+#[test]
+fn a_deleted_linked_message_leaves_a_tombstone_kept_by_replay_and_checkpoint_until_cleared() {
+    let (fs, st) = sim_store();
+    let ib = inbox(&st);
+    let a = save_new(&st, ib, "a.eml", b"x");
+    let b = save_new(&st, ib, "b.eml", b"y");
+    let v = st.index().message(a).unwrap().version();
+    let link = MessageRemote { folder: ib, uid: 4, modseq: 40, flags: flags::SEEN, version: v };
+    st.set_message_remote(a, Some(link)).unwrap();
+    // An unlinked message leaves none.
+    st.delete_message(b).unwrap();
+    st.delete_message(a).unwrap();
+    let tombs = |st: &Store| st.index().tombstones().map(|(id, l)| (id, *l)).collect::<Vec<_>>();
+    assert_eq!(tombs(&st), vec![(a, link)]);
+    assert_eq!(st.index().message_remote(a), None);
+    // Replayed from the log after a crash...
+    let (fs, st) = after_crash(&fs);
+    assert_eq!(tombs(&st), vec![(a, link)]);
+    // ...and kept by a checkpoint, which then needs format 4.
+    st.checkpoint().unwrap();
+    let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 4);
+    let (fs, st) = after_crash(&fs);
+    assert_eq!(st.report().replayed_records, 0);
+    assert_eq!(tombs(&st), vec![(a, link)]);
+    // Clearing it is a link record without a link; a second clear has nothing to clear.
+    st.set_message_remote(a, None).unwrap();
+    assert!(tombs(&st).is_empty());
+    assert!(matches!(st.set_message_remote(a, None), Err(Error::NotFound)));
+    let (_, st) = after_crash(&fs);
+    assert!(tombs(&st).is_empty());
+}
