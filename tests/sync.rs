@@ -652,3 +652,131 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     let wrong: Vec<_> = got.iter().filter(|(n, l)| expected[n] != **l).map(|(n, l)| (n, l, &expected[n])).collect();
     assert!(wrong.is_empty(), "flags (message, got, want): {wrong:?}");
 }
+
+/// Every message of a store: (folder path, flag letters, content with LF line ends), sorted.
+fn all_messages(store: &Store) -> Vec<(String, String, Vec<u8>)> {
+    let ix = store.index();
+    let mut out: Vec<(String, String, Vec<u8>)> = ix
+        .messages()
+        .map(|(id, m)| (id, ix.folder_path(m.folder()), flags::to_letters(m.flags() & msgfs::sync::engine::SYNCED)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(id, f, l)| (f, l, lf(&store.read_message(id).unwrap())))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchanged() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let Some(data) = std::env::var_os("MSGFS_TESTDATA").filter(|p| !p.is_empty()) else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "MSGFS_TESTDATA must name ../shared/testdata under CI");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)\n",
+        );
+        return;
+    };
+    let corpus = PathBuf::from(data).join("maildir/notmuch-corpora");
+    let s = setup_with(dovecot::Options::default(), "max_deletes = \"100%\"\n");
+    let import = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .args(["import", "--store"])
+        .arg(&s.store)
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stdout));
+    let up = s.sync_ok(&["--upload-only"]);
+    // A second store, filled from the server alone.
+    let second = s._tmp.path().join("second");
+    let config2 = s._tmp.path().join("second.toml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&s.store.display().to_string(), &second.display().to_string());
+    std::fs::write(&config2, text).unwrap();
+    let down = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .arg("sync")
+        .arg("--config")
+        .arg(&config2)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .output()
+        .unwrap();
+    let down_text = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(down.status.code(), Some(0), "{down_text}");
+    let a = Store::open(&s.store, Options::default()).unwrap();
+    let b = Store::open(&second, Options::default()).unwrap();
+    let (ma, mb) = (all_messages(&a), all_messages(&b));
+    assert!(ma.len() > 300, "the corpus has over 300 messages: {}", ma.len());
+    assert_eq!(ma.len(), mb.len(), "message count\nup: {up}\ndown: {down_text}");
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!((&x.0, &x.1), (&y.0, &y.1), "folder and flags");
+        assert!(x.2 == y.2, "content of a message in {} differs", x.0);
+    }
+    // Nothing left to do on either side, and the first store agrees.
+    a.close().unwrap();
+    b.close().unwrap();
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+}
+
+#[test]
+fn a_server_killed_mid_run_is_a_clear_error_and_the_next_run_resumes() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let mut s = setup();
+    // Enough that the run is still busy when the server goes away.
+    let many: Vec<(&str, Vec<u8>)> = (0..3000).map(|n| ("", big_msg(n))).collect();
+    seed(&s.server, "INBOX", &many);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .arg("sync")
+        .arg("--config")
+        .arg(&s.config)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .env("RUST_LOG", "msgfs=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the headers are in, while the bodies come: the info line says when.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.contains("Inbox: 3000 headers in") {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the headers never came");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    s.server.stop();
+    let out = child.wait_with_output().unwrap();
+    let lines = reader.join().unwrap();
+    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("msgfs:")).collect();
+    let all = lines.join("\n");
+    assert_eq!(out.status.code(), Some(2), "stdout: {}\nstderr: {all}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(errors.len(), 1, "one error line: {all}");
+    let err = errors[0];
+    assert!(err.contains("closed the connection") && err.contains("the next run resumes"), "{err}");
+    assert!(!all.contains("Inbox: 3000 bodies"), "killed before the bodies were all in: {all}");
+    // The store holds header-only messages now; the next run completes them.
+    {
+        let store = s.store();
+        let ix = store.index();
+        let header_only = ix.messages().filter(|(_, m)| m.flags() & flags::HEADER_ONLY != 0).count();
+        assert!(header_only > 0, "some bodies must still be missing");
+        drop(ix);
+        store.close().unwrap();
+    }
+    // The next run (with the server back) completes, and nothing is there twice.
+    s.server.restart();
+    s.sync_ok(&[]);
+    assert_same(&s, &[("INBOX", "Inbox")]);
+}

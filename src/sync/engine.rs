@@ -1193,20 +1193,24 @@ impl Pass<'_> {
         })?;
         progress.advance(todo.len() as u64, 0);
         report.down.new += dl.messages;
-        log::info!("{}: {} headers in {:.3} s", report.store_path, dl.messages, started.elapsed().as_secs_f64());
+        if dl.messages > 0 {
+            log::info!("{}: {} headers in {:.3} s", report.store_path, dl.messages, started.elapsed().as_secs_f64());
+        }
         report.last_state = Some(State::DownloadHeader);
         progress.state(&report.store_path, State::DownloadHeader, dl.messages);
         let mut done = |n: u64, b: u64| progress.advance(n, b);
         fetch_bodies(self.conn, store, local, server_name, self.opts.limits, &mut dl, &mut done)?;
         report.bodies += dl.bodies;
         report.down.bytes += dl.bytes;
-        log::info!(
-            "{}: {} bodies ({} bytes) in {:.3} s since the pass began",
-            report.store_path,
-            dl.bodies,
-            dl.bytes,
-            started.elapsed().as_secs_f64()
-        );
+        if dl.bodies > 0 {
+            log::info!(
+                "{}: {} bodies ({} bytes) in {:.3} s since the pass began",
+                report.store_path,
+                dl.bodies,
+                dl.bytes,
+                started.elapsed().as_secs_f64()
+            );
+        }
         // Everything listed is in (or was expunged meanwhile).
         state.cursor = state.cursor.max(highest);
         Ok(())

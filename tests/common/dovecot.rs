@@ -262,20 +262,7 @@ impl Dovecot {
         if who.root {
             chown_tree(d, who.uid, who.gid);
         }
-        let conf = d.join("dovecot.conf");
-        let dovecot = find("dovecot").expect("should_skip checked it");
-        let mut cmd = if who.root {
-            let mut c = Command::new("setpriv");
-            c.args([&format!("--reuid={}", who.uid), &format!("--regid={}", who.gid), "--clear-groups"]);
-            c.arg(&dovecot);
-            c
-        } else {
-            Command::new(&dovecot)
-        };
-        cmd.process_group(0);
-        cmd.arg("-F").arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null());
-        cmd.stderr(std::fs::File::create(d.join("stderr")).unwrap());
-        let child = cmd.spawn().expect("start dovecot");
+        let child = spawn_master(d);
         let ca_file = d.join("ca.pem");
         let started_in = Duration::ZERO;
         let mut server = Dovecot { dir, port, tls_port, ca_file, started_in, child, exited: false };
@@ -331,6 +318,57 @@ impl Dovecot {
         r.reader.read_line(&mut greeting).unwrap();
         r.cmd(&format!("LOGIN {USER} \"{PASS}\"")).unwrap();
         r
+    }
+}
+
+/// Start the master of the server configured in `d` (as nobody when we are root).
+fn spawn_master(d: &Path) -> Child {
+    let who = run_as();
+    let conf = d.join("dovecot.conf");
+    let dovecot = find("dovecot").expect("should_skip checked it");
+    let mut cmd = if who.root {
+        let mut c = Command::new("setpriv");
+        c.args([&format!("--reuid={}", who.uid), &format!("--regid={}", who.gid), "--clear-groups"]);
+        c.arg(&dovecot);
+        c
+    } else {
+        Command::new(&dovecot)
+    };
+    cmd.process_group(0);
+    cmd.arg("-F").arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("stderr")).unwrap());
+    cmd.spawn().expect("start dovecot")
+}
+
+impl Dovecot {
+    /// Kill the server (every process of it) at once, as a crash or a dropped network would
+    /// end a session.
+    pub fn stop(&mut self) {
+        if !self.exited {
+            // SAFETY: kill(2) on the process group of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = self.child.wait();
+            self.exited = true;
+        }
+    }
+
+    /// Start it again on the same ports with the same mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        for attempt in 1.. {
+            self.child = spawn_master(self.dir.path());
+            self.exited = false;
+            match self.wait_ready(&[self.port, self.tls_port]) {
+                Ok(()) => return,
+                Err(log) if attempt < 20 && log.contains("Address already in use") => {
+                    self.stop();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!("dovecot did not restart: {log}"),
+            }
+        }
     }
 }
 
