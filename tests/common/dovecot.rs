@@ -340,6 +340,8 @@ fn spawn_master(d: &Path) -> Child {
     cmd.spawn().expect("start dovecot")
 }
 
+// Used by some of the test binaries that include this file.
+#[allow(dead_code)]
 impl Dovecot {
     /// Kill the server (every process of it) at once, as a crash or a dropped network would
     /// end a session.
