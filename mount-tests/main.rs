@@ -2,6 +2,9 @@
 //! always unmounts) and drives it with real programs. One test binary.
 
 mod common;
+#[path = "../tests/common/dovecot.rs"]
+#[allow(dead_code)]
+mod dovecot;
 
 mod browse;
 mod cli;
@@ -14,6 +17,7 @@ mod nonroot;
 mod peer;
 mod posix;
 mod pst;
+mod sync;
 mod times;
 mod tools;
 mod transactions;

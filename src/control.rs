@@ -65,6 +65,9 @@ pub const XATTR_PREFIX: &str = "user.msgfs.";
 pub const XATTR_CRASH_RECOVERY: &str = "user.msgfs.crash_recovery";
 pub const XATTR_SNAPSHOT: &str = "user.msgfs.snapshot";
 pub const XATTR_STATE: &str = "user.msgfs.state";
+/// On the mount root: set to a request to run `msgfs sync` in the daemon, read for its
+/// progress and result; on a folder, read for its last sync result.
+pub const XATTR_SYNC: &str = "user.msgfs.sync";
 
 #[cfg(test)]
 mod tests {

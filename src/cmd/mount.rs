@@ -452,6 +452,17 @@ pub fn msgfs_mount_containing(path: &Path) -> Option<PathBuf> {
     best.filter(MountEntry::is_msgfs).map(|m| m.point)
 }
 
+/// The mount point of a read-write msgfs mount of `store`, from /proc/self/mountinfo.
+pub fn mount_of(store: &Path) -> Option<PathBuf> {
+    let want = std::fs::canonicalize(store).ok()?;
+    mount_table()
+        .into_iter()
+        .rev()
+        .filter(|m| m.is_msgfs())
+        .find(|m| m.source.strip_prefix("msgfs:").and_then(|p| std::fs::canonicalize(p).ok()).as_deref() == Some(&want))
+        .map(|m| m.point)
+}
+
 /// The store directory behind a msgfs mount, from /proc/self/mountinfo.
 pub fn store_of(mp: &Path) -> Option<PathBuf> {
     let m = mount_table().into_iter().rev().find(|m| m.point == mp && m.is_msgfs())?;

@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
 use super::CmdResult;
+use crate::control::XATTR_SYNC;
 use crate::store::{Options as StoreOptions, Store};
 use crate::sync::config::Config;
 use crate::sync::engine::{Options, Progress, State};
@@ -67,12 +72,15 @@ pub fn run(args: Args) -> CmdResult {
     if args.upload_only && args.download_only {
         return Err("--upload-only and --download-only exclude each other".into());
     }
-    let st = Store::open(store_dir, StoreOptions { create: true, ..Default::default() }).map_err(|e| {
-        format!(
-            "store {}: {e} (msgfs sync works on a store that is not mounted: unmount it first)",
-            store_dir.display()
-        )
-    })?;
+    let st = match Store::open(store_dir, StoreOptions { create: true, ..Default::default() }) {
+        Ok(st) => st,
+        // Mounted: the daemon holds the store and runs the pass.
+        Err(crate::store::Error::InUse { .. }) if super::mount::mount_of(store_dir).is_some() => {
+            let mp = super::mount::mount_of(store_dir).expect("checked");
+            return through_mount(&mp, &args, &account);
+        }
+        Err(e) => return Err(format!("store {}: {e}", store_dir.display()).into()),
+    };
     let opts = Options {
         upload: !args.download_only,
         download: !args.upload_only,
@@ -107,4 +115,80 @@ pub fn run(args: Args) -> CmdResult {
     closed.map_err(|e| format!("close store {}: {e}", store_dir.display()))?;
     print!("{}", report.summary());
     Ok(u8::from(!report.ok()))
+}
+
+/// Ask the daemon of the mount at `mp` to run the pass, and follow it to its end.
+fn through_mount(mp: &Path, args: &Args, account: &crate::sync::config::Account) -> CmdResult {
+    let mut req = format!("account={}\n", account.name);
+    if let Some(c) = &args.config {
+        let c = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+        req.push_str(&format!("config={}\n", c.display()));
+    }
+    for f in &args.folders {
+        req.push_str(&format!("folder={f}\n"));
+    }
+    for (on, word) in [
+        (args.upload_only, "upload-only"),
+        (args.download_only, "download-only"),
+        (args.dry_run, "dry-run"),
+        (args.allow_mass_delete, "allow-mass-delete"),
+    ] {
+        if on {
+            req.push_str(word);
+            req.push('\n');
+        }
+    }
+    // Resolved here, where MSGFS_IMAP_PASSWORD and pass_cmd's terminal are.
+    let password = account.password()?;
+    req.push_str(&format!("password={}\n", password.expose()));
+    let path = CString::new(mp.as_os_str().as_bytes())?;
+    let name = CString::new(XATTR_SYNC)?;
+    // SAFETY: valid C strings and a buffer of the length passed.
+    let r = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), req.as_ptr().cast(), req.len(), 0) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EBUSY) => format!("{}: a sync is already running in this mount", mp.display()).into(),
+            _ => format!("{}: cannot start a sync in the mount daemon: {e}", mp.display()).into(),
+        });
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    loop {
+        let mut buf = vec![0u8; 1 << 20];
+        // SAFETY: valid C strings and a buffer of the length passed.
+        let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(format!("{}: lost the mount daemon: {}", mp.display(), std::io::Error::last_os_error()).into());
+        }
+        let text = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+        if let Some(rest) = text.strip_prefix("done ") {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let (code, summary) = rest.split_once('\n').unwrap_or((rest, ""));
+            let code: u8 = code.trim().parse().unwrap_or(2);
+            if code == 2 {
+                return Err(summary.trim().to_string().into());
+            }
+            print!("{summary}");
+            return Ok(code);
+        }
+        if let (Some(b), Some(line)) = (&bar, text.lines().nth(1)) {
+            // "FOLDER STATE n/total"
+            let mut parts = line.rsplitn(2, ' ');
+            let counts = parts.next().unwrap_or("");
+            let (n, total) = counts.split_once('/').unwrap_or(("0", "0"));
+            b.set_length(total.parse().unwrap_or(0));
+            b.set_position(n.parse().unwrap_or(0));
+            b.set_message(parts.next().unwrap_or("").to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -28,7 +28,7 @@ fn state_code(s: SnapState) -> u32 {
 }
 
 impl StoreFs {
-    fn may_control(&self, uid: u32) -> FsResult<()> {
+    pub(super) fn may_control(&self, uid: u32) -> FsResult<()> {
         if uid == 0 || uid == self.owner_uid {
             Ok(())
         } else {
@@ -153,6 +153,7 @@ impl StoreFs {
         match name {
             XATTR_CRASH_RECOVERY => Ok(lock.into_bytes()),
             XATTR_SNAPSHOT => Ok(snap.into_bytes()),
+            XATTR_SYNC => Ok(self.sync_get()),
             XATTR_STATE => {
                 let r = self.store.report();
                 let open = if r.was_clean {
@@ -182,5 +183,5 @@ impl StoreFs {
 }
 
 pub fn is_control_name(name: &str) -> bool {
-    matches!(name, XATTR_CRASH_RECOVERY | XATTR_SNAPSHOT | XATTR_STATE)
+    matches!(name, XATTR_CRASH_RECOVERY | XATTR_SNAPSHOT | XATTR_STATE | XATTR_SYNC)
 }

@@ -18,6 +18,7 @@ mod notify;
 mod overlay;
 pub mod store_fs;
 mod store_view;
+mod sync_job;
 pub mod view;
 mod watchdog;
 pub use watchdog::WATCHDOG_NAME;

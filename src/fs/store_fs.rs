@@ -51,6 +51,8 @@ pub struct StoreFs {
     pub expiries: Mutex<Option<std::sync::mpsc::Sender<(Id, String)>>>,
     /// The mounting user: with root, the only one allowed to use the control interface.
     pub owner_uid: u32,
+    /// A `msgfs sync` pass run by this mount (see `sync_job.rs`).
+    pub sync_job: Arc<Mutex<super::sync_job::SyncJob>>,
 }
 
 pub(super) fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
@@ -77,6 +79,7 @@ impl StoreFs {
             read_only,
             notifier: std::sync::OnceLock::new(),
             expiries: Mutex::new(None),
+            sync_job: Arc::default(),
             // SAFETY: getuid cannot fail.
             owner_uid: unsafe { libc::getuid() },
         }

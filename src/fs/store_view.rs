@@ -249,6 +249,9 @@ impl View for StoreView {
     }
 
     fn setxattr(&self, ino: u64, name: String, value: Vec<u8>, flags: i32, caller: Caller, done: impl Answer<()>) {
+        if ino == ROOT && name == control::XATTR_SYNC {
+            return done(self.fs.sync_start(caller.uid, &value));
+        }
         if ino == ROOT && super::control::is_control_name(&name) {
             let (uid, pid) = (caller.uid, caller.pid);
             return self.control(move |fs| fs.control_set(uid, pid, &name, &value), done);

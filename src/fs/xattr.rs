@@ -20,6 +20,7 @@ impl StoreFs {
     fn computed(&self, r: InodeRef, name: &str) -> FsResult<Vec<u8>> {
         let id = match r {
             InodeRef::Version { id, .. } | InodeRef::Message(id) => id,
+            InodeRef::Folder(f) if name == XATTR_SYNC => return self.sync_folder_get(f),
             // A new file has no entry id (nor anything else) before its first save.
             InodeRef::Node(_) | InodeRef::Folder(_) => return err(Errno::ENODATA),
         };

@@ -101,8 +101,13 @@ impl std::fmt::Display for RunError {
 /// Connect and log in as `account` says.
 pub fn connect(account: &Account) -> Result<Connection, RunError> {
     let password = account.password().map_err(|e| RunError(e.to_string()))?;
+    connect_with(account, &password)
+}
+
+/// [`connect`] with a password already at hand (a mount daemon is given it by the command).
+pub fn connect_with(account: &Account, password: &super::config::Password) -> Result<Connection, RunError> {
     let mut conn = Connection::connect(account).map_err(|e| RunError(e.to_string()))?;
-    conn.login(&account.user, &password).map_err(|e| RunError(e.to_string()))?;
+    conn.login(&account.user, password).map_err(|e| RunError(e.to_string()))?;
     Ok(conn)
 }
 
