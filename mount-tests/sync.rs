@@ -120,3 +120,35 @@ fn sync_on_a_mounted_store_runs_in_the_daemon_and_shows_through_the_mount() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("Inbox: server +1"), "{out}");
 }
+
+#[test]
+fn the_crash_recovery_lock_pauses_a_sync_until_it_is_lifted() {
+    if should_skip() || dovecot::should_skip() {
+        return;
+    }
+    let s = Synced::start();
+    let set = |v: &str| {
+        let out =
+            Command::new("setfattr").args(["-n", "user.msgfs.crash_recovery", "-v", v]).arg(&s.m.mp).output().unwrap();
+        assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    set(&format!("recover,pid={}", std::process::id()));
+    let child = Command::new(MSGFS)
+        .arg("sync")
+        .arg("--config")
+        .arg(&s.config)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let root = String::from_utf8(getxattr(&s.m.mp, "user.msgfs.sync").unwrap()).unwrap();
+    assert!(root.starts_with("running"), "paused, not failed: {root}");
+    set("continue");
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("local +5"), "{text}");
+    assert_eq!(names(&s.m.p("Inbox")).len(), 5);
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::config::{folder_selected, Account};
-use super::engine::{FolderReport, Options, Pass, Progress, State};
+use super::engine::{FolderReport, Options, Pass, Progress, State, SyncError};
 use super::imap::{Connection, Folder, ImapError};
 use super::names;
 use super::survey::{survey, Survey};
@@ -245,8 +245,26 @@ pub fn run(
             server_name: sf.folder.name.clone(),
             ..Default::default()
         };
-        let mut pass = Pass { conn, store, opts, server_of: &server_of, progress: &mut *progress };
-        let r = pass.folder(&sf.folder, &sf.status, id, &mut fr);
+        let mut r;
+        loop {
+            let mut pass = Pass { conn, store, opts, server_of: &server_of, progress: &mut *progress };
+            r = pass.folder(&sf.folder, &sf.status, id, &mut fr);
+            // The crash-recovery lock pauses the run: a pass resumes where it stopped, so
+            // once the lock is lifted the folder's pass is simply run again.
+            if !matches!(r, Err(SyncError::Store(crate::store::Error::NoAccess))) {
+                break;
+            }
+            progress.state(&fr.store_path, State::Sync, 0);
+            log::warn!("{}: paused while the store is under the crash-recovery lock", fr.store_path);
+            while store.crash_lock().is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            fr = FolderReport {
+                store_path: fr.store_path.clone(),
+                server_name: fr.server_name.clone(),
+                ..Default::default()
+            };
+        }
         match r {
             Ok(()) => report.folders.push((fr, None)),
             Err(e) => {
