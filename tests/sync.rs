@@ -245,6 +245,9 @@ fn local_changes_go_up_and_server_changes_come_down_flags_merged_three_ways() {
     assert_same(&s, &[("INBOX", "Inbox")]);
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    let store = s.store();
+    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    store.close().unwrap();
 }
 
 // ---- helpers for local changes ----
@@ -385,6 +388,9 @@ fn a_uidvalidity_reset_rebinds_by_message_id_without_duplicates_and_keeps_what_t
     assert_same(&s, &[("Work", "Work")]);
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    let store = s.store();
+    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    store.close().unwrap();
 }
 
 #[test]
@@ -461,6 +467,9 @@ fn a_local_move_is_a_uid_move_and_a_dry_run_changes_nothing() {
     assert_same(&s, &[("INBOX", "Inbox"), ("Archive", "Archive")]);
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    let store = s.store();
+    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    store.close().unwrap();
 }
 
 /// A small deterministic generator (xorshift), seeded per run and printed, so a failing
@@ -720,6 +729,9 @@ fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchang
     b.close().unwrap();
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    let store = s.store();
+    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    store.close().unwrap();
 }
 
 #[test]
@@ -779,4 +791,42 @@ fn a_server_killed_mid_run_is_a_clear_error_and_the_next_run_resumes() {
     s.server.restart();
     s.sync_ok(&[]);
     assert_same(&s, &[("INBOX", "Inbox")]);
+}
+
+#[test]
+fn a_folder_renamed_here_is_renamed_there_and_one_deleted_here_deletes_nothing_there() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "Work", &(0..4).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Work.Old", &(4..6).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Trips", &(6..9).map(|n| ("\\Seen", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        // `mv Work Projects`, and `rm -r Trips`.
+        let work = store.folder_by_path("Work").unwrap();
+        store.move_folder(work, msgfs::store::ROOT, "Projects").unwrap();
+        let trips = store.folder_by_path("Trips").unwrap();
+        let ids: Vec<u64> = store.index().children(trips).unwrap().filter_map(|(_, c)| c.message_id()).collect();
+        for id in ids {
+            store.delete_message(id).unwrap();
+        }
+        store.delete_folder(trips).unwrap();
+        store.close().unwrap();
+    }
+    let out = s.sync_ok(&[]);
+    let mut conn = s.conn();
+    let names: Vec<String> = conn.list().unwrap().into_iter().map(|f| f.name).collect();
+    assert!(names.contains(&"Projects".to_string()) && names.contains(&"Projects.Old".to_string()), "{names:?}\n{out}");
+    assert!(!names.contains(&"Work".to_string()), "{names:?}");
+    // The folder deleted here is still there, whole, and comes back here.
+    assert_eq!(server_msgs(&mut conn, "Trips").len(), 3);
+    assert_same(&s, &[("Projects", "Projects"), ("Projects.Old", "Projects/Old"), ("Trips", "Trips")]);
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    let store = s.store();
+    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    store.close().unwrap();
 }

@@ -160,6 +160,15 @@ impl Connection {
         }
     }
 
+    /// RENAME `from` (as LIST gave it) to `to` (wire form); its subfolders go with it.
+    pub fn rename(&mut self, from: &Folder, to: &[u8]) -> Result<(), ImapError> {
+        let to = Mailbox::try_from(to.to_vec()).map_err(|_| {
+            ImapError::Protocol(format!("cannot send the mailbox name {:?}", String::from_utf8_lossy(to)))
+        })?;
+        self.run("RENAME", CommandBody::Rename { from: mailbox(from)?, to })?;
+        Ok(())
+    }
+
     /// UID SEARCH UID `set`: which of those UIDs exist in the selected folder.
     pub fn uid_search(&mut self, set: &str) -> Result<Vec<u32>, ImapError> {
         self.search(SearchKey::Uid(sequence(set)?))

@@ -169,6 +169,43 @@ pub fn run(
     if opts.upload {
         progress.state("", State::UploadHierarchy, 0);
         let delimiter = sv.folders.iter().find_map(|f| f.folder.delimiter).unwrap_or('/');
+        // Folders synced before and renamed or moved here since: RENAME there (a parent's
+        // rename takes its subfolders along, so their recorded names follow it).
+        for (id, path) in store_folders(store) {
+            let Some(remote) = store.index().folder_remote(id).cloned() else { continue };
+            let Some(sf) = sv.folders.iter().find(|f| f.folder.name == remote.name) else { continue };
+            if sf.store_path == path || !wanted(&path, "") {
+                continue;
+            }
+            let new_name = names::server_name(&path, delimiter);
+            if sf.folder.special.is_some() || sv.folders.iter().any(|f| f.folder.name == new_name) {
+                report.notes.push(format!(
+                    "local folder {:?} was {:?} on the server, which cannot be renamed to {new_name:?} (a special-use folder, or the name is taken)",
+                    path.join("/"),
+                    remote.name
+                ));
+                continue;
+            }
+            if opts.dry_run {
+                report.notes.push(format!("would rename server folder {:?} to {new_name:?}", remote.name));
+                continue;
+            }
+            progress.state(&path.join("/"), State::UploadFolder, 0);
+            conn.rename(&sf.folder, &names::encode(&new_name))
+                .map_err(|e| RunError(format!("renaming server folder {:?} to {new_name:?}: {e}", remote.name)))?;
+            let prefix = format!("{}{delimiter}", remote.name);
+            let renamed: Vec<crate::store::RemoteChange> = store
+                .index()
+                .folder_remotes()
+                .filter(|(_, r)| r.name == remote.name || r.name.starts_with(&prefix))
+                .map(|(fid, r)| {
+                    let name = format!("{new_name}{}", &r.name[remote.name.len()..]);
+                    crate::store::RemoteChange::Folder(fid, Some(crate::store::FolderRemote { name, ..r.clone() }))
+                })
+                .collect();
+            store.update_remote(renamed).map_err(|e| RunError(format!("store: {e}")))?;
+            sv = survey(conn, account).map_err(list_err)?;
+        }
         let known: Vec<Vec<String>> = sv.folders.iter().map(|f| f.store_path.clone()).collect();
         let mut created = false;
         for (id, path) in store_folders(store) {
@@ -212,6 +249,20 @@ pub fn run(
         report
             .notes
             .push(format!("server folder {u:?} cannot be a local folder (an empty, `.` or `..` level); not synced"));
+    }
+
+    // Tombstones of messages whose folder was deleted here since: with the folder went its
+    // server name, so they can name nothing there (the server folder is downloaded again,
+    // never emptied).
+    if !opts.dry_run {
+        let orphans: Vec<crate::store::RemoteChange> = {
+            let ix = store.index();
+            ix.tombstones()
+                .filter(|(_, t)| !ix.is_folder(t.folder))
+                .map(|(id, _)| crate::store::RemoteChange::Message(id, None))
+                .collect()
+        };
+        store.update_remote(orphans).map_err(|e| RunError(format!("store: {e}")))?;
     }
 
     // DOWNLOAD_HIERARCHY: a local folder for every server folder.
