@@ -830,3 +830,44 @@ fn a_folder_renamed_here_is_renamed_there_and_one_deleted_here_deletes_nothing_t
     assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
     store.close().unwrap();
 }
+
+#[test]
+fn a_message_moved_on_the_server_moves_here_with_its_local_flag_change_in_either_folder_order() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    // "Archive" is synced before "Inbox" and "Zoo" after it: one move each way.
+    seed(&s.server, "INBOX", &(0..4).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    seed(&s.server, "Archive", &[("", msg(10))]);
+    seed(&s.server, "Zoo", &[("", msg(20))]);
+    s.sync_ok(&[]);
+    let (one, two) = {
+        let store = s.store();
+        let one = local_id(&store, "Inbox", 1).unwrap();
+        let two = local_id(&store, "Inbox", 2).unwrap();
+        set_local_flags(&store, one, flags::FLAGGED);
+        store.close().unwrap();
+        (one, two)
+    };
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (u1, u2) = (server_uid(&mut raw, 1).unwrap(), server_uid(&mut raw, 2).unwrap());
+    raw.cmd(&format!("UID MOVE {u1} Archive")).unwrap();
+    raw.cmd(&format!("UID MOVE {u2} Zoo")).unwrap();
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("Archive: server +0 *0 -0 >0  local +0 *0 -0 >1"), "{out}");
+    assert!(out.contains("Zoo: server +0 *0 -0 >0  local +0 *0 -0 >1"), "{out}");
+    assert!(out.contains("local +0 *0 -0 >2"), "nothing downloaded again, nothing deleted: {out}");
+    let store = s.store();
+    // The same entries, now in their new folders.
+    assert_eq!(store.index().location_of(one).map(|(f, _)| store.index().folder_path(f)), Some("Archive".into()));
+    assert_eq!(store.index().location_of(two).map(|(f, _)| store.index().folder_path(f)), Some("Zoo".into()));
+    store.close().unwrap();
+    // The local flag change goes up with the next pass of its new folder.
+    let next = s.sync_ok(&[]);
+    assert!(next.contains("Archive: server +0 *1 -0 >0  local +0 *0 -0 >0"), "{next}");
+    let mut conn = s.conn();
+    assert_eq!(letters(&server_msgs(&mut conn, "Archive")["<1@msgfs.test>"].0), "F");
+    assert_same(&s, &[("INBOX", "Inbox"), ("Archive", "Archive"), ("Zoo", "Zoo")]);
+}

@@ -139,6 +139,14 @@ pub enum Op {
     },
     /// Replication state changes, in one frame (see `remote.rs`).
     Remote(Vec<RemoteChange>),
+    /// A message moved on the server, moved here too with its new link, in one frame: a
+    /// crash between the two would leave a link naming the old folder.
+    MoveSynced {
+        id: Id,
+        folder: Id,
+        name: String,
+        link: MessageRemote,
+    },
 }
 
 /// What a successful operation produced.
@@ -199,7 +207,7 @@ fn keys(ix: &Index, op: &Op) -> Keys {
         }
         Op::FolderAttrs { id, .. } | Op::MessageMeta { id, .. } => k.excl.push(Key::Entity(*id)),
         Op::Save(s) => save_keys(ix, s, &mut k),
-        Op::MessageMove { id, folder, name } => {
+        Op::MessageMove { id, folder, name } | Op::MoveSynced { id, folder, name, .. } => {
             k.excl.extend([Key::Entity(*id), Key::Name(*folder, name.clone())]);
             k.excl.extend(name_of(id));
             k.shared.push(Key::Entity(*folder));
@@ -345,6 +353,11 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
         }
         Op::MessageMove { id, folder, name } => {
             recs.push(Record::MessageMove { id: *id, folder: *folder, name: name.clone() });
+            Outcome { id: *id, version: ix.message(*id)?.version }
+        }
+        Op::MoveSynced { id, folder, name, link } => {
+            recs.push(Record::MessageMove { id: *id, folder: *folder, name: name.clone() });
+            recs.push(Record::MessageRemote { id: *id, link: Some(*link) });
             Outcome { id: *id, version: ix.message(*id)?.version }
         }
         Op::MessageDelete { id } => {

@@ -537,6 +537,13 @@ impl Store {
         self.update_remote(ids.iter().map(|id| RemoteChange::ClearIntent(*id)).collect())
     }
 
+    /// Move message `id` to `folder` as `name` and set its link to `link`, in one frame (a
+    /// message the server moved between folders follows there without a download).
+    pub fn move_synced(&self, id: Id, folder: Id, name: &str, link: MessageRemote) -> Result<()> {
+        super::index::check_name(name)?;
+        self.run(Op::MoveSynced { id, folder, name: name.to_string(), link }).map(drop)
+    }
+
     /// Commit downloaded messages, each with its remote link, in one frame: after a crash
     /// either all are there, each with its link, or none is. Staged files as for
     /// [`Store::import_messages`] (removed on failure). Returns the entry ids, in order.

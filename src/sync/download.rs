@@ -176,7 +176,7 @@ pub fn download_folder_in_batches(
     let mut report = DownloadReport::default();
     let (todo, highest) = if sel.exists > 0 { list_new(conn, store, folder_id, cursor)? } else { (Vec::new(), cursor) };
     let mut names = MessageNames::default();
-    fetch_headers(conn, store, &mut names, folder_id, &name, &todo, limits, &mut report, |last| {
+    fetch_headers(conn, store, &mut names, folder_id, &name, &todo, limits, &mut report, &mut |_| Ok(false), |last| {
         state.cursor = state.cursor.max(u64::from(last));
         store.set_folder_remote(folder_id, Some(state.clone())).map_err(DownloadError::Store)
     })?;
@@ -259,6 +259,7 @@ pub fn fetch_headers(
     todo: &[(u32, u64)],
     limits: Limits,
     report: &mut DownloadReport,
+    claim: &mut dyn FnMut(&Fetched) -> Result<bool, DownloadError>,
     mut done: impl FnMut(u32) -> Result<(), DownloadError>,
 ) -> Result<(), DownloadError> {
     // Headers are small: many more go in one batch than whole messages do.
@@ -272,7 +273,15 @@ pub fn fetch_headers(
         fetched.sort_unstable_by_key(|f| (f.uid, f.header.is_none()));
         fetched.dedup_by_key(|f| f.uid);
         report.vanished += (batch.len() - fetched.len()) as u64;
-        let n = commit_headers(store, names, folder_id, folder_name, fetched, report)?;
+        // Those the caller takes care of otherwise (a message moved there from a folder
+        // where we have it) are not downloaded.
+        let mut rest = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            if !claim(&f)? {
+                rest.push(f);
+            }
+        }
+        let n = commit_headers(store, names, folder_id, folder_name, rest, report)?;
         if n > 0 {
             report.batches += 1;
         }

@@ -228,6 +228,24 @@ pub struct Pass<'a> {
     /// Every synced store folder and its server folder (for local moves between them).
     pub server_of: &'a HashMap<Id, Folder>,
     pub progress: &'a mut dyn Progress,
+    /// Linked messages whose server copy left their folder, found before any folder's
+    /// pass: a new message elsewhere with the same Message-ID and size is that copy moved.
+    pub gone: &'a mut Vec<Gone>,
+}
+
+/// A linked message whose UID is gone from its server folder (see [`Pass::gone`]).
+#[derive(Clone, Debug)]
+pub struct Gone {
+    pub id: Id,
+    /// The store folder whose server folder it left.
+    pub from: Id,
+    pub message_id: String,
+    /// Its size with CRLF line ends (the RFC822.SIZE it had there).
+    pub size: u64,
+    pub link: MessageRemote,
+    /// Its folder's pass found it deleted there and would have deleted it here (the
+    /// mass-delete guard let it): done at the end of the run if no pass claims it.
+    pub approved: bool,
 }
 
 /// The length of `content` with every bare LF counted as CRLF: the size a server reports
@@ -1147,6 +1165,12 @@ impl Pass<'_> {
             return Ok(());
         }
         for l in plain {
+            // It may have moved to a folder whose pass is still to come: deleted at the end
+            // of the run unless that pass claims it (see `Gone`).
+            if let Some(g) = self.gone.iter_mut().find(|g| g.id == l.id) {
+                g.approved = true;
+                continue;
+            }
             log::debug!("{}: UID {} is gone on the server: deleting message {}", report.store_path, l.link.uid, l.id);
             report.down.deleted += 1;
             if self.opts.dry_run {
@@ -1184,15 +1208,57 @@ impl Pass<'_> {
         let store = self.store;
         let started = std::time::Instant::now();
         let progress = &mut *self.progress;
-        fetch_headers(self.conn, store, &mut names, local, server_name, &todo, self.opts.limits, &mut dl, |last| {
-            if u64::from(last) > state.cursor {
-                state.cursor = u64::from(last);
-                store.set_folder_remote(local, Some(state.clone())).map_err(DownloadError::Store)?;
+        let gone = &mut *self.gone;
+        let mut moved = 0u64;
+        // A new message here that left another synced folder there in this run: the local
+        // copy follows it, with its flags and state, instead of a download.
+        let mut claim = |f: &Fetched| -> Result<bool, DownloadError> {
+            let (Some(header), Some(size)) = (f.header.as_deref(), f.size) else { return Ok(false) };
+            let Some(mid) = mime::parse_props(header).message_id else { return Ok(false) };
+            let Some(n) = gone.iter().position(|g| g.from != local && g.size == u64::from(size) && g.message_id == mid)
+            else {
+                return Ok(false);
+            };
+            let g = gone.remove(n);
+            let name = {
+                let ix = store.index();
+                let Ok(m) = ix.message(g.id) else { return Ok(false) };
+                let taken = |c: &str| ix.lookup(local, c).is_some();
+                mime::unique_name(m.name(), taken)
+            };
+            let link = MessageRemote { folder: local, uid: u64::from(f.uid), modseq: f.modseq.unwrap_or(0), ..g.link };
+            match store.move_synced(g.id, local, &name, link) {
+                Ok(()) => {
+                    log::debug!("UID {} arrives as message {} moved from folder {}", f.uid, g.id, g.from);
+                    moved += 1;
+                    Ok(true)
+                }
+                // Deleted or moved here meanwhile: download it as new.
+                Err(store::Error::NotFound | store::Error::ObjectDeleted | store::Error::Exists) => Ok(false),
+                Err(e) => Err(DownloadError::Store(e)),
             }
-            Ok(())
-        })?;
+        };
+        fetch_headers(
+            self.conn,
+            store,
+            &mut names,
+            local,
+            server_name,
+            &todo,
+            self.opts.limits,
+            &mut dl,
+            &mut claim,
+            |last| {
+                if u64::from(last) > state.cursor {
+                    state.cursor = u64::from(last);
+                    store.set_folder_remote(local, Some(state.clone())).map_err(DownloadError::Store)?;
+                }
+                Ok(())
+            },
+        )?;
         progress.advance(todo.len() as u64, 0);
         report.down.new += dl.messages;
+        report.down.moved += moved;
         if dl.messages > 0 {
             log::info!("{}: {} headers in {:.3} s", report.store_path, dl.messages, started.elapsed().as_secs_f64());
         }

@@ -14,11 +14,11 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::config::{folder_selected, Account};
-use super::engine::{FolderReport, Options, Pass, Progress, State, SyncError};
+use super::engine::{FolderReport, Gone, Options, Pass, Progress, State, SyncError};
 use super::imap::{Connection, Folder, ImapError};
 use super::names;
-use super::survey::{survey, Survey};
-use crate::store::{Attrs, Id, Store, ROOT};
+use super::survey::{survey, ServerFolder, Survey};
+use crate::store::{Attrs, Id, MessageRemote, Store, ROOT};
 
 /// The result of a run.
 #[derive(Debug, Default)]
@@ -287,6 +287,20 @@ pub fn run(
     }
     let server_of: HashMap<Id, Folder> = pairs.iter().map(|(id, n)| (*id, sv.folders[*n].folder.clone())).collect();
 
+    // Messages whose server copy left their folder since the last run, found before any
+    // folder's pass, so that one moved to another folder is followed there, whichever
+    // folder's pass comes first.
+    let mut gone: Vec<Gone> = Vec::new();
+    if opts.download && !opts.dry_run && pairs.len() > 1 {
+        for (id, n) in &pairs {
+            match find_gone(conn, store, *id, &sv.folders[*n]) {
+                Ok(mut g) => gone.append(&mut g),
+                Err(e) if e.is_connection() => return Err(RunError(format!("{e}; the next run resumes"))),
+                Err(e) => log::warn!("{}: {e}", sv.folders[*n].folder.name),
+            }
+        }
+    }
+
     // CONTENTS.
     progress.state("", State::Contents, pairs.len() as u64);
     for (id, n) in pairs {
@@ -298,7 +312,7 @@ pub fn run(
         };
         let mut r;
         loop {
-            let mut pass = Pass { conn, store, opts, server_of: &server_of, progress: &mut *progress };
+            let mut pass = Pass { conn, store, opts, server_of: &server_of, progress: &mut *progress, gone: &mut gone };
             r = pass.folder(&sf.folder, &sf.status, id, &mut fr);
             // The crash-recovery lock pauses the run: a pass resumes where it stopped, so
             // once the lock is lifted the folder's pass is simply run again.
@@ -331,10 +345,78 @@ pub fn run(
         }
         let _ = write_status(store, account, &report);
     }
+    // Gone from their folder and claimed by none: deleted, as their folder's pass would have.
+    for g in gone.into_iter().filter(|g| g.approved) {
+        let still = store.index().message_remote(g.id).is_some_and(|l| l.folder == g.from && l.uid == g.link.uid);
+        if !still {
+            continue;
+        }
+        match store.delete_message(g.id) {
+            Ok(()) => {
+                if let Some((r, _)) = report.folders.iter_mut().find(|(r, _)| pairs_path(store, g.from) == r.store_path)
+                {
+                    r.down.deleted += 1;
+                }
+            }
+            Err(crate::store::Error::NotFound | crate::store::Error::ObjectDeleted) => {}
+            Err(e) => return Err(RunError(format!("store: {e}"))),
+        }
+    }
     progress.state("", State::Idle, 0);
     report.seconds = started.elapsed().as_secs_f64();
     let _ = write_status(store, account, &report);
     Ok(report)
+}
+
+fn pairs_path(store: &Store, folder: Id) -> String {
+    store.index().folder_path(folder)
+}
+
+/// The linked messages of store folder `id` whose UIDs its server folder no longer has:
+/// none when nothing was expunged there since the last pass (HIGHESTMODSEQ unchanged).
+fn find_gone(conn: &mut Connection, store: &Store, id: Id, sf: &ServerFolder) -> Result<Vec<Gone>, SyncError> {
+    let Some(saved) = store.index().folder_remote(id).cloned() else { return Ok(Vec::new()) };
+    if sf.status.uid_validity.map(u64::from) != Some(saved.uidvalidity)
+        || sf.status.highest_modseq.is_some_and(|h| h == saved.highestmodseq)
+    {
+        return Ok(Vec::new());
+    }
+    let links: Vec<(Id, MessageRemote)> = {
+        let ix = store.index();
+        ix.message_remotes()
+            .filter(|(mid, l)| {
+                l.folder == id
+                    && ix
+                        .message(*mid)
+                        .is_ok_and(|m| m.folder() == id && m.flags() & crate::store::flags::HEADER_ONLY == 0)
+            })
+            .map(|(mid, l)| (mid, *l))
+            .collect()
+    };
+    if links.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.examine(&sf.folder)?;
+    let uids: Vec<u32> = links.iter().map(|(_, l)| l.uid as u32).collect();
+    let present: std::collections::HashSet<u32> =
+        conn.uid_search(&super::commands::uid_set(&uids))?.into_iter().collect();
+    let mut out = Vec::new();
+    for (mid, link) in links {
+        if present.contains(&(link.uid as u32)) {
+            continue;
+        }
+        let Ok(content) = store.read_message(mid) else { continue };
+        let Some(message_id) = crate::mime::parse_props(&content).message_id else { continue };
+        out.push(Gone {
+            id: mid,
+            from: id,
+            message_id,
+            size: super::engine::crlf_len(&content),
+            link,
+            approved: false,
+        });
+    }
+    Ok(out)
 }
 
 /// The status file of a store.
