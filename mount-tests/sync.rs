@@ -152,3 +152,66 @@ fn the_crash_recovery_lock_pauses_a_sync_until_it_is_lifted() {
     assert!(text.contains("local +5"), "{text}");
     assert_eq!(names(&s.m.p("Inbox")).len(), 5);
 }
+
+#[test]
+fn a_header_only_message_is_listed_and_stats_but_opening_it_is_eio() {
+    if should_skip() || dovecot::should_skip() {
+        return;
+    }
+    let header = b"Subject: big\r\nMessage-ID: <h@msgfs.test>\r\n\r\n";
+    let m = Mount::with(&[], |st| {
+        put(st, "Inbox", &[("h.eml", header)]);
+        let id = msgfs::store::Store::lookup(st, st.folder_by_path("Inbox").unwrap(), "h.eml").unwrap();
+        let msgfs::store::Entry::Message(id) = id else { panic!("not a message") };
+        let change = msgfs::store::AttrChange { flags: Some(0), ..Default::default() };
+        st.set_message_attrs(id, change).unwrap();
+        // What a first sync's header pass leaves: a message flagged header-only.
+        let (staged, crc) = st.stage_content(header).unwrap();
+        let base_version = st.index().message(id).unwrap().version();
+        st.replace_synced_batch(vec![msgfs::store::Replacement {
+            id,
+            base_version,
+            staged,
+            size: header.len() as u64,
+            crc,
+            flags: msgfs::store::flags::HEADER_ONLY,
+            remote: msgfs::store::RemoteCopy { uid: 1, modseq: 1, flags: 0 },
+        }])
+        .unwrap();
+    });
+    let p = m.p("Inbox/h.eml");
+    assert!(names(&m.p("Inbox")).contains(&"h.eml".to_string()));
+    assert!(std::fs::metadata(&p).is_ok(), "stat works");
+    let e = std::fs::read(&p).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // Its flags read as none: the header-only mark is not a user flag.
+    assert_eq!(getxattr(&p, "user.msgfs.flags").unwrap(), b"");
+}
+
+#[test]
+fn a_freeze_parks_a_sync_until_the_thaw() {
+    if should_skip() || dovecot::should_skip() {
+        return;
+    }
+    let s = Synced::start();
+    let out = Command::new(MSGFS).arg("freeze").arg(&s.m.mp).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let child = Command::new(MSGFS)
+        .arg("sync")
+        .arg("--config")
+        .arg(&s.config)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let root = String::from_utf8(getxattr(&s.m.mp, "user.msgfs.sync").unwrap()).unwrap();
+    assert!(root.starts_with("running"), "parked, not failed: {root}");
+    let out = Command::new(MSGFS).arg("thaw").arg(&s.m.mp).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("local +5"), "{text}");
+}

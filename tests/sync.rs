@@ -871,3 +871,39 @@ fn a_message_moved_on_the_server_moves_here_with_its_local_flag_change_in_either
     assert_eq!(letters(&server_msgs(&mut conn, "Archive")["<1@msgfs.test>"].0), "F");
     assert_same(&s, &[("INBOX", "Inbox"), ("Archive", "Archive"), ("Zoo", "Zoo")]);
 }
+
+#[test]
+fn changes_on_the_server_during_a_run_are_all_there_after_the_next() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..2000).map(|n| ("", big_msg(n))).collect::<Vec<_>>());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .arg("sync")
+        .arg("--config")
+        .arg(&s.config)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .env("RUST_LOG", "msgfs=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While its bodies come: new mail, flags set and a message expunged by another client.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("Inbox: 2000 headers in")), "no headers line");
+    let mut raw = s.server.raw();
+    raw.multiappend("INBOX", &(5000..5010).map(|n| ("\\Flagged", msg(n))).collect::<Vec<_>>());
+    raw.cmd("SELECT INBOX").unwrap();
+    raw.cmd("UID STORE 1:20 +FLAGS (\\Seen)").unwrap();
+    raw.cmd("UID STORE 30 +FLAGS (\\Deleted)").unwrap();
+    raw.cmd("UID EXPUNGE 30").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), rest.join("\n"));
+    s.sync_ok(&[]);
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let mut conn = s.conn();
+    assert_eq!(server_msgs(&mut conn, "INBOX").len(), 2009);
+}
