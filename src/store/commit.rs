@@ -429,6 +429,9 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
         };
     let attrs = merged(attrs, &s.change);
     let flags = s.change.flags.map_or(flags, |f| (f & flags::USER) | (flags & !flags::USER));
+    // Whole content from anything but a sync (a writer's save, a file renamed over it) is
+    // no longer just a header: a sync must not take it for one and replace it.
+    let flags = if s.remote.is_none() && s.flags.is_none() { flags & !flags::HEADER_ONLY } else { flags };
     let mut xattrs = xattrs;
     for ch in &s.change.xattrs {
         apply_xattr(&mut xattrs, ch)?;

@@ -21,11 +21,16 @@ use super::{
     OBJECTS_DIR, STAGING_DIR,
 };
 
-/// The store format this msgfs writes. Format 1 stores (older msgfs) are read, and raised
-/// to format 2 by the first commit that logs a replication record (`raise_format`), so a
-/// store never synced stays readable by the msgfs that made it. Format 2 adds log records
-/// 11-15 and checkpoint format 3. A newer format is refused as too new, not as damage.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest store format this msgfs reads and writes. A new store is made in
+/// [`FORMAT_CREATE`]; older stores are read, and raised to this format by the first commit
+/// that logs a replication record (`raise_format`), so a store never synced stays readable
+/// by the msgfs that made it. Format 3 adds log records 11-15 (record 13 with the flags and
+/// checksum sent), tombstones, and checkpoint formats 3 and 4. A newer format is refused as
+/// too new, not as damage.
+pub const FORMAT_VERSION: u32 = 3;
+/// The format a new store starts in: format 2 keeps folder times (records 9 and 10,
+/// checkpoint format 2).
+pub const FORMAT_CREATE: u32 = 2;
 /// The oldest format still read.
 pub const FORMAT_OLDEST: u32 = 1;
 
@@ -231,8 +236,8 @@ fn create(vfs: &dyn Vfs) -> Result<([u8; 16], u32)> {
         vfs.sync_dir(Path::new(d)).map_err(io(format!("sync {d}/")))?;
     }
     let id = super::open::random_id();
-    write_format(vfs, &id, FORMAT_VERSION)?;
-    Ok((id, FORMAT_VERSION))
+    write_format(vfs, &id, FORMAT_CREATE)?;
+    Ok((id, FORMAT_CREATE))
 }
 
 /// Write the format file atomically: a temporary file, synced, renamed over it, and the

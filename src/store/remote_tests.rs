@@ -370,7 +370,7 @@ fn replaying_a_link_to_a_missing_message_is_damage() {
 }
 
 #[test]
-fn a_format_1_store_opens_and_is_raised_to_format_2_by_its_first_replication_record() {
+fn a_format_1_store_opens_and_is_raised_to_format_3_by_its_first_replication_record() {
     let (fs, st) = sim_store();
     assert_eq!(format_line(&fs), "format 2");
     let ib = inbox(&st);
@@ -386,10 +386,10 @@ fn a_format_1_store_opens_and_is_raised_to_format_2_by_its_first_replication_rec
     // Ordinary changes leave it as it was: the older msgfs still reads it.
     assert_eq!(format_line(&fs), "format 1");
     st.set_folder_remote(ib, Some(folder_state(1))).unwrap();
-    assert_eq!(format_line(&fs), "format 2");
+    assert_eq!(format_line(&fs), "format 3");
     // Raised durably, before the record: a crash now keeps both.
     let (fs, st) = after_crash(&fs);
-    assert_eq!(format_line(&fs), "format 2");
+    assert_eq!(format_line(&fs), "format 3");
     assert_eq!(st.index().folder_remote(ib), Some(&folder_state(1)));
 }
 
@@ -399,11 +399,11 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
     let path = dir.path().join("s");
     Store::open(&path, Options { create: true, ..Default::default() }).unwrap().close().unwrap();
     let text = std::fs::read_to_string(path.join(FORMAT_FILE)).unwrap();
-    std::fs::write(path.join(FORMAT_FILE), text.replace("format 2", "format 3")).unwrap();
+    std::fs::write(path.join(FORMAT_FILE), text.replace("format 2", "format 4")).unwrap();
     let e = Store::open(&path, Options::default()).err().expect("a newer store must not open");
     assert!(matches!(e, Error::TooNew(_)), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("store format 3 is newer than this msgfs reads (formats 1 to 2)"), "{msg}");
+    assert!(msg.contains("store format 4 is newer than this msgfs reads (formats 1 to 3)"), "{msg}");
     assert!(!msg.contains("damaged"), "{msg}");
     assert!(matches!(format_of(&path), Err(Error::TooNew(_))));
     assert!(matches!(Store::open(&path, Options { read_only: true, ..Default::default() }), Err(Error::TooNew(_))));
