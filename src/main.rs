@@ -138,7 +138,8 @@ enum Command {
         /// Accounts file (default: $XDG_CONFIG_HOME/msgfs/accounts.toml or ~/.config/msgfs/accounts.toml)
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Store directory (default: the account's `store`); not while it is mounted
+        /// Store directory (default: the account's `store`); when it is mounted, the mount's
+        /// daemon runs the sync
         #[arg(long)]
         store: Option<PathBuf>,
         /// Only this folder (store path such as Work/2026, or the server's name); repeatable

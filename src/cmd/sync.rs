@@ -81,6 +81,14 @@ pub fn run(args: Args) -> CmdResult {
         }
         Err(e) => return Err(format!("store {}: {e}", store_dir.display()).into()),
     };
+    // A read-only mount takes no lock: it keeps showing the store as it was when mounted.
+    if let Some(mp) = super::mount::mount_of(store_dir) {
+        eprintln!(
+            "msgfs: warning: {} is mounted read-only at {}, which will not show what this sync changes until it is mounted again",
+            store_dir.display(),
+            mp.display()
+        );
+    }
     let opts = Options {
         upload: !args.download_only,
         download: !args.upload_only,

@@ -70,7 +70,16 @@ pub struct Report {
 impl Report {
     /// The content of message `m` in folder `rel`, or None (recorded) if it cannot be read.
     pub(crate) fn read(&mut self, store: &Store, rel: &[String], m: &MessagePlan) -> Option<Vec<u8>> {
-        match store.read_message(m.id) {
+        // A header-only message is not the message: written out, it would pass for one.
+        let header_only = m.flags & crate::store::flags::HEADER_ONLY != 0;
+        let res = if header_only {
+            Err(crate::store::Error::InvalidArgument(
+                "only its header has been downloaded; run `msgfs sync` to fetch the body".into(),
+            ))
+        } else {
+            store.read_message(m.id)
+        };
+        match res {
             Ok(c) => {
                 self.messages += 1;
                 self.bytes += c.len() as u64;

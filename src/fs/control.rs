@@ -166,9 +166,10 @@ impl StoreFs {
                         r.torn_tail_cut.as_ref().map(|t| format!(", torn tail cut ({t})")).unwrap_or_default()
                     )
                 };
+                let sync = String::from_utf8_lossy(&self.sync_get()).lines().take(2).collect::<Vec<_>>().join(": ");
                 let ix = self.store.index();
                 Ok(format!(
-                    "store: {}\nmessages: {}\nfolders: {}\ncrash_recovery: {lock}\nsnapshot: {snap}\nfrozen: {}\nlast open: {open}\nread_only: {}\n",
+                    "store: {}\nmessages: {}\nfolders: {}\ncrash_recovery: {lock}\nsnapshot: {snap}\nfrozen: {}\nlast open: {open}\nread_only: {}\nsync: {sync}\n",
                     self.store.path().map(|p| p.display().to_string()).unwrap_or_default(),
                     ix.message_count(),
                     ix.folder_count(),

@@ -22,7 +22,26 @@ pub const DIR_MODE: u32 = 0o700;
 /// Give a file just created its mode: the mode passed to open(2) is narrowed by the umask
 /// (a umask of 0277 would make a log segment unwritable), so set it again on the descriptor.
 pub fn fix_file_mode(f: &File) -> io::Result<()> {
+    // Created with FILE_MODE, the umask can only have taken bits away: when it takes none
+    // of FILE_MODE's (the usual 022 or 077), the file is right already and a chmod per
+    // file (one per message in an import or a sync) is saved.
+    if umask() & FILE_MODE == 0 {
+        return Ok(());
+    }
     f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+}
+
+/// The process's umask, read once (from /proc: umask(2) can only read it by changing it,
+/// which would race with other threads creating files). Unknown counts as "takes all".
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string())))
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0o777)
+    })
 }
 
 /// Create directory `p` with [`DIR_MODE`] whatever the umask; AlreadyExists if it is there

@@ -26,9 +26,12 @@ use crate::store::{self, flags, Attrs, FolderRemote, Id, NewMessage, RemoteCopy,
 use super::imap::{Connection, FetchWhat, Fetched, Folder, ImapError};
 
 /// A batch is committed once it holds this many messages...
-pub const BATCH_MESSAGES: usize = 200;
+pub const BATCH_MESSAGES: usize = 1000;
 /// ...or this many bytes (RFC822.SIZE), whichever comes first; a bigger message goes alone.
-pub const BATCH_BYTES: u64 = 32 << 20;
+/// Each batch costs a syncfs, which also flushes whatever else the file system holds dirty
+/// (a local IMAP server's mail): fewer, bigger batches (bounded in memory by this) are
+/// much cheaper than many small ones.
+pub const BATCH_BYTES: u64 = 64 << 20;
 
 /// What one [`download_folder`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -336,18 +339,21 @@ pub fn fetch_bodies(
             if items.iter().any(|r: &store::Replacement| r.id == id) {
                 continue;
             }
-            let ix = store.index();
-            let Ok(m) = ix.message(id) else { continue };
-            let Some(link) = ix.message_remote(id).copied() else { continue };
+            let (version, flags_now, link) = {
+                let ix = store.index();
+                let Ok(m) = ix.message(id) else { continue };
+                let Some(link) = ix.message_remote(id).copied() else { continue };
+                (m.version(), m.flags(), link)
+            };
             let (staged, crc) = store.stage_content(&body)?;
             bytes += body.len() as u64;
             items.push(store::Replacement {
                 id,
-                base_version: m.version(),
+                base_version: version,
                 staged,
                 size: body.len() as u64,
                 crc,
-                flags: m.flags() & flags::USER,
+                flags: flags_now & flags::USER,
                 remote: RemoteCopy { uid: link.uid, modseq: link.modseq, flags: link.flags },
             });
         }

@@ -515,9 +515,23 @@ impl Pass<'_> {
             // On the server, already synced, and neither linked nor deleted here: a download
             // lost to a kill, or a deletion from before tombstones. Downloaded again: nothing
             // is deleted without a record that we had it.
-            redownload.extend(
-                present.iter().copied().filter(|u| *u <= cursor && !linked_uids.contains(u) && !tomb_uids.contains(u)),
-            );
+            let lost: Vec<u32> = present
+                .iter()
+                .copied()
+                .filter(|u| *u <= cursor && !linked_uids.contains(u) && !tomb_uids.contains(u))
+                .collect();
+            if !lost.is_empty() {
+                // Except those marked \Deleted there: removed by us (or another client) on a
+                // server without UIDPLUS, where they wait for someone's EXPUNGE.
+                let marked: HashSet<u32> = self
+                    .conn
+                    .uid_fetch(&uid_set(&lost), FetchWhat::Flags)?
+                    .into_iter()
+                    .filter(|f| map_flags(&f.flags).0 & flags::TRASHED != 0)
+                    .map(|f| f.uid)
+                    .collect();
+                redownload.extend(lost.into_iter().filter(|u| !marked.contains(u)));
+            }
         }
         if self.opts.upload {
             report.last_state = Some(State::UploadMessageDel);

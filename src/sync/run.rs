@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,8 @@ use crate::store::{Attrs, Id, MessageRemote, Store, ROOT};
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub folders: Vec<(FolderReport, Option<String>)>,
+    /// Nothing was changed (`--dry-run`).
+    pub dry_run: bool,
     /// Problems with the folder tree (collisions, names that cannot be folders, server
     /// folders that are gone), in words.
     pub notes: Vec<String>,
@@ -157,7 +160,7 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let mut report = RunReport::default();
+    let mut report = RunReport { dry_run: opts.dry_run, ..Default::default() };
     progress.state("", State::Sync, 0);
     let list_err = |e: ImapError| RunError(format!("listing the server's folders: {e}"));
     let mut sv: Survey = survey(conn, account).map_err(list_err)?;
@@ -257,10 +260,17 @@ pub fn run(
     if !opts.dry_run {
         let orphans: Vec<crate::store::RemoteChange> = {
             let ix = store.index();
-            ix.tombstones()
+            let tombs = ix
+                .tombstones()
                 .filter(|(_, t)| !ix.is_folder(t.folder))
-                .map(|(id, _)| crate::store::RemoteChange::Message(id, None))
-                .collect()
+                .map(|(id, _)| crate::store::RemoteChange::Message(id, None));
+            // Upload intents toward a folder deleted here: what they may have sent there
+            // comes down again with the rest of that server folder.
+            let intents = ix
+                .upload_intents()
+                .filter(|i| !ix.is_folder(i.folder))
+                .map(|i| crate::store::RemoteChange::ClearIntent(i.message));
+            tombs.chain(intents).collect()
         };
         store.update_remote(orphans).map_err(|e| RunError(format!("store: {e}")))?;
     }
@@ -422,11 +432,17 @@ fn find_gone(conn: &mut Connection, store: &Store, id: Id, sf: &ServerFolder) ->
 /// The status file of a store.
 pub const STATUS_FILE: &str = "sync-status";
 
-/// Write the run's results (so far) to the store's status file, atomically.
+/// Write the run's results (so far) to the store's status file, atomically. A dry run
+/// changes nothing, this file included.
 pub fn write_status(store: &Store, account: &Account, report: &RunReport) -> std::io::Result<()> {
     let Some(dir) = store.path() else { return Ok(()) };
+    if report.dry_run {
+        return Ok(());
+    }
+    // One field per tab, one line per folder: a tab or line break in a name becomes a space.
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut text = format!("account\t{}\t{now}\t{:.2}\n", account.name, report.seconds);
+    let mut text = format!("account\t{}\t{now}\t{:.2}\n", clean(&account.name), report.seconds);
     for (r, err) in &report.folders {
         let state = r.failed_in.or(r.last_state).map_or("IDLE", |s| s.name());
         let result = match err {
@@ -438,15 +454,24 @@ pub fn write_status(store: &Store, account: &Account, report: &RunReport) -> std
         let _ = writeln!(
             text,
             "folder\t{}\t{}\t{state}\t{}\t{}\t{}",
-            r.store_path,
-            r.server_name,
+            clean(&r.store_path),
+            clean(&r.server_name),
             c(&r.up),
             c(&r.down),
             result.replace(['\t', '\n'], " ")
         );
     }
     let tmp = dir.join(format!("{STATUS_FILE}.tmp"));
-    std::fs::write(&tmp, text)?;
+    // Private like the rest of the store (folder names are the user's business).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::store::vfs::FILE_MODE)
+        .open(&tmp)?;
+    crate::store::vfs::fix_file_mode(&f)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    drop(f);
     std::fs::rename(&tmp, dir.join(STATUS_FILE))
 }
 
