@@ -729,6 +729,35 @@ fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchang
     b.close().unwrap();
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    // A third store that imported the same mail itself: its first sync finds all of it on
+    // the server and copies nothing either way.
+    let third = s._tmp.path().join("third");
+    let import = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .args(["import", "--store"])
+        .arg(&third)
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(import.status.success());
+    let config3 = s._tmp.path().join("third.toml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&s.store.display().to_string(), &third.display().to_string());
+    std::fs::write(&config3, text).unwrap();
+    let run3 = Command::new(env!("CARGO_BIN_EXE_msgfs"))
+        .arg("sync")
+        .arg("--config")
+        .arg(&config3)
+        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        .output()
+        .unwrap();
+    let text3 = String::from_utf8_lossy(&run3.stdout);
+    assert_eq!(run3.status.code(), Some(0), "{text3}");
+    assert!(text3.contains("failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{text3}");
+    assert!(text3.contains("already on both sides"), "{text3}");
+    let c = Store::open(&third, Options::default()).unwrap();
+    assert_eq!(all_messages(&c), ma, "the third store holds what the first does");
+    c.close().unwrap();
     let store = s.store();
     assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
     store.close().unwrap();

@@ -62,6 +62,9 @@ impl RunReport {
             if !r.up.is_zero() || !r.down.is_zero() || r.bodies > 0 {
                 let _ = writeln!(out, "{}: server {}  local {}", r.store_path, c(&r.up), c(&r.down));
             }
+            if r.matched > 0 {
+                let _ = writeln!(out, "{}: {} messages already on both sides, linked", r.store_path, r.matched);
+            }
             for k in &r.kept {
                 let _ = writeln!(
                     out,
