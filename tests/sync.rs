@@ -186,7 +186,25 @@ fn local_changes_go_up_and_server_changes_come_down_flags_merged_three_ways() {
     if dovecot::should_skip() {
         return;
     }
-    let s = setup();
+    two_way(setup());
+}
+
+/// As Gmail: CONDSTORE (changed flags by MODSEQ) but no QRESYNC (no VANISHED).
+#[test]
+fn the_same_with_a_server_that_has_condstore_but_not_qresync() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let opts = dovecot::Options {
+        capability: Some(
+            "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE NAMESPACE UIDPLUS MOVE CONDSTORE".into(),
+        ),
+        ..Default::default()
+    };
+    two_way(setup_with(opts, ""));
+}
+
+fn two_way(s: Setup) {
     seed(&s.server, "INBOX", &(0..10).map(|n| ("", msg(n))).collect::<Vec<_>>());
     s.sync_ok(&[]);
     // Local: a new message, message 1 read and flagged, message 2 deleted.
