@@ -35,18 +35,27 @@ pub struct Args {
 /// A bar per state on a terminal: counts, bytes and rate.
 struct Bar {
     bar: Option<ProgressBar>,
+    /// The state's label and the bytes it moved so far.
+    label: String,
+    bytes: u64,
 }
 
 impl Progress for Bar {
     fn state(&mut self, folder: &str, state: State, total: u64) {
         let Some(bar) = &self.bar else { return };
+        self.label = format!("{folder} {}", state.name());
+        self.bytes = 0;
         bar.set_length(total);
         bar.set_position(0);
-        bar.set_message(format!("{folder} {}", state.name()));
+        bar.set_message(self.label.clone());
     }
-    fn advance(&mut self, n: u64, _bytes: u64) {
+    fn advance(&mut self, n: u64, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
+            if bytes > 0 {
+                self.bytes += bytes;
+                bar.set_message(format!("{} {}", self.label, indicatif::HumanBytes(self.bytes)));
+            }
         }
     }
 }
@@ -107,12 +116,12 @@ pub fn run(args: Args) -> CmdResult {
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} {per_sec}")
+            ProgressStyle::with_template("{msg:50} [{bar:25}] {pos}/{len} {per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });
-    let mut progress = Bar { bar };
+    let mut progress = Bar { bar, label: String::new(), bytes: 0 };
     let res = run_pass(&mut conn, &st, &account, opts, &args.folders, &mut progress);
     if let Some(b) = &progress.bar {
         b.finish_and_clear();
