@@ -1,0 +1,362 @@
+//! The upload side of a folder's pass (IOSTX UPLOAD_MESSAGE 6): upload intents of a killed
+//! pass looked up on the server, new and edited messages sent with APPEND behind durable
+//! intents and linked from APPENDUID (or found by checksum), and local moves sent as UID
+//! MOVE. The invariants are engine.rs's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::commands::{uid_set, Append, Appended};
+use super::engine::{crlf_len, lf, FolderReport, Linked, Pass, State, SyncError, SYNCED};
+use super::imap::{FetchWhat, Fetched, Folder, Selected};
+use crate::store::{self, FolderRemote, Id, MessageRemote, RemoteChange, UploadIntent};
+
+/// A message read for upload.
+struct Outgoing {
+    id: Id,
+    /// The UID of its previous content, removed once this one is in.
+    old: Option<u32>,
+    version: u64,
+    bits: u8,
+    keywords: Vec<String>,
+    mtime: i64,
+    content: Vec<u8>,
+}
+
+/// What an intent records of a message to find it on the server again: its size with
+/// every line end CRLF (as RFC822.SIZE counts) and the CRC32C of its content with line
+/// ends LF.
+pub fn upload_sum(content: &[u8]) -> (u64, u32) {
+    (crlf_len(content), crc32c::crc32c(&lf(content)))
+}
+
+/// The first of `sums` with this size and checksum, taken out.
+fn take_sum(sums: &mut Vec<(u32, u64, u32)>, size: u64, crc: u32) -> Option<u32> {
+    let n = sums.iter().position(|s| s.1 == size && s.2 == crc)?;
+    Some(sums.remove(n).0)
+}
+
+impl Pass<'_> {
+    /// Intents of this folder whose message has no link: look each up on the server (from
+    /// the UIDNEXT saved with it, by size and content) and link it if it is there; clear it
+    /// otherwise (the message is then uploaded as new). Returns the messages linked.
+    pub(super) fn resolve_intents(
+        &mut self,
+        local: Id,
+        sel: &Selected,
+        by_uid: &HashMap<u32, Linked>,
+        report: &mut FolderReport,
+    ) -> Result<HashSet<Id>, SyncError> {
+        let intents: Vec<UploadIntent> = {
+            let ix = self.store.index();
+            ix.upload_intents()
+                .filter(|i| i.folder == local && ix.message_remote(i.message).is_none())
+                .copied()
+                .collect()
+        };
+        let mut found = HashSet::new();
+        if intents.is_empty() || self.opts.dry_run {
+            return Ok(found);
+        }
+        let from = intents.iter().map(|i| i.uidnext).min().unwrap_or(1).max(1);
+        let mut candidates: Vec<Fetched> = if sel.exists == 0 {
+            Vec::new()
+        } else {
+            self.conn
+                .uid_fetch(&format!("{from}:*"), FetchWhat::Sizes)?
+                .into_iter()
+                .filter(|f| u64::from(f.uid) >= from && !by_uid.contains_key(&f.uid))
+                .collect()
+        };
+        let mut changes = Vec::new();
+        let mut lost_deletes = Vec::new();
+        let wanted: Vec<(u64, u32)> = intents.iter().map(|i| (i.size, i.crc)).collect();
+        let mut sums = self.sums(&candidates, &wanted)?;
+        for i in intents {
+            let hit = take_sum(&mut sums, i.size, i.crc);
+            let version = self.store.index().message(i.message).ok().map(|m| m.version());
+            match hit {
+                Some(uid) if version == Some(i.version) => {
+                    // The base of its flag merge is what was sent: a change since, on
+                    // either side, is that side's.
+                    let link = MessageRemote {
+                        folder: local,
+                        uid: u64::from(uid),
+                        modseq: 0,
+                        flags: i.flags,
+                        version: i.version,
+                    };
+                    changes.push(RemoteChange::Message(i.message, Some(link)));
+                    found.insert(i.message);
+                    report.up.new += 1;
+                }
+                Some(uid) => {
+                    // Edited or deleted here since it was sent: the copy there is stale.
+                    lost_deletes.push(uid);
+                    changes.push(RemoteChange::ClearIntent(i.message));
+                }
+                None => changes.push(RemoteChange::ClearIntent(i.message)),
+            }
+        }
+        candidates.clear();
+        if !lost_deletes.is_empty() {
+            self.conn.uid_remove(&uid_set(&lost_deletes))?;
+        }
+        self.store.update_remote(changes)?;
+        Ok(found)
+    }
+
+    /// For the candidates (UID and RFC822.SIZE) whose size is one of `wanted`'s, the
+    /// checksum of their content with line ends made LF: (uid, size, crc), in UID order.
+    pub(super) fn sums(
+        &mut self,
+        candidates: &[Fetched],
+        wanted: &[(u64, u32)],
+    ) -> Result<Vec<(u32, u64, u32)>, SyncError> {
+        let sizes: HashSet<u64> = wanted.iter().map(|w| w.0).collect();
+        let uids: Vec<u32> = candidates
+            .iter()
+            .filter(|f| f.size.is_some_and(|s| sizes.contains(&u64::from(s))))
+            .map(|f| f.uid)
+            .collect();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(u32, u64, u32)> = self
+            .conn
+            .uid_fetch(&uid_set(&uids), FetchWhat::Full)?
+            .into_iter()
+            .filter_map(|f| f.body.map(|b| (f.uid, crlf_len(&b), crc32c::crc32c(&lf(&b)))))
+            .collect();
+        out.sort_unstable();
+        out.dedup_by_key(|x| x.0);
+        Ok(out)
+    }
+
+    /// APPEND `msgs` (message, and the UID its previous content had, to remove once the
+    /// new one is in) in batches, each behind a durable intent; link each from APPENDUID or,
+    /// without UIDPLUS, by looking it up.
+    ///
+    /// The folder's cursor moves over what we appended, in the frame of the links, as far
+    /// as every UID up to it is ours: else a message uploaded, then deleted here before a
+    /// pass moved the cursor past it, would be taken for new mail and come back.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn upload(
+        &mut self,
+        server: &Folder,
+        local: Id,
+        sel: &Selected,
+        msgs: &[(Id, Option<u32>)],
+        report: &mut FolderReport,
+        expunge: &mut Vec<u32>,
+        state: &mut FolderRemote,
+        appended: &mut HashSet<u32>,
+    ) -> Result<(), SyncError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        self.progress.state(&report.store_path, State::UploadMessage, msgs.len() as u64);
+        let mut uidnext = u64::from(sel.uid_next.unwrap_or(1));
+        // Where the chain of our own UIDs may start: only if the server has nothing past
+        // the cursor that we have not got (then every UID below its UIDNEXT is gone).
+        let mut chain: Option<u64> = None;
+        let mut ours: HashSet<u64> = HashSet::new();
+        if !self.opts.dry_run && state.cursor < u64::from(u32::MAX) {
+            let linked: HashSet<u64> = self
+                .store
+                .index()
+                .message_remotes()
+                .filter(|(_, l)| l.folder == local && l.uid > state.cursor)
+                .map(|(_, l)| l.uid)
+                .collect();
+            let unseen = self.conn.uid_search(&format!("{}:*", state.cursor + 1))?;
+            if unseen.iter().all(|u| u64::from(*u) <= state.cursor || linked.contains(&u64::from(*u))) {
+                chain = Some(state.cursor.max(uidnext.saturating_sub(1)));
+                // Linked ones past the cursor (a pass killed before it moved) are ours too.
+                ours = linked;
+            }
+        }
+        let limits = self.opts.limits;
+        let mut i = 0;
+        while i < msgs.len() {
+            // One batch: read the contents (a message deleted meanwhile is skipped).
+            let mut batch: Vec<Outgoing> = Vec::new();
+            let mut bytes = 0u64;
+            while i < msgs.len() && batch.len() < limits.messages && (batch.is_empty() || bytes < limits.bytes) {
+                let (id, old) = msgs[i];
+                i += 1;
+                let (version, bits, kw, mtime) = {
+                    let ix = self.store.index();
+                    let Ok(m) = ix.message(id) else { continue };
+                    (
+                        m.version(),
+                        m.flags() & SYNCED,
+                        ix.message_keywords(id).iter().map(|k| k.to_string()).collect(),
+                        m.attrs().mtime,
+                    )
+                };
+                let content = match self.store.read_message(id) {
+                    Ok(c) => c,
+                    Err(store::Error::NotFound | store::Error::ObjectDeleted) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                bytes += content.len() as u64;
+                batch.push(Outgoing { id, old, version, bits, keywords: kw, mtime, content });
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            if self.opts.dry_run {
+                report.up.new += batch.len() as u64;
+                report.up.bytes += bytes;
+                continue;
+            }
+            let intents: Vec<UploadIntent> = batch
+                .iter()
+                .map(|b| UploadIntent {
+                    folder: local,
+                    message: b.id,
+                    version: b.version,
+                    size: upload_sum(&b.content).0,
+                    uidnext,
+                    flags: b.bits,
+                    crc: upload_sum(&b.content).1,
+                })
+                .collect();
+            self.store.record_upload_intents(&intents)?;
+            let appends: Vec<Append<'_>> = batch
+                .iter()
+                .map(|b| Append { flags: b.bits, keywords: &b.keywords, date: Some(b.mtime), content: &b.content })
+                .collect();
+            let answers = self.conn.append(server, &appends)?;
+            let mut changes = Vec::new();
+            let mut unknown = Vec::new();
+            for (b, a) in batch.iter().zip(answers) {
+                match a {
+                    Appended::Ok(Some(uid)) => {
+                        uidnext = uidnext.max(u64::from(uid) + 1);
+                        changes.push(RemoteChange::Message(
+                            b.id,
+                            Some(MessageRemote {
+                                folder: local,
+                                uid: u64::from(uid),
+                                modseq: 0,
+                                flags: b.bits,
+                                version: b.version,
+                            }),
+                        ));
+                        expunge.extend(b.old);
+                        report.up.new += 1;
+                        report.up.bytes += b.content.len() as u64;
+                    }
+                    Appended::Ok(None) => unknown.push(b),
+                    Appended::Refused(text) => {
+                        let name = self.store.index().location_of(b.id).map(|(_, n)| n.to_string()).unwrap_or_default();
+                        report.refuse(State::UploadMessage, format!("{name}: the server refused it: {text}"));
+                        changes.push(RemoteChange::ClearIntent(b.id));
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                // No APPENDUID (no UIDPLUS): find what we just sent among the new UIDs.
+                let candidates: Vec<Fetched> = self
+                    .conn
+                    .uid_fetch(&format!("{uidnext}:*"), FetchWhat::Sizes)?
+                    .into_iter()
+                    .filter(|f| u64::from(f.uid) >= uidnext && !ours.contains(&u64::from(f.uid)))
+                    .collect();
+                let wanted: Vec<(u64, u32)> = unknown.iter().map(|b| upload_sum(&b.content)).collect();
+                let mut sums = self.sums(&candidates, &wanted)?;
+                for (b, (size, crc)) in unknown.into_iter().zip(wanted) {
+                    match take_sum(&mut sums, size, crc) {
+                        Some(uid) => {
+                            let link = MessageRemote {
+                                folder: local,
+                                uid: u64::from(uid),
+                                modseq: 0,
+                                flags: b.bits,
+                                version: b.version,
+                            };
+                            changes.push(RemoteChange::Message(b.id, Some(link)));
+                            ours.insert(u64::from(uid));
+                            expunge.extend(b.old);
+                            report.up.new += 1;
+                            report.up.bytes += b.content.len() as u64;
+                        }
+                        None => changes.push(RemoteChange::ClearIntent(b.id)),
+                    }
+                }
+            }
+            for c in &changes {
+                if let RemoteChange::Message(_, Some(l)) = c {
+                    ours.insert(l.uid);
+                    appended.insert(l.uid as u32);
+                }
+            }
+            if let Some(mut c) = chain {
+                while ours.contains(&(c + 1)) {
+                    c += 1;
+                }
+                if c > state.cursor {
+                    state.cursor = c;
+                    changes.push(RemoteChange::Folder(local, Some(state.clone())));
+                }
+                chain = Some(c);
+            }
+            self.advance_modseq(local, state, appended, &mut changes)?;
+            self.store.update_remote(changes)?;
+            self.progress.advance(batch.len() as u64, bytes);
+        }
+        Ok(())
+    }
+
+    /// Messages moved locally out of this folder: UID MOVE to the server folder of where
+    /// they are now (COPY and remove without MOVE), keeping their links. A message moved
+    /// to a folder that is not synced is removed from this one's server folder.
+    pub(super) fn moves(
+        &mut self,
+        local: Id,
+        linked: &[Linked],
+        present: &HashSet<u32>,
+        report: &mut FolderReport,
+        expunge: &mut Vec<u32>,
+        changes: &mut Vec<RemoteChange>,
+    ) -> Result<(), SyncError> {
+        let mut by_target: BTreeMap<Id, Vec<Linked>> = BTreeMap::new();
+        for l in linked {
+            if l.folder != local && present.contains(&(l.link.uid as u32)) {
+                by_target.entry(l.folder).or_default().push(*l);
+            }
+        }
+        let uidplus = self.conn.has("UIDPLUS");
+        for (target, list) in by_target {
+            let Some(to) = self.server_of.get(&target).cloned() else {
+                // Out of the synced folders: gone from this one.
+                expunge.extend(list.iter().map(|l| l.link.uid as u32));
+                report.up.deleted += list.len() as u64;
+                continue;
+            };
+            report.up.moved += list.len() as u64;
+            if self.opts.dry_run {
+                continue;
+            }
+            if !uidplus {
+                // Without COPYUID the new UIDs are unknown: remove here and upload there
+                // as new (its pass finds it unlinked).
+                expunge.extend(list.iter().map(|l| l.link.uid as u32));
+                changes.extend(list.iter().map(|l| RemoteChange::Message(l.id, None)));
+                continue;
+            }
+            let uids: Vec<u32> = list.iter().map(|l| l.link.uid as u32).collect();
+            let pairs: HashMap<u32, u32> = self.conn.uid_move(&uid_set(&uids), &to)?.into_iter().collect();
+            for l in list {
+                let link = pairs.get(&(l.link.uid as u32)).map(|&uid| MessageRemote {
+                    folder: target,
+                    uid: u64::from(uid),
+                    ..l.link
+                });
+                changes.push(RemoteChange::Message(l.id, link));
+            }
+        }
+        Ok(())
+    }
+}
