@@ -1,23 +1,28 @@
-//! One two-way pass over one folder, in the IOSTX order: SELECT (UPLOAD_TABLE 5), uploads
-//! (UPLOAD_MESSAGE 6), flags (UPLOAD_MESSAGE_READ 8), deletions (UPLOAD_MESSAGE_DEL 9), then
-//! the server's deletions and new messages (DOWNLOAD_TABLE 11, headers first) and their
-//! bodies (DOWNLOAD_HEADER 17).
+//! One two-way pass over one folder, walking the IOSTX states of ../shared/SEMANTICS.md §4:
+//! SELECT (UPLOAD_TABLE 5); in a folder's first pass, mail both sides hold is linked
+//! (matching.rs); intents of a killed pass are looked up (upload.rs); flags merge both ways
+//! (UPLOAD_MESSAGE_READ 8, merge.rs) and the server's deletions apply (DOWNLOAD_TABLE 11,
+//! incoming.rs), which consume every server change up to the SELECT; then new and edited
+//! messages go up (UPLOAD_MESSAGE 6) with local moves, deletions made here go up
+//! (UPLOAD_MESSAGE_DEL 9), and the server's new messages come down, headers first
+//! (DOWNLOAD_TABLE 11), then their bodies (DOWNLOAD_HEADER 17). The other files of this
+//! pass are `impl Pass` too; this one holds its types and the order.
 //!
 //! Invariants:
-//! - a link (message <-> UID) and the folder's cursor change only after the server said OK
-//!   to what they record, so a pass killed anywhere is resumed by the next one: an APPEND
-//!   is preceded by a durable intent, and a resumed pass looks an intent up on the server
-//!   before it sends the message again (no duplicates);
-//! - the folder's HIGHESTMODSEQ and UIDNEXT are recorded only when the whole pass is in;
+//! - a link (message <-> UID), the folder's cursor and its HIGHESTMODSEQ change only with
+//!   (or after) what they record being done on both sides, in one frame with the links they
+//!   go with, so a pass killed anywhere is resumed by the next: an APPEND is preceded by a
+//!   durable intent (with a checksum) that a resumed pass looks up before sending again,
+//!   and a UID STORE by a PENDING mark on its link;
 //! - flags merge three ways against the link's flags (the last synced ones): a bit one
 //!   side changed takes that side's value;
-//! - nothing is deleted on either side in bulk without consent: more deletions than the
-//!   account's max_deletes in one folder are refused, and a message is only expunged on
-//!   the server when it was linked before and its link is gone locally (a lost sync state
-//!   has no links and no cursor, so it deletes nothing);
-//! - a message the server deleted is kept locally if it was edited since it was synced
-//!   (then it is uploaded again as new); a message deleted locally is not expunged if the
-//!   server changed it meanwhile (then it comes back).
+//! - a deletion made here is known by its tombstone (the link the store keeps for a deleted
+//!   linked message), never inferred: a lost sync state, a deleted folder or a UIDVALIDITY
+//!   change deletes nothing on the server; and more deletions than the account's
+//!   max_deletes in one folder are refused, either way;
+//! - a message the server deleted is kept here if it was edited or moved since it was
+//!   synced (then uploaded again); one deleted here is not expunged there if the server
+//!   changed its flags meanwhile (then it comes back).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
