@@ -954,3 +954,48 @@ fn changes_on_the_server_during_a_run_are_all_there_after_the_next() {
     let mut conn = s.conn();
     assert_eq!(server_msgs(&mut conn, "INBOX").len(), 2009);
 }
+
+#[test]
+fn keywords_merge_three_ways_like_flags() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &[("$Work", msg(0)), ("", msg(1))]);
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        let (zero, one) = (local_id(&store, "Inbox", 0).unwrap(), local_id(&store, "Inbox", 1).unwrap());
+        // Here: $Work taken off message 0, $Later put on message 1 (as setfattr would).
+        let set = |id, k: &[&str]| {
+            let change = msgfs::store::AttrChange {
+                keywords: Some(k.iter().map(|x| x.to_string()).collect()),
+                ..Default::default()
+            };
+            store.set_message_attrs(id, change).unwrap();
+        };
+        set(zero, &[]);
+        set(one, &["$Later"]);
+        store.close().unwrap();
+    }
+    // There: $Junk put on message 0.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let u0 = server_uid(&mut raw, 0).unwrap();
+    raw.cmd(&format!("UID STORE {u0} +FLAGS ($Junk)")).unwrap();
+    let out = s.sync_ok(&[]);
+    assert!(out.contains("Inbox: server +0 *2 -0 >0  local +0 *1 -0 >0"), "{out}");
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert_eq!(m["<0@msgfs.test>"].0, vec!["$Junk".to_string()]);
+    assert_eq!(m["<1@msgfs.test>"].0, vec!["$Later".to_string()]);
+    let store = s.store();
+    let kw = |n| -> Vec<String> {
+        let id = local_id(&store, "Inbox", n).unwrap();
+        store.index().message_keywords(id).iter().map(|k| k.to_string()).collect()
+    };
+    assert_eq!((kw(0), kw(1)), (vec!["$Junk".to_string()], vec!["$Later".to_string()]));
+    store.close().unwrap();
+    let again = s.sync_ok(&[]);
+    assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+}

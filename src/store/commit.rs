@@ -396,7 +396,9 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
         let with_its_put = |id: &Id| recs.iter().any(|p| matches!(p, Record::MessagePut { id: put, .. } if put == id));
         match r {
             Record::MessageRemote { id, link: Some(l) } if with_its_put(id) => debug_assert!(ix.is_folder(l.folder)),
-            Record::MessageKeywords { id, keywords } if with_its_put(id) => super::remote::check_keywords(keywords)?,
+            Record::MessageKeywords { id, keywords } | Record::SyncedKeywords { id, keywords } if with_its_put(id) => {
+                super::remote::check_keywords(keywords)?
+            }
             r => ix.validate(r)?,
         }
     }
@@ -450,6 +452,10 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     }
     if let Some(k) = s.keywords.as_ref().or(s.change.keywords.as_ref()) {
         recs.push(Record::MessageKeywords { id: s.id, keywords: k.clone() });
+    }
+    // A download's keywords are also what was last synced (the base of the next merge).
+    if let (Some(_), Some(k)) = (s.remote, s.keywords.as_ref()) {
+        recs.push(Record::SyncedKeywords { id: s.id, keywords: k.clone() });
     }
     if let Some(src) = s.delete_source {
         let from = ix.message(src)?.folder;

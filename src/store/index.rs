@@ -257,6 +257,12 @@ pub enum Record {
         id: Id,
         keywords: Vec<String>,
     },
+    /// The keywords a message had on both sides when last synced: the base of a three-way
+    /// keyword merge (an empty list clears it). Goes with the message.
+    SyncedKeywords {
+        id: Id,
+        keywords: Vec<String>,
+    },
 }
 
 impl Record {
@@ -269,6 +275,7 @@ impl Record {
                 | Record::UploadIntent(_)
                 | Record::UploadIntentClear { .. }
                 | Record::MessageKeywords { .. }
+                | Record::SyncedKeywords { .. }
         )
     }
 }
@@ -422,6 +429,8 @@ pub struct Index {
     pub(super) intents: BTreeMap<Id, UploadIntent>,
     /// Messages' keywords beyond their flags, sorted and distinct; none for most messages.
     pub(super) keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
+    /// The keywords last synced, by message (see `Record::SyncedKeywords`).
+    pub(super) synced_keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -610,7 +619,8 @@ impl Index {
             | Record::MessageRemote { .. }
             | Record::UploadIntent(_)
             | Record::UploadIntentClear { .. }
-            | Record::MessageKeywords { .. }) => self.validate_remote(r).expect("a replication record"),
+            | Record::MessageKeywords { .. }
+            | Record::SyncedKeywords { .. }) => self.validate_remote(r).expect("a replication record"),
         }
     }
 
@@ -750,6 +760,7 @@ impl Index {
                 if let Some(l) = self.remote_messages.remove(id) {
                     self.tombstones.insert(*id, l);
                 }
+                self.synced_keywords.remove(id);
                 self.keywords.remove(id);
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 self.entries_changed(m.folder);
@@ -768,7 +779,8 @@ impl Index {
             | Record::MessageRemote { .. }
             | Record::UploadIntent(_)
             | Record::UploadIntentClear { .. }
-            | Record::MessageKeywords { .. }) => {
+            | Record::MessageKeywords { .. }
+            | Record::SyncedKeywords { .. }) => {
                 let known = self.apply_remote(r);
                 debug_assert!(known, "a replication record");
                 None

@@ -110,7 +110,8 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
         | Record::MessageRemote { .. }
         | Record::UploadIntent(_)
         | Record::UploadIntentClear { .. }
-        | Record::MessageKeywords { .. } => unreachable!("encoded by remote::encode_record"),
+        | Record::MessageKeywords { .. }
+        | Record::SyncedKeywords { .. } => unreachable!("encoded by remote::encode_record"),
     }
 }
 

@@ -104,6 +104,8 @@ pub enum RemoteChange {
     ClearIntent(Id),
     /// Replace a message's keywords beyond its flags (empty: none).
     Keywords(Id, Vec<String>),
+    /// Record the keywords last synced for a message (empty: none).
+    SyncedKeywords(Id, Vec<String>),
 }
 
 impl RemoteChange {
@@ -114,6 +116,7 @@ impl RemoteChange {
             RemoteChange::Intent(i) => Record::UploadIntent(*i),
             RemoteChange::ClearIntent(id) => Record::UploadIntentClear { message: *id },
             RemoteChange::Keywords(id, k) => Record::MessageKeywords { id: *id, keywords: k.clone() },
+            RemoteChange::SyncedKeywords(id, k) => Record::SyncedKeywords { id: *id, keywords: k.clone() },
         }
     }
 
@@ -123,7 +126,8 @@ impl RemoteChange {
             RemoteChange::Folder(id, _)
             | RemoteChange::Message(id, _)
             | RemoteChange::ClearIntent(id)
-            | RemoteChange::Keywords(id, _) => *id,
+            | RemoteChange::Keywords(id, _)
+            | RemoteChange::SyncedKeywords(id, _) => *id,
             RemoteChange::Intent(i) => i.message,
         }
     }
@@ -136,6 +140,7 @@ pub(super) const TAG_MESSAGE_REMOTE: u8 = 12;
 pub(super) const TAG_UPLOAD_INTENT: u8 = 13;
 pub(super) const TAG_UPLOAD_INTENT_CLEAR: u8 = 14;
 pub(super) const TAG_MESSAGE_KEYWORDS: u8 = 15;
+pub(super) const TAG_SYNCED_KEYWORDS: u8 = 16;
 
 /// The longest keyword kept, in bytes.
 pub const MAX_KEYWORD: usize = 255;
@@ -260,6 +265,11 @@ pub(super) fn encode_record(e: &mut Enc, r: &Record) -> bool {
             e.u64(*id);
             put_keywords(e, keywords);
         }
+        Record::SyncedKeywords { id, keywords } => {
+            e.u8(TAG_SYNCED_KEYWORDS);
+            e.u64(*id);
+            put_keywords(e, keywords);
+        }
         _ => return false,
     }
     true
@@ -281,6 +291,7 @@ pub(super) fn decode_record(tag: u8, d: &mut Dec) -> Option<Result<Record>> {
         TAG_UPLOAD_INTENT => get_intent(d).map(Record::UploadIntent),
         TAG_UPLOAD_INTENT_CLEAR => d.u64().map(|message| Record::UploadIntentClear { message }),
         TAG_MESSAGE_KEYWORDS => (|| Ok(Record::MessageKeywords { id: d.u64()?, keywords: get_keywords(d)? }))(),
+        TAG_SYNCED_KEYWORDS => (|| Ok(Record::SyncedKeywords { id: d.u64()?, keywords: get_keywords(d)? }))(),
         _ => return None,
     };
     Some(r)
@@ -297,13 +308,14 @@ impl Index {
             || !self.keywords.is_empty()
     }
 
-    /// Whether the checkpoint needs the tombstone section too (format 4).
+    /// Whether the checkpoint needs the section of format 4 (tombstones, keywords synced).
     pub(super) fn has_tombstones(&self) -> bool {
-        !self.tombstones.is_empty()
+        !self.tombstones.is_empty() || !self.synced_keywords.is_empty()
     }
 }
 
-/// The tombstone section of a checkpoint (format 4), after the replication section.
+/// The section of checkpoint format 4, after the replication section: tombstones, then
+/// the keywords last synced.
 pub(super) fn encode_tombstones(e: &mut Enc, ix: &Index) {
     let mut t: Vec<_> = ix.tombstones.iter().collect();
     t.sort_by_key(|(id, _)| **id);
@@ -311,6 +323,13 @@ pub(super) fn encode_tombstones(e: &mut Enc, ix: &Index) {
     for (id, l) in t {
         e.u64(*id);
         put_link(e, l);
+    }
+    let mut k: Vec<_> = ix.synced_keywords.iter().collect();
+    k.sort_by_key(|(id, _)| **id);
+    e.u64(k.len() as u64);
+    for (id, list) in k {
+        e.u64(*id);
+        put_keywords(e, list);
     }
 }
 
@@ -323,6 +342,14 @@ pub(super) fn decode_tombstones(d: &mut Dec, ix: &mut Index, place: &str) -> Res
             return Err(Error::corrupt(place, format!("tombstone for message {id}, which exists")));
         }
         ix.tombstones.insert(id, l);
+    }
+    for _ in 0..d.u64()? {
+        let id = d.u64()?;
+        let k = get_keywords(d)?;
+        if !ix.messages.contains_key(&id) {
+            return Err(Error::corrupt(place, format!("keywords synced for unknown message {id}")));
+        }
+        ix.synced_keywords.insert(id, sorted(&k));
     }
     Ok(())
 }
@@ -391,6 +418,14 @@ pub(super) fn decode_checkpoint(d: &mut Dec, ix: &mut Index, place: &str) -> Res
     Ok(())
 }
 
+/// A keyword list sorted and distinct.
+fn sorted(list: &[String]) -> Box<[Box<str>]> {
+    let mut k: Vec<Box<str>> = list.iter().map(|s| Box::from(s.as_str())).collect();
+    k.sort();
+    k.dedup();
+    k.into_boxed_slice()
+}
+
 // ---- the index: rules, changes and queries ------------------------------------------------
 
 impl Index {
@@ -408,7 +443,9 @@ impl Index {
             }),
             Record::UploadIntent(i) => self.message(i.message).and_then(|_| self.folder(i.folder).map(drop)),
             Record::UploadIntentClear { .. } => Ok(()),
-            Record::MessageKeywords { id, keywords } => self.message(*id).and_then(|_| check_keywords(keywords)),
+            Record::MessageKeywords { id, keywords } | Record::SyncedKeywords { id, keywords } => {
+                self.message(*id).and_then(|_| check_keywords(keywords))
+            }
             _ => return None,
         };
         Some(res)
@@ -431,6 +468,14 @@ impl Index {
             Record::UploadIntent(i) => drop(self.intents.insert(i.message, *i)),
             Record::UploadIntentClear { message } => drop(self.intents.remove(message)),
             Record::MessageKeywords { id, keywords } => self.set_keywords(*id, keywords),
+            Record::SyncedKeywords { id, keywords } => {
+                let k = sorted(keywords);
+                if k.is_empty() {
+                    self.synced_keywords.remove(id);
+                } else {
+                    self.synced_keywords.insert(*id, k);
+                }
+            }
             _ => return false,
         }
         true
@@ -438,14 +483,18 @@ impl Index {
 
     /// Keep a message's keywords sorted and distinct, and none at all for an empty list.
     fn set_keywords(&mut self, id: Id, list: &[String]) {
-        let mut k: Vec<Box<str>> = list.iter().map(|s| Box::from(s.as_str())).collect();
-        k.sort();
-        k.dedup();
+        let k = sorted(list);
         if k.is_empty() {
             self.keywords.remove(&id);
         } else {
-            self.keywords.insert(id, k.into_boxed_slice());
+            self.keywords.insert(id, k);
         }
+    }
+
+    /// The keywords message `id` had on both sides when last synced (empty if none or
+    /// never synced).
+    pub fn synced_keywords(&self, id: Id) -> &[Box<str>] {
+        self.synced_keywords.get(&id).map_or(&[], |k| k)
     }
 
     /// Message `id`'s keywords beyond its flags, sorted and distinct (empty if none).

@@ -146,11 +146,15 @@ fn a_downloaded_message_and_its_link_are_one_frame() {
             Record::Time { .. } => "time",
             Record::MessagePut { .. } => "put",
             Record::MessageRemote { .. } => "link",
+            Record::MessageKeywords { .. } => "keywords",
+            Record::SyncedKeywords { .. } => "synced",
             _ => "other",
         })
         .collect();
-    // Messages 40 and 42 come with keywords, also in the frame.
-    assert_eq!(kinds, ["time", "put", "link", "other", "put", "link", "put", "link", "other"]);
+    // Messages 40 and 42 come with keywords, also in the frame, and those are what was
+    // last synced too.
+    let with_kw = ["put", "link", "keywords", "synced"];
+    assert_eq!(kinds, [&["time"][..], &with_kw, &["put", "link"], &with_kw].concat());
     assert_eq!(keywords(&st, ids[0]), ["$Junk", "$label1"]);
     assert_eq!(keywords(&st, ids[1]), Vec::<String>::new());
     let before = remote_snap(&st);
@@ -615,4 +619,28 @@ fn a_deleted_linked_message_leaves_a_tombstone_kept_by_replay_and_checkpoint_unt
     assert!(matches!(st.set_message_remote(a, None), Err(Error::NotFound)));
     let (_, st) = after_crash(&fs);
     assert!(tombs(&st).is_empty());
+}
+
+#[test]
+fn keywords_last_synced_are_kept_by_replay_and_checkpoint_and_go_with_their_message() {
+    let (fs, st) = sim_store();
+    let ib = inbox(&st);
+    // A download brings them with the message, in its frame.
+    let ids = st.import_synced(vec![downloaded(&st, ib, "a.eml", b"x", 2)]).unwrap();
+    let a = ids[0];
+    let synced = |st: &Store| st.index().synced_keywords(a).iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(synced(&st), keywords(&st, a));
+    assert!(!synced(&st).is_empty());
+    st.update_remote(vec![RemoteChange::SyncedKeywords(a, vec!["$b".into(), "$a".into(), "$b".into()])]).unwrap();
+    assert_eq!(synced(&st), ["$a", "$b"], "sorted and distinct");
+    let (fs, st) = after_crash(&fs);
+    assert_eq!(synced(&st), ["$a", "$b"]);
+    st.checkpoint().unwrap();
+    let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 4);
+    let (_, st) = after_crash(&fs);
+    assert_eq!(synced(&st), ["$a", "$b"]);
+    st.delete_message(a).unwrap();
+    assert!(st.index().synced_keywords(a).is_empty());
+    assert!(matches!(st.update_remote(vec![RemoteChange::SyncedKeywords(a, vec![])]), Err(Error::NotFound)));
 }

@@ -258,7 +258,7 @@ impl Connection {
         Ok(answers.into_iter().map(|a| a.expect("every tag answered")).collect())
     }
 
-    /// UID STORE `set` +FLAGS/-FLAGS (`add`) `bits` (silent), only where the message's
+    /// UID STORE `set` +FLAGS/-FLAGS (`add`) `bits` and `keywords` (silent), only where the message's
     /// MODSEQ is still at most `unchanged_since` when given (CONDSTORE). Returns the UIDs the
     /// server did not change because they had changed (MODIFIED), and the new MODSEQ of
     /// those it did change (where it says).
@@ -267,9 +267,10 @@ impl Connection {
         set: &str,
         add: bool,
         bits: u8,
+        keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<u32>, Vec<Fetched>), ImapError> {
-        let flags = imap_flags(bits, &[]);
+        let flags = imap_flags(bits, keywords);
         if flags.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -310,7 +311,7 @@ impl Connection {
     /// then UID EXPUNGE `set` (UIDPLUS). Without UIDPLUS the messages stay marked \Deleted
     /// (a plain EXPUNGE would also remove what other clients marked): `Ok(false)`.
     pub fn uid_remove(&mut self, set: &str) -> Result<bool, ImapError> {
-        self.uid_store(set, true, flags::TRASHED, None)?;
+        self.uid_store(set, true, flags::TRASHED, &[], None)?;
         if !self.has("UIDPLUS") {
             return Ok(false);
         }

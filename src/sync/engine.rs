@@ -311,6 +311,7 @@ fn local_changes(store: &Store, local: Id, server_messages: u32) -> bool {
             || m.version() != l.version
             || m.flags() & SYNCED != l.flags & SYNCED
             || l.modseq == PENDING
+            || ix.message_keywords(id) != ix.synced_keywords(id)
         {
             return true;
         }

@@ -30,7 +30,7 @@ impl Pass<'_> {
         let mut changes = Vec::new();
         for (l, (_, hit)) in linked.iter().zip(pairs) {
             match hit {
-                Some((uid, _)) => {
+                Some((uid, _, _)) => {
                     changes.push(RemoteChange::Message(
                         l.id,
                         Some(MessageRemote { uid: u64::from(uid), modseq: 0, ..l.link }),
@@ -85,13 +85,20 @@ impl Pass<'_> {
         let pairs = self.pair_with_server(sel, &unlinked)?;
         let mut changes = Vec::new();
         for (id, hit) in pairs {
-            let Some((uid, server_bits)) = hit else { continue };
-            let Ok((version, bits)) = self.store.index().message(id).map(|m| (m.version(), m.flags() & SYNCED)) else {
-                continue;
+            let Some((uid, server_bits, server_words)) = hit else { continue };
+            let found = {
+                let ix = self.store.index();
+                let words: Vec<String> = ix.message_keywords(id).iter().map(|k| k.to_string()).collect();
+                ix.message(id).map(|m| (m.version(), m.flags() & SYNCED, words))
             };
+            let Ok((version, bits, words)) = found else { continue };
             let link =
                 MessageRemote { folder: local, uid: u64::from(uid), modseq: 0, flags: bits & server_bits, version };
             changes.push(RemoteChange::Message(id, Some(link)));
+            // As for the flags, what both have in common is the base: either side's extra
+            // keywords are kept.
+            let common: Vec<String> = words.into_iter().filter(|w| server_words.contains(w)).collect();
+            changes.push(RemoteChange::SyncedKeywords(id, common));
             report.matched += 1;
         }
         if !self.opts.dry_run {
@@ -109,7 +116,7 @@ impl Pass<'_> {
         &mut self,
         sel: &Selected,
         wanted: &[(Id, bool)],
-    ) -> Result<Vec<(Id, Option<(u32, u8)>)>, SyncError> {
+    ) -> Result<Vec<(Id, Option<(u32, u8, Vec<String>)>)>, SyncError> {
         let mut on_server: Vec<Fetched> = if sel.exists > 0 && !wanted.is_empty() {
             self.conn.uid_fetch("1:*", FetchWhat::Header)?
         } else {
@@ -180,7 +187,8 @@ impl Pass<'_> {
                 hit.map(|n| {
                     let f = &on_server[n];
                     taken.insert(f.uid);
-                    (f.uid, map_flags(&f.flags).0)
+                    let (bits, words) = map_flags(&f.flags);
+                    (f.uid, bits, words)
                 }),
             ));
         }

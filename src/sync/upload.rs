@@ -86,6 +86,9 @@ impl Pass<'_> {
                         version: i.version,
                     };
                     changes.push(RemoteChange::Message(i.message, Some(link)));
+                    // (The keywords sent are not in the intent: those it has now stand in.)
+                    let kw = self.store.index().message_keywords(i.message).iter().map(|k| k.to_string()).collect();
+                    changes.push(RemoteChange::SyncedKeywords(i.message, kw));
                     found.insert(i.message);
                     report.up.new += 1;
                 }
@@ -244,6 +247,7 @@ impl Pass<'_> {
                                 version: b.version,
                             }),
                         ));
+                        changes.push(RemoteChange::SyncedKeywords(b.id, b.keywords.clone()));
                         expunge.extend(b.old);
                         report.up.new += 1;
                         report.up.bytes += b.content.len() as u64;
@@ -277,6 +281,7 @@ impl Pass<'_> {
                                 version: b.version,
                             };
                             changes.push(RemoteChange::Message(b.id, Some(link)));
+                            changes.push(RemoteChange::SyncedKeywords(b.id, b.keywords.clone()));
                             ours.insert(u64::from(uid));
                             expunge.extend(b.old);
                             report.up.new += 1;
