@@ -678,6 +678,8 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     assert!(extra.is_empty() && lost.is_empty(), "came back: {extra:?}; lost: {lost:?}");
     let wrong: Vec<_> = got.iter().filter(|(n, l)| expected[n] != **l).map(|(n, l)| (n, l, &expected[n])).collect();
     assert!(wrong.is_empty(), "flags (message, got, want): {wrong:?}");
+    let check = Command::new(env!("CARGO_BIN_EXE_msgfs")).arg("check").arg(&s.store).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
 /// Every message of a store: (folder path, flag letters, content with LF line ends), sorted.
@@ -998,4 +1000,7 @@ fn keywords_merge_three_ways_like_flags() {
     store.close().unwrap();
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
+    // What the sync wrote (links, synced keywords, tombstones none here) is a sound store.
+    let check = Command::new(env!("CARGO_BIN_EXE_msgfs")).arg("check").arg(&s.store).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
