@@ -24,7 +24,7 @@ use super::{
 /// The newest store format this msgfs reads and writes. A new store is made in
 /// [`FORMAT_CREATE`]; older stores are read, and raised to this format by the first commit
 /// that logs a replication record (`raise_format`), so a store never synced stays readable
-/// by the msgfs that made it. Format 3 adds log records 11-15 (record 13 with the flags and
+/// by the msgfs that made it. Format 3 adds log records 11-16 (record 13 with the flags and
 /// checksum sent), tombstones, and checkpoint formats 3 and 4. A newer format is refused as
 /// too new, not as damage.
 pub const FORMAT_VERSION: u32 = 3;

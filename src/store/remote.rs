@@ -3,7 +3,7 @@
 //!
 //! The store knows nothing of any protocol: it keeps the numbers a sync engine gives it
 //! (an IMAP engine puts UIDVALIDITY, HIGHESTMODSEQ, UIDNEXT and UIDs here), in its own log
-//! (records 11 to 15, see msgfs(5)) and checkpoints, so they are as durable and as atomic
+//! (records 11 to 16, see msgfs(5)) and checkpoints, so they are as durable and as atomic
 //! as the messages they describe. Invariants the index keeps, live and on replay:
 //!
 //! - a message link exists only while its message does (deleting the message turns it into

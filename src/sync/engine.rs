@@ -366,7 +366,9 @@ impl Pass<'_> {
         }
         let condstore = self.conn.has("CONDSTORE") || self.conn.has("QRESYNC");
 
-        if saved.is_none() && sel.exists > 0 && self.opts.upload && self.opts.download {
+        // (In a one-way run too: linking copies nothing, and it keeps either direction
+        // from copying what both have.)
+        if saved.is_none() && sel.exists > 0 {
             self.adopt(local, &sel, report)?;
         }
         // Uploads a killed pass may have made: linked first, so that what the server did to

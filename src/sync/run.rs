@@ -184,9 +184,16 @@ pub fn run(
                 continue;
             }
             let new_name = names::server_name(&path, delimiter);
-            if sf.folder.special.is_some() || sv.folders.iter().any(|f| f.folder.name == new_name) {
+            // Not a special-use folder, nor INBOX (RENAME INBOX moves its messages out and
+            // leaves it empty), nor to a name taken or one the account's patterns exclude
+            // (the folder would stop syncing).
+            if sf.folder.special.is_some()
+                || remote.name.eq_ignore_ascii_case("INBOX")
+                || sv.folders.iter().any(|f| f.folder.name == new_name)
+                || !folder_selected(&account.folders, &new_name, Some(delimiter))
+            {
                 report.notes.push(format!(
-                    "local folder {:?} was {:?} on the server, which cannot be renamed to {new_name:?} (a special-use folder, or the name is taken)",
+                    "local folder {:?} was {:?} on the server, which is not renamed to {new_name:?} (INBOX, a special-use folder, a name taken or one the account's folders exclude)",
                     path.join("/"),
                     remote.name
                 ));
