@@ -12,6 +12,7 @@ use imap_next::client::Event;
 use imap_next::imap_types::command::{CommandBody, SelectParameter, StoreModifier};
 use imap_next::imap_types::core::{AString, Literal, LiteralMode, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
+use imap_next::imap_types::extensions::binary::{Literal8, LiteralOrLiteral8};
 use imap_next::imap_types::extensions::uidplus::UidElement;
 use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
@@ -208,29 +209,36 @@ impl Connection {
     /// as MULTIAPPEND would). One answer per message, in order.
     pub fn append(&mut self, folder: &Folder, msgs: &[Append<'_>]) -> Result<Vec<Appended>, ImapError> {
         let mb = mailbox(folder)?;
-        let non_sync = self.has("LITERAL+");
-        let mut tags = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            let mut lit = Literal::try_from(m.content.to_vec())
-                .map_err(|_| ImapError::Protocol("a message holds a NUL byte, which IMAP APPEND cannot send".into()))?;
-            if non_sync {
-                lit.set_mode(LiteralMode::NonSync);
-            }
-            let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
-            let body = CommandBody::Append {
-                mailbox: mb.clone(),
-                flags,
-                date: m.date.and_then(date_of),
-                message: imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(lit),
-            };
-            tags.push(self.enqueue("APPEND", body));
-        }
+        let mode = if self.has("LITERAL+") { LiteralMode::NonSync } else { LiteralMode::Sync };
+        let binary = self.has("BINARY");
+        // One tag per message sent; a message that cannot be sent is answered at once.
+        let mut tags: Vec<Option<Tag<'static>>> = Vec::with_capacity(msgs.len());
         let mut answers: Vec<Option<Appended>> = vec![None; msgs.len()];
-        let mut left = msgs.len();
+        for (i, m) in msgs.iter().enumerate() {
+            let message = match Literal::try_from(m.content.to_vec()) {
+                Ok(mut lit) => {
+                    lit.set_mode(mode);
+                    LiteralOrLiteral8::Literal(lit)
+                }
+                // A NUL byte: only BINARY's literal8 (RFC 3516) carries it.
+                Err(_) if binary => LiteralOrLiteral8::Literal8(Literal8 { data: m.content.to_vec().into(), mode }),
+                Err(_) => {
+                    answers[i] = Some(Appended::Refused(
+                        "it holds a NUL byte, which APPEND cannot send to a server without BINARY".into(),
+                    ));
+                    tags.push(None);
+                    continue;
+                }
+            };
+            let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
+            let body = CommandBody::Append { mailbox: mb.clone(), flags, date: m.date.and_then(date_of), message };
+            tags.push(Some(self.enqueue("APPEND", body)));
+        }
+        let mut left = tags.iter().filter(|t| t.is_some()).count();
         while left > 0 {
             match self.next_event()? {
                 Event::StatusReceived { status: Status::Tagged(t) } => {
-                    let Some(i) = tags.iter().position(|x| *x == t.tag) else { continue };
+                    let Some(i) = tags.iter().position(|x| x.as_ref() == Some(&t.tag)) else { continue };
                     let uid = match &t.body.code {
                         Some(Code::AppendUid { uid, .. }) => Some(uid.get()),
                         _ => None,
@@ -246,7 +254,7 @@ impl Connection {
                 }
                 Event::CommandRejected { status, .. } => {
                     if let Status::Tagged(t) = &status {
-                        if let Some(i) = tags.iter().position(|x| *x == t.tag) {
+                        if let Some(i) = tags.iter().position(|x| x.as_ref() == Some(&t.tag)) {
                             answers[i] = Some(Appended::Refused(server_words(&status)));
                             left -= 1;
                         }

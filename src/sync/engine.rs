@@ -253,22 +253,43 @@ pub struct Gone {
     pub approved: bool,
 }
 
-/// The length of `content` with every bare LF counted as CRLF: the size a server reports
-/// for a message we sent with LF line ends (RFC822.SIZE counts CRLF).
+/// The length of `content` with every line end as CRLF: the size a server reports for a
+/// message we sent with other line ends (RFC822.SIZE counts CRLF, and servers such as
+/// Dovecot store a bare LF or a bare CR as CRLF).
 pub fn crlf_len(content: &[u8]) -> u64 {
-    let bare = content.iter().enumerate().filter(|&(i, &b)| b == b'\n' && (i == 0 || content[i - 1] != b'\r')).count();
+    let bare = content
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| {
+            (b == b'\n' && (i == 0 || content[i - 1] != b'\r')) || (b == b'\r' && content.get(i + 1) != Some(&b'\n'))
+        })
+        .count();
     (content.len() + bare) as u64
 }
 
-/// `content` with CRLF turned into LF: messages compare equal up to line ends.
+/// `content` with every line end (CRLF, a bare CR) made LF: messages compare equal up to
+/// line ends.
 pub fn lf(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len());
     for (i, &b) in content.iter().enumerate() {
-        if !(b == b'\r' && content.get(i + 1) == Some(&b'\n')) {
-            out.push(b);
+        match b {
+            b'\r' if content.get(i + 1) == Some(&b'\n') => {}
+            b'\r' => out.push(b'\n'),
+            _ => out.push(b),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_ends_of_every_kind_count_as_crlf_and_compare_as_lf() {
+        let m = b"a\r\nb\nc\rd";
+        assert_eq!(super::crlf_len(m), b"a\r\nb\r\nc\r\nd".len() as u64);
+        assert_eq!(super::lf(m), b"a\nb\nc\nd");
+        assert_eq!(super::lf(b"x\r\r\r\n"), super::lf(b"x\r\n\r\n\r\n"));
+    }
 }
 
 /// One linked message of the folder being synced.

@@ -133,17 +133,25 @@ impl Pass<'_> {
                 None => no_mid.entry(u64::from(f.size.unwrap_or(0))).or_default().push(n),
             }
         }
+        // The local side read first: a Message-ID found once here and once there names the
+        // same message even when the server changed its bytes (a bare CR, a NUL).
+        let mut local: Vec<(Id, bool, Option<Vec<u8>>, Option<String>)> = Vec::with_capacity(wanted.len());
+        let mut local_mids: HashMap<String, usize> = HashMap::new();
+        for &(id, header_only) in wanted {
+            let content = self.store.read_message(id).ok();
+            let mid = content.as_deref().and_then(|c| mime::parse_props(c).message_id);
+            if let Some(m) = &mid {
+                *local_mids.entry(m.clone()).or_default() += 1;
+            }
+            local.push((id, header_only, content, mid));
+        }
         let mut taken: HashSet<u32> = HashSet::new();
         let mut out = Vec::with_capacity(wanted.len());
-        for &(id, header_only) in wanted {
-            let content = match self.store.read_message(id) {
-                Ok(c) => c,
-                Err(_) => {
-                    out.push((id, None));
-                    continue;
-                }
+        for (id, header_only, content, mid) in local {
+            let Some(content) = content else {
+                out.push((id, None));
+                continue;
             };
-            let mid = mime::parse_props(&content).message_id;
             let size_only = mid.is_none() && !header_only;
             let pool = match &mid {
                 Some(m) => by_mid.get(m),
@@ -166,8 +174,13 @@ impl Pass<'_> {
                         .collect()
                 })
                 .unwrap_or_default();
+            let unique_mid = mid.as_ref().and_then(|m| {
+                let there = by_mid.get(m)?;
+                (there.len() == 1 && local_mids.get(m) == Some(&1) && !taken.contains(&on_server[there[0]].uid))
+                    .then_some(there[0])
+            });
             let hit = match cands.len() {
-                0 => None,
+                0 => unique_mid,
                 // A size alone says little: without a Message-ID the content must agree.
                 1 if !size_only => Some(cands[0]),
                 _ => {

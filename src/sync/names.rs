@@ -158,7 +158,8 @@ pub fn store_path(name: &str, delimiter: Option<char>, special: Option<SpecialUs
     if levels.iter().any(|l| l.is_empty() || *l == "." || *l == "..") {
         return None;
     }
-    let path = levels
+    let stand_in = delimiter.and_then(delimiter_stand_in);
+    let path: Vec<String> = levels
         .iter()
         .enumerate()
         .map(|(i, level)| {
@@ -166,30 +167,54 @@ pub fn store_path(name: &str, delimiter: Option<char>, special: Option<SpecialUs
             if i == 0 && level.eq_ignore_ascii_case("INBOX") {
                 "Inbox".to_string()
             } else {
-                level.replace('/', &SLASH_STANDIN.to_string())
+                let level = level.replace('/', &SLASH_STANDIN.to_string());
+                match (stand_in, delimiter) {
+                    (Some(s), Some(d)) => level.replace(s, &d.to_string()),
+                    _ => level,
+                }
             }
         })
         .collect();
+    // Checked again once stand-ins are back: `．．` must not become `..`.
+    if path.iter().any(|l| l.is_empty() || l == "." || l == "..") {
+        return None;
+    }
     Some(path)
 }
 
+/// What a server level holds in place of its hierarchy delimiter, which a level cannot
+/// hold (a local folder named `a.b` on a server whose delimiter is `.`): the delimiter's
+/// full-width form. None for a delimiter without one (such a name is not synced).
+pub fn delimiter_stand_in(delimiter: char) -> Option<char> {
+    match delimiter {
+        '.' => Some('\u{FF0E}'),
+        // A local name cannot hold `/`; any other delimiter has no stand-in.
+        _ => None,
+    }
+}
+
 /// The server name (UTF-8) of a store folder path, the inverse of [`store_path`] for folders
-/// that are not special-use: `Inbox` at the top is `INBOX`, `／` is `/`, levels joined by the
-/// delimiter. Special-use folders are found by role from LIST, not by this rule.
-pub fn server_name(path: &[String], delimiter: char) -> String {
-    path.iter()
-        .enumerate()
-        .map(
-            |(i, level)| {
-                if i == 0 && level == "Inbox" {
-                    "INBOX".to_string()
-                } else {
-                    level.replace(SLASH_STANDIN, "/")
-                }
-            },
-        )
-        .collect::<Vec<_>>()
-        .join(&delimiter.to_string())
+/// that are not special-use: `Inbox` at the top is `INBOX`, `／` is `/`, the delimiter
+/// inside a level is its stand-in (`a.b` is `a．b` where `.` is the delimiter), levels
+/// joined by the delimiter. None when a level holds a delimiter without a stand-in.
+/// Special-use folders are found by role from LIST, not by this rule.
+pub fn server_name(path: &[String], delimiter: char) -> Option<String> {
+    let mut levels = Vec::with_capacity(path.len());
+    for (i, level) in path.iter().enumerate() {
+        if i == 0 && level == "Inbox" {
+            levels.push("INBOX".to_string());
+            continue;
+        }
+        // The delimiter inside a level: its stand-in, or no server name at all.
+        let level = if level.contains(delimiter) {
+            level.replace(delimiter, &delimiter_stand_in(delimiter)?.to_string())
+        } else {
+            level.clone()
+        };
+        // `／` is `/` on a server whose delimiter is not `/`.
+        levels.push(if delimiter == '/' { level } else { level.replace(SLASH_STANDIN, "/") });
+    }
+    Some(levels.join(&delimiter.to_string()))
 }
 
 #[cfg(test)]
@@ -251,7 +276,21 @@ mod tests {
         assert_eq!(store_path("A/B.C", Some('.'), None).unwrap(), ["A／B", "C"]);
         assert_eq!(store_path("flat.name", None, None).unwrap(), ["flat.name"]);
         for (name, d) in [("A/B.C", '.'), ("INBOX.x/y", '.'), ("Work/Été", '/')] {
-            assert_eq!(server_name(&store_path(name, Some(d), None).unwrap(), d), name);
+            assert_eq!(server_name(&store_path(name, Some(d), None).unwrap(), d).unwrap(), name);
         }
+    }
+
+    #[test]
+    fn a_delimiter_inside_a_local_name_goes_as_its_stand_in_and_comes_back() {
+        let local = vec!["mbox".to_string(), "perl-mbox.src".to_string()];
+        let server = server_name(&local, '.').unwrap();
+        assert_eq!(server, "mbox.perl-mbox\u{FF0E}src");
+        assert_eq!(store_path(&server, Some('.'), None).unwrap(), local);
+        // Where `/` is the delimiter a local name cannot hold it; `.` is plain.
+        assert_eq!(server_name(&["a.b".to_string()], '/').unwrap(), "a.b");
+        // No stand-in for other delimiters: no server name.
+        assert_eq!(server_name(&["a:b".to_string()], ':'), None);
+        // Stand-ins that would make `..` are refused.
+        assert_eq!(store_path("x.\u{FF0E}\u{FF0E}", Some('.'), None), None);
     }
 }

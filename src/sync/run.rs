@@ -183,7 +183,13 @@ pub fn run(
             if sf.store_path == path || !wanted(&path, "") {
                 continue;
             }
-            let new_name = names::server_name(&path, delimiter);
+            let Some(new_name) = names::server_name(&path, delimiter) else {
+                report.notes.push(format!(
+                    "local folder {:?} holds the server's hierarchy delimiter {delimiter:?} in a name: not renamed there",
+                    path.join("/")
+                ));
+                continue;
+            };
             // Not a special-use folder, nor INBOX (RENAME INBOX moves its messages out and
             // leaves it empty), nor to a name taken or one the account's patterns exclude
             // (the folder would stop syncing).
@@ -231,7 +237,13 @@ pub fn run(
             if holds_synced && !store.index().children(id).is_ok_and(|mut c| c.any(|(_, c)| c.message_id().is_some())) {
                 continue;
             }
-            let name = names::server_name(&path, delimiter);
+            let Some(name) = names::server_name(&path, delimiter) else {
+                report.notes.push(format!(
+                    "local folder {:?} holds the server's hierarchy delimiter {delimiter:?} in a name: not synced",
+                    path.join("/")
+                ));
+                continue;
+            };
             if !folder_selected(&account.folders, &name, Some(delimiter)) {
                 continue;
             }
