@@ -39,14 +39,20 @@ impl Synced {
         Synced { server, config, m }
     }
 
+    /// `msgfs sync` of this account, to run or spawn.
+    fn command(&self) -> Command {
+        let mut c = Command::new(MSGFS);
+        c.arg("sync").arg("--config").arg(&self.config).env("MSGFS_IMAP_PASSWORD", dovecot::PASS);
+        c
+    }
+
+    /// A sync running in the background, its output piped.
+    fn spawn(&self) -> std::process::Child {
+        self.command().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    }
+
     fn sync(&self) -> (Option<i32>, String, String) {
-        let out = Command::new(MSGFS)
-            .arg("sync")
-            .arg("--config")
-            .arg(&self.config)
-            .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-            .output()
-            .unwrap();
+        let out = self.command().output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -133,15 +139,7 @@ fn the_crash_recovery_lock_pauses_a_sync_until_it_is_lifted() {
         assert!(out.status.success(), "{v}: {}", String::from_utf8_lossy(&out.stderr));
     };
     set(&format!("recover,pid={}", std::process::id()));
-    let child = Command::new(MSGFS)
-        .arg("sync")
-        .arg("--config")
-        .arg(&s.config)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = s.spawn();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let root = String::from_utf8(getxattr(&s.m.mp, "user.msgfs.sync").unwrap()).unwrap();
     assert!(root.starts_with("running"), "paused, not failed: {root}");
@@ -196,15 +194,7 @@ fn a_freeze_parks_a_sync_until_the_thaw() {
     let s = Synced::start();
     let out = Command::new(MSGFS).arg("freeze").arg(&s.m.mp).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let child = Command::new(MSGFS)
-        .arg("sync")
-        .arg("--config")
-        .arg(&s.config)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = s.spawn();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let root = String::from_utf8(getxattr(&s.m.mp, "user.msgfs.sync").unwrap()).unwrap();
     assert!(root.starts_with("running"), "parked, not failed: {root}");

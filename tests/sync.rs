@@ -45,17 +45,28 @@ fn setup() -> Setup {
     setup_with(dovecot::Options::default(), "")
 }
 
+/// `msgfs sync --config CONFIG` with the test account's password, to run or spawn.
+fn sync_command(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_msgfs"));
+    c.arg("sync").arg("--config").arg(config).env("MSGFS_IMAP_PASSWORD", dovecot::PASS);
+    c
+}
+
 impl Setup {
     /// `msgfs sync --config C ARGS...`, its output.
     fn sync(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_msgfs"))
-            .arg("sync")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-            .output()
+        sync_command(&self.config).args(args).output().unwrap()
+    }
+
+    /// Another store `name` beside the first, and an accounts file naming it.
+    fn other_store(&self, name: &str) -> (PathBuf, PathBuf) {
+        let store = self._tmp.path().join(name);
+        let config = self._tmp.path().join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&self.config)
             .unwrap()
+            .replace(&self.store.display().to_string(), &store.display().to_string());
+        std::fs::write(&config, text).unwrap();
+        (store, config)
     }
 
     /// A sync that must succeed (exit 0); its stdout.
@@ -627,11 +638,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
             }
         }
         // A run, killed after a random while (some finish first).
-        let mut child = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-            .arg("sync")
-            .arg("--config")
-            .arg(&s.config)
-            .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+        let mut child = sync_command(&s.config)
             .env("RUST_LOG", "msgfs=debug")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
@@ -650,14 +657,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     eprintln!("{kills} of 20 runs killed mid-way");
     assert!(kills >= 10, "most runs must be killed mid-way for this test to mean anything ({kills})");
     let logged_run = |what: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-            .arg("sync")
-            .arg("--config")
-            .arg(&s.config)
-            .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-            .env("RUST_LOG", "msgfs=debug")
-            .output()
-            .unwrap();
+        let out = sync_command(&s.config).env("RUST_LOG", "msgfs=debug").output().unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::io::Write::write_all(&mut f, format!("---- {what}\n").as_bytes()).unwrap();
         std::io::Write::write_all(&mut f, &out.stderr).unwrap();
@@ -735,19 +735,8 @@ fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchang
     let up = format!("{}{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
     eprintln!("up in {:?}: {up}", t0.elapsed());
     // A second store, filled from the server alone.
-    let second = s._tmp.path().join("second");
-    let config2 = s._tmp.path().join("second.toml");
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&s.store.display().to_string(), &second.display().to_string());
-    std::fs::write(&config2, text).unwrap();
-    let down = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-        .arg("sync")
-        .arg("--config")
-        .arg(&config2)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-        .output()
-        .unwrap();
+    let (second, config2) = s.other_store("second");
+    let down = sync_command(&config2).output().unwrap();
     let down_text = String::from_utf8_lossy(&down.stdout);
     assert_eq!(down.status.code(), Some(0), "{down_text}");
     let a = Store::open(&s.store, Options::default()).unwrap();
@@ -816,25 +805,14 @@ fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchang
     );
     // A third store that imported the same mail itself: its first sync finds all of it on
     // the server and copies nothing either way.
-    let third = s._tmp.path().join("third");
+    let (third, config3) = s.other_store("third");
     let _ = Command::new(env!("CARGO_BIN_EXE_msgfs"))
         .args(["import", "--store"])
         .arg(&third)
         .args(&corpus)
         .output()
         .unwrap();
-    let config3 = s._tmp.path().join("third.toml");
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&s.store.display().to_string(), &third.display().to_string());
-    std::fs::write(&config3, text).unwrap();
-    let run3 = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-        .arg("sync")
-        .arg("--config")
-        .arg(&config3)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
-        .output()
-        .unwrap();
+    let run3 = sync_command(&config3).output().unwrap();
     let text3 = String::from_utf8_lossy(&run3.stdout);
     // Only messages the server changed (NUL bytes, bare CRs) without a Message-ID that
     // names them alone can be missed there: those go up again and the server's copies come
@@ -862,11 +840,7 @@ fn a_server_killed_mid_run_is_a_clear_error_and_the_next_run_resumes() {
     // Enough that the run is still busy when the server goes away.
     let many: Vec<(&str, Vec<u8>)> = (0..3000).map(|n| ("", big_msg(n))).collect();
     seed(&s.server, "INBOX", &many);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-        .arg("sync")
-        .arg("--config")
-        .arg(&s.config)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+    let mut child = sync_command(&s.config)
         .env("RUST_LOG", "msgfs=info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -998,11 +972,7 @@ fn changes_on_the_server_during_a_run_are_all_there_after_the_next() {
     }
     let s = setup();
     seed(&s.server, "INBOX", &(0..2000).map(|n| ("", big_msg(n))).collect::<Vec<_>>());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgfs"))
-        .arg("sync")
-        .arg("--config")
-        .arg(&s.config)
-        .env("MSGFS_IMAP_PASSWORD", dovecot::PASS)
+    let mut child = sync_command(&s.config)
         .env("RUST_LOG", "msgfs=info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
