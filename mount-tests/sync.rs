@@ -105,11 +105,22 @@ fn sync_on_a_mounted_store_runs_in_the_daemon_and_shows_through_the_mount() {
     raw.cmd("SELECT INBOX").unwrap();
     raw.cmd("UID STORE 3:4 +FLAGS (\\Deleted)").unwrap();
     raw.cmd("UID EXPUNGE 3:4").unwrap();
+    let zero = by_subject(&inbox, 0);
+    raw.cmd("UID STORE 1 +FLAGS (\\Answered)").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let (dir_before, zero_before) = (std::fs::metadata(&inbox).unwrap(), std::fs::metadata(&zero).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let (code, out, err) = s.sync();
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("server +0 *1 -0 >0  local +0 *0 -2 >0"), "{out}");
+    assert!(out.contains("server +0 *1 -0 >0  local +0 *1 -2 >0"), "{out}");
+    // What the kernel had cached is dropped (asked before any listing refreshes it): the
+    // folder's times and the ctime of the message whose flags the server changed are new.
+    let (dir_after, zero_after) = (std::fs::metadata(&inbox).unwrap(), std::fs::metadata(&zero).unwrap());
+    assert!(dir_after.mtime_nsec() != dir_before.mtime_nsec() || dir_after.mtime() != dir_before.mtime());
+    assert!(zero_after.ctime_nsec() != zero_before.ctime_nsec() || zero_after.ctime() != zero_before.ctime());
     let left = names(&inbox);
     assert_eq!(left.len(), 3, "{left:?}");
+
     assert!(!left.iter().any(|n| n.ends_with("test 3.eml")), "{left:?}");
     // The writer's save fails (its message is gone); its close keeps what it wrote.
     // SAFETY: fsync and close on the descriptor opened above.

@@ -80,10 +80,12 @@ impl Progress for JobProgress {
     }
 }
 
-/// Every message by (folder, name): its id, version and size.
-fn snapshot(store: &Store) -> HashMap<(Id, String), (Id, u64, u64)> {
+/// Every message by (folder, name): its id, version, size and ctime.
+type Snapshot = HashMap<(Id, String), (Id, u64, u64, i64)>;
+
+fn snapshot(store: &Store) -> Snapshot {
     let ix = store.index();
-    ix.messages().map(|(id, m)| ((m.folder(), m.name().to_string()), (id, m.version(), m.size()))).collect()
+    ix.messages().map(|(id, m)| ((m.folder(), m.name().to_string()), (id, m.version(), m.size(), m.ctime()))).collect()
 }
 
 impl StoreFs {
@@ -145,20 +147,39 @@ impl StoreFs {
     }
 
     /// Tell the kernel what the pass changed: an entry gone or leading to another message
-    /// or version is expired, an inode whose size changed has its attributes dropped.
-    fn after_sync(&self, before: &HashMap<(Id, String), (Id, u64, u64)>) {
+    /// or version is expired, a message whose attributes changed (size, ctime: flags,
+    /// keywords) and a folder whose entries changed have their attributes dropped.
+    fn after_sync(&self, before: &Snapshot) {
         let after = snapshot(&self.store);
-        for (key, (id, version, size)) in before {
+        let mut folders = std::collections::HashSet::new();
+        // A message's inode is its version's number (or its id, for one first made here;
+        // see inodes.rs): both are dropped.
+        let inval = |id: Id, version: u64| {
+            self.inval_attrs(version);
+            self.inval_attrs(id);
+        };
+        for (key, (id, version, size, ctime)) in before {
             match after.get(key) {
-                Some(a) if a.0 == *id && a.1 == *version => {}
+                Some(a) if a.0 == *id && a.1 == *version => {
+                    if a.3 != *ctime {
+                        inval(*id, *version);
+                    }
+                }
                 Some(a) if a.0 == *id => {
-                    if a.2 != *size {
-                        self.inval_attrs(*id);
+                    if a.2 != *size || a.3 != *ctime {
+                        inval(*id, *version);
                     }
                     self.expire_entry(key.0, &key.1);
                 }
-                _ => self.expire_entry(key.0, &key.1),
+                _ => {
+                    self.expire_entry(key.0, &key.1);
+                    folders.insert(key.0);
+                }
             }
+        }
+        folders.extend(after.keys().filter(|k| !before.contains_key(*k)).map(|k| k.0));
+        for f in folders {
+            self.inval_attrs(f);
         }
     }
 
