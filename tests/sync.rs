@@ -1044,3 +1044,22 @@ fn keywords_merge_three_ways_like_flags() {
     let check = Command::new(env!("CARGO_BIN_EXE_msgfs")).arg("check").arg(&s.store).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
+
+#[test]
+fn a_wrong_password_or_a_missing_accounts_file_is_one_line_and_exit_2() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    let out = sync_command(&s.config).env("MSGFS_IMAP_PASSWORD", "wrong").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("account test: login as") && err.contains("AUTHENTICATIONFAILED"), "{err}");
+    assert!(!err.contains("wrong"), "the password is never shown: {err}");
+    let missing = s._tmp.path().join("nothing.toml");
+    let out = sync_command(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing.toml: no accounts file") && err.contains("--config"), "{err}");
+}

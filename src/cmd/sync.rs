@@ -110,7 +110,7 @@ pub fn run(args: Args) -> CmdResult {
         Ok(c) => c,
         Err(e) => {
             let _ = st.close();
-            return Err(format!("account {}: {e}", account.name).into());
+            return Err(e.to_string().into());
         }
     };
     let bar = std::io::stderr().is_terminal().then(|| {

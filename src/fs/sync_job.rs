@@ -133,7 +133,7 @@ impl StoreFs {
         };
         let mut conn = match connect_with(&account, &password) {
             Ok(c) => c,
-            Err(e) => return (2, format!("account {}: {e}", account.name)),
+            Err(e) => return (2, e.to_string()),
         };
         let before = snapshot(&self.store);
         let mut progress = JobProgress { job: self.sync_job.clone() };

@@ -112,7 +112,13 @@ impl Config {
             None => default_path(std::env::var("XDG_CONFIG_HOME").ok().as_deref(), home.as_deref())
                 .ok_or_else(|| ConfigError("no accounts file: HOME is not set; use --config FILE".into()))?,
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError(format!(
+                "{}: no accounts file; write one with an [account.NAME] table (see THE ACCOUNTS FILE in msgfs(5)) or name another with --config",
+                path.display()
+            )),
+            _ => ConfigError(format!("{}: {e}", path.display())),
+        })?;
         Config::parse(&path, &text, home.as_deref())
     }
 

@@ -105,6 +105,7 @@ impl std::fmt::Display for RunError {
 }
 
 /// Connect and log in as `account` says.
+/// Errors name the account (a password error does already).
 pub fn connect(account: &Account) -> Result<Connection, RunError> {
     let password = account.password().map_err(|e| RunError(e.to_string()))?;
     connect_with(account, &password)
@@ -112,8 +113,9 @@ pub fn connect(account: &Account) -> Result<Connection, RunError> {
 
 /// [`connect`] with a password already at hand (a mount daemon is given it by the command).
 pub fn connect_with(account: &Account, password: &super::config::Password) -> Result<Connection, RunError> {
-    let mut conn = Connection::connect(account).map_err(|e| RunError(e.to_string()))?;
-    conn.login(&account.user, password).map_err(|e| RunError(e.to_string()))?;
+    let named = |e: super::imap::ImapError| RunError(format!("account {}: {e}", account.name));
+    let mut conn = Connection::connect(account).map_err(named)?;
+    conn.login(&account.user, password).map_err(named)?;
     Ok(conn)
 }
 
