@@ -418,7 +418,7 @@ fn a_uidvalidity_reset_rebinds_by_message_id_without_duplicates_and_keeps_what_t
     let again = s.sync_ok(&[]);
     assert!(again.contains("0 failed: server +0 *0 -0 >0  local +0 *0 -0 >0"), "{again}");
     let store = s.store();
-    assert_eq!(store.index().tombstones().count(), 0, "the deleted folder's tombstones are cleared");
+    assert_eq!(store.index().tombstones().count(), 0, "no tombstone is left behind");
     store.close().unwrap();
 }
 

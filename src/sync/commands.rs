@@ -232,7 +232,7 @@ impl Connection {
             };
             let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
             let body = CommandBody::Append { mailbox: mb.clone(), flags, date: m.date.and_then(date_of), message };
-            tags.push(Some(self.enqueue("APPEND", body)));
+            tags.push(Some(self.enqueue(body).0));
         }
         let mut left = tags.iter().filter(|t| t.is_some()).count();
         while left > 0 {
@@ -356,12 +356,5 @@ impl Connection {
             self.uid_remove(set)?;
         }
         Ok(pairs)
-    }
-
-    fn enqueue(&mut self, _name: &'static str, body: CommandBody<'static>) -> Tag<'static> {
-        self.next_tag += 1;
-        let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
-        self.client.enqueue_command(imap_next::imap_types::command::Command { tag: tag.clone(), body });
-        tag
     }
 }

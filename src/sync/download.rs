@@ -183,7 +183,7 @@ pub fn download_folder_in_batches(
         state.cursor = state.cursor.max(u64::from(last));
         store.set_folder_remote(folder_id, Some(state.clone())).map_err(DownloadError::Store)
     })?;
-    fetch_bodies(conn, store, folder_id, &name, limits, &mut report, &mut |_, _| {})?;
+    fetch_bodies(conn, store, folder_id, limits, &mut report, &mut |_, _| {})?;
     state.cursor = state.cursor.max(highest);
     // Every UID below the EXAMINE's UIDNEXT was listed above (or expunged): the pass is
     // complete up to there.
@@ -300,7 +300,6 @@ pub fn fetch_bodies(
     conn: &mut Connection,
     store: &Store,
     folder_id: Id,
-    folder_name: &str,
     limits: Limits,
     report: &mut DownloadReport,
     progress: &mut dyn FnMut(u64, u64),
@@ -366,7 +365,6 @@ pub fn fetch_bodies(
             progress(n, bytes);
         }
     }
-    let _ = folder_name;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use imap_codec::encode::Encoder;
 use imap_codec::ResponseCodec;
-use imap_next::client::{Client, Error as ClientError, Event, Options};
+use imap_next::client::{Client, CommandHandle, Error as ClientError, Event, Options};
 use imap_next::imap_types::command::{Command, CommandBody, FetchModifier};
 use imap_next::imap_types::core::Tag;
 use imap_next::imap_types::extensions::enable::CapabilityEnable;
@@ -288,12 +288,12 @@ pub struct Fetched {
 /// A logged-in (or about to be) IMAP connection.
 pub struct Connection {
     stream: Transport,
-    pub(super) client: Client,
+    client: Client,
     server: String,
     /// Upper-cased, refreshed after STARTTLS and after login as RFC 3501 requires.
     capabilities: Vec<String>,
     qresync: bool,
-    pub(super) next_tag: u32,
+    next_tag: u32,
     read_buf: Box<[u8]>,
 }
 
@@ -569,9 +569,7 @@ impl Connection {
         name: &'static str,
         body: CommandBody<'static>,
     ) -> Result<(Vec<Data<'static>>, Vec<Code<'static>>), ImapError> {
-        self.next_tag += 1;
-        let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
-        let handle = self.client.enqueue_command(Command { tag: tag.clone(), body });
+        let (tag, handle) = self.enqueue(body);
         let mut data = Vec::new();
         let mut codes = Vec::new();
         loop {
@@ -602,6 +600,14 @@ impl Connection {
                 _ => {}
             }
         }
+    }
+
+    /// Queue a command under a fresh tag (sent by the next I/O); its tag and handle.
+    pub(super) fn enqueue(&mut self, body: CommandBody<'static>) -> (Tag<'static>, CommandHandle) {
+        self.next_tag += 1;
+        let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
+        let handle = self.client.enqueue_command(Command { tag: tag.clone(), body });
+        (tag, handle)
     }
 
     /// The client state machine's next event, doing whatever socket I/O it asks for first.

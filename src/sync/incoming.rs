@@ -144,7 +144,7 @@ impl Pass<'_> {
         report.last_state = Some(State::DownloadHeader);
         progress.state(&report.store_path, State::DownloadHeader, dl.messages);
         let mut done = |n: u64, b: u64| progress.advance(n, b);
-        fetch_bodies(self.conn, store, local, server_name, self.opts.limits, &mut dl, &mut done)?;
+        fetch_bodies(self.conn, store, local, self.opts.limits, &mut dl, &mut done)?;
         report.bodies += dl.bodies;
         report.down.bytes += dl.bytes;
         if dl.bodies > 0 {

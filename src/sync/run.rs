@@ -387,8 +387,8 @@ pub fn run(
         }
         match store.delete_message(g.id) {
             Ok(()) => {
-                if let Some((r, _)) = report.folders.iter_mut().find(|(r, _)| pairs_path(store, g.from) == r.store_path)
-                {
+                let path = store.index().folder_path(g.from);
+                if let Some((r, _)) = report.folders.iter_mut().find(|(r, _)| r.store_path == path) {
                     r.down.deleted += 1;
                 }
             }
@@ -400,10 +400,6 @@ pub fn run(
     report.seconds = started.elapsed().as_secs_f64();
     let _ = write_status(store, account, &report);
     Ok(report)
-}
-
-fn pairs_path(store: &Store, folder: Id) -> String {
-    store.index().folder_path(folder)
 }
 
 /// The linked messages of store folder `id` whose UIDs its server folder no longer has:
