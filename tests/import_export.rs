@@ -400,7 +400,9 @@ fn round_trip_through_maildir_and_mbox_is_byte_exact() {
 fn export_goes_on_past_an_unreadable_message() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("box.mbox");
-    write(&src, &mboxrd(&[b"Subject: a\n\na\n", b"Subject: b\n\nb\n", b"Subject: c\n\nc\n"], "\n"));
+    // "b" is larger than what the log holds inline, so it has an object file to lose.
+    let b_msg = format!("Subject: b\n\n{}\n", "b".repeat(msgfs::store::INLINE_MAX)).into_bytes();
+    write(&src, &mboxrd(&[b"Subject: a\n\na\n", &b_msg, b"Subject: c\n\nc\n"], "\n"));
     let store_dir = tmp.path().join("store");
     let st = create_store(&store_dir);
     import(&st, &[&src], None);

@@ -29,12 +29,17 @@ const FORMAT_REMOTE: u32 = 3;
 /// Format 3 followed by the tombstone section (links of deleted messages, see `remote.rs`):
 /// written only while there are tombstones.
 const FORMAT_TOMBSTONES: u32 = 4;
+/// Format 4 followed by the inline content section (where each version kept in the log
+/// lies, see `inline.rs`): written only while there is some.
+const FORMAT_INLINE: u32 = 5;
 /// The format before ctimes were kept.
 pub(crate) const FORMAT_NO_CTIME: u32 = 1;
 
 /// Serialize the index as covering the log up to `last_seq`.
 pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    let format = if ix.has_tombstones() {
+    let format = if !ix.inline.is_empty() {
+        FORMAT_INLINE
+    } else if ix.has_tombstones() {
         FORMAT_TOMBSTONES
     } else if ix.has_remote_state() {
         FORMAT_REMOTE
@@ -47,7 +52,7 @@ pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
 /// Serialize in the given format; the previous one (no ctimes) only for tests that check
 /// stores written by the previous version still open.
 pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
-    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 104) };
+    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 104), ..Enc::default() };
     e.buf.extend_from_slice(MAGIC);
     e.u32(format);
     e.u64(last_seq);
@@ -101,6 +106,9 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
     if format >= FORMAT_TOMBSTONES {
         super::remote::encode_tombstones(&mut e, ix);
     }
+    if format >= FORMAT_INLINE {
+        ix.inline.encode(&mut e);
+    }
     let crc = crc32c::crc32c(&e.buf);
     e.u32(crc);
     e.buf
@@ -118,7 +126,7 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     }
     let mut d = Dec::new(&body[8..], place);
     let format = d.u32()?;
-    if ![FORMAT, FORMAT_NO_CTIME, FORMAT_REMOTE, FORMAT_TOMBSTONES].contains(&format) {
+    if ![FORMAT, FORMAT_NO_CTIME, FORMAT_REMOTE, FORMAT_TOMBSTONES, FORMAT_INLINE].contains(&format) {
         return Err(Error::corrupt(place, format!("unknown checkpoint format {format}")));
     }
     let last_seq = d.u64()?;
@@ -172,6 +180,9 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     }
     if format >= FORMAT_TOMBSTONES {
         super::remote::decode_tombstones(&mut d, &mut ix, place)?;
+    }
+    if format >= FORMAT_INLINE {
+        ix.inline = super::inline::InlineMap::decode(&mut d)?;
     }
     if !d.is_empty() {
         return Err(Error::corrupt(place, "trailing bytes"));

@@ -6,6 +6,8 @@ use super::index::Attrs;
 #[derive(Default)]
 pub struct Enc {
     pub buf: Vec<u8>,
+    /// Where each inline content's bytes start in `buf`, in record order (see `inline.rs`).
+    pub marks: Vec<usize>,
 }
 
 impl Enc {
@@ -42,11 +44,23 @@ pub struct Dec<'a> {
     buf: &'a [u8],
     pos: usize,
     place: &'a str,
+    /// Where `buf` starts in its file, and which log segment that is: inline content is
+    /// found again by its place in the segment.
+    base: u64,
+    seg: u64,
 }
 
 impl<'a> Dec<'a> {
     pub fn new(buf: &'a [u8], place: &'a str) -> Dec<'a> {
-        Dec { buf, pos: 0, place }
+        Dec { buf, pos: 0, place, base: 0, seg: 0 }
+    }
+    /// A reader over the records of a frame of segment `seg` that start at byte `base`.
+    pub fn in_segment(buf: &'a [u8], place: &'a str, seg: u64, base: u64) -> Dec<'a> {
+        Dec { buf, pos: 0, place, base, seg }
+    }
+    /// The segment and the byte in it where the next read starts.
+    pub fn here(&self) -> (u64, u64) {
+        (self.seg, self.base + self.pos as u64)
     }
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
@@ -58,6 +72,10 @@ impl<'a> Dec<'a> {
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
+    }
+    /// Pass over `n` bytes (inline content, read later where it lies).
+    pub fn skip(&mut self, n: usize) -> Result<()> {
+        self.take(n).map(drop)
     }
     pub fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])

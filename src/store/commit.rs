@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::{Error, Result};
 use super::index::{flags, Attrs, Id, Index, Record, Xattrs};
+use super::inline::{Bytes, LogLoc};
 use super::remote::{MessageRemote, RemoteChange, RemoteCopy};
 use super::{object_dir, object_path, Shared};
 
@@ -67,6 +68,11 @@ pub enum Source {
     StagedUnsynced(PathBuf),
     /// An existing object, hard-linked (rename of one message over another).
     Object(Id, u64),
+    /// Bytes logged in the frame itself (small content, see `inline.rs`): no file at all.
+    Inline(Bytes),
+    /// The bytes of message `.0`'s inline version `.1`, logged again for another message
+    /// (what `Object` is for content with a file): valid only while that version is current.
+    InlineOf(Id, u64, Bytes),
 }
 
 #[derive(Clone, Debug)]
@@ -245,7 +251,7 @@ fn save_keys(ix: &Index, s: &Save, k: &mut Keys) {
             k.excl.push(Key::Name(m.folder, m.name.to_string()));
         }
     }
-    if let Source::Object(src, _) = s.source {
+    if let Source::Object(src, _) | Source::InlineOf(src, _, _) = s.source {
         k.shared.push(Key::Entity(src));
     }
 }
@@ -438,7 +444,7 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     for ch in &s.change.xattrs {
         apply_xattr(&mut xattrs, ch)?;
     }
-    if let Source::Object(src, ver) = s.source {
+    if let Source::Object(src, ver) | Source::InlineOf(src, ver, _) = s.source {
         match ix.messages.get(&src) {
             Some(m) if m.version == ver => {}
             _ => return Err(Error::ObjectChanged),
@@ -446,6 +452,10 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     }
     let version = next_cn();
     recs.push(Record::MessagePut { id: s.id, folder, name, version, size: s.size, crc: s.crc, attrs, flags, xattrs });
+    if let Source::Inline(data) | Source::InlineOf(_, _, data) = &s.source {
+        let at = LogLoc { seg: 0, off: 0, len: data.0.len() as u64 };
+        recs.push(Record::Content { id: s.id, version, at, data: Some(data.clone()) });
+    }
     if let Some(rc) = s.remote {
         let link = MessageRemote { folder, uid: rc.uid, modseq: rc.modseq, flags: rc.flags, version };
         recs.push(Record::MessageRemote { id: s.id, link: Some(link) });
@@ -507,6 +517,7 @@ fn place_objects(
                     vfs.hard_link(&from, &to).map_err(|e| Error::io(format!("link {}", from.display()), e))?;
                     moved.push(Moved { from: None, to: to.clone() });
                 }
+                Source::Inline(_) | Source::InlineOf(..) => continue,
             }
             dirs.insert(object_dir(id));
         }
@@ -585,29 +596,20 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     let mut moved = Vec::new();
     let mut dirs = HashSet::new();
     let placing: Vec<(Op, Vec<Record>)> = planned.iter().map(|(o, r, _, _)| (o.clone(), r.clone())).collect();
-    let records: Vec<Record> =
+    let mut records: Vec<Record> =
         std::iter::once(Record::Time { ns: now }).chain(placing.iter().flat_map(|(_, r)| r.iter().cloned())).collect();
-    // An older store learns it holds records an older msgfs does not know before the first
-    // of them is logged (see `open::raise_format`); the format file is then durable first.
-    let raise = || -> Result<()> {
-        if records.iter().any(Record::is_remote)
-            && sh.format.load(std::sync::atomic::Ordering::Relaxed) < super::open::FORMAT_VERSION
-        {
-            super::open::raise_format(&*sh.vfs, &sh.store_id)?;
-            sh.format.store(super::open::FORMAT_VERSION, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
-    };
-    let res = raise().and_then(|()| place_objects(sh, &placing, &mut moved, &mut dirs)).and_then(|need_syncfs| {
-        if need_syncfs {
-            sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
-        } else {
-            for d in &dirs {
-                sh.vfs.sync_dir(d).map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
+    let res = raise_format(sh, &records).and_then(|()| place_objects(sh, &placing, &mut moved, &mut dirs)).and_then(
+        |need_syncfs| {
+            if need_syncfs {
+                sh.vfs.sync_all().map_err(|e| Error::io("syncfs", e))?;
+            } else {
+                for d in &dirs {
+                    sh.vfs.sync_dir(d).map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
+                }
             }
-        }
-        sh.append(&records)
-    });
+            sh.append(&mut records)
+        },
+    );
     if let Err(e) = res {
         // After a failed log sync the frame may be on disk: leave the objects where they
         // are (an unclean open removes them if the frame is not there). Otherwise nothing
@@ -641,6 +643,17 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     }
     sh.reclaim_deferred();
     sh.maybe_checkpoint();
+}
+
+/// An older store learns it holds records an older msgfs does not know before the first of
+/// them is logged (see `open::raise_format`); the format file is then durable first.
+pub(crate) fn raise_format(sh: &Shared, records: &[Record]) -> Result<()> {
+    let need = records.iter().map(Record::format_needed).max().unwrap_or(0);
+    if need > sh.format.load(std::sync::atomic::Ordering::Relaxed) {
+        super::open::raise_format(&*sh.vfs, &sh.store_id, need)?;
+        sh.format.store(need, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// A copy of a group's error for each of its operations, keeping the OS error code

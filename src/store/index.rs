@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::error::{Error, Result};
+use super::inline::{Bytes, InlineMap, LogLoc};
 use super::remote::{FolderRemote, MessageRemote, UploadIntent};
 
 pub type Id = u64;
@@ -263,10 +264,29 @@ pub enum Record {
         id: Id,
         keywords: Vec<String>,
     },
+    /// Version `version` of message `id` lives in the log at `at` (see `inline.rs`): right
+    /// after its `MessagePut`, or later to relocate it. `data` holds the bytes on their way
+    /// to the log (None once read back); the committer fills `at` as it writes the frame.
+    /// Applies only while `version` is the message's current one.
+    Content {
+        id: Id,
+        version: u64,
+        at: LogLoc,
+        data: Option<Bytes>,
+    },
 }
 
 impl Record {
-    /// Is it one of the replication records (format 2 of the store, see `open.rs`)?
+    /// The store format that first had this record (see `open.rs`); 0 for the oldest ones.
+    pub fn format_needed(&self) -> u32 {
+        match self {
+            Record::Content { .. } => 4,
+            r if r.is_remote() => 3,
+            _ => 0,
+        }
+    }
+
+    /// Is it one of the replication records (format 3 of the store, see `open.rs`)?
     pub fn is_remote(&self) -> bool {
         matches!(
             self,
@@ -431,6 +451,9 @@ pub struct Index {
     pub(super) keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
     /// The keywords last synced, by message (see `Record::SyncedKeywords`).
     pub(super) synced_keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
+    /// Where the versions kept in the log are (see `inline.rs`); every other version has
+    /// an object file.
+    pub(super) inline: InlineMap,
 }
 
 /// Reject names no directory can hold. Returns the name for chaining.
@@ -615,6 +638,8 @@ impl Index {
                 self.name_free(*folder, name, Some(*id))
             }
             Record::MessageDelete { id } | Record::MessageMeta { id, .. } => self.message(*id).map(|_| ()),
+            // May name a version gone since (see `apply`): then it does nothing.
+            Record::Content { .. } => Ok(()),
             r @ (Record::FolderRemote { .. }
             | Record::MessageRemote { .. }
             | Record::UploadIntent(_)
@@ -717,7 +742,8 @@ impl Index {
                     m.ctime = ctime;
                     m.flags = *flags;
                     m.xattrs = xattrs;
-                    return (old != *version).then_some((*id, old));
+                    // An inline version has no object to remove.
+                    return (old != *version && !self.inline.remove(old)).then_some((*id, old));
                 }
                 let name: Arc<str> = Arc::from(name.as_str());
                 self.folders.get_mut(folder).expect("validated").children.insert(name.clone(), *id);
@@ -764,7 +790,7 @@ impl Index {
                 self.keywords.remove(id);
                 self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
                 self.entries_changed(m.folder);
-                Some((*id, m.version))
+                (!self.inline.remove(m.version)).then_some((*id, m.version))
             }
             Record::MessageMeta { id, attrs, flags, xattrs } => {
                 let ctime = self.ctime(attrs.mtime);
@@ -773,6 +799,14 @@ impl Index {
                 m.ctime = ctime;
                 m.flags = *flags;
                 m.xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
+                None
+            }
+            Record::Content { id, version, at, .. } => {
+                // A relocation logged in the same group as a save that replaced the version
+                // finds it gone: nothing to move.
+                if self.messages.get(id).is_some_and(|m| m.version == *version) {
+                    self.inline.set(*version, *at);
+                }
                 None
             }
             r @ (Record::FolderRemote { .. }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::codec::{Dec, Enc};
 use super::error::{Error, Result};
 use super::index::{Record, Xattrs};
+use super::inline::LogLoc;
 use super::vfs::{OpenMode, Vfs, VfsFile};
 
 pub const FRAME_MAGIC: u32 = 0x4C47_534D; // "MSGL"
@@ -23,6 +24,12 @@ pub const LOG_DIR: &str = "log";
 
 pub fn segment_path(first_seq: u64) -> PathBuf {
     PathBuf::from(format!("{LOG_DIR}/{first_seq:016x}.log"))
+}
+
+/// The first sequence number a segment's name gives.
+pub fn segment_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?.strip_suffix(".log")?;
+    u64::from_str_radix(name, 16).ok()
 }
 
 fn put_xattrs(e: &mut Enc, x: &Xattrs) {
@@ -106,6 +113,15 @@ pub fn encode_record(e: &mut Enc, r: &Record) {
             e.u8(*flags);
             put_xattrs(e, xattrs);
         }
+        Record::Content { id, version, data, .. } => {
+            let data = data.as_ref().expect("inline content to log has its bytes");
+            e.u8(17);
+            e.u64(*id);
+            e.u64(*version);
+            e.u32(data.0.len() as u32);
+            e.marks.push(e.buf.len());
+            e.buf.extend_from_slice(&data.0);
+        }
         Record::FolderRemote { .. }
         | Record::MessageRemote { .. }
         | Record::UploadIntent(_)
@@ -138,6 +154,13 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
         8 => Record::MessageMeta { id: d.u64()?, attrs: d.attrs()?, flags: d.u8()?, xattrs: get_xattrs(d)? },
         9 => Record::Time { ns: d.i64()? },
         10 => Record::FolderTouch { id: d.u64()? },
+        17 => {
+            let (id, version) = (d.u64()?, d.u64()?);
+            let len = d.u32()? as u64;
+            let (seg, off) = d.here();
+            d.skip(len as usize)?;
+            Record::Content { id, version, at: LogLoc { seg, off, len }, data: None }
+        }
         t => match super::remote::decode_record(t, d) {
             Some(r) => r?,
             None => return Err(Error::corrupt("log record", format!("unknown record type {t}"))),
@@ -147,6 +170,12 @@ pub fn decode_record(d: &mut Dec) -> Result<Record> {
 
 /// Encode a frame holding `records`, numbered from `first_seq`.
 pub fn encode_frame(first_seq: u64, records: &[Record]) -> Vec<u8> {
+    encode_frame_marked(first_seq, records).0
+}
+
+/// [`encode_frame`], and where each inline content's bytes start in the frame (in record
+/// order), so the committer can say where they landed.
+pub fn encode_frame_marked(first_seq: u64, records: &[Record]) -> (Vec<u8>, Vec<u64>) {
     let mut body = Enc::default();
     body.u64(first_seq);
     body.u32(records.len() as u32);
@@ -160,7 +189,7 @@ pub fn encode_frame(first_seq: u64, records: &[Record]) -> Vec<u8> {
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&body.buf);
-    out
+    (out, body.marks.iter().map(|m| (12 + m) as u64).collect())
 }
 
 /// A frame read back: its place in the segment and its records.
@@ -171,7 +200,7 @@ pub struct Frame {
 }
 
 /// Try to read a whole, checksummed frame at `off`; None if there is none there.
-fn frame_at(buf: &[u8], off: usize, place: &str) -> Option<Result<Frame>> {
+fn frame_at(buf: &[u8], off: usize, place: &str, seg: u64) -> Option<Result<Frame>> {
     let rest = &buf[off..];
     if rest.len() < FRAME_HEADER {
         return None;
@@ -188,7 +217,7 @@ fn frame_at(buf: &[u8], off: usize, place: &str) -> Option<Result<Frame>> {
     }
     let first_seq = u64::from_le_bytes(body[0..8].try_into().unwrap());
     let count = u32::from_le_bytes(body[8..12].try_into().unwrap());
-    let mut d = Dec::new(&body[12..], place);
+    let mut d = Dec::in_segment(&body[12..], place, seg, (off + FRAME_HEADER) as u64);
     let mut records = Vec::with_capacity(count.min(1 << 20) as usize);
     for _ in 0..count {
         match decode_record(&mut d) {
@@ -213,10 +242,11 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
     let place = path.display().to_string();
     let f = vfs.open(path, OpenMode::Read).map_err(|e| Error::io(format!("open {place}"), e))?;
     let buf = f.read_all().map_err(|e| Error::io(format!("read {place}"), e))?;
+    let seg = segment_of(path).unwrap_or(0);
     let mut frames = Vec::new();
     let mut off = 0usize;
     while off < buf.len() {
-        match frame_at(&buf, off, &place) {
+        match frame_at(&buf, off, &place, seg) {
             Some(Ok(fr)) => {
                 let len = u32::from_le_bytes(buf[off + 4..off + 8].try_into().unwrap()) as usize;
                 frames.push(fr);
@@ -236,7 +266,7 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
                 let expected = frames.last().map(|f: &Frame| f.first_seq + f.records.len() as u64);
                 for later in off + 1..buf.len() {
                     if buf[later..].starts_with(&FRAME_MAGIC.to_le_bytes()) {
-                        if let Some(Ok(fr)) = frame_at(&buf, later, &place) {
+                        if let Some(Ok(fr)) = frame_at(&buf, later, &place, seg) {
                             if expected.is_some_and(|e| fr.first_seq < e) {
                                 continue;
                             }

@@ -9,6 +9,9 @@ pub mod commit;
 pub mod control;
 pub mod error;
 pub mod index;
+pub mod inline;
+#[cfg(test)]
+mod inline_tests;
 mod log;
 mod open;
 pub mod pin;
@@ -32,6 +35,7 @@ use std::thread::JoinHandle;
 pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
+pub use inline::INLINE_MAX;
 pub use open::{format_of, store_id_of};
 pub use pin::PinnedVersion;
 pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
@@ -101,6 +105,8 @@ pub struct Stats {
     pub records: AtomicU64,
     pub log_syncs: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Inline versions logged again to empty a sparse segment (see `inline.rs`).
+    pub relocated: AtomicU64,
 }
 
 /// What opening the store found and did.
@@ -137,6 +143,9 @@ pub struct Shared {
     pub(crate) control: control::Control,
     /// Versions readers hold (see `pin.rs`).
     pub(crate) pins: Mutex<pin::Pins>,
+    /// Read descriptors of the log segments that hold inline content, opened on first use
+    /// and shared by every reader (see `inline.rs`).
+    segs: Mutex<std::collections::HashMap<u64, Arc<dyn VfsFile>>>,
 }
 
 /// A handle on an open store; clones share it. Call [`Store::close`] to close it cleanly.
@@ -153,12 +162,16 @@ pub struct MessageView {
 
 impl Shared {
     /// Append a frame and sync it. A failed sync poisons the store: what reached the disk
-    /// is unknown, so nothing more is committed until it is reopened and replayed.
-    pub(crate) fn append(&self, records: &[index::Record]) -> Result<()> {
+    /// is unknown, so nothing more is committed until it is reopened and replayed. Inline
+    /// content records learn where their bytes landed.
+    pub(crate) fn append(&self, records: &mut [index::Record]) -> Result<()> {
         let mut guard = self.log.lock().unwrap();
-        let lg = &mut *guard;
+        self.append_locked(&mut guard, records)
+    }
+
+    fn append_locked(&self, lg: &mut LogState, records: &mut [index::Record]) -> Result<()> {
         let seq = lg.next_seq;
-        let frame = log::encode_frame(seq, records);
+        let (frame, marks) = log::encode_frame_marked(seq, records);
         if frame.len() > log::MAX_FRAME {
             // Replay refuses frames this large; never acknowledge one.
             return Err(Error::InvalidArgument(format!(
@@ -167,6 +180,7 @@ impl Shared {
             )));
         }
         let w = lg.writer.as_mut().ok_or(Error::ReadOnly)?;
+        let (seg, start) = (w.first_seq, w.len);
         if let Err(e) = w.write(&frame) {
             // A full disk: deletions may use the reserve, since they are how room is made.
             let full = e.raw_os_error() == Some(libc::ENOSPC);
@@ -179,6 +193,13 @@ impl Shared {
         if let Err(e) = w.file.sync() {
             *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
             return Err(Error::io("sync the log", e));
+        }
+        let mut marks = marks.into_iter();
+        for r in records.iter_mut() {
+            if let index::Record::Content { at, data: Some(d), .. } = r {
+                let m = marks.next().expect("one mark per inline content");
+                *at = inline::LogLoc { seg, off: start + m, len: d.0.len() as u64 };
+            }
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -220,27 +241,29 @@ impl Shared {
     }
 
     /// Start a new segment, write the checkpoint covering everything before it, then remove
-    /// the older segments. A crash between the steps leaves segments the checkpoint already
-    /// covers, which replay skips.
+    /// the older segments that hold no live inline content (after moving what little a
+    /// mostly dead one holds, see `compact`). A crash between the steps leaves segments the
+    /// checkpoint already covers, which replay skips and the next checkpoint removes.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         let mut lg = self.log.lock().unwrap();
         if lg.writer.is_none() {
             return Ok(());
         }
+        self.compact(&mut lg)?;
         let next = lg.next_seq;
         let current_first = lg.writer.as_ref().map(|w| w.first_seq);
         if current_first != Some(next) {
             lg.writer = Some(self.new_segment(next)?);
         }
-        {
-            let ix = self.index.read().unwrap();
-            checkpoint::write(&*self.vfs, &ix, next - 1)?;
-        }
+        let ix = self.index.read().unwrap();
+        checkpoint::write(&*self.vfs, &ix, next - 1)?;
         for (first, path) in log::list_segments(&*self.vfs)? {
-            if first < next {
+            if first < next && ix.inline.live_in(first) == 0 {
                 self.vfs.remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+                self.drop_segment_file(first);
             }
         }
+        drop(ix);
         let _ = self.vfs.sync_dir(Path::new(log::LOG_DIR));
         lg.bytes_since_checkpoint = 0;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -305,6 +328,7 @@ impl Store {
             report,
             control: control::Control::default(),
             pins: Mutex::new(pin::Pins::default()),
+            segs: Mutex::default(),
         });
         if !opts.read_only {
             let sh2 = sh.clone();
@@ -374,9 +398,17 @@ impl Store {
         // lookup and the open, and once open the descriptor keeps it readable.
         let ix = self.index();
         let m = ix.message(id)?;
-        let p = object_path(id, m.version);
-        let file = self.0.vfs.open(&p, OpenMode::Read).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
-        Ok(MessageView { id, version: m.version, size: m.size, file: Arc::from(file) })
+        let file = self.0.content_file(&ix, id, m.version)?;
+        Ok(MessageView { id, version: m.version, size: m.size, file })
+    }
+
+    /// The bytes of version `version` of message `id`, which must still be current.
+    pub fn read_version(&self, id: Id, version: u64) -> Result<Vec<u8>> {
+        let v = self.open_message(id)?;
+        if v.version != version {
+            return Err(Error::ObjectChanged);
+        }
+        v.file.read_all().map_err(|e| Error::io("read message", e))
     }
 
     /// The whole content of a message's current version.
@@ -506,13 +538,20 @@ impl Store {
             (m, x)
         };
         let moved = m.version;
+        // Content kept in the log has no object to link: its bytes are logged again.
+        let inline = self.index().inline_at(m.version).is_some();
+        let source = if inline {
+            Source::InlineOf(src, m.version, inline::Bytes(self.read_version(src, m.version)?.into()))
+        } else {
+            Source::Object(src, m.version)
+        };
         Ok((
             Op::Save(Box::new(Save {
                 id: dst,
                 new_in: None,
                 base_version: None,
                 force: true,
-                source: Source::Object(src, m.version),
+                source,
                 size: m.size,
                 crc: m.crc,
                 attrs: Some(m.attrs),
@@ -655,13 +694,37 @@ impl Store {
     }
 }
 
-/// A message to import: its content already written (unsynced) under `staging/` by
-/// [`Store::stage_content`].
+/// Content made ready to commit by [`Store::stage_content`]: small content is held to be
+/// logged inline (see `inline.rs`), larger content written (unsynced) under `staging/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Staged {
+    File(PathBuf),
+    Inline(inline::Bytes),
+}
+
+impl Staged {
+    /// What a save commits from.
+    fn source(self) -> Source {
+        match self {
+            Staged::File(p) => Source::StagedUnsynced(p),
+            Staged::Inline(b) => Source::Inline(b),
+        }
+    }
+
+    /// Throw away what was staged (a commit that failed).
+    fn discard(&self, vfs: &dyn Vfs) {
+        if let Staged::File(p) = self {
+            let _ = vfs.remove_file(p);
+        }
+    }
+}
+
+/// A message to import: its content staged by [`Store::stage_content`].
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     pub folder: Id,
     pub name: String,
-    pub staged: PathBuf,
+    pub staged: Staged,
     pub size: u64,
     pub crc: u32,
     pub attrs: Attrs,
@@ -669,10 +732,15 @@ pub struct NewMessage {
 }
 
 impl Store {
-    /// Write `content` to a new file under `staging/` without syncing it; returns what
-    /// [`Store::import_messages`] needs. Imports write many of these, then commit them with
-    /// one syncfs and one log sync.
-    pub fn stage_content(&self, content: &[u8]) -> Result<(PathBuf, u32)> {
+    /// Make `content` ready to commit, and give its checksum: up to
+    /// [`inline::INLINE_MAX`] bytes are kept to go into the log frame; more are written to
+    /// a new file under `staging/` without a sync. Imports stage many, then commit them
+    /// with one log sync (and one syncfs when some are files).
+    pub fn stage_content(&self, content: &[u8]) -> Result<(Staged, u32)> {
+        let crc = crc32c::crc32c(content);
+        if content.len() <= inline::INLINE_MAX {
+            return Ok((Staged::Inline(inline::Bytes(content.into())), crc));
+        }
         let path = self.staging_path("i");
         let f = self.0.vfs.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create a staging file", e))?;
         if let Err(e) = f.write_all_at(content, 0) {
@@ -680,7 +748,7 @@ impl Store {
             let _ = self.0.vfs.remove_file(&path);
             return Err(Error::io("write a staging file", e));
         }
-        Ok((path, crc32c::crc32c(content)))
+        Ok((Staged::File(path), crc))
     }
 
     /// Commit many new messages in one frame (all or none). Names must be free and
@@ -696,7 +764,7 @@ impl Store {
         msgs: Vec<(NewMessage, Option<RemoteCopy>, Option<Vec<String>>)>,
     ) -> Result<Vec<Id>> {
         let ids: Vec<Id> = msgs.iter().map(|_| self.alloc_id()).collect();
-        let staged: Vec<PathBuf> = msgs.iter().map(|(m, _, _)| m.staged.clone()).collect();
+        let staged: Vec<Staged> = msgs.iter().map(|(m, _, _)| m.staged.clone()).collect();
         let items = msgs
             .into_iter()
             .zip(&ids)
@@ -705,7 +773,7 @@ impl Store {
                 new_in: Some((m.folder, m.name)),
                 base_version: None,
                 force: false,
-                source: Source::StagedUnsynced(m.staged),
+                source: m.staged.source(),
                 size: m.size,
                 crc: m.crc,
                 attrs: Some(m.attrs),
@@ -720,8 +788,8 @@ impl Store {
         match self.run(Op::Import(items)) {
             Ok(_) => Ok(ids),
             Err(e) => {
-                for p in staged {
-                    let _ = self.0.vfs.remove_file(&p);
+                for s in staged {
+                    s.discard(&*self.0.vfs);
                 }
                 Err(e)
             }

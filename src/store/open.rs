@@ -25,9 +25,10 @@ use super::{
 /// [`FORMAT_CREATE`]; older stores are read, and raised to this format by the first commit
 /// that logs a replication record (`raise_format`), so a store never synced stays readable
 /// by the msgfs that made it. Format 3 adds log records 11-16 (record 13 with the flags and
-/// checksum sent), tombstones, and checkpoint formats 3 and 4. A newer format is refused as
-/// too new, not as damage.
-pub const FORMAT_VERSION: u32 = 3;
+/// checksum sent), tombstones, and checkpoint formats 3 and 4. Format 4 adds inline content
+/// (log record 17, checkpoint format 5), raised to by the first save logged inline. A newer
+/// format is refused as too new, not as damage.
+pub const FORMAT_VERSION: u32 = 4;
 /// The format a new store starts in: format 2 keeps folder times (records 9 and 10,
 /// checkpoint format 2).
 pub const FORMAT_CREATE: u32 = 2;
@@ -255,8 +256,9 @@ fn write_format(vfs: &dyn Vfs, id: &[u8; 16], format: u32) -> Result<()> {
 /// Raise an older store's format file to [`FORMAT_VERSION`] before the first record only
 /// that format has is logged: from then on an older msgfs refuses the store as too new
 /// instead of taking the records it does not know for damage. Durable before it returns.
-pub(crate) fn raise_format(vfs: &dyn Vfs, id: &[u8; 16]) -> Result<()> {
-    write_format(vfs, id, FORMAT_VERSION)
+pub(crate) fn raise_format(vfs: &dyn Vfs, id: &[u8; 16], format: u32) -> Result<()> {
+    debug_assert!(format <= FORMAT_VERSION);
+    write_format(vfs, id, format)
 }
 
 fn unsafe_ids() -> (u32, u32) {
@@ -296,6 +298,11 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
     let nsegs = segments.len();
     let mut bytes_since_checkpoint = 0u64;
     for (i, (first, path)) in segments.iter().enumerate() {
+        // A segment the checkpoint wholly covers (the next one starts at or before the
+        // first record after it) is kept only for the inline content it holds: not read.
+        if segments.get(i + 1).is_some_and(|(next, _)| *next <= next_seq) {
+            continue;
+        }
         let seg = log::read_segment(&*vfs, path)?;
         let place = path.display().to_string();
         if let Some(at) = seg.torn_at {
@@ -434,9 +441,17 @@ fn clear_staging(vfs: &dyn Vfs) -> Result<u64> {
 /// After an unclean stop: every live message must have its object (else the store is
 /// damaged), and objects no message refers to (a commit cut short) are removed.
 fn collect_garbage(vfs: &dyn Vfs, ix: &Index) -> Result<u64> {
+    for (seg, _) in ix.inline.segments() {
+        let p = log::segment_path(seg);
+        if !vfs.exists(&p) {
+            return Err(Error::corrupt(p.display().to_string(), "a log segment holding messages' content is missing"));
+        }
+    }
     let mut live: HashSet<PathBuf> = HashSet::with_capacity(ix.messages.len());
     for (id, m) in &ix.messages {
-        live.insert(object_path(*id, m.version));
+        if ix.inline_at(m.version).is_none() {
+            live.insert(object_path(*id, m.version));
+        }
     }
     let mut seen = 0usize;
     let mut removed = 0;

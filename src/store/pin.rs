@@ -68,10 +68,16 @@ impl Store {
         let ix = self.index();
         let m = ix.message(id)?;
         let (version, size, attrs) = (m.version, m.size, m.attrs);
+        // Content in the log is reached through its segment's shared descriptor, taken
+        // now: a compaction may remove the segment once the index names another place.
+        let file = OnceLock::new();
+        if ix.inline_at(version).is_some() {
+            let _ = file.set(self.0.content_file(&ix, id, version)?);
+        }
         // Under the index lock: see the module's invariant.
         self.0.pins.lock().unwrap().0.entry(version).or_insert(Pin { id, size, count: 0, doomed: false }).count += 1;
         drop(ix);
-        Ok(PinnedVersion { store: self.clone(), id, version, size, attrs, file: OnceLock::new() })
+        Ok(PinnedVersion { store: self.clone(), id, version, size, attrs, file })
     }
 
     /// The size of a pinned version (an older version still open somewhere).

@@ -15,8 +15,6 @@
 //!   the message is deleted meanwhile: the upload may have reached the server, so the sync
 //!   engine must look it up there before it forgets it.
 
-use std::path::Path;
-
 use super::codec::{Dec, Enc};
 use super::commit::{Op, Outcome, Save, Source};
 use super::error::{Error, Result};
@@ -66,7 +64,7 @@ pub struct RemoteCopy {
 pub struct Replacement {
     pub id: Id,
     pub base_version: u64,
-    pub staged: std::path::PathBuf,
+    pub staged: super::Staged,
     pub size: u64,
     pub crc: u32,
     pub flags: u8,
@@ -611,7 +609,7 @@ impl Store {
     /// is no longer at its base version (a local writer saved first): the caller retries
     /// the others. Staged files (from [`Store::stage_content`]) are removed on failure.
     pub fn replace_synced_batch(&self, items: Vec<Replacement>) -> Result<()> {
-        let staged: Vec<std::path::PathBuf> = items.iter().map(|r| r.staged.clone()).collect();
+        let staged: Vec<super::Staged> = items.iter().map(|r| r.staged.clone()).collect();
         let saves = {
             let ix = self.index();
             let mut v = Vec::with_capacity(items.len());
@@ -622,7 +620,7 @@ impl Store {
                     new_in: None,
                     base_version: Some(r.base_version),
                     force: false,
-                    source: Source::StagedUnsynced(r.staged),
+                    source: r.staged.source(),
                     size: r.size,
                     crc: r.crc,
                     attrs: Some(m.attrs()),
@@ -638,27 +636,43 @@ impl Store {
         };
         let r = self.run(Op::Import(saves));
         if r.is_err() {
-            for p in &staged {
-                let _ = self.vfs().remove_file(p);
+            for s in &staged {
+                s.discard(&**self.vfs());
             }
         }
         r.map(|_| ())
     }
 
-    /// Commit the synced file `staged` (under `staging/`, synced here) as a new version of
-    /// message `id`, with its remote link, in one frame: a header-only message replaced by
-    /// its full content keeps its entry id. Fails with ObjectChanged if the message is no
-    /// longer at `base_version`; the file is then left in place for the caller.
-    pub fn replace_synced(&self, id: Id, base_version: u64, staged: &Path, remote: RemoteCopy) -> Result<Outcome> {
-        let f = self.vfs().open(staged, super::vfs::OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
-        f.sync().map_err(|e| Error::io("sync staged file", e))?;
-        let (size, crc) = super::txn::size_and_crc(&*f)?;
+    /// Commit `staged` (from [`Store::stage_content`]; a file is synced here) as a new
+    /// version of message `id`, with its remote link, in one frame: a header-only message
+    /// replaced by its full content keeps its entry id. Fails with ObjectChanged if the
+    /// message is no longer at `base_version`; a staged file is then left for the caller.
+    pub fn replace_synced(
+        &self,
+        id: Id,
+        base_version: u64,
+        staged: super::Staged,
+        remote: RemoteCopy,
+    ) -> Result<Outcome> {
+        let (source, size, crc) = match staged {
+            super::Staged::File(p) => {
+                let f =
+                    self.vfs().open(&p, super::vfs::OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
+                f.sync().map_err(|e| Error::io("sync staged file", e))?;
+                let (size, crc) = super::txn::size_and_crc(&*f)?;
+                (Source::Staged(p), size, crc)
+            }
+            super::Staged::Inline(b) => {
+                let (size, crc) = (b.0.len() as u64, crc32c::crc32c(&b.0));
+                (Source::Inline(b), size, crc)
+            }
+        };
         self.run(Op::Save(Box::new(Save {
             id,
             new_in: None,
             base_version: Some(base_version),
             force: false,
-            source: Source::Staged(staged.to_path_buf()),
+            source,
             size,
             crc,
             attrs: None,

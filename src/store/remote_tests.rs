@@ -145,6 +145,7 @@ fn a_downloaded_message_and_its_link_are_one_frame() {
         .map(|r| match r {
             Record::Time { .. } => "time",
             Record::MessagePut { .. } => "put",
+            Record::Content { .. } => "content",
             Record::MessageRemote { .. } => "link",
             Record::MessageKeywords { .. } => "keywords",
             Record::SyncedKeywords { .. } => "synced",
@@ -152,9 +153,9 @@ fn a_downloaded_message_and_its_link_are_one_frame() {
         })
         .collect();
     // Messages 40 and 42 come with keywords, also in the frame, and those are what was
-    // last synced too.
-    let with_kw = ["put", "link", "keywords", "synced"];
-    assert_eq!(kinds, [&["time"][..], &with_kw, &["put", "link"], &with_kw].concat());
+    // last synced too. Their small content is in the frame as well.
+    let with_kw = ["put", "content", "link", "keywords", "synced"];
+    assert_eq!(kinds, [&["time"][..], &with_kw, &["put", "content", "link"], &with_kw].concat());
     assert_eq!(keywords(&st, ids[0]), ["$Junk", "$label1"]);
     assert_eq!(keywords(&st, ids[1]), Vec::<String>::new());
     let before = remote_snap(&st);
@@ -217,14 +218,14 @@ fn replacing_a_header_only_message_keeps_its_id_and_updates_its_link() {
     let v = st.index().message(id).unwrap().version();
     let (staged, _) = st.stage_content(b"Subject: x\r\n\r\nthe body").unwrap();
     let full = RemoteCopy { uid: 3, modseq: 301, flags: flags::SEEN | flags::ANSWERED };
-    let out = st.replace_synced(id, v, &staged, full).unwrap();
+    let out = st.replace_synced(id, v, staged, full).unwrap();
     assert_eq!(out.id, id);
     assert_eq!(st.read_message(id).unwrap(), b"Subject: x\r\n\r\nthe body");
     let l = st.index().message_remote(id).copied().unwrap();
     assert_eq!((l.uid, l.modseq, l.flags, l.version, l.folder), (3, 301, full.flags, out.version, ib));
     // From a stale base it is a conflict and changes nothing.
     let (staged, _) = st.stage_content(b"late").unwrap();
-    assert!(matches!(st.replace_synced(id, v, &staged, full), Err(Error::ObjectChanged)));
+    assert!(matches!(st.replace_synced(id, v, staged, full), Err(Error::ObjectChanged)));
     assert_eq!(st.index().message_remote(id).unwrap().version, out.version);
 }
 
@@ -403,11 +404,11 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
     let path = dir.path().join("s");
     Store::open(&path, Options { create: true, ..Default::default() }).unwrap().close().unwrap();
     let text = std::fs::read_to_string(path.join(FORMAT_FILE)).unwrap();
-    std::fs::write(path.join(FORMAT_FILE), text.replace("format 2", "format 4")).unwrap();
+    std::fs::write(path.join(FORMAT_FILE), text.replace("format 2", "format 5")).unwrap();
     let e = Store::open(&path, Options::default()).err().expect("a newer store must not open");
     assert!(matches!(e, Error::TooNew(_)), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("store format 4 is newer than this msgfs reads (formats 1 to 3)"), "{msg}");
+    assert!(msg.contains("store format 5 is newer than this msgfs reads (formats 1 to 4)"), "{msg}");
     assert!(!msg.contains("damaged"), "{msg}");
     assert!(matches!(format_of(&path), Err(Error::TooNew(_))));
     assert!(matches!(Store::open(&path, Options { read_only: true, ..Default::default() }), Err(Error::TooNew(_))));
@@ -511,7 +512,7 @@ fn sync_step(st: &Store, rng: &mut Rng, step: u64) -> Result<()> {
             Some((id, name, version, _)) if name.starts_with("dl") => {
                 let (staged, _) = st.stage_content(format!("full body {step}").as_bytes())?;
                 let rc = RemoteCopy { uid: step, modseq: step, flags: flags::SEEN };
-                st.replace_synced(id, version, &staged, rc).map(drop)
+                st.replace_synced(id, version, staged, rc).map(drop)
             }
             _ => Ok(()),
         },
@@ -637,7 +638,8 @@ fn keywords_last_synced_are_kept_by_replay_and_checkpoint_and_go_with_their_mess
     assert_eq!(synced(&st), ["$a", "$b"]);
     st.checkpoint().unwrap();
     let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
-    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 4);
+    // Format 5: format 4 (tombstones, synced keywords) and the message's inline content.
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 5);
     let (_, st) = after_crash(&fs);
     assert_eq!(synced(&st), ["$a", "$b"]);
     st.delete_message(a).unwrap();
