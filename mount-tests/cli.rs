@@ -99,6 +99,9 @@ fn a_store_and_its_backup_are_private_whatever_the_umask() {
         std::fs::write(mp.join("Inbox/a.eml"), b"Subject: a\n\nsaved\n").unwrap();
         std::fs::create_dir(mp.join("Inbox/Sub")).unwrap();
         std::fs::write(mp.join("Inbox/Sub/b.eml"), b"Subject: b\n\nsaved\n").unwrap();
+        // Large enough for an object file of its own (smaller content is kept in the log).
+        let big = format!("Subject: c\n\n{}\n", "x".repeat(msgfs::store::INLINE_MAX));
+        std::fs::write(mp.join("Inbox/c.eml"), big).unwrap();
         let out = msgfs_umask(umask, dir.path(), &[Path::new("backup"), &mp, &dest]);
         assert!(out.status.success(), "backup: {}", stderr(&out));
         m.umount();

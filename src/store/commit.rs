@@ -73,6 +73,26 @@ pub enum Source {
     /// The bytes of message `.0`'s inline version `.1`, logged again for another message
     /// (what `Object` is for content with a file): valid only while that version is current.
     InlineOf(Id, u64, Bytes),
+    /// The bytes of the file `.0` under `staging/` (not synced: it need not be), logged
+    /// inline; the file is removed once the frame is durable, and left as it was if not.
+    InlineFrom(PathBuf, Bytes),
+}
+
+impl Source {
+    /// Content small enough to be logged inline, read from the staged file `path`; larger
+    /// content stays a file, synced here.
+    pub fn from_staged(vfs: &dyn super::vfs::Vfs, path: &std::path::Path) -> Result<(Source, u64, u32)> {
+        let f = vfs.open(path, super::vfs::OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
+        let len = f.len().map_err(|e| Error::io("size of staged content", e))?;
+        if len as usize <= super::inline::INLINE_MAX {
+            let data = f.read_all().map_err(|e| Error::io("read staged content", e))?;
+            let (size, crc) = (data.len() as u64, crc32c::crc32c(&data));
+            return Ok((Source::InlineFrom(path.to_path_buf(), Bytes(data.into())), size, crc));
+        }
+        f.sync().map_err(|e| Error::io("sync staged file", e))?;
+        let (size, crc) = super::txn::size_and_crc(&*f)?;
+        Ok((Source::Staged(path.to_path_buf()), size, crc))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -452,7 +472,7 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
     }
     let version = next_cn();
     recs.push(Record::MessagePut { id: s.id, folder, name, version, size: s.size, crc: s.crc, attrs, flags, xattrs });
-    if let Source::Inline(data) | Source::InlineOf(_, _, data) = &s.source {
+    if let Source::Inline(data) | Source::InlineOf(_, _, data) | Source::InlineFrom(_, data) = &s.source {
         let at = LogLoc { seg: 0, off: 0, len: data.0.len() as u64 };
         recs.push(Record::Content { id: s.id, version, at, data: Some(data.clone()) });
     }
@@ -517,7 +537,7 @@ fn place_objects(
                     vfs.hard_link(&from, &to).map_err(|e| Error::io(format!("link {}", from.display()), e))?;
                     moved.push(Moved { from: None, to: to.clone() });
                 }
-                Source::Inline(_) | Source::InlineOf(..) => continue,
+                Source::Inline(_) | Source::InlineOf(..) | Source::InlineFrom(..) => continue,
             }
             dirs.insert(object_dir(id));
         }
@@ -621,6 +641,14 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
             reply(Err(copy_error(&e)));
         }
         return;
+    }
+    // Staged files whose bytes the frame holds are not needed any more.
+    for (op, ..) in &planned {
+        if let Op::Save(s) = op {
+            if let Source::InlineFrom(p, _) = &s.source {
+                let _ = sh.vfs.remove_file(p);
+            }
+        }
     }
     let mut garbage = Vec::new();
     {

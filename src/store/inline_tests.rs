@@ -247,3 +247,27 @@ fn a_power_cut_at_every_sync_keeps_acknowledged_inline_content() {
         assert!(r.ok(), "cut at sync {n}: {:?}", r.damage);
     }
 }
+
+#[test]
+fn a_small_save_is_one_log_sync_and_leaves_no_file_behind() {
+    let fs = SimFs::new();
+    let st = open(&fs, &opts());
+    let ib = inbox(&st);
+    // The first inline record raises the store's format (a format file written and synced).
+    import(&st, "warm", 1, small).unwrap();
+    let files_before = fs.files().len();
+    let syncs = fs.syncs();
+    let mut t = st.begin_new(ib, "m.eml").unwrap();
+    t.write_at(b"Subject: one\r\n\r\nfirst", 0).unwrap();
+    let out = t.save(SaveFlags(SaveFlags::KEEP_OPEN_READWRITE)).unwrap();
+    assert_eq!(fs.syncs() - syncs, 1, "one log sync, no sync of the private copy or a directory");
+    assert_eq!(fs.files().len(), files_before, "no object, no staging file left");
+    // The writer goes on from what it saved, through its descriptor of the unlinked copy.
+    t.write_at(b"Subject: two", 0).unwrap();
+    t.save(SaveFlags(0)).unwrap();
+    assert_eq!(st.read_message(out.id).unwrap(), b"Subject: two\r\n\r\nfirst");
+    fs.crash();
+    let fs = fs.recover(0);
+    let st = open(&fs, &opts());
+    assert_eq!(st.read_message(out.id).unwrap(), b"Subject: two\r\n\r\nfirst");
+}

@@ -566,9 +566,10 @@ impl Store {
         ))
     }
 
-    /// Commit a synced file under `staging/` as message `target`'s new version, or as a new
-    /// message named `new_in`; the file is moved into the store. Used for scratch files
-    /// renamed to a message name (editors, rsync).
+    /// Commit a file under `staging/` as message `target`'s new version, or as a new message
+    /// named `new_in`: a small one is logged inline and the file removed, a larger one is
+    /// synced and moved into the store. Used for scratch files renamed to a message name
+    /// (editors, rsync).
     pub fn commit_file(
         &self,
         staged: &Path,
@@ -580,7 +581,8 @@ impl Store {
         self.run(self.commit_file_op(staged, target, new_in, attrs, xattrs)?)
     }
 
-    /// The operation of [`Store::commit_file`], to submit: the file is synced here.
+    /// The operation of [`Store::commit_file`], to submit: the file is read (small) or
+    /// synced (large) here.
     pub fn commit_file_op(
         &self,
         staged: &Path,
@@ -589,16 +591,14 @@ impl Store {
         attrs: Attrs,
         xattrs: index::Xattrs,
     ) -> Result<Op> {
-        let f = self.0.vfs.open(staged, OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
-        f.sync().map_err(|e| Error::io("sync staged file", e))?;
-        let (size, crc) = txn::size_and_crc(&*f)?;
+        let (source, size, crc) = Source::from_staged(&*self.0.vfs, staged)?;
         let id = target.unwrap_or_else(|| self.alloc_id());
         Ok(Op::Save(Box::new(Save {
             id,
             new_in: if target.is_some() { None } else { new_in },
             base_version: None,
             force: true,
-            source: Source::Staged(staged.to_path_buf()),
+            source,
             size,
             crc,
             attrs: Some(attrs),

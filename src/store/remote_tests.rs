@@ -39,6 +39,12 @@ fn save_new(st: &Store, folder: Id, name: &str, body: &[u8]) -> Id {
     t.save(SaveFlags(0)).unwrap().id
 }
 
+/// Content too large to be logged inline: a message saved with it has an object file and
+/// needs no format beyond the one it had before inline content.
+fn big(fill: u8) -> Vec<u8> {
+    vec![fill; INLINE_MAX + 1]
+}
+
 fn downloaded(st: &Store, folder: Id, name: &str, body: &[u8], uid: u64) -> SyncedMessage {
     let (staged, crc) = st.stage_content(body).unwrap();
     SyncedMessage {
@@ -268,7 +274,7 @@ fn an_upload_intent_lasts_until_its_link_lands_or_it_is_cleared() {
 fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
     let (fs, st) = sim_store();
     let ib = inbox(&st);
-    let a = save_new(&st, ib, "a.eml", b"x");
+    let a = save_new(&st, ib, "a.eml", &big(b'x'));
     // Nothing to replicate yet: the checkpoint is one an older msgfs reads.
     st.checkpoint().unwrap();
     let ck = |fs: &SimFs| fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
@@ -276,7 +282,7 @@ fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
     st.set_folder_remote(ib, Some(folder_state(3))).unwrap();
     let v = st.index().message(a).unwrap().version();
     st.set_message_remote(a, Some(MessageRemote { folder: ib, uid: 1, modseq: 2, flags: 3, version: v })).unwrap();
-    let b = save_new(&st, ib, "b.eml", b"y");
+    let b = save_new(&st, ib, "b.eml", &big(b'y'));
     st.record_upload_intents(&[UploadIntent {
         folder: ib,
         message: b,
@@ -304,8 +310,8 @@ fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
 fn keywords_are_set_cleared_kept_by_replay_and_checkpoint_and_go_with_their_message() {
     let (fs, st) = sim_store();
     let ib = inbox(&st);
-    let a = save_new(&st, ib, "a.eml", b"x");
-    let b = save_new(&st, ib, "b.eml", b"y");
+    let a = save_new(&st, ib, "a.eml", &big(b'x'));
+    let b = save_new(&st, ib, "b.eml", &big(b'y'));
     st.set_message_keywords(a, vec!["work".into(), "$Forwarded".into(), "work".into()]).unwrap();
     st.set_message_keywords(b, vec!["later".into()]).unwrap();
     // Kept sorted and distinct.
@@ -316,7 +322,7 @@ fn keywords_are_set_cleared_kept_by_replay_and_checkpoint_and_go_with_their_mess
     assert!(matches!(st.set_message_keywords(999, vec!["x".into()]), Err(Error::NotFound)));
     // A new version and a move keep them.
     let mut t = st.begin(a).unwrap();
-    t.write_at(b"edited", 0).unwrap();
+    t.write_at(&big(b'e'), 0).unwrap();
     t.save(SaveFlags(0)).unwrap();
     st.move_message(a, st.folder_by_path("Drafts").unwrap(), "a.eml").unwrap();
     let (fs, st) = after_crash(&fs);
@@ -386,7 +392,7 @@ fn a_format_1_store_opens_and_is_raised_to_format_3_by_its_first_replication_rec
     f.write_all_at(text.replace("format 2", "format 1").as_bytes(), 0).unwrap();
     f.sync().unwrap();
     let st = reopen(&fs);
-    save_new(&st, ib, "a.eml", b"plain mail");
+    save_new(&st, ib, "a.eml", &big(b'p'));
     st.checkpoint().unwrap();
     // Ordinary changes leave it as it was: the older msgfs still reads it.
     assert_eq!(format_line(&fs), "format 1");

@@ -29,6 +29,11 @@ fn save_new(st: &Store, folder: Id, name: &str, body: &[u8]) -> Id {
     t.save(SaveFlags(0)).unwrap().id
 }
 
+/// Content too large to be logged inline: a message saved with it has an object file.
+fn big(fill: u8) -> Vec<u8> {
+    vec![fill; INLINE_MAX + 1]
+}
+
 fn inbox(st: &Store) -> Id {
     st.folder_by_path("Inbox").unwrap()
 }
@@ -134,17 +139,17 @@ fn a_save_after_ones_own_save_is_not_a_conflict() {
 #[test]
 fn a_pinned_version_opens_late_and_its_object_goes_with_its_last_pin() {
     let (_fs, st) = sim_store();
-    let id = save_new(&st, inbox(&st), "m.eml", b"version one");
+    let id = save_new(&st, inbox(&st), "m.eml", &big(b'1'));
     let (a, b) = (st.pin_message(id).unwrap(), st.pin_message(id).unwrap());
     let old = object_path(id, a.version);
     let mut t = st.begin(id).unwrap();
     t.set_len(0).unwrap();
     t.write_at(b"second", 0).unwrap();
     t.save(SaveFlags(0)).unwrap();
-    assert_eq!(st.pinned_size(a.version), Some(11));
+    assert_eq!(st.pinned_size(a.version), Some(INLINE_MAX as u64 + 1));
     st.delete_message(id).unwrap();
     // Opened only now, after a save and a delete made the version unreferenced.
-    assert_eq!(a.file().unwrap().read_all().unwrap(), b"version one");
+    assert_eq!(a.file().unwrap().read_all().unwrap(), big(b'1'));
     drop(a);
     assert!(st.vfs().exists(&old), "removed while a reader still holds it");
     drop(b);
@@ -155,7 +160,7 @@ fn a_pinned_version_opens_late_and_its_object_goes_with_its_last_pin() {
 #[test]
 fn an_object_whose_last_reader_leaves_during_a_freeze_stays_until_the_thaw() {
     let (_fs, st) = sim_store();
-    let id = save_new(&st, inbox(&st), "m.eml", b"version one");
+    let id = save_new(&st, inbox(&st), "m.eml", &big(b'1'));
     let pin = st.pin_message(id).unwrap();
     let old = object_path(id, pin.version);
     st.delete_message(id).unwrap();
@@ -308,7 +313,7 @@ fn a_second_open_of_a_real_store_names_the_holder() {
 #[test]
 fn check_names_a_damaged_object_and_a_damaged_log_frame() {
     let (fs, st) = sim_store();
-    let id = save_new(&st, inbox(&st), "m.eml", b"precious mail");
+    let id = save_new(&st, inbox(&st), "m.eml", &big(b'p'));
     let v = st.index().messages[&id].version;
     save_new(&st, inbox(&st), "n.eml", b"more mail");
     // Left open (as after a kill), so the log still holds every frame.
@@ -582,7 +587,7 @@ fn freeze_holds_mutations_until_thaw() {
 fn the_vfs_trait_is_all_the_store_uses() {
     // A store on the simulated filesystem has the same layout as on disk.
     let (fs, st) = sim_store();
-    save_new(&st, inbox(&st), "m.eml", b"x");
+    save_new(&st, inbox(&st), "m.eml", &big(b'x'));
     st.close().unwrap();
     let files = fs.files();
     assert!(files.keys().any(|p| p.starts_with("objects")));

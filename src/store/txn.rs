@@ -302,16 +302,23 @@ impl Transaction {
             return Ok(PreparedSave::Done(Outcome { id: self.id, version: self.base_version.unwrap_or(0) }));
         }
         let size = self.size;
-        let f = self.ensure_staged(size)?;
-        f.sync().map_err(|e| Error::io("sync the private copy", e))?;
-        let (size, crc) = size_and_crc(f)?;
+        self.ensure_staged(size)?;
         let (path, file) = self.staged.take().expect("made above");
+        // A small copy is logged inline (the committer removes the file once that is
+        // durable; this descriptor still reads it), a larger one synced and moved.
+        let (source, size, crc) = match Source::from_staged(&**self.store.vfs(), &path) {
+            Ok(x) => x,
+            Err(e) => {
+                self.staged = Some((path, file));
+                return Err(e);
+            }
+        };
         let op = Op::Save(Box::new(Save {
             id: self.id,
             new_in: self.new_in.clone(),
             base_version: self.base_version,
             force: flags.has(SaveFlags::FORCE_SAVE),
-            source: Source::Staged(path.clone()),
+            source,
             size,
             crc,
             attrs: None,
@@ -342,7 +349,8 @@ impl Transaction {
         };
         match result {
             Ok(out) => {
-                // The handed-over copy is now the committed object (same file, moved).
+                // The handed-over copy is now the committed content: the same file moved
+                // into objects/, or its bytes logged and the file unlinked (still readable).
                 self.change = AttrChange::default();
                 self.base_version = Some(out.version);
                 self.new_in = None;
