@@ -176,20 +176,28 @@ pub fn encode_frame(first_seq: u64, records: &[Record]) -> Vec<u8> {
 /// [`encode_frame`], and where each inline content's bytes start in the frame (in record
 /// order), so the committer can say where they landed.
 pub fn encode_frame_marked(first_seq: u64, records: &[Record]) -> (Vec<u8>, Vec<u64>) {
-    let mut body = Enc::default();
-    body.u64(first_seq);
-    body.u32(records.len() as u32);
+    // Encoded in place after room for magic, length and checksum, which are filled in
+    // last: a frame of inline content can be tens of megabytes, not worth copying again.
+    let inline: usize = records
+        .iter()
+        .map(|r| match r {
+            Record::Content { data: Some(d), .. } => d.0.len() + 21,
+            _ => 64,
+        })
+        .sum();
+    let mut f = Enc { buf: Vec::with_capacity(FRAME_HEADER + inline), ..Enc::default() };
+    f.buf.extend_from_slice(&[0; 12]);
+    f.u64(first_seq);
+    f.u32(records.len() as u32);
     for r in records {
-        encode_record(&mut body, r);
+        encode_record(&mut f, r);
     }
-    let payload_len = body.buf.len() - 12;
-    let crc = crc32c::crc32c(&body.buf);
-    let mut out = Vec::with_capacity(12 + body.buf.len());
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&body.buf);
-    (out, body.marks.iter().map(|m| (12 + m) as u64).collect())
+    let payload_len = f.buf.len() - FRAME_HEADER;
+    let crc = crc32c::crc32c(&f.buf[12..]);
+    f.buf[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    f.buf[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    f.buf[8..12].copy_from_slice(&crc.to_le_bytes());
+    (f.buf, f.marks.iter().map(|m| *m as u64).collect())
 }
 
 /// A frame read back: its place in the segment and its records.

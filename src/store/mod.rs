@@ -38,7 +38,9 @@ pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use inline::INLINE_MAX;
 pub use open::{format_of, store_id_of};
 pub use pin::PinnedVersion;
-pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
+pub use remote::{
+    BatchCommit, FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent,
+};
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
 
@@ -151,6 +153,17 @@ pub struct Shared {
 /// A handle on an open store; clones share it. Call [`Store::close`] to close it cleanly.
 #[derive(Clone)]
 pub struct Store(Arc<Shared>);
+
+/// An operation on its way through the committer (see [`Store::start`]).
+#[must_use = "an operation's answer must be waited for"]
+pub struct Committing(std::sync::mpsc::Receiver<Result<Outcome>>);
+
+impl Committing {
+    /// Wait until the operation is durable or has failed.
+    pub fn wait(self) -> Result<Outcome> {
+        self.0.recv().unwrap_or_else(|_| Err(Error::io("store", std::io::Error::other("committer stopped"))))
+    }
+}
 
 /// A message's content as of one version, stable while others save.
 pub struct MessageView {
@@ -460,9 +473,15 @@ impl Store {
 
     /// Queue an operation and wait for it.
     pub fn run(&self, op: Op) -> Result<Outcome> {
+        self.start(op).wait()
+    }
+
+    /// Queue an operation and return at once; [`Committing::wait`] gives its answer. A
+    /// caller can prepare its next operation while the committer makes this one durable.
+    pub fn start(&self, op: Op) -> Committing {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.submit(op, Box::new(move |r| drop(tx.send(r))));
-        rx.recv().unwrap_or_else(|_| Err(Error::io("store", std::io::Error::other("committer stopped"))))
+        Committing(rx)
     }
 
     pub fn create_folder(&self, parent: Id, name: &str, attrs: Attrs) -> Result<Id> {

@@ -71,6 +71,26 @@ pub struct Replacement {
     pub remote: RemoteCopy,
 }
 
+/// A batch of replacements on its way (see [`Store::start_replace_synced_batch`]).
+pub struct BatchCommit {
+    store: Store,
+    staged: Vec<super::Staged>,
+    committing: super::Committing,
+}
+
+impl BatchCommit {
+    /// Wait until the batch is durable; on failure its staged files are removed.
+    pub fn wait(self) -> Result<()> {
+        let r = self.committing.wait();
+        if r.is_err() {
+            for s in &self.staged {
+                s.discard(&**self.store.vfs());
+            }
+        }
+        r.map(drop)
+    }
+}
+
 /// A durable note, written before an upload, that `message` at `version` (`size` bytes)
 /// may reach `folder`'s remote replica, whose next uid was `uidnext` before it. A resumed
 /// sync finds what it sent by looking from `uidnext` on, instead of sending it again.
@@ -609,6 +629,12 @@ impl Store {
     /// is no longer at its base version (a local writer saved first): the caller retries
     /// the others. Staged files (from [`Store::stage_content`]) are removed on failure.
     pub fn replace_synced_batch(&self, items: Vec<Replacement>) -> Result<()> {
+        self.start_replace_synced_batch(items)?.wait()
+    }
+
+    /// [`Store::replace_synced_batch`] without waiting: the caller fetches the next batch
+    /// while this one is made durable, then waits for it with [`BatchCommit::wait`].
+    pub fn start_replace_synced_batch(&self, items: Vec<Replacement>) -> Result<BatchCommit> {
         let staged: Vec<super::Staged> = items.iter().map(|r| r.staged.clone()).collect();
         let saves = {
             let ix = self.index();
@@ -634,13 +660,7 @@ impl Store {
             }
             v
         };
-        let r = self.run(Op::Import(saves));
-        if r.is_err() {
-            for s in &staged {
-                s.discard(&**self.vfs());
-            }
-        }
-        r.map(|_| ())
+        Ok(BatchCommit { store: self.clone(), staged, committing: self.start(Op::Import(saves)) })
     }
 
     /// Commit `staged` (from [`Store::stage_content`]; a file is synced here) as a new

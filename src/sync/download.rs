@@ -328,14 +328,36 @@ pub fn fetch_bodies(
     // Smallest first: most messages become readable soonest.
     todo.sort_unstable_by_key(|t| (t.1, t.0));
     todo.dedup_by_key(|t| t.0);
+    // One batch is made durable while the next is fetched: the server sends, and this
+    // side parses, while the log is written and synced.
+    let mut inflight: Option<(store::BatchCommit, u64, u64)> = None;
+    let mut finish =
+        |c: Option<(store::BatchCommit, u64, u64)>, report: &mut DownloadReport| -> Result<(), DownloadError> {
+            if let Some((commit, n, bytes)) = c {
+                commit.wait()?;
+                report.bodies += n;
+                report.bytes += bytes;
+                report.batches += 1;
+                progress(n, bytes);
+            }
+            Ok(())
+        };
     for batch in batches(&todo, limits) {
         let set: Vec<u32> = batch.iter().map(|t| t.0).collect();
-        let fetched = conn.uid_fetch(&super::commands::uid_set(&set), FetchWhat::Full)?;
+        let fetched = match conn.uid_fetch(&super::commands::uid_set(&set), FetchWhat::Full) {
+            Ok(f) => f,
+            Err(e) => {
+                // What was fetched before is kept: wait for it before giving up.
+                finish(inflight.take(), report)?;
+                return Err(e.into());
+            }
+        };
         let mut items = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut bytes = 0;
         for f in fetched {
             let (Some(&id), Some(body)) = (by_uid.get(&f.uid), f.body) else { continue };
-            if items.iter().any(|r: &store::Replacement| r.id == id) {
+            if !seen.insert(id) {
                 continue;
             }
             let (version, flags_now, link) = {
@@ -356,16 +378,13 @@ pub fn fetch_bodies(
                 remote: RemoteCopy { uid: link.uid, modseq: link.modseq, flags: link.flags },
             });
         }
+        finish(inflight.take(), report)?;
         let n = items.len() as u64;
         if n > 0 {
-            store.replace_synced_batch(items)?;
-            report.bodies += n;
-            report.bytes += bytes;
-            report.batches += 1;
-            progress(n, bytes);
+            inflight = Some((store.start_replace_synced_batch(items)?, n, bytes));
         }
     }
-    Ok(())
+    finish(inflight.take(), report)
 }
 
 /// Stage and commit one fetched batch of headers in one frame; the number committed.
