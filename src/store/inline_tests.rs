@@ -271,3 +271,29 @@ fn a_small_save_is_one_log_sync_and_leaves_no_file_behind() {
     let st = open(&fs, &opts());
     assert_eq!(st.read_message(out.id).unwrap(), b"Subject: two\r\n\r\nfirst");
 }
+
+/// On a full disk deleting content kept in the log frees nothing until its segment goes:
+/// a deletion that needed the reserve makes the committer checkpoint at once, which
+/// removes the segments nothing live is left in.
+#[test]
+fn a_deletion_on_a_full_disk_frees_the_segments_it_empties() {
+    let fs = SimFs::new();
+    let st = open(&fs, &opts());
+    // The simulated disk has no free space to measure: lay down a reserve by hand.
+    let r = fs.open(Path::new(log::RESERVE_FILE), vfs::OpenMode::CreateNew).unwrap();
+    r.write_all_at(&vec![7u8; 1 << 20], 0).unwrap();
+    let ids = import(&st, "a", 8, small).unwrap();
+    st.checkpoint().unwrap();
+    let seg = st.index().inline_at(st.index().message(ids[0]).unwrap().version()).unwrap().seg;
+    let path = log::segment_path(seg).display().to_string();
+    for id in &ids[..7] {
+        st.delete_message(*id).unwrap();
+    }
+    assert!(segments(&fs).contains(&path), "content is still live in it");
+    fs.fail_write(1);
+    st.delete_message(ids[7]).unwrap();
+    assert!(!segments(&fs).contains(&path), "the emptied segment stayed on a full disk: {:?}", segments(&fs));
+    st.close().unwrap();
+    let st = open(&fs, &opts());
+    assert!(contents(&st).is_empty());
+}

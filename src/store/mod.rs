@@ -98,6 +98,10 @@ pub(crate) struct LogState {
     pub writer: Option<log::Writer>,
     pub next_seq: u64,
     pub bytes_since_checkpoint: u64,
+    /// A deletion was logged with space from the reserve: the disk is full, and deleting
+    /// content kept in the log frees nothing until its segment goes, so the committer
+    /// checkpoints at once (see `Shared::maybe_checkpoint`).
+    pub reserve_used: bool,
 }
 
 /// Counters for benchmarks and `msgfs status`.
@@ -202,6 +206,7 @@ impl Shared {
             }
             ::log::warn!("the disk is full: released the store's reserve to log a deletion");
             w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
+            lg.reserve_used = true;
         }
         if let Err(e) = w.file.sync() {
             *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
@@ -245,7 +250,10 @@ impl Shared {
     /// Write a checkpoint when enough log follows the last one. Runs in the committer,
     /// between groups, so the index and the log agree.
     pub(crate) fn maybe_checkpoint(&self) {
-        let due = self.log.lock().unwrap().bytes_since_checkpoint >= self.checkpoint_bytes;
+        let due = {
+            let mut lg = self.log.lock().unwrap();
+            std::mem::take(&mut lg.reserve_used) || lg.bytes_since_checkpoint >= self.checkpoint_bytes
+        };
         if due {
             if let Err(e) = self.checkpoint() {
                 ::log::warn!("checkpoint failed (the log keeps everything): {e}");
@@ -259,10 +267,14 @@ impl Shared {
     /// checkpoint already covers, which replay skips and the next checkpoint removes.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         let mut lg = self.log.lock().unwrap();
-        if lg.writer.is_none() {
+        if lg.writer.is_none() || self.poisoned.lock().unwrap().is_some() {
             return Ok(());
         }
-        self.compact(&mut lg)?;
+        if let Err(e) = self.compact(&mut lg) {
+            // On a full disk there may be no room to move live content; the checkpoint
+            // still removes the segments nothing live is left in.
+            ::log::warn!("compacting the log failed (its segments stay as they are): {e}");
+        }
         let next = lg.next_seq;
         let current_first = lg.writer.as_ref().map(|w| w.first_seq);
         if current_first != Some(next) {
