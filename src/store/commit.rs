@@ -165,6 +165,8 @@ pub enum Op {
     },
     /// Replication state changes, in one frame (see `remote.rs`).
     Remote(Vec<RemoteChange>),
+    /// Nothing to change: its answer comes once every commit before it is durable.
+    Barrier,
     /// A message moved on the server, moved here too with its new link, in one frame: a
     /// crash between the two would leave a link naming the old folder.
     MoveSynced {
@@ -187,6 +189,8 @@ pub type Reply = Box<dyn FnOnce(Result<Outcome>) + Send>;
 pub struct Pending {
     pub op: Op,
     pub reply: Reply,
+    /// Answer only once durable (false: a lazy commit, see `lazy.rs`).
+    pub durable: bool,
 }
 
 /// Things an operation touches, for keeping conflicting operations out of one group.
@@ -251,6 +255,7 @@ fn keys(ix: &Index, op: &Op) -> Keys {
         }
         // Like a new entry: it changes the folder's times, not the folder.
         Op::FolderTouch { ids } => k.shared.extend(ids.iter().map(|id| Key::Entity(*id))),
+        Op::Barrier => {}
         Op::Remote(changes) => k.excl.extend(changes.iter().map(|c| Key::Entity(c.entity()))),
     }
     k
@@ -391,6 +396,7 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
             Outcome { id: *id, version: 0 }
         }
         Op::Save(s) => plan_save(ix, s, now, next_cn, &mut recs)?,
+        Op::Barrier => Outcome { id: 0, version: 0 },
         Op::FolderTouch { ids } => {
             let mut ids = ids.clone();
             ids.sort_unstable();
@@ -575,13 +581,29 @@ pub fn run(sh: Arc<Shared>) {
                 } else if have {
                     break;
                 } else if q.closing {
+                    drop(q);
+                    sh.sync_lazy();
+                    let mut q = sh.queue.lock().unwrap();
                     q.busy = false;
                     sh.queue_cv.notify_all();
                     return;
                 }
                 q.busy = false;
                 sh.queue_cv.notify_all();
-                q = sh.queue_cv.wait(q).unwrap();
+                // Lazy commits wait for their log sync at most until their deadline.
+                match sh.lazy_deadline() {
+                    Some(at) if q.frozen == 0 => {
+                        let now = std::time::Instant::now();
+                        if at <= now {
+                            drop(q);
+                            sh.sync_lazy();
+                            q = sh.queue.lock().unwrap();
+                        } else {
+                            q = sh.queue_cv.wait_timeout(q, at - now).unwrap().0;
+                        }
+                    }
+                    _ => q = sh.queue_cv.wait(q).unwrap(),
+                }
             }
             q.busy = true;
             let mut b: VecDeque<Pending> = std::mem::take(&mut carry);
@@ -605,6 +627,8 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     let now = now_ns();
     let next_cn = || sh.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut planned: Vec<(Op, Vec<Record>, Reply, Outcome)> = Vec::new();
+    // One durable operation makes the whole group's frame synced before anyone is answered.
+    let mut durable = false;
     {
         let ix = sh.index.read().unwrap();
         while let Some(p) = batch.pop_front() {
@@ -613,7 +637,10 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
                 continue;
             }
             match plan(&ix, &p.op, now, &next_cn) {
-                Ok((recs, out)) => planned.push((p.op, recs, p.reply, out)),
+                Ok((recs, out)) => {
+                    durable |= p.durable;
+                    planned.push((p.op, recs, p.reply, out))
+                }
                 Err(e) => (p.reply)(Err(e)),
             }
         }
@@ -635,7 +662,7 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
                     sh.vfs.sync_dir(d).map_err(|e| Error::io(format!("sync {}", d.display()), e))?;
                 }
             }
-            sh.append(&mut records)
+            sh.append(&mut records, durable)
         },
     );
     if let Err(e) = res {
@@ -669,14 +696,11 @@ fn commit_group(sh: &Shared, batch: &mut VecDeque<Pending>, carry: &mut VecDeque
     for (_, _, reply, out) in planned {
         reply(Ok(out));
     }
-    // Old versions are removed only now that the records replacing them are durable; a
-    // crash before this leaves them unreferenced, and the next open removes them.
-    // An object a reader has pinned stays until its last reader leaves (see `pin.rs`).
-    for (id, ver) in garbage {
-        if sh.reclaim_now(ver) {
-            let _ = sh.vfs.remove_file(&object_path(id, ver));
-        }
-    }
+    // Old versions are removed only once the records replacing them are durable (at once
+    // for a durable group, after the log sync for a lazy one); a crash before that leaves
+    // them unreferenced, and the next open removes them. An object a reader has pinned
+    // stays until its last reader leaves (see `pin.rs`).
+    sh.garbage(garbage, durable);
     sh.reclaim_deferred();
     sh.maybe_checkpoint();
 }

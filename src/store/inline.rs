@@ -262,7 +262,7 @@ impl super::Shared {
                 bytes += at.len;
                 i += 1;
             }
-            self.append_locked(lg, &mut recs)?;
+            self.append_locked(lg, &mut recs, true)?;
             let mut ix = self.index.write().unwrap();
             for r in &recs {
                 ix.apply(r);

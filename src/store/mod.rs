@@ -12,6 +12,9 @@ pub mod index;
 pub mod inline;
 #[cfg(test)]
 mod inline_tests;
+mod lazy;
+#[cfg(test)]
+mod lazy_tests;
 mod log;
 mod open;
 pub mod pin;
@@ -75,11 +78,19 @@ pub struct Options {
     pub read_only: bool,
     /// Write a checkpoint once this many log bytes follow the last one.
     pub checkpoint_bytes: u64,
+    /// How long a lazy commit (see [`Store::submit_lazy`]) may stay not durable: the log
+    /// is synced this long after the first of them at the latest.
+    pub lazy_delay: std::time::Duration,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { create: false, read_only: false, checkpoint_bytes: 64 << 20 }
+        Options {
+            create: false,
+            read_only: false,
+            checkpoint_bytes: 64 << 20,
+            lazy_delay: std::time::Duration::from_millis(lazy::DEFAULT_DELAY_MS),
+        }
     }
 }
 
@@ -102,6 +113,8 @@ pub(crate) struct LogState {
     /// content kept in the log frees nothing until its segment goes, so the committer
     /// checkpoints at once (see `Shared::maybe_checkpoint`).
     pub reserve_used: bool,
+    /// Frames written but not synced yet (lazy commits), since when: see `lazy.rs`.
+    pub unsynced_since: Option<std::time::Instant>,
 }
 
 /// Counters for benchmarks and `msgfs status`.
@@ -142,6 +155,10 @@ pub struct Shared {
     pub path: Option<PathBuf>,
     pub read_only: bool,
     checkpoint_bytes: u64,
+    lazy_delay: std::time::Duration,
+    /// Old versions replaced or deleted by lazy commits: their objects go once the log
+    /// holding the commit is synced (until then a crash could bring them back).
+    deferred_garbage: Mutex<Vec<(Id, u64)>>,
     lock_file: Mutex<Option<File>>,
     committer: Mutex<Option<JoinHandle<()>>>,
     pub stats: Stats,
@@ -181,12 +198,14 @@ impl Shared {
     /// Append a frame and sync it. A failed sync poisons the store: what reached the disk
     /// is unknown, so nothing more is committed until it is reopened and replayed. Inline
     /// content records learn where their bytes landed.
-    pub(crate) fn append(&self, records: &mut [index::Record]) -> Result<()> {
+    pub(crate) fn append(&self, records: &mut [index::Record], sync: bool) -> Result<()> {
         let mut guard = self.log.lock().unwrap();
-        self.append_locked(&mut guard, records)
+        self.append_locked(&mut guard, records, sync)
     }
 
-    fn append_locked(&self, lg: &mut LogState, records: &mut [index::Record]) -> Result<()> {
+    /// Append a frame; with `sync` it is durable on return (and every frame before it),
+    /// without it only written (a lazy commit: see `lazy.rs`).
+    fn append_locked(&self, lg: &mut LogState, records: &mut [index::Record], sync: bool) -> Result<()> {
         let seq = lg.next_seq;
         let (frame, marks) = log::encode_frame_marked(seq, records);
         if frame.len() > log::MAX_FRAME {
@@ -208,9 +227,16 @@ impl Shared {
             w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
             lg.reserve_used = true;
         }
-        if let Err(e) = w.file.sync() {
-            *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
-            return Err(Error::io("sync the log", e));
+        if sync {
+            if let Err(e) = w.file.sync() {
+                *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
+                return Err(Error::io("sync the log", e));
+            }
+            self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
+            lg.unsynced_since = None;
+            self.synced();
+        } else {
+            lg.unsynced_since.get_or_insert_with(std::time::Instant::now);
         }
         let mut marks = marks.into_iter();
         for r in records.iter_mut() {
@@ -221,10 +247,15 @@ impl Shared {
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-        self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
+        let full = w.len >= log::SEGMENT_BYTES;
         lg.next_seq += records.len() as u64;
         lg.bytes_since_checkpoint += frame.len() as u64;
-        if w.len >= log::SEGMENT_BYTES {
+        if full {
+            // Lazy frames of this segment are synced before any frame goes to the next:
+            // a crash must leave a prefix of the commits.
+            if lg.unsynced_since.is_some() {
+                self.sync_log_locked(lg)?;
+            }
             // The frame is durable: a failure to start the next segment must not turn this
             // commit into a reported failure. The next append tries again.
             let next = lg.next_seq;
@@ -270,6 +301,8 @@ impl Shared {
         if lg.writer.is_none() || self.poisoned.lock().unwrap().is_some() {
             return Ok(());
         }
+        // Lazy frames first: the segment they are in may be followed by a new one.
+        self.sync_log_locked(&mut lg)?;
         if let Err(e) = self.compact(&mut lg) {
             // On a full disk there may be no room to move live content; the checkpoint
             // still removes the segments nothing live is left in.
@@ -347,6 +380,8 @@ impl Store {
             path,
             read_only: opts.read_only,
             checkpoint_bytes: opts.checkpoint_bytes,
+            lazy_delay: opts.lazy_delay,
+            deferred_garbage: Mutex::default(),
             lock_file: Mutex::new(lock_file),
             committer: Mutex::new(None),
             stats: Stats::default(),
@@ -471,6 +506,10 @@ impl Store {
     /// Queue an operation; `reply` is called from the committer once it is durable or has
     /// failed. Callers that can park a reply (the FUSE layer) use this directly.
     pub fn submit(&self, op: Op, reply: commit::Reply) {
+        self.submit_with(op, reply, true)
+    }
+
+    fn submit_with(&self, op: Op, reply: commit::Reply, durable: bool) {
         if let Err(e) = self.check_change() {
             return reply(Err(e));
         }
@@ -479,7 +518,7 @@ impl Store {
             drop(q);
             return reply(Err(Error::io("store", std::io::Error::other("the store is closing"))));
         }
-        q.ops.push_back(Pending { op, reply });
+        q.ops.push_back(Pending { op, reply, durable });
         self.0.queue_cv.notify_all();
     }
 
@@ -663,12 +702,14 @@ impl Store {
     }
 
     /// Make everything durable and wait for queued operations (used before a lock or an
-    /// unmount). Everything acknowledged is already durable; this waits for the rest.
+    /// unmount): lazy commits acknowledged so far are synced too.
     pub fn flush(&self) {
         let mut q = self.0.queue.lock().unwrap();
         while (q.busy || !q.ops.is_empty()) && q.frozen == 0 {
             q = self.0.queue_cv.wait(q).unwrap();
         }
+        drop(q);
+        self.0.sync_lazy();
     }
 
     /// Close cleanly: finish queued operations, write a checkpoint, mark the store clean and

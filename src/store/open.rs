@@ -404,7 +404,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             }
         }
     };
-    let log_state = LogState { writer, next_seq, bytes_since_checkpoint, reserve_used: false };
+    let log_state = LogState { writer, next_seq, bytes_since_checkpoint, reserve_used: false, unsynced_since: None };
     // Replay and garbage collection allocate and free a lot (whole segments, every object
     // path); hand the freed memory back so the daemon's footprint is the index's.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
