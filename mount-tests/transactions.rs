@@ -265,3 +265,93 @@ fn a_writer_follows_its_file_renamed_over_another_message() {
     assert_eq!(names(&m.p("Inbox")), vec!["b.eml".to_string()], "a conflict copy or the old name is left");
     assert_eq!(std::fs::read(m.p("Inbox/b.eml")).unwrap(), new);
 }
+
+/// The `log:` line of the mount's status: (frames, syncs) since the daemon opened the store.
+fn log_counts(m: &Mount) -> (u64, u64) {
+    let state = String::from_utf8(getxattr(&m.mp, "user.msgfs.state").unwrap()).unwrap();
+    let line = state.lines().find_map(|l| l.strip_prefix("log: ")).expect("a log line");
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+fn commit_line(m: &Mount) -> String {
+    let state = String::from_utf8(getxattr(&m.mp, "user.msgfs.state").unwrap()).unwrap();
+    state.lines().find_map(|l| l.strip_prefix("commit: ")).expect("a commit line").to_string()
+}
+
+/// `-o commit=lazy:MS`: a close is answered once its save is logged and visible, with no
+/// log sync of its own; the log is synced within MS, and fsync still waits for it. In the
+/// default mode each close's save is one log sync.
+#[test]
+fn with_commit_lazy_closes_share_log_syncs_and_fsync_still_waits_for_one() {
+    if should_skip() {
+        return;
+    }
+    let mut m = Mount::with(&["commit=lazy:60000"], |_| {});
+    assert_eq!(commit_line(&m), "lazy (60000 ms), all durable");
+    let (frames0, syncs0) = log_counts(&m);
+    for i in 0..20 {
+        std::fs::write(m.mp.join(format!("Inbox/{i}.eml")), format!("Subject: {i}\n\nlazy\n")).unwrap();
+        // Visible at once, through the mount and by name.
+        assert_eq!(
+            std::fs::read(m.mp.join(format!("Inbox/{i}.eml"))).unwrap(),
+            format!("Subject: {i}\n\nlazy\n").as_bytes()
+        );
+    }
+    let (frames1, syncs1) = log_counts(&m);
+    assert!(frames1 >= frames0 + 20, "every save logged: {frames0} -> {frames1}");
+    assert_eq!(syncs1, syncs0, "no close waited for a log sync");
+    assert_eq!(commit_line(&m), "lazy (60000 ms), saves waiting for the log sync");
+    // fsync of a file whose save is logged but not durable: one log sync, then all durable.
+    let f = std::fs::File::open(m.mp.join("Inbox/3.eml")).unwrap();
+    f.sync_all().unwrap();
+    let (_, syncs2) = log_counts(&m);
+    assert_eq!(syncs2, syncs1 + 1, "fsync waited for the log sync");
+    assert_eq!(commit_line(&m), "lazy (60000 ms), all durable");
+    drop(f);
+    // So does fsync of the folder (what Maildir writers do after a rename).
+    std::fs::write(m.mp.join("Inbox/dir.eml"), "Subject: dir\n\nx\n").unwrap();
+    assert!(commit_line(&m).contains("waiting"));
+    std::fs::File::open(m.mp.join("Inbox")).unwrap().sync_all().unwrap();
+    assert_eq!(commit_line(&m), "lazy (60000 ms), all durable");
+    // The delay runs out by itself too.
+    m.remount(&["commit=lazy:20"]);
+    let (_, s0) = log_counts(&m);
+    std::fs::write(m.mp.join("Inbox/late.eml"), "Subject: late\n\nx\n").unwrap();
+    let t0 = std::time::Instant::now();
+    while commit_line(&m).contains("waiting") && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(commit_line(&m), "lazy (20 ms), all durable");
+    assert!(log_counts(&m).1 > s0);
+    // Durable mode: each close's save is synced before close returns.
+    m.remount(&[]);
+    assert_eq!(commit_line(&m), "durable");
+    let (_, s0) = log_counts(&m);
+    for i in 0..5 {
+        std::fs::write(m.mp.join(format!("Inbox/d{i}.eml")), "Subject: d\n\nx\n").unwrap();
+    }
+    assert!(log_counts(&m).1 >= s0 + 5);
+    // Everything saved in either mode is there after the remount.
+    m.remount(&[]);
+    for i in 0..20 {
+        assert!(m.mp.join(format!("Inbox/{i}.eml")).exists());
+    }
+    assert!(m.mp.join("Inbox/late.eml").exists());
+}
+
+#[test]
+fn a_bad_commit_option_is_refused_with_what_to_write() {
+    if should_skip() {
+        return;
+    }
+    let m = Mount::new();
+    let mp2 = m.dir.path().join("mnt2");
+    std::fs::create_dir(&mp2).unwrap();
+    for bad in ["commit=fast", "commit=lazy:0", "commit=lazy:abc"] {
+        let out = Command::new(MSGFS).args(["mount", "-o", bad]).arg(&m.store).arg(&mp2).output().unwrap();
+        assert!(!out.status.success(), "{bad} was accepted");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("commit=lazy"), "{bad}: {e}");
+    }
+}

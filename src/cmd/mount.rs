@@ -27,9 +27,23 @@ fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
                     v.parse().map_err(|_| format!("-o snapshot_timeout_ms={v}: not a number of milliseconds"))?
             }
             Some(("threads", v)) => c.threads = v.parse().map_err(|_| format!("-o threads={v}: not a number"))?,
+            Some(("commit", "durable")) => c.lazy_ms = None,
+            Some(("commit", v)) if v == "lazy" || v.starts_with("lazy:") => {
+                let ms = match v.strip_prefix("lazy:") {
+                    None => crate::store::lazy::DEFAULT_DELAY_MS,
+                    Some(n) => n.parse().ok().filter(|n| (1..=60_000).contains(n)).ok_or_else(|| {
+                        format!("-o commit={v}: give the delay in milliseconds, 1 to 60000 (commit=lazy:50)")
+                    })?,
+                };
+                c.lazy_ms = Some(ms);
+            }
+            Some(("commit", v)) => {
+                return Err(format!("-o commit={v}: use commit=durable, commit=lazy or commit=lazy:MS"))
+            }
             _ => {
                 return Err(format!(
-                    "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N)"
+                    "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N, \
+                     commit=durable|lazy[:MS])"
                 ))
             }
         }
@@ -151,7 +165,12 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         let opts = if cfg.read_only {
             Options { read_only: true, ..Default::default() }
         } else {
-            Options { create: true, ..Default::default() }
+            Options {
+                create: true,
+                lazy: cfg.lazy_ms.is_some(),
+                lazy_delay: Duration::from_millis(cfg.lazy_ms.unwrap_or(crate::store::lazy::DEFAULT_DELAY_MS)),
+                ..Default::default()
+            }
         };
         Store::open(store, opts).map(Source::Store).map_err(|e| e.to_string())
     };

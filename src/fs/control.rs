@@ -167,9 +167,24 @@ impl StoreFs {
                     )
                 };
                 let sync = String::from_utf8_lossy(&self.sync_get()).lines().take(2).collect::<Vec<_>>().join(": ");
+                let stats = &self.store.shared().stats;
+                let commit = if self.store.lazy() {
+                    format!(
+                        "lazy ({} ms), {}",
+                        self.store.lazy_delay().as_millis(),
+                        if self.store.lazy_pending() { "saves waiting for the log sync" } else { "all durable" }
+                    )
+                } else {
+                    "durable".to_string()
+                };
+                let log = format!(
+                    "{} frames, {} syncs since open",
+                    stats.frames.load(std::sync::atomic::Ordering::Relaxed),
+                    stats.log_syncs.load(std::sync::atomic::Ordering::Relaxed)
+                );
                 let ix = self.store.index();
                 Ok(format!(
-                    "store: {}\nmessages: {}\nfolders: {}\ncrash_recovery: {lock}\nsnapshot: {snap}\nfrozen: {}\nlast open: {open}\nread_only: {}\nsync: {sync}\n",
+                    "store: {}\nmessages: {}\nfolders: {}\ncrash_recovery: {lock}\nsnapshot: {snap}\nfrozen: {}\nlast open: {open}\nread_only: {}\nsync: {sync}\ncommit: {commit}\nlog: {log}\n",
                     self.store.path().map(|p| p.display().to_string()).unwrap_or_default(),
                     ix.message_count(),
                     ix.folder_count(),

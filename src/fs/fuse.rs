@@ -386,9 +386,7 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // A view's folder changes are durable when they return (the store's are; a
-        // read-only view has none).
-        reply.ok();
+        self.view.fsyncdir(empty(reply));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

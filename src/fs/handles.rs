@@ -13,7 +13,7 @@ use crate::store::commit::now_ns;
 use super::inodes::InodeRef;
 use super::overlay::{Node, NodeKind};
 use crate::store::txn::PreparedSave;
-use crate::store::{PinnedVersion, Transaction};
+use crate::store::{PinnedVersion, Store, Transaction};
 
 /// A writer: one descriptor opened for writing, one transaction.
 pub struct Writer {
@@ -418,11 +418,18 @@ impl StoreFs {
         drop(w);
         match step {
             Err(e) => done(Err(e)),
+            // An fsync with nothing new to save still waits for an earlier lazy close's
+            // log sync: fsync means durable in either commit mode.
+            Ok(SaveStep::Answer(Ok(()))) if !on_close => self.sync_lazy(done),
             Ok(SaveStep::Answer(r)) => done(r),
             Ok(SaveStep::Failed(e)) => self.save_failed(w_arc, e, on_close, done),
             Ok(SaveStep::Submit(op, saved)) => {
                 let this = self.clone();
-                self.store.submit(
+                // A close under -o commit=lazy is answered once its save is logged and
+                // visible; fsync and the SaveChanges ioctl wait for durability.
+                let submit = if on_close && self.store.lazy() { Store::submit_lazy } else { Store::submit };
+                submit(
+                    &self.store,
                     op,
                     Box::new(move |r| {
                         let mut w = w_arc.lock().unwrap();
@@ -441,6 +448,15 @@ impl StoreFs {
                 );
             }
         }
+    }
+
+    /// Answer `done` once every commit so far is durable: at once, unless lazy commits
+    /// (`-o commit=lazy`) wait for their log sync.
+    pub fn sync_lazy(&self, done: Done<()>) {
+        if !self.store.lazy_pending() {
+            return done(Ok(()));
+        }
+        self.store.submit(crate::store::commit::Op::Barrier, Box::new(move |r| done(r.map(drop).map_err(Into::into))));
     }
 
     /// The part of a save done with the writer locked: the checks, the crash-recovery lock's

@@ -40,13 +40,22 @@ pub struct MountConfig {
     pub snapshot_timeout_ms: u64,
     /// FUSE worker threads reading requests (each with its own cloned /dev/fuse descriptor).
     pub threads: usize,
+    /// `-o commit=lazy[:MS]`: a close's save is answered once logged and visible, and made
+    /// durable within this many milliseconds; None (`commit=durable`): durable at close.
+    pub lazy_ms: Option<u64>,
 }
 
 impl Default for MountConfig {
     fn default() -> MountConfig {
         // As many FUSE threads as CPUs (at most 4): more only adds thread switches.
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        MountConfig { read_only: false, allow_other: false, snapshot_timeout_ms: 70_000, threads: cpus.clamp(1, 4) }
+        MountConfig {
+            read_only: false,
+            allow_other: false,
+            snapshot_timeout_ms: 70_000,
+            threads: cpus.clamp(1, 4),
+            lazy_ms: None,
+        }
     }
 }
 

@@ -162,6 +162,12 @@ pub trait View: Send + Sync + 'static {
         done(Ok(()))
     }
 
+    /// FSYNCDIR: a view's folder changes are durable when they return (a read-only view
+    /// has none); a store mounted with lazy commit waits for its log sync.
+    fn fsyncdir(&self, done: impl Answer<()>) {
+        done(Ok(()))
+    }
+
     fn statfs(&self, done: impl Answer<Statfs>) {
         done(Ok(Statfs { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 512, frsize: 0 }))
     }

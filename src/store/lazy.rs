@@ -87,6 +87,17 @@ impl Store {
         self.run(super::commit::Op::Barrier).map(drop)
     }
 
+    /// Whether commits answered so far may not be durable yet (lazy ones wait for their
+    /// log sync). False means a barrier would find nothing to sync.
+    pub fn lazy_pending(&self) -> bool {
+        self.0.lazy_deadline().is_some()
+    }
+
+    /// Whether saves at close are to be committed lazily (the store was opened so).
+    pub fn lazy(&self) -> bool {
+        self.0.lazy
+    }
+
     /// The longest a lazy commit stays not durable.
     pub fn lazy_delay(&self) -> Duration {
         self.0.lazy_delay

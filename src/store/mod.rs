@@ -12,7 +12,7 @@ pub mod index;
 pub mod inline;
 #[cfg(test)]
 mod inline_tests;
-mod lazy;
+pub mod lazy;
 #[cfg(test)]
 mod lazy_tests;
 mod log;
@@ -81,6 +81,8 @@ pub struct Options {
     /// How long a lazy commit (see [`Store::submit_lazy`]) may stay not durable: the log
     /// is synced this long after the first of them at the latest.
     pub lazy_delay: std::time::Duration,
+    /// Saves at close commit lazily (`msgfs mount -o commit=lazy`): see [`Store::lazy`].
+    pub lazy: bool,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             read_only: false,
             checkpoint_bytes: 64 << 20,
             lazy_delay: std::time::Duration::from_millis(lazy::DEFAULT_DELAY_MS),
+            lazy: false,
         }
     }
 }
@@ -156,6 +159,7 @@ pub struct Shared {
     pub read_only: bool,
     checkpoint_bytes: u64,
     lazy_delay: std::time::Duration,
+    lazy: bool,
     /// Old versions replaced or deleted by lazy commits: their objects go once the log
     /// holding the commit is synced (until then a crash could bring them back).
     deferred_garbage: Mutex<Vec<(Id, u64)>>,
@@ -381,6 +385,7 @@ impl Store {
             read_only: opts.read_only,
             checkpoint_bytes: opts.checkpoint_bytes,
             lazy_delay: opts.lazy_delay,
+            lazy: opts.lazy,
             deferred_garbage: Mutex::default(),
             lock_file: Mutex::new(lock_file),
             committer: Mutex::new(None),
