@@ -586,7 +586,7 @@ impl StoreFs {
     /// Move a writer's private copy, if any, to the store's recovered drafts.
     pub(super) fn keep_draft(&self, w: &mut Writer) -> FsResult<()> {
         let name = w.tx.new_in().map(|(_, n)| n.to_string()).unwrap_or_else(|| w.home.1.clone());
-        if let Some(path) = w.tx.take_staged() {
+        if let Some(path) = w.tx.take_staged()? {
             self.store.keep_draft(&path, &name)?;
         }
         // Its content is kept: a later close (the RELEASE after this FLUSH) must not save

@@ -18,6 +18,7 @@ mod lazy_tests;
 mod log;
 mod open;
 pub mod pin;
+mod private;
 pub mod remote;
 #[cfg(test)]
 mod remote_tests;

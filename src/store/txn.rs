@@ -1,8 +1,9 @@
 //! Transactions: a writer's private copy of one message and MAPI SaveChanges on it.
 //!
 //! A transaction starts from a base version (or from nothing, for a new message). Writes
-//! go to a private file under `staging/`, created on the first write by copying the base.
-//! Save syncs that file and hands it to the committer, which checks the base version
+//! go to a private copy made on the first write from the base: in memory while small, a
+//! file under `staging/` past that (see `private.rs`). Save hands it to the committer
+//! (a small one logged inline, a file synced first), which checks the base version
 //! against the committed one: the first save wins, a later one gets ObjectChanged unless
 //! it forces, and a save after a delete gets ObjectDeleted. On any error the transaction
 //! keeps its copy and its changes.
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use super::commit::{AttrChange, Op, Outcome, Save, Source};
 use super::error::{Error, Result};
 use super::index::{check_name, Id};
-use super::vfs::{OpenMode, VfsFile};
+use super::private::Private;
+use super::vfs::VfsFile;
 use super::Store;
 
 /// SaveChanges flags, with MAPI's values.
@@ -68,7 +70,7 @@ pub struct Transaction {
     base_version: Option<u64>,
     /// The committed content this transaction started from (or last saved).
     base: Option<Arc<dyn VfsFile>>,
-    staged: Option<(PathBuf, Arc<dyn VfsFile>)>,
+    staged: Option<Arc<Private>>,
     /// A save submitted and not answered yet: what to restore if it fails.
     saving: Option<Saving>,
     size: u64,
@@ -80,7 +82,7 @@ pub struct Transaction {
 
 /// What a transaction had before it handed its private copy to the committer.
 struct Saving {
-    path: PathBuf,
+    private: Arc<Private>,
     base: Option<Arc<dyn VfsFile>>,
     base_version: Option<u64>,
 }
@@ -193,7 +195,7 @@ impl Transaction {
 
     /// The private copy's descriptor, if one exists (for passthrough of reads).
     pub fn staged_file(&self) -> Option<&dyn VfsFile> {
-        self.staged.as_ref().map(|(_, f)| &**f as &dyn VfsFile)
+        self.staged.as_ref().map(|f| &**f as &dyn VfsFile)
     }
 
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
@@ -203,7 +205,7 @@ impl Transaction {
         let want = buf.len().min((self.size - off) as usize);
         let buf = &mut buf[..want];
         let n = match (&self.staged, &self.base) {
-            (Some((_, f)), _) => f.read_at(buf, off),
+            (Some(f), _) => f.read_at(buf, off),
             (None, Some(f)) => f.read_at(buf, off),
             (None, None) => Ok(0),
         };
@@ -220,9 +222,7 @@ impl Transaction {
     /// Create the private copy from the base content, once.
     fn ensure_staged(&mut self, keep: u64) -> Result<&dyn VfsFile> {
         if self.staged.is_none() {
-            let vfs = self.store.vfs().clone();
-            let path = self.store.staging_path("t");
-            let f = vfs.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create a private copy", e))?;
+            let f = Private::new(self.store.vfs().clone(), self.store.staging_path("t"));
             if let Some(base) = &self.base {
                 let mut buf = vec![0u8; CHUNK.min(keep as usize).max(1)];
                 let mut off = 0u64;
@@ -239,14 +239,13 @@ impl Transaction {
                     Ok(())
                 })();
                 if let Err(e) = copied {
-                    drop(f);
-                    let _ = vfs.remove_file(&path);
+                    f.discard();
                     return Err(Error::io("copy the message into a private copy", e));
                 }
             }
-            self.staged = Some((path, Arc::from(f)));
+            self.staged = Some(Arc::new(f));
         }
-        Ok(&*self.staged.as_ref().unwrap().1)
+        Ok(&**self.staged.as_ref().unwrap())
     }
 
     pub fn write_at(&mut self, data: &[u8], off: u64) -> Result<usize> {
@@ -303,15 +302,22 @@ impl Transaction {
         }
         let size = self.size;
         self.ensure_staged(size)?;
-        let (path, file) = self.staged.take().expect("made above");
-        // A small copy is logged inline (the committer removes the file once that is
-        // durable; this descriptor still reads it), a larger one synced and moved.
-        let (source, size, crc) = match Source::from_staged(&**self.store.vfs(), &path) {
-            Ok(x) => x,
-            Err(e) => {
-                self.staged = Some((path, file));
-                return Err(e);
+        let private = self.staged.take().expect("made above");
+        // A small copy is logged inline (from memory; or from its file, which the committer
+        // removes once that is durable, and which this descriptor still reads), a larger
+        // one synced and moved into the store.
+        let (source, size, crc) = match private.in_memory() {
+            Some(data) => {
+                let (size, crc) = (data.len() as u64, crc32c::crc32c(&data));
+                (Source::Inline(super::inline::Bytes(data.into())), size, crc)
             }
+            None => match Source::from_staged(&**self.store.vfs(), private.path()) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.staged = Some(private);
+                    return Err(e);
+                }
+            },
         };
         let op = Op::Save(Box::new(Save {
             id: self.id,
@@ -329,10 +335,10 @@ impl Transaction {
             remote: None,
             keywords: None,
         }));
-        // The handed-over copy is the content from now on: the committer moves the file,
-        // and this descriptor reads it wherever it is.
-        let base = self.base.replace(file);
-        self.saving = Some(Saving { path, base, base_version: self.base_version });
+        // The handed-over copy is the content from now on: the committer moves its file or
+        // logs its bytes, and this descriptor reads it wherever it is.
+        let base = self.base.replace(private.clone());
+        self.saving = Some(Saving { private, base, base_version: self.base_version });
         self.dirty = false;
         Ok(PreparedSave::Submit(op))
     }
@@ -370,10 +376,8 @@ impl Transaction {
                 self.dirty = true;
                 match (&self.staged, handed) {
                     // Written since: that newer copy holds the handed-over content too.
-                    (Some(_), _) => {
-                        let _ = self.store.vfs().remove_file(&saving.path);
-                    }
-                    (None, Some(file)) => self.staged = Some((saving.path, file)),
+                    (Some(_), _) => saving.private.discard(),
+                    (None, Some(_)) => self.staged = Some(saving.private),
                     (None, None) => {}
                 }
                 Err(e)
@@ -482,19 +486,24 @@ impl Transaction {
         self.dirty = true;
     }
 
-    /// Keep the private copy (for recovered drafts): moves it out of the transaction, which
-    /// then no longer removes it. None if there is no private copy.
-    pub fn take_staged(&mut self) -> Option<PathBuf> {
-        self.staged.take().map(|(p, _)| p)
+    /// Keep the private copy (for recovered drafts): written to its file if it was held in
+    /// memory, and moved out of the transaction, which then no longer removes it. None if
+    /// there is no private copy.
+    pub fn take_staged(&mut self) -> Result<Option<PathBuf>> {
+        let Some(p) = self.staged.take() else { return Ok(None) };
+        if let Err(e) = p.to_file() {
+            self.staged = Some(p);
+            return Err(Error::io("write the private copy to keep it", e));
+        }
+        Ok(Some(p.path().to_path_buf()))
     }
 }
 
 impl Drop for Transaction {
     fn drop(&mut self) {
         // A copy handed to the committer is the committer's now.
-        if let Some((path, f)) = self.staged.take() {
-            drop(f);
-            let _ = self.store.vfs().remove_file(&path);
+        if let Some(p) = self.staged.take() {
+            p.discard();
         }
     }
 }
