@@ -50,6 +50,10 @@ use vfs::{OpenMode, Vfs, VfsFile};
 
 use commit::{Op, Pending, Save};
 
+/// A checkpoint is due after this many times `Options::checkpoint_bytes` of log, content
+/// included, even with little metadata in it.
+const CONTENT_CHECKPOINT_FACTOR: u64 = 16;
+
 /// The folders of a new store.
 pub const DEFAULT_FOLDERS: [&str; 4] = ["Inbox", "Drafts", "Sent Items", "Deleted Items"];
 
@@ -113,6 +117,9 @@ pub(crate) struct LogState {
     pub writer: Option<log::Writer>,
     pub next_seq: u64,
     pub bytes_since_checkpoint: u64,
+    /// Of those, the bytes of inline content: a checkpoint is due by the metadata logged,
+    /// not by the content (see `Shared::maybe_checkpoint`).
+    pub content_since_checkpoint: u64,
     /// A deletion was logged with space from the reserve: the disk is full, and deleting
     /// content kept in the log frees nothing until its segment goes, so the committer
     /// checkpoints at once (see `Shared::maybe_checkpoint`).
@@ -255,6 +262,13 @@ impl Shared {
         let full = w.len >= log::SEGMENT_BYTES;
         lg.next_seq += records.len() as u64;
         lg.bytes_since_checkpoint += frame.len() as u64;
+        lg.content_since_checkpoint += records
+            .iter()
+            .map(|r| match r {
+                index::Record::Content { at, .. } => at.len,
+                _ => 0,
+            })
+            .sum::<u64>();
         if full {
             // Lazy frames of this segment are synced before any frame goes to the next:
             // a crash must leave a prefix of the commits.
@@ -288,7 +302,13 @@ impl Shared {
     pub(crate) fn maybe_checkpoint(&self) {
         let due = {
             let mut lg = self.log.lock().unwrap();
-            std::mem::take(&mut lg.reserve_used) || lg.bytes_since_checkpoint >= self.checkpoint_bytes
+            // A checkpoint writes the whole index: it is due once as much metadata has been
+            // logged (content logged inline does not make replay slower to decode), or once
+            // the log since the last one is many times that (replay still reads it all).
+            let metadata = lg.bytes_since_checkpoint - lg.content_since_checkpoint.min(lg.bytes_since_checkpoint);
+            std::mem::take(&mut lg.reserve_used)
+                || metadata >= self.checkpoint_bytes
+                || lg.bytes_since_checkpoint >= CONTENT_CHECKPOINT_FACTOR * self.checkpoint_bytes
         };
         if due {
             if let Err(e) = self.checkpoint() {
@@ -329,6 +349,7 @@ impl Shared {
         drop(ix);
         let _ = self.vfs.sync_dir(Path::new(log::LOG_DIR));
         lg.bytes_since_checkpoint = 0;
+        lg.content_since_checkpoint = 0;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -297,6 +297,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
     let mut last_writer: Option<(u64, u64)> = None; // (first_seq, len) of the last segment
     let nsegs = segments.len();
     let mut bytes_since_checkpoint = 0u64;
+    let mut content_since_checkpoint = 0u64;
     for (i, (first, path)) in segments.iter().enumerate() {
         // A segment the checkpoint wholly covers (the next one starts at or before the
         // first record after it) is kept only for the inline content it holds: not read.
@@ -332,6 +333,9 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
                     )
                 })?;
                 ix.apply(r);
+                if let Record::Content { at, .. } = r {
+                    content_since_checkpoint += at.len;
+                }
             }
             next_seq += n;
             report.replayed_records += n;
@@ -404,7 +408,14 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             }
         }
     };
-    let log_state = LogState { writer, next_seq, bytes_since_checkpoint, reserve_used: false, unsynced_since: None };
+    let log_state = LogState {
+        writer,
+        next_seq,
+        bytes_since_checkpoint,
+        content_since_checkpoint,
+        reserve_used: false,
+        unsynced_since: None,
+    };
     // Replay and garbage collection allocate and free a lot (whole segments, every object
     // path); hand the freed memory back so the daemon's footprint is the index's.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
