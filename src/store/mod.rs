@@ -709,13 +709,17 @@ impl Store {
     }
 
     /// Hold every mutation (they queue, nothing fails) until [`Store::thaw`]. Returns once
-    /// the group being committed, if any, is durable: the directory is then consistent.
+    /// the group being committed, if any, and every lazy commit are durable: the directory
+    /// is then consistent.
     pub fn freeze(&self) {
         let mut q = self.0.queue.lock().unwrap();
         q.frozen += 1;
         while q.busy {
             q = self.0.queue_cv.wait(q).unwrap();
         }
+        drop(q);
+        // A backup taken now holds lazy commits answered so far: durable first.
+        self.0.sync_lazy();
     }
 
     pub fn thaw(&self) {
