@@ -205,6 +205,14 @@ impl StoreFs {
             }
         }
         drop(ov);
+        let order = out
+            .iter()
+            .filter_map(|e| match e.key {
+                InodeRef::Version { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        self.prefetch.listed(folder, order);
         Ok(self.new_fh(Handle::Dir(Arc::new(out))))
     }
 

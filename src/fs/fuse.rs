@@ -171,6 +171,11 @@ impl<V: View> Filesystem for Adapter<V> {
         if V::READDIRPLUS {
             want |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
         }
+        if !self.view.opens() {
+            // Says we know the kernel may skip opens; the skipping itself starts at the
+            // first OPEN answered ENOSYS (see `open`).
+            want |= InitFlags::FUSE_NO_OPEN_SUPPORT;
+        }
         let _ = config.add_capabilities(want & config.capabilities());
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
@@ -272,6 +277,13 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if !self.view.opens() {
+            // ENOSYS to an OPEN is the kernel's no_open: this open succeeds, and from now on
+            // the kernel opens without asking, sends no RELEASE, keeps pages cached across
+            // opens (FOPEN_KEEP_CACHE), and READs carry handle 0. Only a mount that is
+            // read-only at the kernel gets here, so this is never an open for writing.
+            return reply.error(Errno::ENOSYS);
+        }
         let done = answer(reply, |r: ReplyOpen, o: Opened| r.opened(FileHandle(o.fh), open_flags(&o)));
         self.view.open(ino.0, flags.0, caller(req), done);
     }
@@ -279,7 +291,7 @@ impl<V: View> Filesystem for Adapter<V> {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -287,7 +299,9 @@ impl<V: View> Filesystem for Adapter<V> {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.view.read(fh.0, offset, size, move |r: FsResult<&[u8]>| match r {
+        // Handle 0 is the kernel's "not opened" (views number their handles from 1).
+        let fh = (fh.0 != 0).then_some(fh.0);
+        self.view.read(ino.0, fh, offset, size, move |r: FsResult<&[u8]>| match r {
             Ok(d) => reply.data(d),
             Err(e) => reply.error(logged(&e)),
         });
@@ -311,6 +325,11 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, lock: LockOwner, reply: ReplyEmpty) {
+        if !self.view.opens() {
+            // Opened without asking, a file has no FOPEN_NOFLUSH: ENOSYS makes the kernel
+            // stop sending FLUSH at every close (its no_flush).
+            return reply.error(Errno::ENOSYS);
+        }
         self.view.flush(fh.0, lock.0, empty(reply));
     }
 

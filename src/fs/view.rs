@@ -9,7 +9,9 @@
 //! thread. Only `readdir` answers directly, from the snapshot `opendir` took.
 //!
 //! The requests that change something have defaults answering `EROFS`, so a read-only view
-//! implements the five it needs (lookup, getattr, opendir/readdir, open, read) and release.
+//! implements the five it needs (lookup, getattr, opendir/readdir, open, read) and release;
+//! one whose content never changes also says so ([`View::opens`]), and the kernel then
+//! skips its opens.
 
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
@@ -144,11 +146,30 @@ pub trait View: Send + Sync + 'static {
 
     fn releasedir(&self, fh: u64);
 
-    /// Open `ino` with open(2) `flags`.
+    /// Whether the kernel must tell the view of every open and last close. A view that
+    /// keeps nothing per open file, because nothing in it can change (a read-only mount),
+    /// answers false: the adapter then lets the kernel skip OPEN, FLUSH and RELEASE for the
+    /// whole connection (FUSE's no_open: the first OPEN is answered ENOSYS), the kernel keeps
+    /// a file's pages cached from one open to the next, and every READ comes without a
+    /// handle, to be answered from the inode alone. Asked once per request, so it must not
+    /// change while mounted.
+    fn opens(&self) -> bool {
+        true
+    }
+
+    /// Open `ino` with open(2) `flags`. Never called when [`View::opens`] is false.
     fn open(&self, ino: u64, flags: i32, caller: Caller, done: impl Answer<Opened>);
 
-    /// Up to `size` bytes at `offset` through handle `fh` (fewer only at the end).
-    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static);
+    /// Up to `size` bytes at `offset` of inode `ino` (fewer only at the end), through handle
+    /// `fh`, or with none when the kernel opened nothing (see [`View::opens`]).
+    fn read(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        offset: u64,
+        size: u32,
+        done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
+    );
 
     /// The last close of handle `fh`. Always succeeds, as close(2) cannot fail here.
     fn release(&self, fh: u64, done: impl Answer<()>);

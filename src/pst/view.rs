@@ -17,7 +17,7 @@
 //! kernel refuses writes itself (the mount is read-only: EROFS); the log says how to import
 //! instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
@@ -113,6 +113,8 @@ pub struct PstView {
     jobs: Mutex<Option<Sender<Job>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
     handles: Arc<Handles>,
+    /// Contents read without a handle, kept for the READs that follow.
+    recent: Arc<Recent>,
 }
 
 impl Reader {
@@ -319,6 +321,7 @@ impl PstView {
             jobs: Mutex::new(Some(tx)),
             reader: Mutex::new(Some(reader)),
             handles: Arc::default(),
+            recent: Arc::default(),
         })
     }
 
@@ -394,20 +397,80 @@ impl View for PstView {
         });
     }
 
-    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static) {
+    fn opens(&self) -> bool {
+        // Nothing in a PST mount changes: the kernel need not open anything, and keeps the
+        // pages it read from one open to the next.
+        false
+    }
+
+    fn read(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        offset: u64,
+        size: u32,
+        done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
+    ) {
         // Cloned out of the map: the reply is written with no shard lock held.
-        let data = match self.handles.map.get(&fh).as_deref() {
-            Some(Handle::File(d)) => d.clone(),
-            _ => return done(err(Errno::EBADF)),
+        let data = match fh {
+            Some(fh) => match self.handles.map.get(&fh).as_deref() {
+                Some(Handle::File(d)) => d.clone(),
+                _ => return done(err(Errno::EBADF)),
+            },
+            None => match self.recent.get(ino) {
+                Some(d) => d,
+                None => {
+                    // Converted on the reader's thread (usually the conversion the lookup
+                    // just made, kept there), then kept for the READs that follow.
+                    let recent = self.recent.clone();
+                    return self.on_reader(move |r| match r.content(ino) {
+                        Ok(c) => {
+                            recent.put(ino, c.clone());
+                            done(Ok(window(&c, offset, size)))
+                        }
+                        Err(e) => done(Err(e)),
+                    });
+                }
+            },
         };
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(size as usize).min(data.len());
-        done(Ok(&data[start..end]))
+        done(Ok(window(&data, offset, size)))
     }
 
     fn release(&self, fh: u64, done: impl Answer<()>) {
         self.handles.map.remove(&fh);
         done(Ok(()))
+    }
+}
+
+/// Up to `size` bytes of `data` at `offset`.
+fn window(data: &[u8], offset: u64, size: u32) -> &[u8] {
+    let start = (offset as usize).min(data.len());
+    let end = start.saturating_add(size as usize).min(data.len());
+    &data[start..end]
+}
+
+/// The contents read last, by inode: with no opens (see `View::opens`) nothing says how long
+/// a message is being read, so its READs find its content here. Bounded in count and bytes.
+#[derive(Default)]
+struct Recent(Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>);
+
+impl Recent {
+    const COUNT: usize = 16;
+    const BYTES: usize = 64 << 20;
+
+    fn get(&self, ino: u64) -> Option<Arc<Vec<u8>>> {
+        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().rev().find(|(i, _)| *i == ino).map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, ino: u64, content: Arc<Vec<u8>>) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|(i, _)| *i != ino);
+        q.push_back((ino, content));
+        // The latest always stays, however large.
+        while q.len() > 1 && (q.len() > Self::COUNT || q.iter().map(|(_, c)| c.len()).sum::<usize>() > Self::BYTES) {
+            q.pop_front();
+        }
     }
 }
 
