@@ -6,16 +6,18 @@
 //! of it). Listing reads each message's envelope only (the properties its header block
 //! is made from), which gives its name and date; a message is converted whole the first
 //! time its size is asked for (a lookup or getattr: `ls -l`, `stat`, an open) and again at
-//! open (the conversion is deterministic; the last conversion is kept for the open that
-//! usually follows). Contents are held until the last descriptor closes. Names, bytes and
+//! its first read (the conversion is deterministic; the last conversion is kept for the read
+//! that usually follows). Nothing in a PST mount changes, so the kernel opens files without
+//! asking (`View::opens`) and keeps their pages across opens; READs come by inode, and the
+//! last contents read are kept for the READs that follow (`Recent`). Names, bytes and
 //! times are those `msgfs import` gives the same file in an empty store: the names come
 //! from the import's own rules (`import::MessageNames`, `import::pst::folder_name`).
 //!
 //! The PST reader is single-threaded (`Rc`), so one thread owns it (`Reader`) and the
-//! requests that need it (lookup, getattr, opendir, open) are sent there with their answer;
-//! reads and listings are served on the FUSE threads from what open and opendir took. The
-//! kernel refuses writes itself (the mount is read-only: EROFS); the log says how to import
-//! instead.
+//! requests that need it (lookup, getattr, opendir, a read of a message not kept) are sent
+//! there with their answer; listings and the reads of kept contents are served on the FUSE
+//! threads. The kernel refuses writes itself (the mount is read-only: EROFS); the log says
+//! how to import instead.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
