@@ -351,7 +351,15 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let done = answer(reply, |r: ReplyOpen, fh: u64| r.opened(FileHandle(fh), FopenFlags::empty()));
+        // A view whose content never changes (see `View::opens`) lets the kernel keep a
+        // folder's entries from one listing to the next, as it keeps files' pages: a warm
+        // listing is then OPENDIR and RELEASEDIR alone.
+        let flags = if self.view.opens() {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+        };
+        let done = answer(reply, move |r: ReplyOpen, fh: u64| r.opened(FileHandle(fh), flags));
         self.view.opendir(ino.0, done);
     }
 
