@@ -1,6 +1,7 @@
-//! Reads where the kernel opens nothing: a read-only mount answers the first OPEN with
-//! ENOSYS, so the kernel sends no OPEN, FLUSH or RELEASE, keeps pages cached across opens and
-//! READs by inode alone. It must still read exactly what the store holds: many messages, at
+//! Reads where the kernel opens nothing: a read-only mount answers the first OPEN and
+//! OPENDIR with ENOSYS, so the kernel sends no OPEN, FLUSH, RELEASE, OPENDIR or RELEASEDIR,
+//! keeps pages and listings cached across opens, and READs and READDIRs by inode alone. It
+//! must still list and read exactly what the store holds: many messages, at
 //! any offset, while other processes hold them open, and through a memory map. Reading a
 //! folder in order (which the daemon reads ahead of) gives the latest saved content on a
 //! read-write mount, which keeps its opens.
@@ -102,9 +103,15 @@ fn a_read_only_mount_reads_every_message_as_the_store_holds_it_at_any_offset() {
     }
     let n = 150;
     let m = Mount::with(&["ro"], |st| fill(st, n));
-    // Twice: the first time every READ reaches the daemon, the second comes from pages
-    // the kernel kept across opens.
+    // Twice: the first time every READ and READDIR reaches the daemon, the second comes
+    // from pages and listings the kernel kept across opens.
     for round in 0..2 {
+        let mut want: Vec<String> = (0..n).map(|i| format!("m{i:04}.eml")).collect();
+        assert_eq!(names(&m.p("B/C")), want, "round {round}: the listing of B/C");
+        want.push("big.eml".into());
+        want.sort();
+        assert_eq!(names(&m.p("A")), want, "round {round}: the listing of A");
+        assert_eq!(names(&m.p("B")), ["C"], "round {round}: the listing of B");
         for folder in ["A", "B/C"] {
             for i in 0..n {
                 let got = std::fs::read(m.p(&format!("{folder}/m{i:04}.eml"))).unwrap();

@@ -157,8 +157,13 @@ impl StoreFs {
     }
 
     /// A snapshot of a folder's entries, taken at opendir: readdir then serves it, so each
-    /// entry is listed once even while the folder changes. Reads no message content.
+    /// entry is listed once even while the folder changes.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        Ok(self.new_fh(Handle::Dir(self.listing(ino)?)))
+    }
+
+    /// Folder `ino`'s entries now, `.` and `..` first. Reads no message content.
+    pub fn listing(&self, ino: u64) -> FsResult<Arc<Vec<DirEnt>>> {
         let folder = self.folder_of(ino)?;
         let mut out = Vec::new();
         let ov = self.overlay();
@@ -213,7 +218,7 @@ impl StoreFs {
             })
             .collect();
         self.prefetch.listed(folder, order);
-        Ok(self.new_fh(Handle::Dir(Arc::new(out))))
+        Ok(Arc::new(out))
     }
 
     /// Attributes for a readdirplus entry (the kernel takes a reference on each).

@@ -1,10 +1,12 @@
 //! Reads on a read-only mount, where the kernel opens nothing (see `View::opens`): a READ
-//! names only its inode, and is answered from the version that inode stands for.
+//! names only its inode, and is answered from the version that inode stands for; a READDIR
+//! names only its folder, and is answered from the folder's entries.
 //!
 //! Invariant: a read-only mount's store never changes while mounted (it is opened read-only
-//! and nothing here writes), so an inode's version, hence its bytes, are the same for every
-//! READ and every open. That is what lets the kernel keep pages across opens without asking,
-//! and lets this cache a few pinned versions by inode.
+//! and nothing here writes), so an inode's version, hence its bytes, and a folder's entries
+//! are the same for every READ, READDIR and open. That is what lets the kernel keep pages
+//! and listings across opens without asking, and lets this keep a few pinned versions and
+//! listings by inode.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,16 +14,23 @@ use std::sync::{Arc, Mutex};
 use fuser::Errno;
 
 use super::errno::{err, FsResult};
-use super::store_fs::{InodeRef, StoreFs};
+use super::store_fs::{DirEnt, InodeRef, StoreFs};
 use crate::store::PinnedVersion;
 
 /// Pinned versions kept for the READs that follow (a large message comes in many READs;
 /// each would otherwise pin its version and open its object again).
 const RECENT: usize = 16;
 
+/// Listings kept for the READDIRs that follow (a large folder is listed in many).
+const LISTINGS: usize = 4;
+
 /// The versions read last, by inode, the latest at the back.
 #[derive(Default)]
 pub struct RecentPins(Mutex<VecDeque<(u64, Arc<PinnedVersion>)>>);
+
+/// The folders listed last, by inode, the latest at the back.
+#[derive(Default)]
+pub struct RecentListings(Mutex<VecDeque<(u64, Arc<Vec<DirEnt>>)>>);
 
 impl StoreFs {
     /// Read through inode `ino` with no handle: the kernel opened nothing.
@@ -35,6 +44,25 @@ impl StoreFs {
             self.first_read(pin.id);
         }
         Self::read_pinned(&pin, off, size)
+    }
+
+    /// Folder `ino`'s entries with no handle: the kernel opened nothing.
+    pub fn listing_unopened(&self, ino: u64) -> FsResult<Arc<Vec<DirEnt>>> {
+        if !self.read_only {
+            return err(Errno::EBADF);
+        }
+        let mut recent = self.listings.0.lock().unwrap();
+        if let Some((_, l)) = recent.iter().find(|(i, _)| *i == ino) {
+            return Ok(l.clone());
+        }
+        drop(recent);
+        let l = self.listing(ino)?;
+        recent = self.listings.0.lock().unwrap();
+        if recent.len() >= LISTINGS {
+            recent.pop_front();
+        }
+        recent.push_back((ino, l.clone()));
+        Ok(l)
     }
 
     fn recent_pin(&self, ino: u64) -> FsResult<Arc<PinnedVersion>> {

@@ -55,8 +55,10 @@ pub struct StoreFs {
     pub sync_job: Arc<Mutex<super::sync_job::SyncJob>>,
     /// Reading ahead of a reader that follows a folder's listing (see `prefetch.rs`).
     pub prefetch: super::prefetch::Prefetch,
-    /// A read-only mount's versions read last, by inode (see `readonly.rs`).
+    /// A read-only mount's versions read and folders listed last, by inode (see
+    /// `readonly.rs`).
     pub recent: super::readonly::RecentPins,
+    pub listings: super::readonly::RecentListings,
 }
 
 pub(super) fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
@@ -86,6 +88,7 @@ impl StoreFs {
             sync_job: Arc::default(),
             prefetch: Default::default(),
             recent: Default::default(),
+            listings: Default::default(),
             // SAFETY: getuid cannot fail.
             owner_uid: unsafe { libc::getuid() },
         }

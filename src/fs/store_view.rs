@@ -119,12 +119,14 @@ impl View for StoreView {
         done(self.gate().and_then(|()| self.fs.opendir(ino)))
     }
 
-    fn readdir(&self, fh: u64) -> FsResult<Listing<InodeRef>> {
-        self.gate()?;
-        match self.fs.handle(fh) {
-            Ok(Handle::Dir(ents)) => Ok(ents),
-            _ => err(Errno::EBADF),
-        }
+    fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<InodeRef>>) {
+        done(self.gate().and_then(|()| match fh {
+            Some(fh) => match self.fs.handle(fh) {
+                Ok(Handle::Dir(ents)) => Ok(ents),
+                _ => err(Errno::EBADF),
+            },
+            None => self.fs.listing_unopened(ino),
+        }))
     }
 
     fn entry_attr(&self, e: &DirEnt<InodeRef>) -> Option<(Attr, Duration)> {

@@ -86,6 +86,9 @@ struct Reader {
 /// A request for the reader's thread, with its answer inside.
 type Job = Box<dyn FnOnce(&mut Reader) + Send>;
 
+/// A folder's inode and its listing.
+type Listed = (u64, Listing<()>);
+
 /// An open message's content, or a folder's listing.
 enum Handle {
     File(Arc<Vec<u8>>),
@@ -117,6 +120,8 @@ pub struct PstView {
     handles: Arc<Handles>,
     /// Contents read without a handle, kept for the READs that follow.
     recent: Arc<Recent>,
+    /// The folder listed last without a handle, kept for the READDIRs that follow.
+    last_listing: Arc<Mutex<Option<Listed>>>,
 }
 
 impl Reader {
@@ -324,6 +329,7 @@ impl PstView {
             reader: Mutex::new(Some(reader)),
             handles: Arc::default(),
             recent: Arc::default(),
+            last_listing: Arc::default(),
         })
     }
 
@@ -372,11 +378,26 @@ impl View for PstView {
         self.on_reader(move |r| done(r.listing(ino).map(|l| handles.add(Handle::Dir(l)))));
     }
 
-    fn readdir(&self, fh: u64) -> FsResult<Listing<()>> {
-        match self.handles.map.get(&fh).as_deref() {
+    fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<()>>) {
+        let Some(fh) = fh else {
+            // No handle (see `View::opens`): the listing kept for the READDIRs of this
+            // folder, or made on the reader's thread.
+            let last = self.last_listing.clone();
+            if let Some((_, l)) = last.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|(i, _)| *i == ino) {
+                return done(Ok(l.clone()));
+            }
+            return self.on_reader(move |r| {
+                let l = r.listing(ino);
+                if let Ok(l) = &l {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = Some((ino, l.clone()));
+                }
+                done(l)
+            });
+        };
+        done(match self.handles.map.get(&fh).as_deref() {
             Some(Handle::Dir(l)) => Ok(l.clone()),
             _ => err(Errno::EBADF),
-        }
+        })
     }
 
     fn releasedir(&self, fh: u64) {
