@@ -4,7 +4,7 @@
 # ratio msgfs/plain (for throughput, msgfs MB/s / plain MB/s). A benchmark, not a test: it
 # asserts nothing about speed. Needs root (drop_caches, FUSE), python3, rsync.
 #
-#   benches/mount.sh                          # full run, 6 to 8 minutes on 2 cores
+#   benches/mount.sh                          # full run, 7 to 9 minutes on 2 cores
 #   MSGFS_BENCH_N=10000 MSGFS_BENCH_BIG_MB=128 MSGFS_BENCH_CP_N=1000 \
 #     MSGFS_BENCH_RSYNC_N=2000 benches/mount.sh   # quick run, about a minute
 #
@@ -15,7 +15,8 @@
 #   MSGFS_BENCH_RSYNC_N  messages in the tree rsync copies (5); N: the folder of 1  20000
 #   MSGFS_BENCH_RUNS     timed runs per side and figure (medians; 5 or more)       5
 #   MSGFS_BENCH_DIR      where the work directory goes (a real disk, not tmpfs)    /var/tmp
-#   MSGFS_BENCH_ONLY     figures to run, e.g. 124                                  12345
+#   MSGFS_BENCH_ONLY     figures to run, e.g. 124                                  1234567
+#   MSGFS_TESTDATA       the shared sample data: the corpus of 6 and the PST of 7  ../shared/testdata
 #   MSGFS_BENCH_TRACE    1: count the FUSE requests of each operation (tracefs)    1
 #   MSGFS_BENCH_BIN      a built msgfs binary to use instead of cargo build        (build)
 #   MSGFS_BENCH_KEEP     1: keep the work directory (data, store) at the end       0
@@ -28,7 +29,7 @@ CP_N=${MSGFS_BENCH_CP_N:-10000}
 RSYNC_N=${MSGFS_BENCH_RSYNC_N:-20000}
 RUNS=${MSGFS_BENCH_RUNS:-5}
 BASE=${MSGFS_BENCH_DIR:-/var/tmp}
-ONLY=${MSGFS_BENCH_ONLY:-12345}
+ONLY=${MSGFS_BENCH_ONLY:-1234567}
 TRACE=${MSGFS_BENCH_TRACE:-1}
 KEEP=${MSGFS_BENCH_KEEP:-0}
 ((RSYNC_N > N)) && RSYNC_N=$N
@@ -47,6 +48,19 @@ BASE=$(realpath -e "$BASE") || die "no directory $BASE"
 [[ $(stat -f -c %T "$BASE") != tmpfs ]] || die "$BASE is a tmpfs; set MSGFS_BENCH_DIR to a directory on a real disk"
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+TESTDATA=${MSGFS_TESTDATA:-$REPO/../shared/testdata}
+# Figure 6 greps the SpamAssassin public corpus (6,046 messages, 31 MB: real mail, sizes
+# from 1 KB to 500 KB), figure 7 the largest sample PST; both from the shared sample data.
+GREP_SRC=$TESTDATA/maildir/spamassassin-publiccorpus
+PST_SRC=$TESTDATA/pst/pstextractor-enron.pst
+if want 6 && [[ ! -d $GREP_SRC ]]; then
+    say "note: no $GREP_SRC (set MSGFS_TESTDATA): figure 6 skipped"
+    ONLY=${ONLY//6/}
+fi
+if want 7 && [[ ! -f $PST_SRC ]]; then
+    say "note: no $PST_SRC (set MSGFS_TESTDATA): figure 7 skipped"
+    ONLY=${ONLY//7/}
+fi
 if [[ -n ${MSGFS_BENCH_BIN:-} ]]; then
     MSGFS=$(realpath "$MSGFS_BENCH_BIN")
 else
@@ -81,10 +95,32 @@ is_mounted() {
 
 daemon_pid() { sed -n 's/^process \([0-9]*\).*/\1/p' "$STORE/lock" 2>/dev/null; }
 
+# The daemon of a mount that takes no store lock (read-only, PST): the `msgfs mount -f`
+# process whose last argument is our mount point.
+cmdline_daemon() {
+    local p args
+    for p in /proc/[0-9]*; do
+        args=$(tr '\0' '\n' 2>/dev/null <"$p/cmdline") || continue
+        [[ $(sed -n 2p <<<"$args") == mount && $(tail -1 <<<"$args") == "$MNT" ]] || continue
+        grep -qx -- -f <<<"$args" || continue
+        # Not the watchdog (a fork with the same command line).
+        [[ $(cat "$p/comm" 2>/dev/null) == msgfs-watchdog ]] && continue
+        echo "${p#/proc/}"
+        return
+    done
+}
+
+# do_mount [SOURCE [OPTIONS]]: mount SOURCE (the store) at $MNT.
 do_mount() {
-    "$MSGFS" mount "$STORE" "$MNT" || die "msgfs mount failed (log: $XDG_STATE_HOME/msgfs/msgfs.log)"
-    DAEMON=$(daemon_pid)
-    [[ -n $DAEMON ]] || die "no daemon pid in $STORE/lock"
+    local src=${1:-$STORE} opts=${2:-}
+    "$MSGFS" mount ${opts:+-o "$opts"} "$src" "$MNT" || die "msgfs mount failed (log: $XDG_STATE_HOME/msgfs/msgfs.log)"
+    if [[ $src == "$STORE" && -z $opts ]]; then
+        DAEMON=$(daemon_pid)
+    else
+        DAEMON=$(cmdline_daemon)
+    fi
+    [[ -n $DAEMON ]] || die "no daemon found for $MNT"
+    MOUNTED_AS=("$src" "$opts")
 }
 
 do_umount() {
@@ -97,9 +133,11 @@ do_umount() {
     DAEMON=""
 }
 
+MOUNTED_AS=()
+# Unmount, then mount again what was mounted, as it was.
 remount() {
     do_umount
-    do_mount
+    do_mount "${MOUNTED_AS[@]}"
 }
 
 # The daemon must survive every figure; a dead one would make the figures meaningless.
@@ -378,6 +416,7 @@ if want 5 && [[ $RS == rsync ]]; then
     IMPORT+=("$DATA/rsync")
 fi
 want 4 && python3 "$GEN" "$CPSRC" "$CP_N" 3584 4608 4
+want 6 && IMPORT+=("$GREP_SRC")
 say "  generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
 
 # Populate the store with `msgfs import` (each directory of .eml files becomes a folder of
@@ -396,6 +435,8 @@ fi
 do_mount
 trace_setup
 for d in "${IMPORT[@]}"; do
+    # A Maildir tree is not imported name for name (cur/, new/ and file names go).
+    [[ $d == "$GREP_SRC" ]] && continue
     f=$(basename "$d")
     if ! cmp -s <(ls -A "$d") <(ls -A "$MNT/$f"); then
         say "warning: $MNT/$f and $d do not hold the same names"
@@ -540,6 +581,99 @@ if want 4; then
     traced "4. cp into the mount, files" "$(wc -l <"$WORK/cp1k")" \
         sh -c 'xargs -d "\n" cp -t "$1" < "$2"' - "$MNT/cp-trace" "$WORK/cp1k"
     check_daemon "figure 4"
+fi
+
+# ---- 6. grep -r over a mail corpus: read-write and read-only mounts, warm and cold -------
+
+# A pattern found nowhere: grep reads every byte of every file. Exit status 1 is "no match".
+GREP_PAT=msgfs-bench-no-such-string
+grep_all() {
+    local rc=0
+    grep -rl -e "$GREP_PAT" "$1" >/dev/null || rc=$?
+    ((rc <= 1)) || die "grep -r $1 failed"
+}
+
+# grep_ten DIR: grep_all ten times (a warm grep of a small tree takes a few milliseconds,
+# most of them starting grep: one run alone is mostly noise).
+grep_ten() {
+    local k
+    for ((k = 0; k < 10; k++)); do grep_all "$1"; done
+}
+
+# grep_figure KEY PLAIN MOUNTED [WARM]: warm runs of WARM (default grep_all), then cold runs
+# of grep_all, on each side. Cold: for plain, drop_caches; for msgfs, unmount, mount again
+# as before, then the same.
+grep_figure() {
+    local key=$1 plain=$2 mounted=$3 warm=${4:-grep_all} i s
+    grep_all "$plain"
+    grep_all "$mounted"
+    for ((i = 1; i <= RUNS; i++)); do
+        for s in $(sides "$i"); do
+            if [[ $s == plain ]]; then timed "plain:$key-warm" "$warm" "$plain"; else timed "msgfs:$key-warm" "$warm" "$mounted"; fi
+        done
+    done
+    for ((i = 1; i <= RUNS; i++)); do
+        for s in $(sides "$i"); do
+            if [[ $s == plain ]]; then
+                drop_caches
+                timed "plain:$key-cold" grep_all "$plain"
+            else
+                remount
+                drop_caches
+                timed "msgfs:$key-cold" grep_all "$mounted"
+            fi
+        done
+    done
+}
+
+if want 6; then
+    G=$(basename "$GREP_SRC")
+    NG=$(find "$MNT/$G" -type f | wc -l)
+    say "6. grep -r over $NG messages (the SpamAssassin corpus), warm and cold; read-write, then read-only"
+    # The plain side: the files as the mount shows them (same names, same bytes).
+    cp -r "$MNT/$G" "$DATA/grep"
+    diff -rq "$DATA/grep" "$MNT/$G" >/dev/null || die "the plain copy of $G differs from the mount"
+    grep_figure grep-rw "$DATA/grep" "$MNT/$G"
+    grep_all "$MNT/$G" # warm again: the last cold run may have been the plain side's
+    traced "6. grep -r, read-write, warm, files" "$NG" grep_all "$MNT/$G"
+    remount
+    drop_caches
+    traced "6. grep -r, read-write, cold, files" "$NG" grep_all "$MNT/$G"
+    check_daemon "figure 6 (read-write)"
+    do_umount
+    do_mount "$STORE" ro
+    grep_figure grep-ro "$DATA/grep" "$MNT/$G"
+    grep_all "$MNT/$G"
+    traced "6. grep -r, read-only, warm, files" "$NG" grep_all "$MNT/$G"
+    remount
+    drop_caches
+    traced "6. grep -r, read-only, cold, files" "$NG" grep_all "$MNT/$G"
+    diff -rq "$DATA/grep" "$MNT/$G" >/dev/null || die "the read-only mount shows other bytes than the plain copy"
+    check_daemon "figure 6 (read-only)"
+    result_time "6. grep -r, $NG msgs, read-write, warm" grep-rw-warm 4
+    result_time "6. grep -r, $NG msgs, read-write, cold" grep-rw-cold 1.5
+    result_time "6. grep -r, $NG msgs, read-only, warm" grep-ro-warm 1.2
+    result_time "6. grep -r, $NG msgs, read-only, cold" grep-ro-cold 1.5
+fi
+
+# ---- 7. grep -r over a mounted PST, against the same files exported ----------------------
+
+if want 7; then
+    do_umount
+    do_mount "$PST_SRC"
+    NP=$(find "$MNT" -type f | wc -l)
+    say "7. grep -r over the $NP messages of $(basename "$PST_SRC") mounted, warm and cold"
+    cp -r "$MNT" "$DATA/pst"
+    diff -rq "$DATA/pst" "$MNT" >/dev/null || die "the plain copy of the PST differs from the mount"
+    grep_figure grep-pst "$DATA/pst" "$MNT" grep_ten
+    grep_all "$MNT"
+    traced "7. grep -r, PST, warm, files" "$NP" grep_all "$MNT"
+    remount
+    drop_caches
+    traced "7. grep -r, PST, cold, files" "$NP" grep_all "$MNT"
+    check_daemon "figure 7"
+    result_time "7. grep -r x10, PST ($NP msgs), warm" grep-pst-warm 1.2
+    result_time "7. grep -r, PST ($NP msgs), cold" grep-pst-cold ""
 fi
 
 # ---- report ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ mod nonroot;
 mod peer;
 mod posix;
 mod pst;
+mod readonly;
 mod sync;
 mod times;
 mod tools;

@@ -114,3 +114,37 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A PST mount is opened without the daemon hearing of it (no OPEN: its READs come by inode
+/// alone): its largest messages, read at offsets in no particular order, across the
+/// kernel's readahead window and past the end, give the bytes an import gives.
+#[test]
+fn a_mounted_pst_reads_its_largest_messages_at_any_offset() {
+    use std::os::unix::fs::FileExt;
+    if should_skip() {
+        return;
+    }
+    let name = "pstextractor-enron.pst";
+    let Some(pst) = sample(name) else { return };
+    let tmp = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+    let (mounted, imported) = mount_and_import(name, &pst, tmp.path());
+    let mut files: Vec<(u64, PathBuf)> =
+        walk_files(&mounted.mp).into_iter().map(|p| (std::fs::metadata(&p).unwrap().len(), p)).collect();
+    files.sort();
+    for (size, path) in files.iter().rev().take(4) {
+        let rel = path.strip_prefix(&mounted.mp).unwrap();
+        let want = std::fs::read(imported.mp.join(rel)).unwrap();
+        assert_eq!(want.len() as u64, *size, "{rel:?}: size");
+        let f = std::fs::File::open(path).unwrap();
+        for off in [size / 2, size.saturating_sub(3), 131_071, 1, *size, size + 100, 0, 4096] {
+            let mut buf = vec![0u8; 140_000];
+            let n = f.read_at(&mut buf, off).unwrap();
+            let start = (off as usize).min(want.len());
+            let end = (start + buf.len()).min(want.len());
+            // One read may stop short of the end only at a READ's limit; all it gives is right.
+            assert!(n <= end - start && buf[..n] == want[start..start + n], "{rel:?} at {off}: {n} bytes");
+            assert!(n > 0 || start == want.len(), "{rel:?} at {off}: nothing read before the end");
+        }
+        assert!(std::fs::read(path).unwrap() == want, "{rel:?}: whole");
+    }
+}

@@ -157,8 +157,13 @@ impl StoreFs {
     }
 
     /// A snapshot of a folder's entries, taken at opendir: readdir then serves it, so each
-    /// entry is listed once even while the folder changes. Reads no message content.
+    /// entry is listed once even while the folder changes.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        Ok(self.new_fh(Handle::Dir(self.listing(ino)?)))
+    }
+
+    /// Folder `ino`'s entries now, `.` and `..` first. Reads no message content.
+    pub fn listing(&self, ino: u64) -> FsResult<Arc<Vec<DirEnt>>> {
         let folder = self.folder_of(ino)?;
         let mut out = Vec::new();
         let ov = self.overlay();
@@ -205,7 +210,15 @@ impl StoreFs {
             }
         }
         drop(ov);
-        Ok(self.new_fh(Handle::Dir(Arc::new(out))))
+        let order = out
+            .iter()
+            .filter_map(|e| match e.key {
+                InodeRef::Version { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        self.prefetch.listed(folder, order);
+        Ok(Arc::new(out))
     }
 
     /// Attributes for a readdirplus entry (the kernel takes a reference on each).

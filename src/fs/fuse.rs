@@ -18,7 +18,7 @@ use fuser::{
 };
 
 use super::errno::{FsError, FsResult};
-use super::view::{Answer, Attr, Caller, Opened, Statfs, View, TTL};
+use super::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, Statfs, View, TTL};
 use super::{watchdog, MountConfig, Unmounter};
 use crate::store::AttrChange;
 
@@ -51,7 +51,9 @@ error_reply!(
     ReplyData,
     ReplyWrite,
     ReplyXattr,
-    ReplyStatfs
+    ReplyStatfs,
+    ReplyDirectory,
+    ReplyDirectoryPlus
 );
 
 /// The errno of a failed request, logged here (the one place request errors are logged):
@@ -162,6 +164,36 @@ fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {
     }
 }
 
+impl<V: View> Adapter<V> {
+    /// Fill a READDIRPLUS reply from `offset` on: the entries with their attributes.
+    fn add_plus(view: &V, mut reply: ReplyDirectoryPlus, ents: &[DirEnt<V::Key>], offset: u64) {
+        for (i, e) in ents.iter().enumerate().skip(offset as usize) {
+            if e.name == "." || e.name == ".." {
+                let a = Attr {
+                    ino: e.ino,
+                    size: 4096,
+                    attrs: crate::store::Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 },
+                    ctime: 0,
+                    dir: true,
+                    nlink: 2,
+                };
+                // No attributes for these: the kernel takes no reference on them.
+                if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &Duration::ZERO, &file_attr(&a), Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            let Some((a, ttl)) = view.entry_attr(e) else { continue };
+            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &ttl, &file_attr(&a), Generation(0)) {
+                // The entry did not fit: the kernel took no reference on it.
+                view.forget(e.ino, 1);
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
 impl<V: View> Filesystem for Adapter<V> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // No FUSE_ATOMIC_O_TRUNC: with it the kernel zeroes the size and page cache of the
@@ -170,6 +202,11 @@ impl<V: View> Filesystem for Adapter<V> {
             InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP | InitFlags::FUSE_BIG_WRITES;
         if V::READDIRPLUS {
             want |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
+        if !self.view.opens() {
+            // Says we know the kernel may skip opens; the skipping itself starts at the
+            // first OPEN (OPENDIR) answered ENOSYS (see `open`, `opendir`).
+            want |= InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
         }
         let _ = config.add_capabilities(want & config.capabilities());
         let _ = config.set_max_write(1 << 20);
@@ -272,6 +309,13 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if !self.view.opens() {
+            // ENOSYS to an OPEN is the kernel's no_open: this open succeeds, and from now on
+            // the kernel opens without asking, sends no RELEASE, keeps pages cached across
+            // opens (FOPEN_KEEP_CACHE), and READs carry handle 0. Only a mount that is
+            // read-only at the kernel gets here, so this is never an open for writing.
+            return reply.error(Errno::ENOSYS);
+        }
         let done = answer(reply, |r: ReplyOpen, o: Opened| r.opened(FileHandle(o.fh), open_flags(&o)));
         self.view.open(ino.0, flags.0, caller(req), done);
     }
@@ -279,7 +323,7 @@ impl<V: View> Filesystem for Adapter<V> {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -287,7 +331,9 @@ impl<V: View> Filesystem for Adapter<V> {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.view.read(fh.0, offset, size, move |r: FsResult<&[u8]>| match r {
+        // Handle 0 is the kernel's "not opened" (views number their handles from 1).
+        let fh = (fh.0 != 0).then_some(fh.0);
+        self.view.read(ino.0, fh, offset, size, move |r: FsResult<&[u8]>| match r {
             Ok(d) => reply.data(d),
             Err(e) => reply.error(logged(&e)),
         });
@@ -311,6 +357,11 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, lock: LockOwner, reply: ReplyEmpty) {
+        if !self.view.opens() {
+            // Opened without asking, a file has no FOPEN_NOFLUSH: ENOSYS makes the kernel
+            // stop sending FLUSH at every close (its no_flush).
+            return reply.error(Errno::ENOSYS);
+        }
         self.view.flush(fh.0, lock.0, empty(reply));
     }
 
@@ -332,52 +383,36 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if !self.view.opens() {
+            // As for `open`: the kernel's no_opendir. It then keeps each folder's entries
+            // cached from one listing to the next (FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE), and
+            // READDIR carries handle 0.
+            return reply.error(Errno::ENOSYS);
+        }
         let done = answer(reply, |r: ReplyOpen, fh: u64| r.opened(FileHandle(fh), FopenFlags::empty()));
         self.view.opendir(ino.0, done);
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let ents = match self.view.readdir(fh.0) {
-            Ok(ents) => ents,
-            Err(e) => return reply.error(logged(&e)),
-        };
-        for (i, e) in ents.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.dir), &e.name) {
-                break;
-            }
-        }
-        reply.ok();
-    }
-
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let ents = match self.view.readdir(fh.0) {
-            Ok(ents) => ents,
-            Err(e) => return reply.error(logged(&e)),
-        };
-        for (i, e) in ents.iter().enumerate().skip(offset as usize) {
-            if e.name == "." || e.name == ".." {
-                let a = Attr {
-                    ino: e.ino,
-                    size: 4096,
-                    attrs: crate::store::Attrs { mode: libc::S_IFDIR | 0o700, uid: 0, gid: 0, mtime: 0 },
-                    ctime: 0,
-                    dir: true,
-                    nlink: 2,
-                };
-                // No attributes for these: the kernel takes no reference on them.
-                if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &Duration::ZERO, &file_attr(&a), Generation(0)) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        let fh = (fh.0 != 0).then_some(fh.0);
+        let done = answer(reply, move |mut reply: ReplyDirectory, ents: Listing<V::Key>| {
+            for (i, e) in ents.iter().enumerate().skip(offset as usize) {
+                if reply.add(INodeNo(e.ino), i as u64 + 1, kind(e.dir), &e.name) {
                     break;
                 }
-                continue;
             }
-            let Some((a, ttl)) = self.view.entry_attr(e) else { continue };
-            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &ttl, &file_attr(&a), Generation(0)) {
-                // The entry did not fit: the kernel took no reference on it.
-                self.view.forget(e.ino, 1);
-                break;
-            }
-        }
-        reply.ok();
+            reply.ok();
+        });
+        self.view.readdir(ino.0, fh, done);
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
+        let fh = (fh.0 != 0).then_some(fh.0);
+        let view = self.view.clone();
+        let done = answer(reply, move |reply: ReplyDirectoryPlus, ents: Listing<V::Key>| {
+            Self::add_plus(&*view, reply, &ents, offset)
+        });
+        self.view.readdir(ino.0, fh, done);
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {

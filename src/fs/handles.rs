@@ -241,19 +241,7 @@ impl StoreFs {
                 }
             }
             InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                // A header-only message (its body still on the server) is not the message:
-                // reading it would give a wrong file and saving over it would lose the body.
-                {
-                    let ix = self.store.index();
-                    if ix.message(id)?.flags() & crate::store::flags::HEADER_ONLY != 0 {
-                        let (folder, name) = ix.location_of(id).unwrap_or((ROOT, "?"));
-                        log::warn!(
-                            "{}/{name}: only its header has been downloaded; run `msgfs sync` to fetch the body",
-                            ix.folder_path(folder)
-                        );
-                        return err(Errno::EIO);
-                    }
-                }
+                self.check_readable(id)?;
                 if !write {
                     // No file is opened here (this is the hot path of reading many
                     // messages): the pin keeps the version's object, and the first READ
@@ -282,24 +270,57 @@ impl StoreFs {
         }
     }
 
+    /// A header-only message (its body still on the server) is not the message: reading it
+    /// would give a wrong file and saving over it would lose the body.
+    pub(super) fn check_readable(&self, id: Id) -> FsResult<()> {
+        let ix = self.store.index();
+        if ix.message(id)?.flags() & crate::store::flags::HEADER_ONLY != 0 {
+            let (folder, name) = ix.location_of(id).unwrap_or((ROOT, "?"));
+            log::warn!(
+                "{}/{name}: only its header has been downloaded; run `msgfs sync` to fetch the body",
+                ix.folder_path(folder)
+            );
+            return err(Errno::EIO);
+        }
+        Ok(())
+    }
+
+    /// Up to `size` bytes of a pinned version at `off` (fewer only at its end).
+    pub(super) fn read_pinned(v: &PinnedVersion, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        if off >= v.size {
+            return Ok(Vec::new());
+        }
+        let want = (size as u64).min(v.size - off) as usize;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            let n = io(v.file()?.read_at(&mut buf[got..], off + got as u64), "read")?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// The first READ of message `id` reached the daemon (its bytes were not cached): the
+    /// next messages of its folder may be worth reading ahead (see `prefetch.rs`).
+    pub(super) fn first_read(&self, id: Id) {
+        let folder = self.store.index().location_of(id).map(|(f, _)| f);
+        if let Some(folder) = folder {
+            self.prefetch.first_read(&self.store, id, folder);
+        }
+    }
+
     pub fn read(&self, fh: u64, off: u64, size: u32) -> FsResult<Vec<u8>> {
         let mut buf = vec![0u8; size as usize];
         let n = match self.handle(fh)? {
             Handle::Read(v) => {
-                if off >= v.size {
-                    0
-                } else {
-                    let want = (size as u64).min(v.size - off) as usize;
-                    let mut got = 0;
-                    while got < want {
-                        let n = io(v.file()?.read_at(&mut buf[got..want], off + got as u64), "read")?;
-                        if n == 0 {
-                            break;
-                        }
-                        got += n;
-                    }
-                    got
+                if off == 0 {
+                    self.first_read(v.id);
                 }
+                return Self::read_pinned(&v, off, size);
             }
             Handle::Empty => 0,
             Handle::Write(w) => w.lock().unwrap().tx.read_at(&mut buf, off)?,

@@ -16,6 +16,8 @@ mod namespace;
 mod namespace_tests;
 mod notify;
 mod overlay;
+mod prefetch;
+mod readonly;
 pub mod store_fs;
 mod store_view;
 mod sync_job;

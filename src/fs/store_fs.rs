@@ -53,6 +53,12 @@ pub struct StoreFs {
     pub owner_uid: u32,
     /// A `msgfs sync` pass run by this mount (see `sync_job.rs`).
     pub sync_job: Arc<Mutex<super::sync_job::SyncJob>>,
+    /// Reading ahead of a reader that follows a folder's listing (see `prefetch.rs`).
+    pub prefetch: super::prefetch::Prefetch,
+    /// A read-only mount's versions read and folders listed last, by inode (see
+    /// `readonly.rs`).
+    pub recent: super::readonly::RecentPins,
+    pub listings: super::readonly::RecentListings,
 }
 
 pub(super) fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
@@ -80,6 +86,9 @@ impl StoreFs {
             notifier: std::sync::OnceLock::new(),
             expiries: Mutex::new(None),
             sync_job: Arc::default(),
+            prefetch: Default::default(),
+            recent: Default::default(),
+            listings: Default::default(),
             // SAFETY: getuid cannot fail.
             owner_uid: unsafe { libc::getuid() },
         }

@@ -81,6 +81,8 @@ impl View for StoreView {
         if let Some(t) = self.expiry_thread.lock().unwrap().take() {
             let _ = t.join();
         }
+        // Its threads hold pins: they end before the store closes.
+        self.fs.prefetch.stop();
         self.fs.store.close().map_err(|e| {
             log::error!("closing the store: {e}");
             std::io::Error::other(e.to_string())
@@ -117,12 +119,14 @@ impl View for StoreView {
         done(self.gate().and_then(|()| self.fs.opendir(ino)))
     }
 
-    fn readdir(&self, fh: u64) -> FsResult<Listing<InodeRef>> {
-        self.gate()?;
-        match self.fs.handle(fh) {
-            Ok(Handle::Dir(ents)) => Ok(ents),
-            _ => err(Errno::EBADF),
-        }
+    fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<InodeRef>>) {
+        done(self.gate().and_then(|()| match fh {
+            Some(fh) => match self.fs.handle(fh) {
+                Ok(Handle::Dir(ents)) => Ok(ents),
+                _ => err(Errno::EBADF),
+            },
+            None => self.fs.listing_unopened(ino),
+        }))
     }
 
     fn entry_attr(&self, e: &DirEnt<InodeRef>) -> Option<(Attr, Duration)> {
@@ -143,8 +147,24 @@ impl View for StoreView {
         }))
     }
 
-    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static) {
-        match self.gate().and_then(|()| self.fs.read(fh, offset, size)) {
+    fn opens(&self) -> bool {
+        // A read-only mount has no transactions: nothing to begin at open or save at close.
+        !self.fs.read_only
+    }
+
+    fn read(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        offset: u64,
+        size: u32,
+        done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
+    ) {
+        let r = self.gate().and_then(|()| match fh {
+            Some(fh) => self.fs.read(fh, offset, size),
+            None => self.fs.read_inode(ino, offset, size),
+        });
+        match r {
             Ok(d) => done(Ok(&d)),
             Err(e) => done(Err(e)),
         }

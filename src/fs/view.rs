@@ -6,10 +6,12 @@
 //!
 //! Every request takes `done`, called once with its result, at once or later from another
 //! thread (the store's committer, the PST reader's thread): no request waits on a FUSE
-//! thread. Only `readdir` answers directly, from the snapshot `opendir` took.
+//! thread.
 //!
 //! The requests that change something have defaults answering `EROFS`, so a read-only view
-//! implements the five it needs (lookup, getattr, opendir/readdir, open, read) and release.
+//! implements the five it needs (lookup, getattr, opendir/readdir, open, read) and release;
+//! one whose content never changes also says so ([`View::opens`]), and the kernel then
+//! skips its opens of files and folders.
 
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
@@ -131,10 +133,13 @@ pub trait View: Send + Sync + 'static {
     fn getattr(&self, ino: u64, fh: Option<u64>, caller: Caller, done: impl Answer<(Attr, Duration)>);
 
     /// Snapshot the folder's entries for the readdir calls that follow; answers the handle.
+    /// Never called when [`View::opens`] is false.
     fn opendir(&self, ino: u64, done: impl Answer<u64>);
 
-    /// The snapshot `opendir` took for handle `fh`.
-    fn readdir(&self, fh: u64) -> FsResult<Listing<Self::Key>>;
+    /// Folder `ino`'s entries for one readdir call: the snapshot `opendir` took for handle
+    /// `fh`, or with no handle (the kernel opened nothing, see [`View::opens`]) the entries
+    /// as they are, which then never change, so every call of one listing sees the same.
+    fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<Self::Key>>);
 
     /// Attributes of a listed entry, for READDIRPLUS (the kernel then holds a reference to
     /// it, as after a lookup); None leaves the entry out (the kernel looks it up instead).
@@ -144,11 +149,31 @@ pub trait View: Send + Sync + 'static {
 
     fn releasedir(&self, fh: u64);
 
-    /// Open `ino` with open(2) `flags`.
+    /// Whether the kernel must tell the view of every open and last close. A view that
+    /// keeps nothing per open file or folder, because nothing in it can change (a read-only
+    /// mount), answers false: the adapter then lets the kernel skip OPEN, FLUSH, RELEASE,
+    /// OPENDIR and RELEASEDIR for the whole connection (FUSE's no_open and no_opendir: the
+    /// first OPEN and OPENDIR are answered ENOSYS), the kernel keeps a file's pages and a
+    /// folder's entries cached from one open to the next, and READ and READDIR come without
+    /// a handle, to be answered from the inode alone. Asked at each request, so it must not
+    /// change while mounted.
+    fn opens(&self) -> bool {
+        true
+    }
+
+    /// Open `ino` with open(2) `flags`. Never called when [`View::opens`] is false.
     fn open(&self, ino: u64, flags: i32, caller: Caller, done: impl Answer<Opened>);
 
-    /// Up to `size` bytes at `offset` through handle `fh` (fewer only at the end).
-    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static);
+    /// Up to `size` bytes at `offset` of inode `ino` (fewer only at the end), through handle
+    /// `fh`, or with none when the kernel opened nothing (see [`View::opens`]).
+    fn read(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        offset: u64,
+        size: u32,
+        done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
+    );
 
     /// The last close of handle `fh`. Always succeeds, as close(2) cannot fail here.
     fn release(&self, fh: u64, done: impl Answer<()>);

@@ -6,18 +6,20 @@
 //! of it). Listing reads each message's envelope only (the properties its header block
 //! is made from), which gives its name and date; a message is converted whole the first
 //! time its size is asked for (a lookup or getattr: `ls -l`, `stat`, an open) and again at
-//! open (the conversion is deterministic; the last conversion is kept for the open that
-//! usually follows). Contents are held until the last descriptor closes. Names, bytes and
+//! its first read (the conversion is deterministic; the last conversion is kept for the read
+//! that usually follows). Nothing in a PST mount changes, so the kernel opens files without
+//! asking (`View::opens`) and keeps their pages across opens; READs come by inode, and the
+//! last contents read are kept for the READs that follow (`Recent`). Names, bytes and
 //! times are those `msgfs import` gives the same file in an empty store: the names come
 //! from the import's own rules (`import::MessageNames`, `import::pst::folder_name`).
 //!
 //! The PST reader is single-threaded (`Rc`), so one thread owns it (`Reader`) and the
-//! requests that need it (lookup, getattr, opendir, open) are sent there with their answer;
-//! reads and listings are served on the FUSE threads from what open and opendir took. The
-//! kernel refuses writes itself (the mount is read-only: EROFS); the log says how to import
-//! instead.
+//! requests that need it (lookup, getattr, opendir, a read of a message not kept) are sent
+//! there with their answer; listings and the reads of kept contents are served on the FUSE
+//! threads. The kernel refuses writes itself (the mount is read-only: EROFS); the log says
+//! how to import instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,9 @@ struct Reader {
 /// A request for the reader's thread, with its answer inside.
 type Job = Box<dyn FnOnce(&mut Reader) + Send>;
 
+/// A folder's inode and its listing.
+type Listed = (u64, Listing<()>);
+
 /// An open message's content, or a folder's listing.
 enum Handle {
     File(Arc<Vec<u8>>),
@@ -113,6 +118,10 @@ pub struct PstView {
     jobs: Mutex<Option<Sender<Job>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
     handles: Arc<Handles>,
+    /// Contents read without a handle, kept for the READs that follow.
+    recent: Arc<Recent>,
+    /// The folder listed last without a handle, kept for the READDIRs that follow.
+    last_listing: Arc<Mutex<Option<Listed>>>,
 }
 
 impl Reader {
@@ -319,6 +328,8 @@ impl PstView {
             jobs: Mutex::new(Some(tx)),
             reader: Mutex::new(Some(reader)),
             handles: Arc::default(),
+            recent: Arc::default(),
+            last_listing: Arc::default(),
         })
     }
 
@@ -367,11 +378,26 @@ impl View for PstView {
         self.on_reader(move |r| done(r.listing(ino).map(|l| handles.add(Handle::Dir(l)))));
     }
 
-    fn readdir(&self, fh: u64) -> FsResult<Listing<()>> {
-        match self.handles.map.get(&fh).as_deref() {
+    fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<()>>) {
+        let Some(fh) = fh else {
+            // No handle (see `View::opens`): the listing kept for the READDIRs of this
+            // folder, or made on the reader's thread.
+            let last = self.last_listing.clone();
+            if let Some((_, l)) = last.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|(i, _)| *i == ino) {
+                return done(Ok(l.clone()));
+            }
+            return self.on_reader(move |r| {
+                let l = r.listing(ino);
+                if let Ok(l) = &l {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = Some((ino, l.clone()));
+                }
+                done(l)
+            });
+        };
+        done(match self.handles.map.get(&fh).as_deref() {
             Some(Handle::Dir(l)) => Ok(l.clone()),
             _ => err(Errno::EBADF),
-        }
+        })
     }
 
     fn releasedir(&self, fh: u64) {
@@ -394,20 +420,80 @@ impl View for PstView {
         });
     }
 
-    fn read(&self, fh: u64, offset: u64, size: u32, done: impl FnOnce(FsResult<&[u8]>) + Send + 'static) {
+    fn opens(&self) -> bool {
+        // Nothing in a PST mount changes: the kernel need not open anything, and keeps the
+        // pages it read from one open to the next.
+        false
+    }
+
+    fn read(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        offset: u64,
+        size: u32,
+        done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
+    ) {
         // Cloned out of the map: the reply is written with no shard lock held.
-        let data = match self.handles.map.get(&fh).as_deref() {
-            Some(Handle::File(d)) => d.clone(),
-            _ => return done(err(Errno::EBADF)),
+        let data = match fh {
+            Some(fh) => match self.handles.map.get(&fh).as_deref() {
+                Some(Handle::File(d)) => d.clone(),
+                _ => return done(err(Errno::EBADF)),
+            },
+            None => match self.recent.get(ino) {
+                Some(d) => d,
+                None => {
+                    // Converted on the reader's thread (usually the conversion the lookup
+                    // just made, kept there), then kept for the READs that follow.
+                    let recent = self.recent.clone();
+                    return self.on_reader(move |r| match r.content(ino) {
+                        Ok(c) => {
+                            recent.put(ino, c.clone());
+                            done(Ok(window(&c, offset, size)))
+                        }
+                        Err(e) => done(Err(e)),
+                    });
+                }
+            },
         };
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(size as usize).min(data.len());
-        done(Ok(&data[start..end]))
+        done(Ok(window(&data, offset, size)))
     }
 
     fn release(&self, fh: u64, done: impl Answer<()>) {
         self.handles.map.remove(&fh);
         done(Ok(()))
+    }
+}
+
+/// Up to `size` bytes of `data` at `offset`.
+fn window(data: &[u8], offset: u64, size: u32) -> &[u8] {
+    let start = (offset as usize).min(data.len());
+    let end = start.saturating_add(size as usize).min(data.len());
+    &data[start..end]
+}
+
+/// The contents read last, by inode: with no opens (see `View::opens`) nothing says how long
+/// a message is being read, so its READs find its content here. Bounded in count and bytes.
+#[derive(Default)]
+struct Recent(Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>);
+
+impl Recent {
+    const COUNT: usize = 16;
+    const BYTES: usize = 64 << 20;
+
+    fn get(&self, ino: u64) -> Option<Arc<Vec<u8>>> {
+        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().rev().find(|(i, _)| *i == ino).map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, ino: u64, content: Arc<Vec<u8>>) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|(i, _)| *i != ino);
+        q.push_back((ino, content));
+        // The latest always stays, however large.
+        while q.len() > 1 && (q.len() > Self::COUNT || q.iter().map(|(_, c)| c.len()).sum::<usize>() > Self::BYTES) {
+            q.pop_front();
+        }
     }
 }
 
