@@ -48,6 +48,9 @@ pub struct DownloadReport {
     pub vanished: u64,
     /// The folder's remote state as recorded at the end.
     pub state: FolderRemote,
+    /// RFC822.SIZE of the messages whose headers came in this pass, by UID: the bodies
+    /// pass orders them by size without asking the server again.
+    pub sizes: std::collections::HashMap<u32, u64>,
 }
 
 #[derive(Debug)]
@@ -278,6 +281,7 @@ pub fn fetch_headers(
         report.vanished += (batch.len() - fetched.len()) as u64;
         // Those the caller takes care of otherwise (a message moved there from a folder
         // where we have it) are not downloaded.
+        report.sizes.extend(fetched.iter().filter_map(|f| f.size.map(|n| (f.uid, u64::from(n)))));
         let mut rest = Vec::with_capacity(fetched.len());
         for f in fetched {
             if !claim(&f)? {
@@ -318,13 +322,18 @@ pub fn fetch_bodies(
         return Ok(());
     }
     let by_uid: std::collections::HashMap<u32, Id> = pending.iter().copied().collect();
-    let uids: Vec<u32> = pending.iter().map(|p| p.0).collect();
-    let mut todo: Vec<(u32, u64)> = conn
-        .uid_fetch(&super::commands::uid_set(&uids), FetchWhat::Sizes)?
-        .into_iter()
-        .filter(|f| by_uid.contains_key(&f.uid))
-        .map(|f| (f.uid, u64::from(f.size.unwrap_or(0))))
-        .collect();
+    // Sizes the headers pass gave; the server is asked only for the others (header-only
+    // messages a killed run left).
+    let mut todo: Vec<(u32, u64)> = pending.iter().filter_map(|(u, _)| report.sizes.get(u).map(|n| (*u, *n))).collect();
+    let unknown: Vec<u32> = pending.iter().map(|p| p.0).filter(|u| !report.sizes.contains_key(u)).collect();
+    if !unknown.is_empty() {
+        todo.extend(
+            conn.uid_fetch(&super::commands::uid_set(&unknown), FetchWhat::Sizes)?
+                .into_iter()
+                .filter(|f| by_uid.contains_key(&f.uid))
+                .map(|f| (f.uid, u64::from(f.size.unwrap_or(0)))),
+        );
+    }
     // Smallest first: most messages become readable soonest.
     todo.sort_unstable_by_key(|t| (t.1, t.0));
     todo.dedup_by_key(|t| t.0);
