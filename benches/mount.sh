@@ -553,6 +553,7 @@ fi
 # ---- 4. cp -r into the mount ---------------------------------------------------------------
 
 cp_sync() { cp -r "$1" "$2" && sync -f "$2"; }
+cp_rsync() { rsync -a "$1" "$2" && sync -f "$2"; }
 
 if want 4; then
     say "4. cp -r of $CP_N .eml files into the mount / into a plain directory (fresh target each run)"
@@ -586,9 +587,22 @@ if want 4; then
     do_mount "$STORE"
     TIMES[plain:cp-lazy]=${TIMES[plain:cp-sync]}
     DCPU[plain:cp-lazy]=${DCPU[plain:cp-sync]:-}
+    # rsync -a of the same tree into the mount: each file is written under a temporary
+    # name and renamed over its own, which commits it (durable mode).
+    for ((i = 1; i <= RUNS; i++)); do
+        for s in $(sides "$i"); do
+            sync
+            if [[ $s == plain ]]; then
+                timed plain:rsync-in cp_rsync "$CPSRC/" "$OUT/cp/rsync-run$i/"
+            else
+                timed msgfs:rsync-in rsync -a "$CPSRC/" "$MNT/rsync-in-run$i/"
+            fi
+        done
+    done
     result_time "4. cp -r of $CP_N .eml files" cp ""
     result_time "4. (same; plain side: cp -r && sync -f)" cp-sync 4
     result_time "4. (same, msgfs -o commit=lazy; plain side: cp -r && sync -f)" cp-lazy 2
+    result_time "4. rsync -a of the same into the mount (plain: && sync -f)" rsync-in 4
     mkdir "$MNT/cp-trace"
     find "$CPSRC" -type f | sed -n 1,1000p >"$WORK/cp1k"
     traced "4. cp into the mount, files" "$(wc -l <"$WORK/cp1k")" \
