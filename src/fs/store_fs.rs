@@ -150,7 +150,12 @@ impl StoreFs {
             None => done(then(self, None)),
             Some(op) => {
                 let this = self.clone();
-                self.store.submit(
+                // Under -o commit=lazy a file renamed onto a message name (how rsync and
+                // editors save) is a save like a close's; other changes stay durable.
+                let lazy = self.store.lazy() && matches!(op, Op::Save(_));
+                let submit = if lazy { Store::submit_lazy } else { Store::submit };
+                submit(
+                    &self.store,
                     op,
                     Box::new(move |r| match r {
                         Err(e) => done(Err(e.into())),
