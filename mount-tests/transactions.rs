@@ -138,6 +138,41 @@ fn a_save_after_delete_gets_enoent_and_close_keeps_the_content() {
 }
 
 #[test]
+fn names_looked_up_while_missing_are_seen_once_made() {
+    if should_skip() {
+        return;
+    }
+    // The kernel may keep a name the daemon answered ENOENT as missing for a while (a
+    // negative entry): each name here is looked up first, then made, and must be seen
+    // at once, whether the kernel made it (create, rename, mkdir) or the daemon did (a
+    // conflict copy).
+    let m = mount_one();
+    let missing = |rel: &str| std::fs::symlink_metadata(m.p(rel)).map_err(|e| e.raw_os_error());
+    let made = ["Inbox/new.eml", "Inbox/moved.eml", "Inbox/dir", "Inbox/m (conflict 1).eml"];
+    std::fs::write(m.p("Inbox/a.eml"), b"a").unwrap();
+    let w = open_rw(&m.p("Inbox/m.eml"));
+    pwrite(w, b"edited", 0);
+    for n in made {
+        assert_eq!(missing(n).err(), Some(Some(libc::ENOENT)), "{n}");
+    }
+    run(Command::new("sh").arg("-c").arg("echo x > \"$1\"").arg("sh").arg(m.p("Inbox/new.eml")));
+    std::fs::rename(m.p("Inbox/a.eml"), m.p("Inbox/moved.eml")).unwrap();
+    std::fs::create_dir(m.p("Inbox/dir")).unwrap();
+    std::fs::remove_file(m.p("Inbox/m.eml")).unwrap();
+    assert_eq!(close(w), Err(libc::ENOENT));
+    for n in &made[..3] {
+        assert!(missing(n).is_ok(), "{n} made through the mount is not seen");
+    }
+    // The daemon expires the conflict copy's name from a thread of its own: a moment,
+    // well under the negative entry's second.
+    let t = std::time::Instant::now();
+    while missing(made[3]).is_err() {
+        assert!(t.elapsed() < std::time::Duration::from_millis(300), "the conflict copy is not seen");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn the_savechanges_ioctl_takes_the_mapi_flags() {
     if should_skip() {
         return;

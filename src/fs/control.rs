@@ -7,7 +7,7 @@ use fuser::Errno;
 use super::errno::{err, FsError, FsResult};
 use super::store_fs::StoreFs;
 use crate::control::*;
-use crate::store::control::SnapState;
+use crate::store::control::{SnapState, RECOVERED_FOLDER};
 use crate::store::Error;
 
 /// The parent of a process (the shell that ran `setfattr` or `msgfs lock`).
@@ -43,8 +43,32 @@ impl StoreFs {
             f if f == RECOVER || f == RECOVER | SYSTEM_SHUTDOWN => {
                 Ok(self.store.crash_recover(holder, f & SYSTEM_SHUTDOWN != 0)?)
             }
-            CONTINUE => Ok(self.store.crash_continue()?),
+            CONTINUE => {
+                self.store.crash_continue()?;
+                self.expire_recovered();
+                Ok(())
+            }
             _ => err(Errno::EINVAL),
+        }
+    }
+
+    /// Lifting the lock committed the recovered drafts behind the kernel's back: expire the
+    /// names they may have taken (the folder and its entries), which the kernel may hold as
+    /// not existing (a negative entry).
+    fn expire_recovered(&self) {
+        let names: Vec<(u64, String)> = {
+            let ix = self.store.index();
+            let Some(crate::store::Entry::Folder(f)) = ix.lookup(crate::store::ROOT, RECOVERED_FOLDER) else {
+                return;
+            };
+            let mut v = vec![(crate::store::ROOT, RECOVERED_FOLDER.to_string())];
+            if let Ok(children) = ix.children(f) {
+                v.extend(children.map(|(n, _)| (f, n.to_string())));
+            }
+            v
+        };
+        for (folder, name) in names {
+            self.expire_entry(folder, &name);
         }
     }
 

@@ -114,6 +114,16 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The attributes sent with a negative entry (the kernel reads none of them).
+const NO_ATTR: Attr = Attr {
+    ino: 0,
+    size: 0,
+    attrs: crate::store::Attrs { mode: 0, uid: 0, gid: 0, mtime: 0 },
+    ctime: 0,
+    dir: false,
+    nlink: 0,
+};
+
 fn kind(dir: bool) -> FileType {
     if dir {
         FileType::Directory
@@ -220,8 +230,16 @@ impl<V: View> Filesystem for Adapter<V> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let done =
-            answer(reply, |r: ReplyEntry, (a, ttl): (Attr, Duration)| r.entry(&ttl, &file_attr(&a), Generation(0)));
+        let negative = self.view.negative_ttl();
+        let done = move |r: FsResult<(Attr, Duration)>| match r {
+            Ok((a, ttl)) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+            // An entry with inode 0 is the kernel's ENOENT with a TTL: it keeps the name as
+            // not existing for that long instead of asking again at its next use.
+            Err(e) if logged(&e) == Errno::ENOENT && !negative.is_zero() => {
+                reply.entry(&negative, &file_attr(&Attr { ino: 0, ..NO_ATTR }), Generation(0))
+            }
+            Err(e) => reply.error(logged(&e)),
+        };
         self.view.lookup(parent.0, name, done);
     }
 
@@ -481,8 +499,15 @@ impl<V: View> Filesystem for Adapter<V> {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        // The entry and attributes of a file just created are kept for the TTL. Given with
+        // none, they cost a GETATTR at the open's own permission check (default_permissions)
+        // and another at the creator's first fstat, for attributes every process sees alike
+        // until the first write (empty, as created); each WRITE drops the kernel's cached
+        // size and times, and a writer's later GETATTRs are answered with no TTL. The first
+        // save expires the name (it leads to the first version's inode then) and drops the
+        // attributes, as for any save.
         let done = answer(reply, |r: ReplyCreate, (a, o): (Attr, Opened)| {
-            r.created(&Duration::ZERO, &file_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
+            r.created(&TTL, &file_attr(&a), Generation(0), FileHandle(o.fh), open_flags(&o))
         });
         self.view.create(parent.0, &name, mode & !umask, flags, caller(req), done);
     }

@@ -653,6 +653,9 @@ impl StoreFs {
                 match r {
                     Ok(_) => {
                         log::warn!("a save could not apply; the content is kept as {cname:?}");
+                        // A name the daemon made, which the kernel may hold as not existing.
+                        this.expire_entry(folder, &cname);
+                        this.inval_attrs(folder);
                         done(Err(cause.into()))
                     }
                     // Another save took that name first: the next one.

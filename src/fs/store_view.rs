@@ -18,7 +18,7 @@ use super::handles::Handle;
 use super::inodes::InodeRef;
 use super::notify::Notifier;
 use super::store_fs::StoreFs;
-use super::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, Statfs, View};
+use super::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, Statfs, View, NEGATIVE_TTL, TTL};
 use crate::control;
 use crate::store::{AttrChange, SaveFlags, ROOT};
 
@@ -99,6 +99,15 @@ impl View for StoreView {
             let name = name.to_str().ok_or(FsError::Errno(Errno::ENOENT))?;
             self.fs.lookup(parent, name)
         }))
+    }
+
+    fn negative_ttl(&self) -> Duration {
+        // A read-only mount's store never changes while mounted (see `readonly.rs`).
+        if self.fs.read_only {
+            TTL
+        } else {
+            NEGATIVE_TTL
+        }
     }
 
     fn forget(&self, ino: u64, n: u64) {

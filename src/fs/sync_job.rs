@@ -18,7 +18,7 @@ use fuser::Errno;
 
 use super::errno::{err, FsError, FsResult};
 use super::store_fs::StoreFs;
-use crate::store::{Id, Store};
+use crate::store::{Id, Store, ROOT};
 use crate::sync::config::{Config, Password};
 use crate::sync::engine::{Options, Progress, State};
 use crate::sync::run::{connect_with, run as run_pass, STATUS_FILE};
@@ -85,7 +85,13 @@ type Snapshot = HashMap<(Id, String), (Id, u64, u64, i64)>;
 
 fn snapshot(store: &Store) -> Snapshot {
     let ix = store.index();
-    ix.messages().map(|(id, m)| ((m.folder(), m.name().to_string()), (id, m.version(), m.size(), m.ctime()))).collect()
+    let messages =
+        ix.messages().map(|(id, m)| ((m.folder(), m.name().to_string()), (id, m.version(), m.size(), m.ctime())));
+    // Folders too, with no version, size or time: a folder the pass made is a new name,
+    // one it removed a name gone.
+    let folders =
+        ix.folders().filter(|(id, _)| *id != ROOT).map(|(id, f)| ((f.parent(), f.name().to_string()), (id, 0, 0, 0)));
+    messages.chain(folders).collect()
 }
 
 impl StoreFs {
@@ -177,7 +183,11 @@ impl StoreFs {
                 }
             }
         }
-        folders.extend(after.keys().filter(|k| !before.contains_key(*k)).map(|k| k.0));
+        for k in after.keys().filter(|k| !before.contains_key(*k)) {
+            // A new name, which the kernel may hold as not existing (a negative entry).
+            self.expire_entry(k.0, &k.1);
+            folders.insert(k.0);
+        }
         for f in folders {
             self.inval_attrs(f);
         }

@@ -34,6 +34,15 @@ use crate::store::{AttrChange, Attrs};
 /// revalidates at all. A PST file is read-only: nothing there ever changes.
 pub const TTL: Duration = Duration::from_secs(3600);
 
+/// How long the kernel may remember that a name does not exist, on a mount whose store
+/// can change (see [`View::negative_ttl`]). A name created or renamed through the mount
+/// replaces the kernel's negative entry at once; names the daemon adds on its own (a sync
+/// pass, a conflict copy, recovered drafts) are expired where they are added. This bound
+/// is for a missed case: short, yet long enough for the checks a copying tool makes just
+/// before it creates a file (`cp` stats the name twice, then opens it with O_CREAT|O_EXCL:
+/// three LOOKUPs of a name that does not exist, one with this).
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
 /// Attributes of one inode, as the kernel is told them.
 #[derive(Clone, Copy, Debug)]
 pub struct Attr {
@@ -125,6 +134,12 @@ pub trait View: Send + Sync + 'static {
     /// them. The name is as the kernel sent it: the view decides, after its own checks,
     /// what a name it cannot hold means.
     fn lookup(&self, parent: u64, name: &OsStr, done: impl Answer<(Attr, Duration)>);
+
+    /// How long the kernel may keep a name the view answered ENOENT as not existing
+    /// (a negative entry); zero: it asks again at every use.
+    fn negative_ttl(&self) -> Duration {
+        Duration::ZERO
+    }
 
     /// The kernel dropped `n` references to `ino`.
     fn forget(&self, _ino: u64, _n: u64) {}

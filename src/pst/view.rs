@@ -364,6 +364,11 @@ impl View for PstView {
         Ok(())
     }
 
+    fn negative_ttl(&self) -> Duration {
+        // A PST file is read-only: a name missing now is missing for as long as it is mounted.
+        TTL
+    }
+
     fn lookup(&self, parent: u64, name: &OsStr, done: impl Answer<(Attr, Duration)>) {
         let Some(name) = name.to_str().map(str::to_string) else { return done(err(Errno::ENOENT)) };
         self.on_reader(move |r| done(r.lookup(parent, &name).map(|a| (a, TTL))));
