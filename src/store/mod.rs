@@ -43,9 +43,7 @@ pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use inline::INLINE_MAX;
 pub use open::{format_of, store_id_of};
 pub use pin::PinnedVersion;
-pub use remote::{
-    BatchCommit, FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent,
-};
+pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
 
@@ -736,15 +734,28 @@ impl Store {
                 keywords,
             })
             .collect();
-        match self.run(Op::Import(items)) {
-            Ok(_) => Ok(ids),
-            Err(e) => {
-                for s in staged {
-                    s.discard(&*self.0.vfs);
-                }
-                Err(e)
+        BatchCommit { store: self.clone(), staged, committing: self.start(Op::Import(items)) }.wait().map(|()| ids)
+    }
+}
+
+/// A batch of staged messages on its way through the committer (an import, or a sync's
+/// replacements, see [`Store::start_replace_synced_batch`]).
+pub struct BatchCommit {
+    store: Store,
+    staged: Vec<Staged>,
+    committing: Committing,
+}
+
+impl BatchCommit {
+    /// Wait until the batch is durable; on failure its staged files are removed.
+    pub fn wait(self) -> Result<()> {
+        let r = self.committing.wait();
+        if r.is_err() {
+            for s in &self.staged {
+                s.discard(&*self.store.0.vfs);
             }
         }
+        r.map(drop)
     }
 }
 

@@ -71,26 +71,6 @@ pub struct Replacement {
     pub remote: RemoteCopy,
 }
 
-/// A batch of replacements on its way (see [`Store::start_replace_synced_batch`]).
-pub struct BatchCommit {
-    store: Store,
-    staged: Vec<super::Staged>,
-    committing: super::Committing,
-}
-
-impl BatchCommit {
-    /// Wait until the batch is durable; on failure its staged files are removed.
-    pub fn wait(self) -> Result<()> {
-        let r = self.committing.wait();
-        if r.is_err() {
-            for s in &self.staged {
-                s.discard(&**self.store.vfs());
-            }
-        }
-        r.map(drop)
-    }
-}
-
 /// A durable note, written before an upload, that `message` at `version` (`size` bytes)
 /// may reach `folder`'s remote replica, whose next uid was `uidnext` before it. A resumed
 /// sync finds what it sent by looking from `uidnext` on, instead of sending it again.
@@ -634,7 +614,7 @@ impl Store {
 
     /// [`Store::replace_synced_batch`] without waiting: the caller fetches the next batch
     /// while this one is made durable, then waits for it with [`BatchCommit::wait`].
-    pub fn start_replace_synced_batch(&self, items: Vec<Replacement>) -> Result<BatchCommit> {
+    pub fn start_replace_synced_batch(&self, items: Vec<Replacement>) -> Result<super::BatchCommit> {
         let staged: Vec<super::Staged> = items.iter().map(|r| r.staged.clone()).collect();
         let saves = {
             let ix = self.index();
@@ -660,10 +640,10 @@ impl Store {
             }
             v
         };
-        Ok(BatchCommit { store: self.clone(), staged, committing: self.start(Op::Import(saves)) })
+        Ok(super::BatchCommit { store: self.clone(), staged, committing: self.start(Op::Import(saves)) })
     }
 
-    /// Commit `staged` (from [`Store::stage_content`]; a file is synced here) as a new
+    /// Commit `staged` (from [`Store::stage_content`]; a file as `Source::from_staged` takes it) as a new
     /// version of message `id`, with its remote link, in one frame: a header-only message
     /// replaced by its full content keeps its entry id. Fails with ObjectChanged if the
     /// message is no longer at `base_version`; a staged file is then left for the caller.
@@ -675,13 +655,7 @@ impl Store {
         remote: RemoteCopy,
     ) -> Result<Outcome> {
         let (source, size, crc) = match staged {
-            super::Staged::File(p) => {
-                let f =
-                    self.vfs().open(&p, super::vfs::OpenMode::Read).map_err(|e| Error::io("open staged file", e))?;
-                f.sync().map_err(|e| Error::io("sync staged file", e))?;
-                let (size, crc) = super::txn::size_and_crc(&*f)?;
-                (Source::Staged(p), size, crc)
-            }
+            super::Staged::File(p) => Source::from_staged(&**self.vfs(), &p)?,
             super::Staged::Inline(b) => {
                 let (size, crc) = (b.0.len() as u64, crc32c::crc32c(&b.0));
                 (Source::Inline(b), size, crc)
