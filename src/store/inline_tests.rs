@@ -292,6 +292,8 @@ fn a_deletion_on_a_full_disk_frees_the_segments_it_empties() {
     assert!(segments(&fs).contains(&path), "content is still live in it");
     fs.fail_write(1);
     st.delete_message(ids[7]).unwrap();
+    // The committer answers the deletion before it checkpoints: wait until it is idle.
+    st.flush();
     assert!(!segments(&fs).contains(&path), "the emptied segment stayed on a full disk: {:?}", segments(&fs));
     st.close().unwrap();
     let st = open(&fs, &opts());

@@ -45,16 +45,13 @@ impl Shared {
             w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
             lg.reserve_used = true;
         }
-        if sync {
-            if let Err(e) = w.file.sync() {
-                *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
-                return Err(Error::io("sync the log", e));
-            }
-            self.stats.log_syncs.fetch_add(1, Ordering::Relaxed);
-            lg.unsynced_since = None;
-            self.synced();
-        } else {
-            lg.unsynced_since.get_or_insert_with(std::time::Instant::now);
+        let full = w.len >= log::SEGMENT_BYTES;
+        lg.unsynced_since.get_or_insert_with(std::time::Instant::now);
+        // A lazy frame stays written only; a durable one is synced with every frame before
+        // it, and so are a full segment's lazy frames before any frame goes to the next
+        // (a crash must leave a prefix of the commits).
+        if sync || full {
+            self.sync_log_locked(lg)?;
         }
         let mut marks = marks.into_iter();
         for r in records.iter_mut() {
@@ -65,7 +62,6 @@ impl Shared {
         }
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-        let full = w.len >= log::SEGMENT_BYTES;
         lg.next_seq += records.len() as u64;
         lg.bytes_since_checkpoint += frame.len() as u64;
         lg.content_since_checkpoint += records
@@ -76,11 +72,6 @@ impl Shared {
             })
             .sum::<u64>();
         if full {
-            // Lazy frames of this segment are synced before any frame goes to the next:
-            // a crash must leave a prefix of the commits.
-            if lg.unsynced_since.is_some() {
-                self.sync_log_locked(lg)?;
-            }
             // The frame is durable: a failure to start the next segment must not turn this
             // commit into a reported failure. The next append tries again.
             let next = lg.next_seq;

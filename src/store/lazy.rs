@@ -26,6 +26,9 @@ impl Shared {
         if let Some(w) = lg.writer.as_ref() {
             if let Err(e) = w.file.sync() {
                 *self.poisoned.lock().unwrap() = Some(format!("log sync failed ({e}); reopen the store"));
+                // Poisoned: nothing is synced or committed any more (reopening replays what
+                // reached the disk), so the committer must not keep trying.
+                lg.unsynced_since = None;
                 return Err(Error::io("sync the log", e));
             }
             self.stats.log_syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

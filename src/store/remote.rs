@@ -643,9 +643,9 @@ impl Store {
         Ok(super::BatchCommit { store: self.clone(), staged, committing: self.start(Op::Import(saves)) })
     }
 
-    /// Commit `staged` (from [`Store::stage_content`]; a file as `Source::from_staged` takes it) as a new
-    /// version of message `id`, with its remote link, in one frame: a header-only message
-    /// replaced by its full content keeps its entry id. Fails with ObjectChanged if the
+    /// Commit `staged` (from [`Store::stage_content`]; a file as `Source::from_staged`
+    /// takes it) as a new version of message `id`, with its remote link, in one frame: a
+    /// header-only message replaced by its full content keeps its entry id. Fails with ObjectChanged if the
     /// message is no longer at `base_version`; a staged file is then left for the caller.
     pub fn replace_synced(
         &self,
