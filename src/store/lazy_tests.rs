@@ -157,3 +157,17 @@ fn a_power_cut_at_every_sync_leaves_a_prefix_of_the_lazy_commits() {
         }
     }
 }
+
+/// A log sync that fails poisons the store; its committer then has nothing left to sync,
+/// rather than trying again and again.
+#[test]
+fn a_failed_log_sync_leaves_no_sync_pending() {
+    let fs = SimFs::new();
+    let st = Store::open_vfs(Arc::new(fs.clone()), opts(Duration::from_secs(3600))).unwrap();
+    lazy_save(&st, "a.eml", b"one").unwrap();
+    assert!(st.lazy_pending());
+    fs.crash_at_sync(1);
+    assert!(st.sync_log().is_err());
+    assert!(!st.lazy_pending(), "a poisoned store keeps no sync to retry");
+    assert!(lazy_save(&st, "b.eml", b"two").is_err(), "and commits nothing more");
+}
