@@ -21,7 +21,7 @@ use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::imap_types::IntoStatic;
 
-use super::imap::{fetched, server_words, uids_of, Connection, Fetched, Folder, ImapError, Selected};
+use super::imap::{server_words, uids_of, Connection, Fetched, Folder, ImapError, Selected};
 use crate::store::flags;
 
 /// One message to APPEND.
@@ -138,7 +138,7 @@ impl Connection {
                 Data::Exists(n) => sel.exists = n,
                 Data::Vanished { known_uids, .. } => sel.vanished.extend(uids_of(&known_uids)),
                 Data::Fetch { items, .. } => {
-                    let f = fetched(items.into_inner());
+                    let f = self.fetched(items.into_inner());
                     if f.uid != 0 {
                         sel.changed.push(f);
                     }
@@ -307,7 +307,7 @@ impl Connection {
         let changed = data
             .into_iter()
             .filter_map(|d| match d {
-                Data::Fetch { items, .. } => Some(fetched(items.into_inner())),
+                Data::Fetch { items, .. } => Some(self.fetched(items.into_inner())),
                 _ => None,
             })
             .filter(|f| f.uid != 0)

@@ -295,6 +295,8 @@ pub struct Connection {
     qresync: bool,
     next_tag: u32,
     read_buf: Box<[u8]>,
+    /// Big FETCH literals, read around imap-next (see literals.rs).
+    literals: super::literals::Literals,
 }
 
 impl Connection {
@@ -320,6 +322,7 @@ impl Connection {
             qresync: false,
             next_tag: 0,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
+            literals: super::literals::Literals::new(),
         };
         conn.read_greeting()?;
         if account.tls == Tls::Starttls {
@@ -506,7 +509,7 @@ impl Connection {
         for d in self.run("UID FETCH", body)? {
             match d {
                 Data::Fetch { items, .. } => {
-                    let f = fetched(items.into_inner());
+                    let f = self.fetched(items.into_inner());
                     if f.uid != 0 {
                         out.push(f);
                     }
@@ -569,6 +572,9 @@ impl Connection {
         name: &'static str,
         body: CommandBody<'static>,
     ) -> Result<(Vec<Data<'static>>, Vec<Code<'static>>), ImapError> {
+        // The answers of the previous command were all handled: a captured literal left
+        // belongs to none of this one's.
+        self.literals.forget();
         let (tag, handle) = self.enqueue(body);
         let mut data = Vec::new();
         let mut codes = Vec::new();
@@ -620,7 +626,8 @@ impl Connection {
                     if n == 0 {
                         return Err(ImapError::Closed);
                     }
-                    self.client.enqueue_input(&self.read_buf[..n]);
+                    let client = &mut self.client;
+                    self.literals.feed(&self.read_buf[..n], &mut |b| client.enqueue_input(b));
                 }
                 Err(Interrupt::Io(Io::Output(bytes))) => {
                     self.stream.write_all(&bytes)?;
@@ -632,8 +639,20 @@ impl Connection {
     }
 }
 
-/// One FETCH answer's items as a [`Fetched`] (uid 0 if it had no UID).
-pub(super) fn fetched(items: Vec<MessageDataItem<'static>>) -> Fetched {
+impl Connection {
+    /// One FETCH answer's items as a [`Fetched`] (uid 0 if it had no UID), with the
+    /// literals read around imap-next put back.
+    pub(super) fn fetched(&mut self, items: Vec<MessageDataItem<'static>>) -> Fetched {
+        fetched(items, &mut |d| self.literals.take(d))
+    }
+}
+
+/// One FETCH answer's items as a [`Fetched`] (uid 0 if it had no UID); `bytes` gives the
+/// bytes of a literal's data.
+fn fetched(
+    items: Vec<MessageDataItem<'static>>,
+    bytes: &mut dyn FnMut(std::borrow::Cow<'_, [u8]>) -> Vec<u8>,
+) -> Fetched {
     let mut f = Fetched::default();
     for item in items {
         match item {
@@ -653,10 +672,10 @@ pub(super) fn fetched(items: Vec<MessageDataItem<'static>>) -> Fetched {
             // NIL for BODY[] would be a server bug; keep it as "no body" so the caller
             // notices instead of storing an empty message.
             MessageDataItem::BodyExt { section: None, origin: None, data } => {
-                f.body = data.0.map(|s| s.as_ref().to_vec());
+                f.body = data.0.map(|s| bytes(s.into_inner()));
             }
             MessageDataItem::BodyExt { section: Some(Section::Header(None)), origin: None, data } => {
-                f.header = data.0.map(|s| s.as_ref().to_vec());
+                f.header = data.0.map(|s| bytes(s.into_inner()));
             }
             _ => {}
         }

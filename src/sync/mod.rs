@@ -8,6 +8,7 @@ pub mod download;
 pub mod engine;
 pub mod imap;
 mod incoming;
+mod literals;
 mod matching;
 mod merge;
 pub mod names;
