@@ -276,3 +276,67 @@ fn an_account_from_accounts_toml_logs_in_with_the_password_its_pass_cmd_prints()
     let err = msgfs::sync::config::Config::load(Some(&missing)).unwrap_err().to_string();
     assert!(err.starts_with(&format!("{}: ", missing.display())), "{err}");
 }
+
+#[test]
+fn a_batch_goes_up_in_one_multiappend_with_its_uids_in_order_and_comes_back_byte_for_byte() {
+    use msgfs::sync::commands::{Append, Appended};
+    use msgfs::sync::imap::FetchWhat;
+    if dovecot::should_skip() {
+        return;
+    }
+    let server = Dovecot::start();
+    let mut raw = server.raw();
+    raw.cmd("CREATE \"Entw&APw-rfe\"").unwrap();
+    let mut conn = server.login(Tls::Implicit);
+    let folder = conn.list().unwrap().into_iter().find(|f| f.name == "Entwürfe").expect("the folder is listed");
+    // Small, and past the size whose FETCH literal is read around imap-next.
+    let big = {
+        let mut m = dovecot::message(2);
+        m.extend(std::iter::repeat_n(b"line of text\r\n".as_slice(), 500).flatten());
+        m
+    };
+    let contents = [dovecot::message(1), big, dovecot::message(3)];
+    let keywords = vec!["$Work".to_string()];
+    let msgs: Vec<Append<'_>> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Append {
+            flags: if i == 0 { msgfs::store::flags::SEEN } else { 0 },
+            keywords: if i == 1 { &keywords } else { &[] },
+            date: Some(1_700_000_000_000_000_000 + i as i64),
+            content: c,
+        })
+        .collect();
+    let answers = conn.append(&folder, &msgs).unwrap();
+    assert_eq!(conn.multiappends(), 1, "one MULTIAPPEND for the batch");
+    let uids: Vec<u32> = answers
+        .iter()
+        .map(|a| match a {
+            Appended::Ok(Some(u)) => *u,
+            other => panic!("not stored with a UID: {other:?}"),
+        })
+        .collect();
+    assert_eq!(uids, vec![uids[0], uids[0] + 1, uids[0] + 2], "APPENDUID's set, in order");
+    conn.examine(&folder).unwrap();
+    let mut fetched = conn.uid_fetch(&format!("{}:{}", uids[0], uids[2]), FetchWhat::Full).unwrap();
+    fetched.sort_by_key(|f| f.uid);
+    assert_eq!(fetched.len(), 3);
+    for ((f, c), uid) in fetched.iter().zip(&contents).zip(&uids) {
+        assert_eq!(f.uid, *uid);
+        assert_eq!(f.body.as_deref(), Some(c.as_slice()), "UID {uid} comes back as sent");
+    }
+    assert!(fetched[0].flags.iter().any(|f| f == "\\Seen"), "{:?}", fetched[0].flags);
+    assert!(fetched[1].flags.iter().any(|f| f == "$Work"), "{:?}", fetched[1].flags);
+    assert_eq!(fetched[2].internal_date, Some(1_700_000_000_000_000_000), "INTERNALDATE to the second");
+
+    // Refused as a whole (no such folder): by RFC 3502 nothing was stored, so each message
+    // goes again on its own and each answer carries the server's words.
+    let mut gone = folder.clone();
+    gone.name = "Nowhere".into();
+    gone.wire = b"Nowhere".to_vec();
+    let answers = conn.append(&gone, &msgs).unwrap();
+    assert_eq!(conn.multiappends(), 1);
+    assert!(answers.iter().all(|a| matches!(a, Appended::Refused(t) if t.contains("TRYCREATE"))), "{answers:?}");
+    let st = raw.cmd("STATUS \"Entw&APw-rfe\" (MESSAGES)").unwrap();
+    assert!(st.contains("MESSAGES 3"), "{st}");
+}

@@ -1,5 +1,5 @@
 //! The IMAP commands that change a server or select a folder for a two-way pass: SELECT
-//! (with QRESYNC), CREATE, UID SEARCH, APPEND (pipelined), UID STORE (with UNCHANGEDSINCE),
+//! (with QRESYNC), CREATE, UID SEARCH, APPEND (MULTIAPPEND, or pipelined), UID STORE (with UNCHANGEDSINCE),
 //! UID EXPUNGE, UID MOVE and UID COPY. imap.rs holds the connection and the read-only ones.
 //!
 //! Invariants: a plain EXPUNGE is never sent (it would remove messages other clients marked
@@ -8,8 +8,10 @@
 
 use std::num::{NonZeroU32, NonZeroU64};
 
+use imap_codec::encode::Encoder;
+use imap_codec::CommandCodec;
 use imap_next::client::Event;
-use imap_next::imap_types::command::{CommandBody, SelectParameter, StoreModifier};
+use imap_next::imap_types::command::{Command, CommandBody, SelectParameter, StoreModifier};
 use imap_next::imap_types::core::{AString, Literal, LiteralMode, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::{Literal8, LiteralOrLiteral8};
@@ -40,6 +42,61 @@ pub enum Appended {
     Ok(Option<u32>),
     /// Refused, with the server's words (the others of the batch still went).
     Refused(String),
+}
+
+/// The APPEND of one message to `mb`, or why it cannot be sent.
+fn append_body(
+    mb: &Mailbox<'static>,
+    m: &Append<'_>,
+    mode: LiteralMode,
+    binary: bool,
+) -> Result<CommandBody<'static>, String> {
+    let message = match Literal::try_from(m.content.to_vec()) {
+        Ok(mut lit) => {
+            lit.set_mode(mode);
+            LiteralOrLiteral8::Literal(lit)
+        }
+        // A NUL byte: only BINARY's literal8 (RFC 3516) carries it.
+        Err(_) if binary => LiteralOrLiteral8::Literal8(Literal8 { data: m.content.to_vec().into(), mode }),
+        Err(_) => return Err("it holds a NUL byte, which APPEND cannot send to a server without BINARY".into()),
+    };
+    let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
+    Ok(CommandBody::Append { mailbox: mb.clone(), flags, date: m.date.and_then(date_of), message })
+}
+
+/// The UIDs of an APPENDUID response code, in order: one (imap-types parses that) or a
+/// set (which it leaves as an unknown code: `APPENDUID <uidvalidity> <uid-set>`).
+fn append_uids(code: &Code<'_>) -> Vec<u32> {
+    match code {
+        Code::AppendUid { uid, .. } => vec![uid.get()],
+        Code::Other(other) => {
+            let text = String::from_utf8_lossy(other.inner());
+            let mut words = text.split(' ');
+            let (Some(w), Some(_), Some(set), None) = (words.next(), words.next(), words.next(), words.next()) else {
+                return Vec::new();
+            };
+            if !w.eq_ignore_ascii_case("APPENDUID") {
+                return Vec::new();
+            }
+            // In the order written: a server lists them as assigned (ascending), but a
+            // SequenceSet's own iteration would sort and merge.
+            let mut out = Vec::new();
+            for part in set.split(',') {
+                let (a, b) = part.split_once(':').unwrap_or((part, part));
+                let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) else { return Vec::new() };
+                if a == 0 || b == 0 || a.abs_diff(b) > 1_000_000 {
+                    return Vec::new();
+                }
+                if a <= b {
+                    out.extend(a..=b);
+                } else {
+                    out.extend((b..=a).rev());
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A UID set in IMAP syntax, ranges folded: `1:3,7`.
@@ -204,35 +261,33 @@ impl Connection {
         Ok(out)
     }
 
-    /// APPEND each message to `folder`, all commands sent before the answers are read (with
-    /// LITERAL+ nothing waits for a continuation, so a batch costs about one round trip,
-    /// as MULTIAPPEND would). One answer per message, in order.
+    /// APPEND each message to `folder`. One answer per message, in order.
+    ///
+    /// Where the server offers MULTIAPPEND (RFC 3502) and LITERAL+, the batch goes as one
+    /// command: the server stores all of it or none, and says so once. Otherwise (or when
+    /// the server refuses the MULTIAPPEND, to learn which message it minds) each message
+    /// gets its own APPEND, all sent before the answers are read: with LITERAL+ nothing
+    /// waits for a continuation, so a batch still costs about one round trip.
     pub fn append(&mut self, folder: &Folder, msgs: &[Append<'_>]) -> Result<Vec<Appended>, ImapError> {
         let mb = mailbox(folder)?;
+        if msgs.len() > 1 && self.has("MULTIAPPEND") && self.has("LITERAL+") {
+            if let Some(answers) = self.multiappend(&mb, msgs)? {
+                return Ok(answers);
+            }
+        }
         let mode = if self.has("LITERAL+") { LiteralMode::NonSync } else { LiteralMode::Sync };
         let binary = self.has("BINARY");
         // One tag per message sent; a message that cannot be sent is answered at once.
         let mut tags: Vec<Option<Tag<'static>>> = Vec::with_capacity(msgs.len());
         let mut answers: Vec<Option<Appended>> = vec![None; msgs.len()];
         for (i, m) in msgs.iter().enumerate() {
-            let message = match Literal::try_from(m.content.to_vec()) {
-                Ok(mut lit) => {
-                    lit.set_mode(mode);
-                    LiteralOrLiteral8::Literal(lit)
-                }
-                // A NUL byte: only BINARY's literal8 (RFC 3516) carries it.
-                Err(_) if binary => LiteralOrLiteral8::Literal8(Literal8 { data: m.content.to_vec().into(), mode }),
-                Err(_) => {
-                    answers[i] = Some(Appended::Refused(
-                        "it holds a NUL byte, which APPEND cannot send to a server without BINARY".into(),
-                    ));
+            match append_body(&mb, m, mode, binary) {
+                Ok(body) => tags.push(Some(self.enqueue(body).0)),
+                Err(why) => {
+                    answers[i] = Some(Appended::Refused(why));
                     tags.push(None);
-                    continue;
                 }
-            };
-            let flags = imap_flags(m.flags, m.keywords).into_iter().map(|f| f.into_static()).collect();
-            let body = CommandBody::Append { mailbox: mb.clone(), flags, date: m.date.and_then(date_of), message };
-            tags.push(Some(self.enqueue(body).0));
+            }
         }
         let mut left = tags.iter().filter(|t| t.is_some()).count();
         while left > 0 {
@@ -264,6 +319,69 @@ impl Connection {
             }
         }
         Ok(answers.into_iter().map(|a| a.expect("every tag answered")).collect())
+    }
+
+    /// One MULTIAPPEND of all `msgs` (see [`Connection::append`]); `None` when it cannot be
+    /// used here (a mailbox name or a message that needs a synchronising literal) or the
+    /// server refused it, which by RFC 3502 means none of them was stored.
+    ///
+    /// imap-types has no command for it, so the command is put together from imap-codec's
+    /// encoding of one APPEND per message: each is `x APPEND <mailbox> <rest>` CRLF, and
+    /// MULTIAPPEND is `<tag> APPEND <mailbox>` followed by every `<rest>`. It is written to
+    /// the socket while imap-next has nothing in flight; the answer comes back through it
+    /// like any tagged status (its APPENDUID with a UID set arrives as an unknown code).
+    fn multiappend(&mut self, mb: &Mailbox<'static>, msgs: &[Append<'_>]) -> Result<Option<Vec<Appended>>, ImapError> {
+        let codec = CommandCodec::default();
+        let x = Tag::try_from("x").expect("a valid tag");
+        let encode = |body: CommandBody<'static>| codec.encode(&Command { tag: x.clone(), body }).dump();
+        let select = encode(CommandBody::Select { mailbox: mb.clone(), parameters: Vec::new() });
+        let Some(name) = select.strip_prefix(b"x SELECT ").and_then(|r| r.strip_suffix(b"\r\n")) else {
+            return Ok(None);
+        };
+        if name.contains(&b'{') {
+            return Ok(None); // the name goes as a literal
+        }
+        let prefix = [b"x APPEND ".as_slice(), name, b" "].concat();
+        let tag = self.fresh_tag();
+        let mut command = [tag.inner().as_bytes(), b" APPEND ", name].concat();
+        for m in msgs {
+            let Ok(body) = append_body(mb, m, LiteralMode::NonSync, self.has("BINARY")) else { return Ok(None) };
+            let one = encode(body);
+            let Some(rest) = one.strip_prefix(prefix.as_slice()).and_then(|r| r.strip_suffix(b"\r\n")) else {
+                return Ok(None);
+            };
+            command.push(b' ');
+            command.extend_from_slice(rest);
+        }
+        command.extend_from_slice(b"\r\n");
+        self.send_raw(&command)?;
+        loop {
+            match self.next_event()? {
+                Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
+                    if t.body.kind != StatusKind::Ok {
+                        log::info!(
+                            "MULTIAPPEND refused ({}): the messages go one by one",
+                            server_words(&Status::Tagged(t))
+                        );
+                        return Ok(None);
+                    }
+                    self.multiappends += 1;
+                    let uids = t.body.code.as_ref().map(append_uids).unwrap_or_default();
+                    // APPENDUID names the new UIDs in the order the messages were given
+                    // (RFC 4315); a set of another size is no answer.
+                    let uids = if uids.len() == msgs.len() {
+                        uids.into_iter().map(Some).collect()
+                    } else {
+                        vec![None; msgs.len()]
+                    };
+                    return Ok(Some(uids.into_iter().map(Appended::Ok).collect()));
+                }
+                Event::StatusReceived { status: bye @ Status::Bye(_) } => {
+                    return Err(ImapError::Bye(server_words(&bye)))
+                }
+                _ => {}
+            }
+        }
     }
 
     /// UID STORE `set` +FLAGS/-FLAGS (`add`) `bits` and `keywords` (silent), only where the message's
@@ -356,5 +474,27 @@ impl Connection {
             self.uid_remove(set)?;
         }
         Ok(pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_next::imap_types::response::CodeOther;
+
+    #[test]
+    fn appenduid_gives_its_uids_in_the_order_written_or_nothing() {
+        let other = |s: &'static str| Code::Other(CodeOther::unvalidated(s.as_bytes()));
+        assert_eq!(append_uids(&other("APPENDUID 38505 3955:3957")), vec![3955, 3956, 3957]);
+        assert_eq!(append_uids(&other("appenduid 1 7,9:10,4")), vec![7, 9, 10, 4]);
+        assert_eq!(append_uids(&other("APPENDUID 1 5:3")), vec![5, 4, 3]);
+        assert_eq!(
+            append_uids(&Code::AppendUid { uid_validity: NonZeroU32::MIN, uid: NonZeroU32::new(8).unwrap() }),
+            vec![8]
+        );
+        for bad in ["APPENDUID 1 0:3", "APPENDUID 1 x", "COPYUID 1 2 3", "APPENDUID 1", "APPENDUID 1 1:2000000"] {
+            assert_eq!(append_uids(&other(bad)), Vec::<u32>::new(), "{bad}");
+        }
+        assert_eq!(append_uids(&Code::Alert), Vec::<u32>::new());
     }
 }

@@ -297,6 +297,8 @@ pub struct Connection {
     read_buf: Box<[u8]>,
     /// Big FETCH literals, read around imap-next (see literals.rs).
     literals: super::literals::Literals,
+    /// MULTIAPPEND commands the server took.
+    pub(super) multiappends: u64,
 }
 
 impl Connection {
@@ -323,6 +325,7 @@ impl Connection {
             next_tag: 0,
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             literals: super::literals::Literals::new(),
+            multiappends: 0,
         };
         conn.read_greeting()?;
         if account.tls == Tls::Starttls {
@@ -608,10 +611,29 @@ impl Connection {
         }
     }
 
+    /// A tag not used before on this connection.
+    pub(super) fn fresh_tag(&mut self) -> Tag<'static> {
+        self.next_tag += 1;
+        Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag")
+    }
+
+    /// MULTIAPPEND commands the server took on this connection.
+    pub fn multiappends(&self) -> u64 {
+        self.multiappends
+    }
+
+    /// Writes a whole command imap-next cannot express; only while no other command is in
+    /// flight (every `run` is complete before the next starts), so nothing interleaves.
+    pub(super) fn send_raw(&mut self, command: &[u8]) -> Result<(), ImapError> {
+        self.literals.forget();
+        self.stream.write_all(command)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
     /// Queue a command under a fresh tag (sent by the next I/O); its tag and handle.
     pub(super) fn enqueue(&mut self, body: CommandBody<'static>) -> (Tag<'static>, CommandHandle) {
-        self.next_tag += 1;
-        let tag = Tag::try_from(format!("m{}", self.next_tag)).expect("m<number> is a valid tag");
+        let tag = self.fresh_tag();
         let handle = self.client.enqueue_command(Command { tag: tag.clone(), body });
         (tag, handle)
     }
