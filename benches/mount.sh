@@ -69,11 +69,18 @@ else
     MSGFS=$REPO/target/release/msgfs
 fi
 [[ -x $MSGFS ]] || die "$MSGFS is not an executable"
+if want 6; then
+    # The in-memory FUSE ceiling (benches/fuse_ceiling.rs) figure 6 also measures.
+    (cd "$REPO" && cargo build --release --quiet --example fuse_ceiling) || die "cargo build --release --example fuse_ceiling failed"
+    CEILING=$REPO/target/release/examples/fuse_ceiling
+fi
 
 WORK=$(mktemp -d "$BASE/msgfs-mount-bench.XXXXXX")
 DATA=$WORK/plain   # the plain directories: the sources, and what msgfs is compared with
 STORE=$WORK/store
 MNT=$WORK/mnt
+CEIL_MNT=$WORK/ceiling # where the in-memory FUSE ceiling is mounted (figure 6)
+CEIL_PID=""
 OUT=$WORK/out      # copy targets on the plain disk (cp, rsync)
 mkdir -p "$DATA" "$MNT" "$OUT"
 # The daemon's log goes to the work directory, not ~/.local/state.
@@ -176,6 +183,10 @@ cleanup() {
             kill "$pid" 2>/dev/null
         fi
     fi
+    if [[ -n $CEIL_PID ]]; then
+        umount "$CEIL_MNT" 2>/dev/null || umount -l "$CEIL_MNT" 2>/dev/null
+        kill "$CEIL_PID" 2>/dev/null
+    fi
     if is_mounted; then
         # Never rm -rf through a mount: that would delete the store's messages one by one.
         say "could not unmount $MNT; left $WORK in place"
@@ -248,6 +259,20 @@ result_time() {
     RESULTS+=("$(printf '%-46s %9.3f s %9.3f s %7sx  %-8s %-7s %s' "$label" "$p" "$m" "$r" "${goal:--}" "$met" \
         "$(median "${DCPU[msgfs:$key]:-}")")")
     say "  $label: plain [${TIMES[plain:$key]}] msgfs [${TIMES[msgfs:$key]}] daemon cpu [${DCPU[msgfs:$key]:-}]"
+}
+
+# result_ceiling LABEL KEY MSGFS_KEY: the in-memory ceiling's median time (in the msgfs
+# column) against the plain one of its own runs, and which fraction of that ceiling msgfs
+# reaches in figure MSGFS_KEY (ceiling time / msgfs time, as a note).
+result_ceiling() {
+    local label=$1 key=$2 mkey=$3 p c m r
+    p=$(median "${TIMES[plain:$key]}")
+    c=$(median "${TIMES[ceiling:$key]}")
+    m=$(median "${TIMES[msgfs:$mkey]}")
+    r=$(awk -v p="$p" -v c="$c" 'BEGIN { printf "%.2f", c / p }')
+    RESULTS+=("$(printf '%-46s %9.3f s %9.3f s %7sx  %-8s %-7s msgfs %s = %.2fx the ceiling' "$label" "$p" "$c" "$r" - - \
+        "$mkey" "$(awk -v m="$m" -v c="$c" 'BEGIN { print m / c }')")")
+    say "  $label: plain [${TIMES[plain:$key]}] ceiling [${TIMES[ceiling:$key]}]"
 }
 
 result_rate() {
@@ -677,10 +702,33 @@ if want 6; then
     traced "6. grep -r, read-only, cold, files" "$NG" grep_all "$MNT/$G"
     diff -rq "$DATA/grep" "$MNT/$G" >/dev/null || die "the read-only mount shows other bytes than the plain copy"
     check_daemon "figure 6 (read-only)"
+    # The ceiling: the same files served from memory by a minimal FUSE filesystem, first
+    # answering every OPEN (as a read-write msgfs mount must), then with the kernel's no_open
+    # (as msgfs -o ro).
+    for mode in open no-open; do
+        mkdir -p "$CEIL_MNT"
+        if [[ $mode == open ]]; then "$CEILING" "$DATA/grep" "$CEIL_MNT" 2>"$WORK/ceiling.err" &
+        else "$CEILING" --no-open "$DATA/grep" "$CEIL_MNT" 2>"$WORK/ceiling.err" & fi
+        CEIL_PID=$!
+        for ((k = 0; k < 100; k++)); do grep -qs " $CEIL_MNT " /proc/mounts && break; sleep 0.05; done
+        grep -qs " $CEIL_MNT " /proc/mounts || die "fuse_ceiling did not mount: $(cat "$WORK/ceiling.err")"
+        diff -rq "$DATA/grep" "$CEIL_MNT" >/dev/null || die "fuse_ceiling shows other bytes than the plain copy"
+        grep_all "$CEIL_MNT"
+        for ((i = 1; i <= RUNS; i++)); do
+            for s in $(sides "$i"); do
+                if [[ $s == plain ]]; then timed "plain:ceil-$mode-warm" grep_all "$DATA/grep"; else timed "ceiling:ceil-$mode-warm" grep_all "$CEIL_MNT"; fi
+            done
+        done
+        umount "$CEIL_MNT"
+        wait "$CEIL_PID" 2>/dev/null || true
+        CEIL_PID=""
+    done
     result_time "6. grep -r, $NG msgs, read-write, warm" grep-rw-warm 4
     result_time "6. grep -r, $NG msgs, read-write, cold" grep-rw-cold 1.5
     result_time "6. grep -r, $NG msgs, read-only, warm" grep-ro-warm 1.2
     result_time "6. grep -r, $NG msgs, read-only, cold" grep-ro-cold 1.5
+    result_ceiling "6. in-memory FUSE, answers OPEN, warm" ceil-open-warm grep-rw-warm
+    result_ceiling "6. in-memory FUSE, no_open, warm" ceil-no-open-warm grep-ro-warm
 fi
 
 # ---- 7. grep -r over a mounted PST, against the same files exported ----------------------
@@ -719,5 +767,5 @@ if ((${#TRACE_ROWS[@]})); then
     for r in "${TRACE_ROWS[@]}"; do echo "  $r"; done
 fi
 echo
-echo "Reference (the issue): a minimal in-memory FUSE filesystem, 20,000 files: reads 2.6x plain when"
-echo "every open reaches the daemon, 1.0x when the kernel skips opens; lists 0.9x warm, 6x cold."
+echo "The in-memory FUSE rows (figure 6) are benches/fuse_ceiling.rs serving the same files from memory"
+echo "in the same run: what FUSE itself allows here, with and without an OPEN per file."
