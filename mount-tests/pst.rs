@@ -7,13 +7,7 @@ use std::process::Command;
 use crate::common::*;
 
 fn sample(name: &str) -> Option<PathBuf> {
-    match std::env::var_os("MSGFS_TESTDATA") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p).join("pst").join(name)),
-        _ => {
-            println!("skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)");
-            None
-        }
-    }
+    msgfs::testdata::path(&format!("pst/{name}"))
 }
 
 /// Every file and folder under `a` is under `b` with the same bytes (`diff -r` per entry of

@@ -9,3 +9,5 @@ pub mod mime;
 pub mod pst;
 pub mod store;
 pub mod sync;
+#[doc(hidden)]
+pub mod testdata;

@@ -506,13 +506,7 @@ fn cli_export_then_import_round_trips_and_never_overwrites() {
 // ---- the public sample data ----
 
 fn testdata() -> Option<PathBuf> {
-    match std::env::var_os("MSGFS_TESTDATA") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            println!("skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)");
-            None
-        }
-    }
+    msgfs::testdata::path("")
 }
 
 /// Counts messages the way msgfs lays sources out (folder per directory, mbox file and
@@ -757,13 +751,8 @@ fn testdata_export_and_reimport_is_byte_exact() {
 /// alone and any reader unquotes, and a missing final newline the writer added).
 #[test]
 fn testdata_spamassassin_mbox_matches_its_maildir_originals() {
-    let Some(td) = testdata() else { return };
-    let mbox = td.join("mbox/spamassassin-publiccorpus-all.mbox");
-    let mdir = td.join("maildir/spamassassin-publiccorpus");
-    if !mbox.exists() || !mdir.exists() {
-        println!("skipped: the SpamAssassin corpus is not in {}", td.display());
-        return;
-    }
+    let Some(mbox) = msgfs::testdata::path("mbox/spamassassin-publiccorpus-all.mbox") else { return };
+    let Some(mdir) = msgfs::testdata::path("maildir/spamassassin-publiccorpus") else { return };
     let mut originals: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut lossy = 0;
     for f in files_below(&mdir).into_iter().filter(|p| p.parent().is_some_and(|d| d.ends_with("cur"))) {
