@@ -90,6 +90,21 @@ impl Mount {
         Mount::with(&[], |_| {})
     }
 
+    /// As [`Mount::with`], in a directory other users can reach (see [`shared_tmp`]): for
+    /// tests that act as another user inside the mount.
+    pub fn reachable(opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
+        let dir = shared_tmpdir();
+        let store = dir.path().join("store");
+        let st = Store::open(&store, Options { create: true, ..Default::default() }).unwrap();
+        fill(&st);
+        st.close().unwrap();
+        let mp = dir.path().join("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        let mut m = Mount { dir, store, mp, mounted: false };
+        m.mount(opts);
+        m
+    }
+
     /// Mount an existing store directory (a backup) in a new temporary mount point.
     pub fn adopt(store: &Path) -> Mount {
         let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
@@ -203,6 +218,23 @@ pub fn test_tmp() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Where tests that act as another user put their directories: under the system's temporary
+/// directory, which everyone may enter, and not under the target dir, which lies in the
+/// checkout (root's home is 0700 on Debian, and so is a `mktemp -d`).
+pub fn shared_tmp() -> PathBuf {
+    let d = std::env::temp_dir().join("msgfs-mount-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A new directory under [`shared_tmp`] that other users may enter (mode 0755).
+pub fn shared_tmpdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(shared_tmp()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
 /// Put messages into a store folder (path like "Inbox"), created if missing.

@@ -268,7 +268,7 @@ fn only_root_and_the_mounting_user_may_lock_or_freeze() {
         return;
     }
     require(&["setpriv", "setfattr"]);
-    let m = Mount::with(&["allow_other"], |_| {});
+    let m = Mount::reachable(&["allow_other"], |_| {});
     // Writable by all, so the kernel's own permission check lets the request through and
     // msgfs's rule is what refuses it.
     run(Command::new("chmod").arg("777").arg(&m.mp));

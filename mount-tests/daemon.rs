@@ -89,11 +89,11 @@ fn only_the_mounting_user_may_use_a_mount_unless_allow_other() {
             .output()
             .unwrap()
     };
-    let m = Mount::with(&[], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
+    let m = Mount::reachable(&[], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
     let out = as_nobody(&m.p("Inbox/a.eml"));
     assert!(!out.status.success(), "another user read a private mount");
     drop(m);
-    let m = Mount::with(&["allow_other"], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
+    let m = Mount::reachable(&["allow_other"], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
     // Folders are 0700 root: the kernel checks the stored mode for other users.
     let out = as_nobody(&m.p("Inbox/a.eml"));
     assert!(!out.status.success(), "the stored mode was not enforced");
