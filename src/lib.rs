@@ -1,5 +1,6 @@
 //! msgfs: a message store mounted as a Linux filesystem, with MAPI SaveChanges semantics.
 
+pub mod cli;
 pub mod cmd;
 pub mod control;
 pub mod export;
