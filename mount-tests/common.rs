@@ -11,6 +11,19 @@ use msgfs::store::{Attrs, NewMessage, Options, Store};
 
 pub const MSGFS: &str = env!("CARGO_BIN_EXE_msgfs");
 
+/// `msgfs`, with its daemons' log in the test area (XDG_STATE_HOME), never in the log of the
+/// user running the tests.
+pub fn msgfs_command() -> Command {
+    let mut c = Command::new(MSGFS);
+    c.env("XDG_STATE_HOME", test_state());
+    c
+}
+
+/// The XDG_STATE_HOME of every daemon the tests start (see [`msgfs_command`]).
+pub fn test_state() -> PathBuf {
+    test_tmp().join("state")
+}
+
 /// Debian package for each program the tests drive.
 const PACKAGES: &[(&str, &str)] = &[
     ("fusermount3", "fuse3"),
@@ -116,7 +129,7 @@ impl Mount {
     }
 
     pub fn mount(&mut self, opts: &[&str]) {
-        let mut c = Command::new(MSGFS);
+        let mut c = msgfs_command();
         c.arg("mount");
         for o in opts {
             c.arg("-o").arg(o);
@@ -130,7 +143,7 @@ impl Mount {
         if !self.mounted {
             return;
         }
-        let out = Command::new(MSGFS).arg("umount").arg(&self.mp).output().unwrap();
+        let out = msgfs_command().arg("umount").arg(&self.mp).output().unwrap();
         if !out.status.success() {
             // Still busy or dead: detach it so the test never leaves a mount behind.
             let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
@@ -169,7 +182,7 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         if self.mounted {
-            let ok = Command::new(MSGFS)
+            let ok = msgfs_command()
                 .arg("umount")
                 .arg(&self.mp)
                 .stderr(Stdio::null())

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common::*;
 
 fn mount_err(store: &std::path::Path, mp: &std::path::Path) -> String {
-    let out = Command::new(MSGFS).arg("mount").arg(store).arg(mp).output().unwrap();
+    let out = msgfs_command().arg("mount").arg(store).arg(mp).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
@@ -55,7 +55,7 @@ fn every_way_of_unmounting_leaves_the_store_closed_cleanly() {
             }
         }
         assert!(m.store.join("clean").exists(), "{how}: the store was not closed cleanly");
-        let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+        let out = msgfs_command().arg("check").arg(&m.store).output().unwrap();
         assert!(out.status.success(), "{how}: {}", String::from_utf8_lossy(&out.stdout));
         m.mount(&[]);
         assert_eq!(std::fs::read(m.p(&format!("Inbox/{how}.eml"))).unwrap(), b"Subject: x\n\nsaved\n");

@@ -11,6 +11,7 @@ mod cli;
 mod control;
 mod daemon;
 mod editors;
+mod fstab;
 mod fulldisk;
 mod kill_loop;
 mod nonroot;

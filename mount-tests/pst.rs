@@ -26,7 +26,7 @@ fn same_tree(a: &Path, b: &Path) {
 /// `pst` mounted read-only, and imported into a new store under `tmp` and mounted too.
 fn mount_and_import(name: &str, pst: &Path, tmp: &Path) -> (Mount, Mount) {
     let store = tmp.join("store");
-    let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(pst));
+    let out = run(msgfs_command().arg("import").arg("--store").arg(&store).arg(pst));
     assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
     let imported = Mount::adopt(&store);
     (Mount::adopt(pst), imported)

@@ -1,10 +1,11 @@
 //! The command line's one definition (clap): `main.rs` parses with it, and the man-page
 //! and completion tests and `msgfs completions` walk it through [`clap::CommandFactory`].
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// `msgfs --version`: the release, the FUSE protocol spoken and the store formats read.
 fn version_text() -> &'static str {
@@ -58,14 +59,24 @@ pub enum Command {
         /// Mount point (an existing empty directory)
         #[arg(value_name = "MOUNTPOINT")]
         second: Option<PathBuf>,
-        /// Stay in the foreground and log to stderr (RUST_LOG=debug for more); without it the daemon
-        /// logs to ~/.local/state/msgfs/msgfs.log
+        /// Stay in the foreground and log to stderr (or --log-file); without it the daemon logs to
+        /// ~/.local/state/msgfs/msgfs.log, rotated at 4 MiB
         #[arg(short = 'f', long)]
         foreground: bool,
         /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
-        /// default: the CPUs, at most 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions, default 70000)
+        /// default: the CPUs, at most 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions,
+        /// default 70000), commit=durable|lazy[:MS], debug; the generic options of fstab(5) are ignored
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
+        /// Log more: -v adds info, -vv debug (RUST_LOG, when set, decides instead)
+        #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+        verbose: u8,
+        /// Log at debug level and stay in the foreground
+        #[arg(short = 'd', long)]
+        debug: bool,
+        /// Log to FILE (rotated at 4 MiB, one older file kept as FILE.1)
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
         /// (internal) descriptor on which the background daemon reports readiness
         #[arg(long, hide = true)]
         ready_fd: Option<i32>,
@@ -187,4 +198,52 @@ pub enum Command {
         /// Store directory (default: ~/.local/share/msgfs/default)
         store: Option<PathBuf>,
     },
+}
+
+/// The arguments to parse: `args` as given, with `mount` put in front when they have the
+/// shape mount.fuse3 uses for `mount -t fuse.msgfs STORE MOUNTPOINT -o OPTIONS` and fstab
+/// lines: `msgfs STORE MOUNTPOINT [-o OPTIONS]`, no subcommand. That shape is recognized
+/// only when the first argument is no subcommand, STORE exists and MOUNTPOINT is a
+/// directory, so that a mistyped subcommand is still an error and never creates a store.
+pub fn with_mount_helper_form(mut args: Vec<OsString>) -> Vec<OsString> {
+    let (Some(first), Some(second)) = (args.get(1), args.get(2)) else { return args };
+    let is_subcommand = Cli::command().get_subcommands().any(|c| c.get_name() == first) || first == "help";
+    let path = |a: &OsString| !a.as_encoded_bytes().starts_with(b"-") && !a.is_empty();
+    if !is_subcommand && path(first) && path(second) && Path::new(first).exists() && Path::new(second).is_dir() {
+        args.insert(1, "mount".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_mount_helper_form_becomes_msgfs_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mp) = (dir.path().join("store"), dir.path().join("mnt"));
+        std::fs::create_dir(&store).unwrap();
+        std::fs::create_dir(&mp).unwrap();
+        let (s, m) = (store.to_str().unwrap(), mp.to_str().unwrap());
+        let got = with_mount_helper_form(os(&["msgfs", s, m, "-o", "rw,noatime"]));
+        assert_eq!(got, os(&["msgfs", "mount", s, m, "-o", "rw,noatime"]));
+        let cli = Cli::try_parse_from(got).unwrap();
+        assert!(matches!(cli.command, Command::Mount { .. }));
+        // Left alone: subcommands, a mistyped one, a store that does not exist, options first.
+        for args in [
+            vec!["msgfs", "check", s],
+            vec!["msgfs", "mount", s, m],
+            vec!["msgfs", "moutn", m],
+            vec!["msgfs", "/nonexistent/store", m],
+            vec!["msgfs", "-V"],
+            vec!["msgfs", s],
+        ] {
+            assert_eq!(with_mount_helper_form(os(&args)), os(&args));
+        }
+    }
 }

@@ -13,16 +13,25 @@ fn main() -> ExitCode {
     // for any Unix tool, instead of a panic in println!.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(msgfs::cli::with_mount_helper_form(std::env::args_os().collect()));
     let store_or_default = |s: Option<PathBuf>| s.unwrap_or_else(msgfs::store::default_store_path);
     let res = match cli.command {
         Command::Init { store } => cmd::init::run(&store_or_default(store)),
-        Command::Mount { first, second, foreground, options, ready_fd } => {
-            let (store, mp) = match second {
+        Command::Mount { first, second, foreground, options, verbose, debug, log_file, ready_fd } => {
+            let (store, mountpoint) = match second {
                 Some(mp) => (first, mp),
                 None => (msgfs::store::default_store_path(), first),
             };
-            cmd::mount::run(&store, &mp, foreground, &options, ready_fd)
+            cmd::mount::run(cmd::mount::Args {
+                store,
+                mountpoint,
+                foreground,
+                options,
+                verbose,
+                debug,
+                log_file,
+                ready_fd,
+            })
         }
         Command::Umount { mountpoint } => cmd::mount::umount(&mountpoint),
         Command::Import { sources, store, into } => {

@@ -6,7 +6,9 @@ pub mod control;
 pub mod export;
 pub mod import;
 pub mod init;
+pub mod log;
 pub mod mount;
+pub mod mount_options;
 pub mod sync;
 
 /// What a subcommand returns: an exit code, or an error printed as `msgfs: ERROR`.
