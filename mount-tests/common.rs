@@ -52,6 +52,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("prove", "perl"),
     ("openssl", "openssl"),
+    ("mount", "mount"),
+    ("umount", "mount"),
+    ("mount.fuse3", "fuse3"),
+    ("unshare", "util-linux"),
+    ("systemd-analyze", "systemd"),
 ];
 
 /// Mount tests run everywhere unless MSGFS_SKIP_MOUNT_TESTS=1 (never skipped in CI). A

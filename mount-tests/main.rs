@@ -20,6 +20,7 @@ mod posix;
 mod pst;
 mod readonly;
 mod sync;
+mod systemd;
 mod times;
 mod tools;
 mod transactions;

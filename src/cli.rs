@@ -29,6 +29,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The shells `msgfs completions` writes for.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Maildir,
@@ -77,9 +85,6 @@ pub enum Command {
         /// Log to FILE (rotated at 4 MiB, one older file kept as FILE.1)
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
-        /// (internal) descriptor on which the background daemon reports readiness
-        #[arg(long, hide = true)]
-        ready_fd: Option<i32>,
     },
     /// Unmount a msgfs mount and wait (up to 2 minutes) until its daemon has saved everything and
     /// closed the store
@@ -191,6 +196,13 @@ pub enum Command {
         /// Show the last run's per-folder state and result instead of syncing
         #[arg(long)]
         status: bool,
+    },
+    /// Print the completion script for SHELL (bash, zsh or fish) on standard output (make install
+    /// installs all three)
+    Completions {
+        /// Shell to complete for
+        #[arg(value_enum)]
+        shell: CompletionShell,
     },
     /// Verify every log record, object checksum and reference; exit 1 on damage, 2 if STORE is
     /// not a store

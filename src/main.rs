@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use msgfs::cli::{Cli, Command, ExportFormat};
+use msgfs::cli::{Cli, Command, CompletionShell, ExportFormat};
 use msgfs::cmd;
 
 fn main() -> ExitCode {
@@ -17,21 +17,12 @@ fn main() -> ExitCode {
     let store_or_default = |s: Option<PathBuf>| s.unwrap_or_else(msgfs::store::default_store_path);
     let res = match cli.command {
         Command::Init { store } => cmd::init::run(&store_or_default(store)),
-        Command::Mount { first, second, foreground, options, verbose, debug, log_file, ready_fd } => {
+        Command::Mount { first, second, foreground, options, verbose, debug, log_file } => {
             let (store, mountpoint) = match second {
                 Some(mp) => (first, mp),
                 None => (msgfs::store::default_store_path(), first),
             };
-            cmd::mount::run(cmd::mount::Args {
-                store,
-                mountpoint,
-                foreground,
-                options,
-                verbose,
-                debug,
-                log_file,
-                ready_fd,
-            })
+            cmd::mount::run(cmd::mount::Args { store, mountpoint, foreground, options, verbose, debug, log_file })
         }
         Command::Umount { mountpoint } => cmd::mount::umount(&mountpoint),
         Command::Import { sources, store, into } => {
@@ -66,6 +57,11 @@ fn main() -> ExitCode {
             status,
         }),
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
+        Command::Completions { shell } => cmd::completions::run(match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }),
         Command::Lock { mountpoint, shutdown } => cmd::control::lock(&mountpoint, shutdown),
         Command::Unlock { mountpoint } => cmd::control::unlock(&mountpoint),
         Command::Freeze { mountpoint } => cmd::control::freeze(&mountpoint),

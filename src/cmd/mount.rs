@@ -91,8 +91,12 @@ pub struct Args {
     /// `-d`: debug log, in the foreground.
     pub debug: bool,
     pub log_file: Option<PathBuf>,
-    pub ready_fd: Option<RawFd>,
 }
+
+/// The descriptor on which a daemon started by [`spawn_daemon`] says whether the mount is
+/// ready: given in the environment, not as an option, so that no completion or --help
+/// shows users an option that is not theirs.
+const READY_FD_VAR: &str = "MSGFS_READY_FD";
 
 pub fn run(args: Args) -> CmdResult {
     let (store, mp) = (&args.store, &args.mountpoint);
@@ -113,7 +117,11 @@ pub fn run(args: Args) -> CmdResult {
     for note in &opts.notes {
         log::info!("{note}");
     }
-    let mut ready = args.ready_fd.map(|fd| {
+    let ready_fd: Option<RawFd> = std::env::var(READY_FD_VAR).ok().and_then(|v| v.parse().ok());
+    // Still one thread (the signal thread and fuser's start later): removing it is safe
+    // here, and keeps it from the programs the daemon runs (pass_cmd, rsync).
+    std::env::remove_var(READY_FD_VAR);
+    let mut ready = ready_fd.map(|fd| {
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
     });
@@ -152,6 +160,10 @@ pub fn run(args: Args) -> CmdResult {
         unmount_on_signal(sigs, unmounter, mp_abs.clone());
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
+        }
+        // A `Type=notify` unit (msgfs@.service) starts what depends on the mount only now.
+        if let Err(e) = super::notify::notify("READY=1") {
+            log::warn!("tell systemd the mount is ready (NOTIFY_SOCKET): {e}");
         }
     };
     let res = match source {
@@ -193,6 +205,7 @@ fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter, 
                 // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
                 unsafe { libc::sigwait(&sigs, &mut sig) };
                 log::info!("signal {sig}: unmounting");
+                let _ = super::notify::notify("STOPPING=1");
                 if !handed_over {
                     handed_over = true;
                     if let Err(e) = unmounter.unmount() {
@@ -276,7 +289,7 @@ fn spawn_daemon(args: &Args) -> CmdResult {
     // user ran; the daemon logs to the same file (and rotates it) through --log-file.
     let logf = daemon_log::open(&log, daemon_log::LIMIT)?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("mount").arg("-f").arg("--ready-fd").arg(wfd.to_string()).arg("--log-file").arg(&log);
+    cmd.arg("mount").arg("-f").arg("--log-file").arg(&log).env(READY_FD_VAR, wfd.to_string());
     for _ in 0..args.verbose {
         cmd.arg("-v");
     }
