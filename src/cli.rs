@@ -105,6 +105,10 @@ pub enum Command {
         /// Folder path to import into, such as Archive/2024 (created if missing; default: the top of the store)
         #[arg(long, value_name = "FOLDER")]
         into: Option<String>,
+        /// Import a message even if its folder holds one with the same Message-ID and content
+        /// (by default such duplicates are skipped and counted)
+        #[arg(long)]
+        allow_duplicates: bool,
     },
     /// Export the store (or one folder) as Maildir or mbox; exit 1 if some message could not be read
     Export {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod fs;
 pub mod import;
 pub mod mime;
+pub mod plural;
 pub mod pst;
 pub mod store;
 pub mod sync;

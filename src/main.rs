@@ -25,8 +25,8 @@ fn main() -> ExitCode {
             cmd::mount::run(cmd::mount::Args { store, mountpoint, foreground, options, verbose, debug, log_file })
         }
         Command::Umount { mountpoint } => cmd::mount::umount(&mountpoint),
-        Command::Import { sources, store, into } => {
-            cmd::import::run(&store_or_default(store), &sources, into.as_deref())
+        Command::Import { sources, store, into, allow_duplicates } => {
+            cmd::import::run(&store_or_default(store), &sources, into.as_deref(), allow_duplicates)
         }
         Command::Export { store, format, folder, dest } => {
             let fmt = match format {
