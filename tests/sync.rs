@@ -712,15 +712,7 @@ fn the_sample_maildir_goes_up_through_msgfs_and_down_into_a_second_store_unchang
     if dovecot::should_skip() {
         return;
     }
-    let Some(data) = std::env::var_os("MSGFS_TESTDATA").filter(|p| !p.is_empty()) else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "MSGFS_TESTDATA must name ../shared/testdata under CI");
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)\n",
-        );
-        return;
-    };
-    let data = PathBuf::from(data);
+    let Some(data) = msgfs::testdata::path("") else { return };
     let corpus: Vec<PathBuf> = ["maildir", "mbox", "eml"].iter().map(|d| data.join(d)).collect();
     let s = setup_with(dovecot::Options::default(), "max_deletes = \"100%\"\n");
     let import = Command::new(env!("CARGO_BIN_EXE_msgfs"))
