@@ -93,6 +93,11 @@ impl Mount {
     /// A fresh store, filled by `fill` before mounting, then mounted with `opts`.
     pub fn with(opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
         let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+        Mount::in_dir(dir, opts, fill)
+    }
+
+    /// A store filled by `fill`, mounted with `opts`, both inside `dir`.
+    fn in_dir(dir: tempfile::TempDir, opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
         let store = dir.path().join("store");
         let st = Store::open(&store, Options { create: true, ..Default::default() }).unwrap();
         fill(&st);
@@ -111,16 +116,7 @@ impl Mount {
     /// As [`Mount::with`], in a directory other users can reach (see [`shared_tmp`]): for
     /// tests that act as another user inside the mount.
     pub fn reachable(opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
-        let dir = shared_tmpdir();
-        let store = dir.path().join("store");
-        let st = Store::open(&store, Options { create: true, ..Default::default() }).unwrap();
-        fill(&st);
-        st.close().unwrap();
-        let mp = dir.path().join("mnt");
-        std::fs::create_dir(&mp).unwrap();
-        let mut m = Mount { dir, store, mp, mounted: false };
-        m.mount(opts);
-        m
+        Mount::in_dir(shared_tmpdir(), opts, fill)
     }
 
     /// Mount an existing store directory (a backup) in a new temporary mount point.

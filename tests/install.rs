@@ -5,17 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+#[path = "common/run.rs"]
+mod run;
+use run::run;
 
 /// A missing program fails the test naming its Debian package.
 fn require(program: &str, package: &str) {
