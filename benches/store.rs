@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use msgfs::store::{flags, Attrs, Child, Id, Message, NewMessage, Options, SaveFlags, Store, ROOT};
+use msgfs::store::{flags, Attrs, Child, Entry, Id, Message, NewMessage, Options, SaveFlags, Store, ROOT};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -33,6 +33,8 @@ struct Config {
     only: String,
     reps: usize,
     save_secs: f64,
+    /// Store sizes section c opens (before scaling).
+    open_sizes: Vec<usize>,
 }
 
 impl Config {
@@ -44,6 +46,11 @@ impl Config {
             only: env("MSGFS_BENCH_ONLY").unwrap_or_else(|| "abcd".into()),
             reps: env("MSGFS_BENCH_REPS").map_or(Ok(3), |v| v.parse())?,
             save_secs: env("MSGFS_BENCH_SAVE_SECS").map_or(Ok(3.0), |v| v.parse())?,
+            open_sizes: env("MSGFS_BENCH_OPEN_SIZES")
+                .unwrap_or_else(|| "100000,1000000".into())
+                .split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<Result<_, _>>()?,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -491,12 +498,35 @@ fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
         libc::malloc_trim(0);
     }
     let rss2 = status_kb("VmRSS:");
+    // The first listing after open, as the first `ls -l` of a folder: every entry's name,
+    // size, mode and mtime, from the folder the builder filled first.
+    let (list_s, listed, rss3) = {
+        let t = Instant::now();
+        let ix = st.index();
+        let folder = ix.lookup(ROOT, "f000").or_else(|| ix.lookup(ROOT, "Inbox")).map(|e| match e {
+            Entry::Folder(id) | Entry::Message(id) => id,
+        });
+        let mut total = 0u64;
+        let mut listed = 0usize;
+        if let Some(folder) = folder {
+            for (name, child) in ix.children(folder)? {
+                if let Child::Message(_, m) = child {
+                    total += m.size() + name.len() as u64 + u64::from(m.attrs().mode) + m.attrs().mtime as u64;
+                    listed += 1;
+                }
+            }
+        }
+        black_box(total);
+        drop(ix);
+        (t.elapsed().as_secs_f64(), listed, status_kb("VmRSS:"))
+    };
     let rep = st.report().clone();
     println!(
         "RESULT open_s={open_s} rss0_kb={rss0} rss1_kb={rss1} hwm_kb={hwm} trimmed_kb={rss2} \
          messages={msgs} folders={folders} children={children} slots={slots} slot_bytes={slot} \
          vec_bytes={vec_bytes} map_buckets={map_buckets} map_entry_bytes={map_entry} map_bytes={map_bytes} \
          table_bytes={table} name_heap={name_heap} \
+         list_s={list_s} listed={listed} listed_kb={rss3} \
          was_clean={} replayed={} removed_objects={} removed_staging={} torn={}",
         rep.was_clean,
         rep.replayed_records,
@@ -789,6 +819,9 @@ struct OpenFig {
     delta_kb: f64,
     peak_kb: f64,
     trimmed_kb: f64,
+    /// The first listing after open: seconds, and the resident memory it added.
+    list_s: f64,
+    list_kb: f64,
     last: HashMap<String, String>,
 }
 
@@ -797,6 +830,7 @@ fn measure_opens(dir: &Path, reps: usize, evict_first: bool) -> Res<OpenFig> {
     let mut d = Vec::new();
     let mut p = Vec::new();
     let mut tr = Vec::new();
+    let (mut ls, mut lk) = (Vec::new(), Vec::new());
     let mut last = HashMap::new();
     for _ in 0..reps {
         let r = child(&["open", &dir.display().to_string(), if evict_first { "1" } else { "0" }])?;
@@ -804,9 +838,19 @@ fn measure_opens(dir: &Path, reps: usize, evict_first: bool) -> Res<OpenFig> {
         d.push(num(&r, "rss1_kb") - num(&r, "rss0_kb"));
         p.push(num(&r, "hwm_kb") - num(&r, "rss0_kb"));
         tr.push(num(&r, "trimmed_kb") - num(&r, "rss0_kb"));
+        ls.push(num(&r, "list_s"));
+        lk.push(num(&r, "listed_kb") - num(&r, "trimmed_kb"));
         last = r;
     }
-    Ok(OpenFig { open_s: median(t), delta_kb: median(d), peak_kb: median(p), trimmed_kb: median(tr), last })
+    Ok(OpenFig {
+        open_s: median(t),
+        delta_kb: median(d),
+        peak_kb: median(p),
+        trimmed_kb: median(tr),
+        list_s: median(ls),
+        list_kb: median(lk),
+        last,
+    })
 }
 
 fn print_open(tag: &str, label: &str, n: usize, f: &OpenFig, summary: &mut Vec<String>) {
@@ -827,13 +871,23 @@ fn print_open(tag: &str, label: &str, n: usize, f: &OpenFig, summary: &mut Vec<S
             String::new()
         }
     );
+    let listed = r.get("listed").map_or("?", |s| s.as_str());
+    println!(
+        "  {:<34} {:>8.1} ms RSS +{:.1} MB ({listed} entries)",
+        "  then the first listing",
+        f.list_s * 1e3,
+        f.list_kb / 1024.0
+    );
     summary.push(format!(
-        "{tag} {n} msgs, {label}: open {:.3} s, RSS +{:.1} MB = {:.0} B/msg (peak {:.0} B/msg), replayed {}",
+        "{tag} {n} msgs, {label}: open {:.3} s, RSS +{:.1} MB = {:.0} B/msg (peak {:.0} B/msg), replayed {}; \
+         first listing of {listed} entries {:.1} ms, RSS +{:.1} MB",
         f.open_s,
         f.delta_kb / 1024.0,
         per(f.delta_kb),
         per(f.peak_kb),
-        r.get("replayed").map_or("?", |s| s.as_str())
+        r.get("replayed").map_or("?", |s| s.as_str()),
+        f.list_s * 1e3,
+        f.list_kb / 1024.0
     ));
 }
 
@@ -867,7 +921,7 @@ fn print_breakdown(f: &OpenFig) {
 
 fn bench_open(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res<()> {
     println!("\n== c) Store::open time and resident memory (child processes; tiny contents, import-style names of about 50 bytes; {} runs, median)", cfg.reps);
-    let mut sizes = vec![cfg.n(100_000), cfg.n(1_000_000)];
+    let mut sizes: Vec<usize> = cfg.open_sizes.iter().map(|&n| cfg.n(n)).collect();
     sizes.dedup();
     for n in sizes {
         let dir = root.join(format!("open-{n}"));
