@@ -26,9 +26,12 @@ use super::{
 /// that logs a replication record (`raise_format`), so a store never synced stays readable
 /// by the msgfs that made it. Format 3 adds log records 11-16 (record 13 with the flags and
 /// checksum sent), tombstones, and checkpoint formats 3 and 4. Format 4 adds inline content
-/// (log record 17, checkpoint format 5), raised to by the first save logged inline. A newer
-/// format is refused as too new, not as damage.
-pub const FORMAT_VERSION: u32 = 4;
+/// (log record 17, checkpoint format 5), raised to by the first save logged inline. Format 5
+/// adds checkpoint format 6 (mapped, see `base.rs`), raised to before the first one is
+/// written. A newer format is refused as too new, not as damage.
+pub const FORMAT_VERSION: u32 = 5;
+/// The store format that first has mapped checkpoints (checkpoint format 6).
+pub const FORMAT_MAPPED_CHECKPOINT: u32 = 5;
 /// The format a new store starts in: format 2 keeps folder times (records 9 and 10,
 /// checkpoint format 2).
 pub const FORMAT_CREATE: u32 = 2;
@@ -458,10 +461,10 @@ fn collect_garbage(vfs: &dyn Vfs, ix: &Index) -> Result<u64> {
             return Err(Error::corrupt(p.display().to_string(), "a log segment holding messages' content is missing"));
         }
     }
-    let mut live: HashSet<PathBuf> = HashSet::with_capacity(ix.messages.len());
-    for (id, m) in &ix.messages {
-        if ix.inline_at(m.version).is_none() {
-            live.insert(object_path(*id, m.version));
+    let mut live: HashSet<PathBuf> = HashSet::new();
+    for (id, m) in ix.messages() {
+        if ix.inline_at(id, m.version).is_none() {
+            live.insert(object_path(id, m.version));
         }
     }
     let mut seen = 0usize;
