@@ -348,6 +348,34 @@ impl Base {
         Ok(None)
     }
 
+    /// Ask the kernel to read in a folder's child rows (`range`), their names, and the
+    /// message rows they point at when those lie close together (as they do for messages
+    /// saved one after the other), before a listing walks them. Advice only: errors and
+    /// damage are left to the reads.
+    pub fn prefetch_children(&self, range: (u64, u64)) {
+        const WORTH: u64 = 64;
+        let Mapped::Map(map) = &self.bytes else { return };
+        if range.1 < WORTH || range.0 + range.1 > self.h.child_count {
+            return;
+        }
+        let rows = self.h.children_off as usize + range.0 as usize * CHILD_ROW;
+        let _ = map.advise_range(memmap2::Advice::WillNeed, rows, range.1 as usize * CHILD_ROW);
+        let ends = |i: u64| {
+            let at = self.h.children_off as usize + i as usize * CHILD_ROW;
+            self.bytes.get(at..at + CHILD_ROW).map(|b| (u64_at(b, 0), u64_at(b, 16)))
+        };
+        let (Some((name0, row0)), Some((name1, row1))) = (ends(range.0), ends(range.0 + range.1 - 1)) else { return };
+        let heap = self.h.heap_off + name0;
+        if name1 >= name0 && name1 - name0 < range.1 * 512 && heap + (name1 - name0) + 258 <= self.h.crcs_off {
+            let _ = map.advise_range(memmap2::Advice::WillNeed, heap as usize, (name1 - name0 + 258) as usize);
+        }
+        let (lo, hi) = (row0.min(row1), row0.max(row1));
+        if hi != FOLDER_ROW && hi < self.h.message_count && hi - lo < range.1 * 2 {
+            let at = self.h.messages_off as usize + lo as usize * MESSAGE_ROW;
+            let _ = map.advise_range(memmap2::Advice::WillNeed, at, (hi - lo + 1) as usize * MESSAGE_ROW);
+        }
+    }
+
     /// The folders, each with its child rows and an empty overlay. Read at open: there are
     /// few of them, and every lookup starts at one.
     pub fn folders(&self) -> Result<HashMap<Id, Folder>> {

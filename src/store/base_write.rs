@@ -7,7 +7,7 @@ use std::io;
 use super::base::{blocks, Header, BLOCK, CHILD_ROW, FOLDER_ROW, MESSAGE_ROW, NO_XATTRS};
 use super::codec::Enc;
 use super::error::{Error, Result};
-use super::index::{Child, Id, Index};
+use super::index::{Id, Index};
 use super::vfs::VfsFile;
 
 /// A region is written in pieces of about this size.
@@ -119,13 +119,13 @@ fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
     for &fid in &folder_ids {
         let f = &ix.folders[&fid];
         let first = row;
-        for (name, child) in ix.children(fid).map_err(ours)? {
+        for (name, id, _) in ix.entries_of(f) {
             let at = heap.len();
             heap.put(sink, &(name.len() as u16).to_le_bytes())?;
             heap.put(sink, name.as_bytes())?;
-            let target = match child {
-                Child::Folder(_) => FOLDER_ROW,
-                Child::Message(id, _) => {
+            let target = match ix.folders.contains_key(&id) {
+                true => FOLDER_ROW,
+                false => {
                     let r = msgs.binary_search_by_key(&id, |(k, _)| *k).map_err(|_| {
                         ours(Error::corrupt("index", format!("message {id} is listed but not in the table")))
                     })?;
@@ -135,7 +135,7 @@ fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
             };
             let mut b = [0u8; CHILD_ROW];
             b[0..8].copy_from_slice(&at.to_le_bytes());
-            b[8..16].copy_from_slice(&child.id().to_le_bytes());
+            b[8..16].copy_from_slice(&id.to_le_bytes());
             b[16..24].copy_from_slice(&target.to_le_bytes());
             children.put(sink, &b)?;
             row += 1;
@@ -199,6 +199,10 @@ fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
         rows.put(sink, &b)?;
     }
 
+    // Rows a damaged checkpoint could not give were left out: never write that as whole.
+    if let Some(e) = ix.base.damage() {
+        return Err(ours(e));
+    }
     let mut extra = Enc::default();
     super::remote::encode_checkpoint(&mut extra, ix);
     super::remote::encode_tombstones(&mut extra, ix);

@@ -192,13 +192,42 @@ impl Index {
     /// The entries of `folder`, in name order (bytewise).
     pub fn children(&self, folder: Id) -> Result<impl Iterator<Item = (&str, Child<'_>)> + '_> {
         let f = self.folder(folder)?;
+        // A listing reads the folder's stretch of rows and names: ask for it all at once
+        // rather than a page at a time (the map is read at random otherwise).
+        self.base.prefetch_children(f.base_children);
+        Ok(self.entries_of(f).filter_map(move |(name, id, row)| Some((name, self.child(id, row)?))))
+    }
+
+    /// A folder's entries by name: its checkpoint rows merged with its changes, each with
+    /// its id and, for a checkpoint row not changed since, the row of the message.
+    pub(super) fn entries_of<'a>(&'a self, f: &'a Folder) -> Entries<'a> {
         let (first, n) = f.base_children;
         let base: Box<dyn Iterator<Item = (&str, Id, u64)>> = if n == 0 {
             Box::new(std::iter::empty())
         } else {
             Box::new((first..first + n).map_while(|i| self.noted(self.base.child(i))))
         };
-        Ok(Children { ix: self, base: base.peekable(), changed: f.children.iter().peekable() })
+        Entries { base: base.peekable(), changed: f.children.iter().peekable() }
+    }
+
+    /// What an entry is: a folder, or a message with its record (from the changes, or
+    /// decoded from checkpoint row `row`). None, with the damage noted, if it cannot be read.
+    fn child(&self, id: Id, row: Option<u64>) -> Option<Child<'_>> {
+        if self.folders.contains_key(&id) {
+            return Some(Child::Folder(id));
+        }
+        if let Some(m) = self.messages.get(&id) {
+            return Some(Child::Message(id, Cow::Borrowed(m)));
+        }
+        let m = match row {
+            Some(row) => match self.base.row(row as usize) {
+                Ok(r) if r.id == id => Ok(r.message),
+                Ok(_) => Err(Error::corrupt("checkpoint", format!("the child row of {id} points at another message"))),
+                Err(e) => Err(e),
+            },
+            None => self.message(id).map(Cow::into_owned),
+        };
+        self.noted(m).map(|m| Child::Message(id, Cow::Owned(m)))
     }
 
     /// Is `id` a folder?
@@ -263,6 +292,11 @@ impl Index {
         changed.chain(base)
     }
 
+    /// The messages new or changed since the checkpoint (all of them without one).
+    pub(super) fn changed_messages(&self) -> impl Iterator<Item = (Id, &Message)> {
+        self.messages.iter().map(|(&id, m)| (id, m))
+    }
+
     /// Every message with the place of its inline content, in id order (for writing a
     /// checkpoint): the checkpoint's rows merged with the changes.
     pub(super) fn messages_by_id(&self) -> Result<Vec<(Id, Option<usize>)>> {
@@ -302,14 +336,14 @@ impl Index {
 }
 
 /// A folder's entries: its rows in the checkpoint merged with its changes, by name.
-struct Children<'a> {
-    ix: &'a Index,
+pub(super) struct Entries<'a> {
     base: Peekable<Box<dyn Iterator<Item = (&'a str, Id, u64)> + 'a>>,
     changed: Peekable<btree_map::Iter<'a, Arc<str>, Option<Id>>>,
 }
 
-impl<'a> Iterator for Children<'a> {
-    type Item = (&'a str, Child<'a>);
+impl<'a> Iterator for Entries<'a> {
+    /// Name, id, and the message's checkpoint row for an entry that is the checkpoint's.
+    type Item = (&'a str, Id, Option<u64>);
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -325,36 +359,13 @@ impl<'a> Iterator for Children<'a> {
                 if self.base.peek().is_some_and(|(b, _, _)| *b == &**name) {
                     self.base.next();
                 }
-                let Some(id) = *id else { continue };
-                if self.ix.folders.contains_key(&id) {
-                    return Some((&**name, Child::Folder(id)));
-                }
-                match self.ix.message(id) {
-                    Ok(m) => return Some((&**name, Child::Message(id, m))),
-                    Err(e) => {
-                        self.ix.noted::<()>(Err(e));
-                        continue;
-                    }
+                match *id {
+                    Some(id) => return Some((&**name, id, None)),
+                    None => continue,
                 }
             }
             let (name, id, row) = self.base.next().expect("peeked");
-            if row == FOLDER_ROW {
-                return Some((name, Child::Folder(id)));
-            }
-            // Unchanged in place and name, but its attributes may have changed.
-            if let Some(m) = self.ix.messages.get(&id) {
-                return Some((name, Child::Message(id, Cow::Borrowed(m))));
-            }
-            match self.ix.base.row(row as usize) {
-                Ok(r) if r.id == id => return Some((name, Child::Message(id, Cow::Owned(r.message)))),
-                Ok(_) => {
-                    let e = Error::corrupt("checkpoint", format!("child row of {id} points at another message"));
-                    self.ix.noted::<()>(Err(e));
-                }
-                Err(e) => {
-                    self.ix.noted::<()>(Err(e));
-                }
-            }
+            return Some((name, id, (row != FOLDER_ROW).then_some(row)));
         }
     }
 }
