@@ -231,6 +231,11 @@ impl Base {
         Ok(())
     }
 
+    /// Check every block (for `msgfs check`): the first damaged one is the error.
+    pub fn verify_all(&self) -> Result<()> {
+        (0..(self.h.crcs_off as usize).saturating_sub(BLOCK) / BLOCK).try_for_each(|b| self.verify_block(b))
+    }
+
     /// `len` bytes at `off`, once every block they touch is verified.
     fn checked(&self, off: usize, len: usize) -> Result<&[u8]> {
         let end = off.checked_add(len).filter(|&e| off >= BLOCK && e <= self.h.crcs_off as usize);

@@ -223,3 +223,55 @@ fn a_store_with_a_format_5_checkpoint_opens_and_its_next_checkpoint_is_format_6(
     let st = open(&fs);
     assert_eq!(view(&st), before);
 }
+
+#[test]
+fn xattrs_flags_times_and_both_kinds_of_content_come_back_from_the_mapped_checkpoint() {
+    let fs = SimFs::new();
+    let st = open(&fs);
+    let ib = inbox(&st);
+    let small = save_new(&st, ib, "small.eml", b"inline body");
+    let large_body = vec![b'L'; INLINE_MAX + 10];
+    let large = save_new(&st, ib, "large.eml", &large_body);
+    let xattrs = vec![
+        XattrChange::Set { name: "user.a".into(), value: b"1".to_vec(), create: false, replace: false },
+        XattrChange::Set { name: "user.b".into(), value: vec![0, 255, 7], create: false, replace: false },
+    ];
+    let change =
+        AttrChange { mtime: Some(77), flags: Some(flags::SEEN | flags::FLAGGED), xattrs, ..Default::default() };
+    st.set_message_attrs(small, change).unwrap();
+    let want = |st: &Store| {
+        let ix = st.index();
+        let m = ix.message(small).unwrap();
+        assert_eq!(m.xattr("user.a"), Some(&b"1"[..]));
+        assert_eq!(m.xattr("user.b"), Some(&[0u8, 255, 7][..]));
+        assert_eq!(m.xattrs().len(), 2);
+        assert_eq!(m.flags(), flags::SEEN | flags::FLAGGED);
+        assert_eq!(m.attrs().mtime, 77);
+        assert!(ix.inline_at(small, m.version()).is_some(), "its content is in the log");
+        let l = ix.message(large).unwrap();
+        assert!(ix.inline_at(large, l.version()).is_none(), "its content is an object file");
+        assert!(l.xattrs().is_empty());
+        let times = (m.ctime(), l.ctime(), ix.folder(ib).unwrap().ctime());
+        drop((m, l));
+        drop(ix);
+        assert_eq!(st.read_message(small).unwrap(), b"inline body");
+        assert_eq!(st.read_message(large).unwrap(), large_body);
+        times
+    };
+    let times = want(&st);
+    st.checkpoint().unwrap();
+    assert!(st.index().messages.iter().next().is_none());
+    assert_eq!(want(&st), times);
+    st.close().unwrap();
+    let st = open(&fs);
+    assert_eq!(want(&st), times);
+    // A new version of the checkpointed inline message replaces its place in the log.
+    let mut t = st.begin(small).unwrap();
+    t.write_at(b"second", 0).unwrap();
+    t.set_len(6).unwrap();
+    t.save(SaveFlags(0)).unwrap();
+    assert_eq!(st.read_message(small).unwrap(), b"second");
+    st.checkpoint().unwrap();
+    assert_eq!(st.read_message(small).unwrap(), b"second");
+    assert!(check::check(&fs).ok());
+}

@@ -140,7 +140,10 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
     let mut live: HashSet<PathBuf> = HashSet::new();
     let mut ids: Vec<_> = ix.messages().collect();
     ids.sort_by_key(|(id, _)| *id);
-    if let Some(e) = ix.base.damage() {
+    // Every block of a mapped checkpoint, read or not by the walk above and below.
+    if let Err(e) = ix.base.verify_all() {
+        push_err(&mut r, e);
+    } else if let Some(e) = ix.base.damage() {
         push_err(&mut r, e);
     }
     for (id, m) in ids {
