@@ -329,6 +329,19 @@ impl Base {
         Ok(Row { id: u64_at(b, 0), message, inline })
     }
 
+    /// Row `i`'s bytes, and its xattrs as stored in the heap (length included), if any.
+    pub fn raw_row(&self, i: usize) -> Result<([u8; MESSAGE_ROW], Option<&[u8]>)> {
+        let b: [u8; MESSAGE_ROW] = self.message_bytes(i)?.try_into().expect("a whole row");
+        let xattrs = match u64_at(&b, 72) {
+            NO_XATTRS => None,
+            at => {
+                let n = u32::from_le_bytes(self.heap(at, 4)?.try_into().unwrap()) as usize;
+                Some(self.heap(at, 4 + n)?)
+            }
+        };
+        Ok((b, xattrs))
+    }
+
     /// Child row `i`: its name, id, and message row ([`FOLDER_ROW`] for a folder).
     pub fn child(&self, i: u64) -> Result<(&str, Id, u64)> {
         if i >= self.h.child_count {

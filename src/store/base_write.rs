@@ -154,10 +154,22 @@ fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
     }
 
     for (r, &(id, base_row)) in msgs.iter().enumerate() {
-        let (m, inline) = ix.message_and_place(id, base_row).map_err(ours)?;
         if name_at[r] == u64::MAX {
             return Err(ours(Error::corrupt("index", format!("message {id} is in no folder"))));
         }
+        if let Some(i) = base_row {
+            // Unchanged since the last checkpoint: its row as it was, but for where its name
+            // and xattrs are in the new heap.
+            let (mut b, xattrs) = ix.base.raw_row(i).map_err(ours)?;
+            b[64..72].copy_from_slice(&name_at[r].to_le_bytes());
+            if let Some(x) = xattrs {
+                b[72..80].copy_from_slice(&heap.len().to_le_bytes());
+                heap.put(sink, x)?;
+            }
+            rows.put(sink, &b)?;
+            continue;
+        }
+        let (m, inline) = ix.message_and_place(id, base_row).map_err(ours)?;
         let x = m.xattrs();
         let xattrs_at = if x.is_empty() {
             NO_XATTRS
