@@ -303,6 +303,16 @@ impl Base {
         Ok((u64_at(b, 8), self.name(u64_at(b, 64))?, u64_at(b, 16)))
     }
 
+    /// Row `i`'s id, version, and the place of its content if it is in the log.
+    pub fn inline_of(&self, i: usize) -> Result<(Id, u64, Option<LogLoc>)> {
+        let b = self.message_bytes(i)?;
+        let at = match u64_at(b, 80) {
+            0 => None,
+            seg => Some(LogLoc { seg, off: u64_at(b, 88), len: u64::from(u32_at(b, 96)) }),
+        };
+        Ok((u64_at(b, 0), u64_at(b, 16), at))
+    }
+
     /// Row `i`, decoded.
     pub fn row(&self, i: usize) -> Result<Row> {
         let b = self.message_bytes(i)?;

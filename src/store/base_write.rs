@@ -162,6 +162,13 @@ fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
             // and xattrs are in the new heap.
             let (mut b, xattrs) = ix.base.raw_row(i).map_err(ours)?;
             b[64..72].copy_from_slice(&name_at[r].to_le_bytes());
+            // Its content relocated since (compaction): the place is in the map.
+            let version = u64::from_le_bytes(b[16..24].try_into().unwrap());
+            if let Some(at) = ix.inline.get(version) {
+                b[80..88].copy_from_slice(&at.seg.to_le_bytes());
+                b[88..96].copy_from_slice(&at.off.to_le_bytes());
+                b[96..100].copy_from_slice(&(at.len as u32).to_le_bytes());
+            }
             if let Some(x) = xattrs {
                 b[72..80].copy_from_slice(&heap.len().to_le_bytes());
                 heap.put(sink, x)?;

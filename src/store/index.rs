@@ -625,9 +625,10 @@ impl Index {
             Record::Content { id, version, at, .. } => {
                 // A relocation logged in the same group as a save that replaced the version
                 // finds it gone: nothing to move.
+                // Only the place changes: a message of the mapped checkpoint stays there.
                 if self.version_of(*id) == Some(*version) {
-                    self.materialize(*id);
-                    self.inline.set(*version, *at);
+                    let old = self.inline_at(*id, *version);
+                    self.inline.relocate(*version, old, *at);
                 }
                 None
             }

@@ -64,14 +64,6 @@ impl InlineMap {
         self.by_version.is_empty()
     }
 
-    /// Record where `version` lives now (a new inline save, or a relocation).
-    pub fn set(&mut self, version: u64, at: LogLoc) {
-        if let Some(old) = self.by_version.insert(version, at) {
-            self.drop_live(old);
-        }
-        *self.live.entry(at.seg).or_default() += at.len;
-    }
-
     /// Forget `version` (replaced or deleted); whether it was inline.
     pub fn remove(&mut self, version: u64) -> bool {
         match self.by_version.remove(&version) {
@@ -107,9 +99,19 @@ impl InlineMap {
     }
 
     /// Take the place of a version the mapped checkpoint holds (its message is about to
-    /// change): its bytes are already counted live.
+    /// change): its bytes are already counted live. A place set since (a relocation) wins.
     pub fn adopt(&mut self, version: u64, at: LogLoc) {
+        self.by_version.entry(version).or_insert(at);
+    }
+
+    /// `version` moves from `old` (where the index placed it, from this map or from the
+    /// mapped checkpoint's row) to `at`.
+    pub fn relocate(&mut self, version: u64, old: Option<LogLoc>, at: LogLoc) {
         self.by_version.insert(version, at);
+        if let Some(old) = old {
+            self.drop_live(old);
+        }
+        *self.live.entry(at.seg).or_default() += at.len;
     }
 
     /// After a rebase: the places are in the checkpoint's rows now; the live bytes by
@@ -156,7 +158,8 @@ impl InlineMap {
         for _ in 0..n {
             let v = d.u64()?;
             let at = LogLoc { seg: d.u64()?, off: d.u64()?, len: d.u64()? };
-            m.set(v, at);
+            let old = m.get(v);
+            m.relocate(v, old, at);
         }
         Ok(m)
     }
@@ -263,10 +266,8 @@ impl super::Shared {
                 return Ok(());
             }
             let mut v: Vec<_> = ix
-                .messages()
-                .filter_map(|(id, m)| {
-                    ix.inline_at(id, m.version).filter(|at| sparse.contains(&at.seg)).map(|at| (id, m.version, at))
-                })
+                .inline_places()
+                .filter_map(|(id, version, at)| at.filter(|at| sparse.contains(&at.seg)).map(|at| (id, version, at)))
                 .collect();
             v.sort_unstable_by_key(|(_, _, at)| (at.seg, at.off));
             v

@@ -261,8 +261,8 @@ impl Index {
         if let Some(at) = self.inline.get(version) {
             return Some(at);
         }
-        let row = self.base_row(id).and_then(|i| self.noted(self.base.row(i)))?;
-        row.inline.filter(|_| row.message.version == version)
+        let (_, v, at) = self.base_row(id).and_then(|i| self.noted(self.base.inline_of(i)))?;
+        at.filter(|_| v == version)
     }
 
     /// How many folders the store has, the root not counted.
@@ -288,6 +288,21 @@ impl Index {
             let row = self.noted(self.base.row(i))?;
             (!self.messages.contains_key(&row.id) && !self.gone.contains(&row.id))
                 .then_some((row.id, Cow::Owned(row.message)))
+        });
+        changed.chain(base)
+    }
+
+    /// Every message's id and current version, with the place of its content if it is in
+    /// the log. Reads every row of the checkpoint, but decodes no name: for compaction.
+    pub(super) fn inline_places(&self) -> impl Iterator<Item = (Id, u64, Option<LogLoc>)> + '_ {
+        let changed = self.messages.iter().map(|(&id, m)| (id, m.version, self.inline.get(m.version)));
+        let base = (0..self.base.message_count()).filter_map(move |i| {
+            let (id, version, at) = self.noted(self.base.inline_of(i))?;
+            if self.messages.contains_key(&id) || self.gone.contains(&id) {
+                return None;
+            }
+            // A relocation since the checkpoint is in the map, not in the row.
+            Some((id, version, self.inline.get(version).or(at)))
         });
         changed.chain(base)
     }
@@ -324,7 +339,8 @@ impl Index {
         match row {
             Some(i) => {
                 let r = self.base.row(i)?;
-                Ok((Cow::Owned(r.message), r.inline))
+                let at = self.inline.get(r.message.version).or(r.inline);
+                Ok((Cow::Owned(r.message), at))
             }
             None => {
                 let m = self.messages.get(&id).ok_or(Error::NotFound)?;
