@@ -376,6 +376,15 @@ impl Base {
         Ok(None)
     }
 
+    /// Tell the kernel the whole map is about to be read in order (a checkpoint merging
+    /// it, a compaction walking its rows), or that it no longer is: large read-ahead
+    /// instead of a page or two per fault. Advice only.
+    pub fn scanning(&self, on: bool) {
+        if let Mapped::Map(map) = &self.bytes {
+            let _ = map.advise(if on { memmap2::Advice::Sequential } else { memmap2::Advice::Normal });
+        }
+    }
+
     /// Ask the kernel to read in a folder's child rows (`range`), their names, and the
     /// message rows they point at when those lie close together (as they do for messages
     /// saved one after the other), before a listing walks them. Advice only: errors and

@@ -97,6 +97,13 @@ pub(super) fn write(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> Result<()
 /// `write`, with the index's own errors (damage found in the mapped checkpoint it merges)
 /// carried inside `io::Error`.
 fn write_io(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
+    ix.base.scanning(true);
+    let r = write_merged(sink, ix, last_seq);
+    ix.base.scanning(false);
+    r
+}
+
+fn write_merged(sink: &mut dyn Sink, ix: &Index, last_seq: u64) -> io::Result<()> {
     let ours = |e: Error| io::Error::other(e);
     // Every message in id order: the message table's rows, and the row a child points at.
     let msgs = ix.messages_by_id().map_err(ours)?;

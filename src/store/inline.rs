@@ -265,10 +265,12 @@ impl super::Shared {
             if sparse.is_empty() {
                 return Ok(());
             }
+            ix.base.scanning(true);
             let mut v: Vec<_> = ix
                 .inline_places()
                 .filter_map(|(id, version, at)| at.filter(|at| sparse.contains(&at.seg)).map(|at| (id, version, at)))
                 .collect();
+            ix.base.scanning(false);
             v.sort_unstable_by_key(|(_, _, at)| (at.seg, at.off));
             v
         };

@@ -250,9 +250,9 @@ impl Vfs for RealVfs {
         // SAFETY: the store maps only files it replaces by rename and never writes in place
         // (checkpoints), and it holds the store's lock, so no one truncates or rewrites the
         // mapped bytes while they are in use: the map stays valid and unchanged.
+        // The kernel's usual read-around stays on: a listing reads neighbouring rows and
+        // names, and a lookup's binary search ends among neighbours too.
         let m = unsafe { memmap2::Mmap::map(&f)? };
-        // Lookups touch scattered rows: read-ahead would fill memory with rows not asked for.
-        let _ = m.advise(memmap2::Advice::Random);
         Ok(Mapped::Map(m))
     }
 }
