@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use msgfs::store::{flags, Attrs, Child, Id, Message, NewMessage, Options, SaveFlags, Store, ROOT};
+use msgfs::store::{flags, Attrs, Child, Entry, Id, NewMessage, Options, SaveFlags, Store, ROOT};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -33,6 +33,8 @@ struct Config {
     only: String,
     reps: usize,
     save_secs: f64,
+    /// Store sizes section c opens (before scaling).
+    open_sizes: Vec<usize>,
 }
 
 impl Config {
@@ -44,6 +46,11 @@ impl Config {
             only: env("MSGFS_BENCH_ONLY").unwrap_or_else(|| "abcd".into()),
             reps: env("MSGFS_BENCH_REPS").map_or(Ok(3), |v| v.parse())?,
             save_secs: env("MSGFS_BENCH_SAVE_SECS").map_or(Ok(3.0), |v| v.parse())?,
+            open_sizes: env("MSGFS_BENCH_OPEN_SIZES")
+                .unwrap_or_else(|| "100000,1000000".into())
+                .split(',')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<Result<_, _>>()?,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -437,24 +444,6 @@ fn evict(dir: &Path) {
     }
 }
 
-/// Estimated bytes of one heap allocation of `n` bytes with glibc malloc: 8 bytes of
-/// header, rounded up to 16, at least 32.
-fn malloc_chunk(n: usize) -> usize {
-    ((n + 8).div_ceil(16) * 16).max(32)
-}
-
-/// Buckets of a hashbrown table (std's HashMap) holding `items` that never had removals:
-/// the smallest power of two whose 7/8 holds them (4 or 8 for tiny tables), whether it was
-/// sized by `reserve` (a checkpoint load) or grew by doubling (a log replay).
-fn hashbrown_buckets(items: usize) -> usize {
-    match items {
-        0 => 0,
-        1..=3 => 4,
-        4..=7 => 8,
-        _ => (items * 8 / 7).next_power_of_two(),
-    }
-}
-
 /// Open the store and report time, resident memory and what the open did. Leaves the store
 /// as it found it: a clean store is closed again, an unclean one is left unclean.
 fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
@@ -467,36 +456,43 @@ fn child_open(dir: &Path, evict_first: bool) -> Res<()> {
     let open_s = t.elapsed().as_secs_f64();
     let rss1 = status_kb("VmRSS:");
     let hwm = status_kb("VmHWM:");
-    // Where the memory goes, estimated from the index's own shape. The messages are a
-    // dense `Vec<(Id, Message)>` (its capacity is allocated, used or not) plus a
-    // `HashMap<Id, u32>` from id to slot.
-    let (msgs, folders, slots, map_buckets, name_heap, children) = {
+    let (msgs, folders) = {
         let ix = st.index();
-        let n = ix.message_count();
-        // Arc<str>: two counters and the bytes, one allocation per name (folder children
-        // share it).
-        let name_heap: usize = ix.messages().map(|(_, m)| malloc_chunk(16 + m.name().len())).sum();
-        let children: usize = ix.folders().map(|(_, f)| f.entry_count()).sum();
-        (n, ix.folder_count() + 1, ix.message_capacity(), hashbrown_buckets(n), name_heap, children)
+        (ix.message_count(), ix.folder_count() + 1)
     };
-    let slot = std::mem::size_of::<(Id, Message)>();
-    let map_entry = std::mem::size_of::<(Id, u32)>();
-    let vec_bytes = slots * slot;
-    // hashbrown: one control byte per bucket, plus one group (16 bytes) of trailing ones.
-    let map_bytes = map_buckets * (map_entry + 1) + 16;
-    let table = vec_bytes + map_bytes;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the system.
     unsafe {
         libc::malloc_trim(0);
     }
     let rss2 = status_kb("VmRSS:");
+    // The first listing after open, as the first `ls -l` of a folder: every entry's name,
+    // size, mode and mtime, from the folder the builder filled first.
+    let (list_s, listed, rss3) = {
+        let t = Instant::now();
+        let ix = st.index();
+        let folder = ix.lookup(ROOT, "f000").or_else(|| ix.lookup(ROOT, "Inbox")).map(|e| match e {
+            Entry::Folder(id) | Entry::Message(id) => id,
+        });
+        let mut total = 0u64;
+        let mut listed = 0usize;
+        if let Some(folder) = folder {
+            for (name, child) in ix.children(folder)? {
+                if let Child::Message(_, m) = child {
+                    total += m.size() + name.len() as u64 + u64::from(m.attrs().mode) + m.attrs().mtime as u64;
+                    listed += 1;
+                }
+            }
+        }
+        black_box(total);
+        drop(ix);
+        (t.elapsed().as_secs_f64(), listed, status_kb("VmRSS:"))
+    };
     let rep = st.report().clone();
     println!(
         "RESULT open_s={open_s} rss0_kb={rss0} rss1_kb={rss1} hwm_kb={hwm} trimmed_kb={rss2} \
-         messages={msgs} folders={folders} children={children} slots={slots} slot_bytes={slot} \
-         vec_bytes={vec_bytes} map_buckets={map_buckets} map_entry_bytes={map_entry} map_bytes={map_bytes} \
-         table_bytes={table} name_heap={name_heap} \
+         messages={msgs} folders={folders} \
+         list_s={list_s} listed={listed} listed_kb={rss3} \
          was_clean={} replayed={} removed_objects={} removed_staging={} torn={}",
         rep.was_clean,
         rep.replayed_records,
@@ -789,6 +785,9 @@ struct OpenFig {
     delta_kb: f64,
     peak_kb: f64,
     trimmed_kb: f64,
+    /// The first listing after open: seconds, and the resident memory it added.
+    list_s: f64,
+    list_kb: f64,
     last: HashMap<String, String>,
 }
 
@@ -797,6 +796,7 @@ fn measure_opens(dir: &Path, reps: usize, evict_first: bool) -> Res<OpenFig> {
     let mut d = Vec::new();
     let mut p = Vec::new();
     let mut tr = Vec::new();
+    let (mut ls, mut lk) = (Vec::new(), Vec::new());
     let mut last = HashMap::new();
     for _ in 0..reps {
         let r = child(&["open", &dir.display().to_string(), if evict_first { "1" } else { "0" }])?;
@@ -804,9 +804,19 @@ fn measure_opens(dir: &Path, reps: usize, evict_first: bool) -> Res<OpenFig> {
         d.push(num(&r, "rss1_kb") - num(&r, "rss0_kb"));
         p.push(num(&r, "hwm_kb") - num(&r, "rss0_kb"));
         tr.push(num(&r, "trimmed_kb") - num(&r, "rss0_kb"));
+        ls.push(num(&r, "list_s"));
+        lk.push(num(&r, "listed_kb") - num(&r, "trimmed_kb"));
         last = r;
     }
-    Ok(OpenFig { open_s: median(t), delta_kb: median(d), peak_kb: median(p), trimmed_kb: median(tr), last })
+    Ok(OpenFig {
+        open_s: median(t),
+        delta_kb: median(d),
+        peak_kb: median(p),
+        trimmed_kb: median(tr),
+        list_s: median(ls),
+        list_kb: median(lk),
+        last,
+    })
 }
 
 fn print_open(tag: &str, label: &str, n: usize, f: &OpenFig, summary: &mut Vec<String>) {
@@ -827,47 +837,29 @@ fn print_open(tag: &str, label: &str, n: usize, f: &OpenFig, summary: &mut Vec<S
             String::new()
         }
     );
+    let listed = r.get("listed").map_or("?", |s| s.as_str());
+    println!(
+        "  {:<34} {:>8.1} ms RSS +{:.1} MB ({listed} entries)",
+        "  then the first listing",
+        f.list_s * 1e3,
+        f.list_kb / 1024.0
+    );
     summary.push(format!(
-        "{tag} {n} msgs, {label}: open {:.3} s, RSS +{:.1} MB = {:.0} B/msg (peak {:.0} B/msg), replayed {}",
+        "{tag} {n} msgs, {label}: open {:.3} s, RSS +{:.1} MB = {:.0} B/msg (peak {:.0} B/msg), replayed {}; \
+         first listing of {listed} entries {:.1} ms, RSS +{:.1} MB",
         f.open_s,
         f.delta_kb / 1024.0,
         per(f.delta_kb),
         per(f.peak_kb),
-        r.get("replayed").map_or("?", |s| s.as_str())
+        r.get("replayed").map_or("?", |s| s.as_str()),
+        f.list_s * 1e3,
+        f.list_kb / 1024.0
     ));
-}
-
-/// Where the bytes per message go, from the index's shape (see child_open).
-fn print_breakdown(f: &OpenFig) {
-    let r = &f.last;
-    let get = |k: &str| r.get(k).map_or("?", |s| s.as_str());
-    let msgs = num(r, "messages");
-    let vec_bytes = num(r, "vec_bytes");
-    let map_bytes = num(r, "map_bytes");
-    let names = num(r, "name_heap");
-    let measured = f.delta_kb * 1024.0;
-    println!(
-        "    breakdown per message: messages {:.0} B = Vec<(Id, Message)> {:.0} B ({} slots of {} B for {} messages, {:.0}% used) \
-         + id->slot HashMap<Id, u32> {:.0} B ({} buckets of {} B + 1 control byte, load {:.0}%), \
-         names (Arc<str>) {:.0} B, rest {:.0} B (folder children BTreeMap<Arc<str>, Id>: 24 B per entry in 11-slot nodes, allocator slack, fixed costs)",
-        (vec_bytes + map_bytes) / msgs,
-        vec_bytes / msgs,
-        get("slots"),
-        get("slot_bytes"),
-        msgs,
-        100.0 * msgs / num(r, "slots"),
-        map_bytes / msgs,
-        get("map_buckets"),
-        get("map_entry_bytes"),
-        100.0 * msgs / num(r, "map_buckets"),
-        names / msgs,
-        (measured - vec_bytes - map_bytes - names) / msgs
-    );
 }
 
 fn bench_open(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res<()> {
     println!("\n== c) Store::open time and resident memory (child processes; tiny contents, import-style names of about 50 bytes; {} runs, median)", cfg.reps);
-    let mut sizes = vec![cfg.n(100_000), cfg.n(1_000_000)];
+    let mut sizes: Vec<usize> = cfg.open_sizes.iter().map(|&n| cfg.n(n)).collect();
     sizes.dedup();
     for n in sizes {
         let dir = root.join(format!("open-{n}"));
@@ -895,7 +887,6 @@ fn bench_open(cfg: &Config, root: &Path, summary: &mut Vec<String>) -> Res<()> {
         print_open("c)", "clean open (page cache warm)", n, &clean, summary);
         let cold = measure_opens(&dir, cfg.reps, true)?;
         print_open("c)", "clean open (checkpoint evicted)", n, &cold, summary);
-        print_breakdown(&clean);
         let t = Instant::now();
         std::fs::remove_dir_all(&dir)?;
         println!("  (removed the store in {:.1} s)", t.elapsed().as_secs_f64());
@@ -908,7 +899,6 @@ fn bench_open_imported(cfg: &Config, dir: &Path, n: usize, summary: &mut Vec<Str
     println!("\n== c') Store::open of the imported store ({n} messages, realistic names; {} runs, median)", cfg.reps);
     let clean = measure_opens(dir, cfg.reps, false)?;
     print_open("c')", "clean open, imported store", n, &clean, summary);
-    print_breakdown(&clean);
     Ok(())
 }
 

@@ -484,7 +484,7 @@ fn sigkill_during_saves_keeps_every_acknowledged_save() {
     // Small content is kept in the log, the rest in one object file per message.
     let inline = {
         let ix = store.index();
-        ix.messages().filter(|(_, m)| ix.inline_at(m.version()).is_some()).count()
+        ix.messages().filter(|(id, m)| ix.inline_at(*id, m.version()).is_some()).count()
     };
     assert_eq!(objects + inline, model.len(), "objects on disk after recovery vs messages");
     assert_eq!(std::fs::read_dir(dir.join("staging")).unwrap().count(), 0, "staging not empty");

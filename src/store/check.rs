@@ -134,17 +134,23 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
             next_seq += cnt;
         }
     }
-    r.folders = ix.folders.len() as u64 - 1;
-    r.messages = ix.messages.len() as u64;
+    r.folders = ix.folder_count() as u64;
+    r.messages = ix.message_count() as u64;
     // Every message's object: present, of the recorded size and checksum.
     let mut live: HashSet<PathBuf> = HashSet::new();
-    let mut ids: Vec<_> = ix.messages.iter().collect();
-    ids.sort_by_key(|(id, _)| **id);
+    let mut ids: Vec<_> = ix.messages().collect();
+    ids.sort_by_key(|(id, _)| *id);
+    // Every block of a mapped checkpoint, read or not by the walk above and below.
+    if let Err(e) = ix.base.verify_all() {
+        push_err(&mut r, e);
+    } else if let Some(e) = ix.base.damage() {
+        push_err(&mut r, e);
+    }
     for (id, m) in ids {
-        let inline = ix.inline_at(m.version);
+        let inline = ix.inline_at(id, m.version);
         let p = match inline {
             Some(at) => log::segment_path(at.seg),
-            None => object_path(*id, m.version),
+            None => object_path(id, m.version),
         };
         let where_ = match inline {
             Some(at) => {

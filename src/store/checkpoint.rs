@@ -1,7 +1,11 @@
 //! Index checkpoints: the whole index written atomically now and then, so that opening a
 //! large store replays only the log written since.
 //!
-//! Layout: magic `MSGFSCKP`, format u32, last covered sequence u64, next id u64, last change
+//! Checkpoints are written in format 6 (`base.rs`, `base_write.rs`): opening one maps it
+//! and reads its folders only. Formats 1 to 5, below, are still read (into memory, as
+//! changes over an empty checkpoint) and replaced by format 6 at the next checkpoint.
+//!
+//! Layout of formats 1 to 5: magic `MSGFSCKP`, format u32, last covered sequence u64, next id u64, last change
 //! number u64, folder count u64, folders, message count u64, messages, then a CRC32C of all
 //! the bytes before it. Format 2 adds each folder's and message's ctime (i64) after its
 //! attributes; format 1 (no ctime) is still read, with ctime taken from mtime. Format 3
@@ -9,14 +13,18 @@
 //! there is some. Written to `checkpoint.tmp`, synced, renamed over `checkpoint`, and
 //! the directory synced: a crash leaves either the old checkpoint or the new one.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::codec::{Dec, Enc};
+use super::base::{Base, FORMAT_MAPPED};
+use super::codec::Dec;
+#[cfg(test)]
+use super::codec::Enc;
 use super::error::{Error, Result};
+#[cfg(test)]
+use super::index::Child;
 use super::index::{Folder, Index, Message};
-use super::vfs::{OpenMode, Vfs};
+use super::vfs::{Mapped, OpenMode, Vfs};
 
 pub const CHECKPOINT: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
@@ -35,24 +43,20 @@ const FORMAT_INLINE: u32 = 5;
 /// The format before ctimes were kept.
 pub(crate) const FORMAT_NO_CTIME: u32 = 1;
 
-/// Serialize the index as covering the log up to `last_seq`.
-pub fn encode(ix: &Index, last_seq: u64) -> Vec<u8> {
-    let format = if !ix.inline.is_empty() {
-        FORMAT_INLINE
-    } else if ix.has_tombstones() {
-        FORMAT_TOMBSTONES
-    } else if ix.has_remote_state() {
-        FORMAT_REMOTE
-    } else {
-        FORMAT
-    };
-    encode_as(ix, last_seq, format)
+/// Serialize the index as covering the log up to `last_seq`, in format 6 (for tests; a
+/// store writes its checkpoint to a file with `write`).
+#[cfg(test)]
+pub fn encode(ix: &Index, last_seq: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    super::base_write::write(&mut buf, ix, last_seq)?;
+    Ok(buf)
 }
 
-/// Serialize in the given format; the previous one (no ctimes) only for tests that check
-/// stores written by the previous version still open.
+/// Serialize in format 1 to 5, as an older msgfs wrote them: for tests that check such
+/// checkpoints still open.
+#[cfg(test)]
 pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
-    let mut e = Enc { buf: Vec::with_capacity(64 + ix.messages.len() * 104), ..Enc::default() };
+    let mut e = Enc { buf: Vec::with_capacity(64 + ix.message_count() * 104), ..Enc::default() };
     e.buf.extend_from_slice(MAGIC);
     e.u32(format);
     e.u64(last_seq);
@@ -63,8 +67,8 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
     let mut stack = vec![super::index::ROOT];
     while let Some(id) = stack.pop() {
         order.push(id);
-        for &c in ix.folders[&id].children.values() {
-            if ix.folders.contains_key(&c) {
+        for (_, c) in ix.children(id).expect("a folder") {
+            if let Child::Folder(c) = c {
                 stack.push(c);
             }
         }
@@ -80,9 +84,13 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
             e.i64(f.ctime);
         }
     }
-    e.u64(ix.messages.len() as u64);
-    for (id, m) in &ix.messages {
-        e.u64(*id);
+    e.u64(ix.message_count() as u64);
+    let mut inline = Vec::new();
+    for (id, m) in ix.messages() {
+        if let Some(at) = ix.inline_at(id, m.version) {
+            inline.push((m.version, at));
+        }
+        e.u64(id);
         e.u64(m.folder);
         e.str(&m.name);
         e.u64(m.version);
@@ -107,19 +115,35 @@ pub(crate) fn encode_as(ix: &Index, last_seq: u64, format: u32) -> Vec<u8> {
         super::remote::encode_tombstones(&mut e, ix);
     }
     if format >= FORMAT_INLINE {
-        ix.inline.encode(&mut e);
+        super::inline::InlineMap::encode(inline, &mut e);
     }
     let crc = crc32c::crc32c(&e.buf);
     e.u32(crc);
     e.buf
 }
 
-/// Parse a checkpoint; returns the index and the last sequence number it covers.
+/// Parse a checkpoint of any format; returns the index and the last sequence number it
+/// covers. For tests: a store maps its checkpoint with `read`.
+#[cfg(test)]
 pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
+    open_bytes(Mapped::Read(buf.to_vec()))
+}
+
+/// The index served from a checkpoint's bytes (mapped, or read).
+fn open_bytes(bytes: Mapped) -> Result<(Index, u64)> {
     let place = CHECKPOINT;
-    if buf.len() < MAGIC.len() + 4 + 4 || &buf[..8] != MAGIC {
+    if bytes.len() < MAGIC.len() + 4 + 4 || &bytes[..8] != MAGIC {
         return Err(Error::corrupt(place, "not a msgfs checkpoint (bad magic or too short)"));
     }
+    if u32::from_le_bytes(bytes[8..12].try_into().unwrap()) == FORMAT_MAPPED {
+        return Index::from_base(Base::open(bytes, place)?, place);
+    }
+    decode_old(&bytes)
+}
+
+/// Parse a checkpoint of format 1 to 5 into memory.
+fn decode_old(buf: &[u8]) -> Result<(Index, u64)> {
+    let place = CHECKPOINT;
     let (body, tail) = buf.split_at(buf.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes(tail.try_into().unwrap()) {
         return Err(Error::corrupt(place, "checksum mismatch"));
@@ -143,10 +167,11 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
                 .folders
                 .get_mut(&parent)
                 .ok_or_else(|| Error::corrupt(place, format!("folder {id} has unknown parent {parent}")))?;
-            p.children.insert(name.clone(), id);
+            p.children.insert(name.clone(), Some(id));
+            p.entries += 1;
             p.subfolders += 1;
         }
-        ix.folders.insert(id, Folder { parent, name, attrs, ctime, children: BTreeMap::new(), subfolders: 0 });
+        ix.folders.insert(id, Folder::new(parent, name, attrs, ctime));
     }
     let nm = d.u64()?;
     ix.messages.reserve(nm as usize);
@@ -169,11 +194,13 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
             .folders
             .get_mut(&folder)
             .ok_or_else(|| Error::corrupt(place, format!("message {id} in unknown folder {folder}")))?;
-        if f.children.insert(name.clone(), id).is_some() {
+        if f.children.insert(name.clone(), Some(id)).is_some() {
             return Err(Error::corrupt(place, format!("two entries named {name:?} in folder {folder}")));
         }
+        f.entries += 1;
         let xattrs = (!x.is_empty()).then(|| Box::new(x));
         ix.messages.insert(id, Message { folder, version, size, attrs, ctime, crc, flags, name, xattrs });
+        ix.message_count += 1;
     }
     if format >= FORMAT_REMOTE {
         super::remote::decode_checkpoint(&mut d, &mut ix, place)?;
@@ -190,15 +217,15 @@ pub fn decode(buf: &[u8]) -> Result<(Index, u64)> {
     Ok((ix, last_seq))
 }
 
-/// Write a checkpoint atomically.
+/// Write a checkpoint atomically, in format 6.
 pub fn write(vfs: &dyn Vfs, ix: &Index, last_seq: u64) -> Result<()> {
-    let buf = encode(ix, last_seq);
     let io = |what: &str| {
         let what = what.to_string();
         move |e| Error::io(what, e)
     };
     let f = vfs.open(Path::new(CHECKPOINT_TMP), OpenMode::CreateTruncate).map_err(io("create checkpoint.tmp"))?;
-    f.write_all_at(&buf, 0).map_err(io("write checkpoint.tmp"))?;
+    let mut sink: &dyn super::vfs::VfsFile = &*f;
+    super::base_write::write(&mut sink, ix, last_seq)?;
     f.sync().map_err(io("sync checkpoint.tmp"))?;
     drop(f);
     vfs.rename(Path::new(CHECKPOINT_TMP), Path::new(CHECKPOINT)).map_err(io("rename checkpoint"))?;
@@ -206,12 +233,17 @@ pub fn write(vfs: &dyn Vfs, ix: &Index, last_seq: u64) -> Result<()> {
     Ok(())
 }
 
-/// Read the checkpoint if there is one.
+/// The checkpoint just written, mapped, to serve the index from.
+pub fn map(vfs: &dyn Vfs) -> Result<Base> {
+    let bytes = vfs.map(Path::new(CHECKPOINT)).map_err(|e| Error::io("map checkpoint", e))?;
+    Base::open(bytes, CHECKPOINT)
+}
+
+/// Read the checkpoint if there is one: a format 6 one is mapped, an older one decoded.
 pub fn read(vfs: &dyn Vfs) -> Result<Option<(Index, u64)>> {
     if !vfs.exists(Path::new(CHECKPOINT)) {
         return Ok(None);
     }
-    let f = vfs.open(Path::new(CHECKPOINT), OpenMode::Read).map_err(|e| Error::io("open checkpoint", e))?;
-    let buf = f.read_all().map_err(|e| Error::io("read checkpoint", e))?;
-    decode(&buf).map(Some)
+    let bytes = vfs.map(Path::new(CHECKPOINT)).map_err(|e| Error::io("read checkpoint", e))?;
+    open_bytes(bytes).map(Some)
 }

@@ -210,14 +210,14 @@ struct Keys {
 fn keys(ix: &Index, op: &Op) -> Keys {
     let mut k = Keys { excl: vec![], shared: vec![] };
     let name_of = |id: &Id| -> Option<Key> {
-        if let Some(m) = ix.messages.get(id) {
-            Some(Key::Name(m.folder, m.name.to_string()))
+        if let Some((folder, name)) = ix.location_of(*id) {
+            Some(Key::Name(folder, name.to_string()))
         } else {
             ix.folders.get(id).map(|f| Key::Name(f.parent, f.name.to_string()))
         }
     };
     let parent_of = |id: &Id| -> Option<Id> {
-        ix.messages.get(id).map(|m| m.folder).or_else(|| ix.folders.get(id).map(|f| f.parent))
+        ix.location_of(*id).map(|(folder, _)| folder).or_else(|| ix.folders.get(id).map(|f| f.parent))
     };
     match op {
         Op::FolderCreate { id, parent, name, .. } => {
@@ -268,12 +268,12 @@ fn save_keys(ix: &Index, s: &Save, k: &mut Keys) {
             k.excl.push(Key::Name(*folder, name.clone()));
             k.shared.push(Key::Entity(*folder));
         }
-        None => k.shared.extend(ix.messages.get(&s.id).map(|m| Key::Entity(m.folder))),
+        None => k.shared.extend(ix.location_of(s.id).map(|(folder, _)| Key::Entity(folder))),
     }
     if let Some(src) = s.delete_source {
         k.excl.push(Key::Entity(src));
-        if let Some(m) = ix.messages.get(&src) {
-            k.excl.push(Key::Name(m.folder, m.name.to_string()));
+        if let Some((folder, name)) = ix.location_of(src) {
+            k.excl.push(Key::Name(folder, name.to_string()));
         }
     }
     if let Source::Object(src, _) | Source::InlineOf(src, _, _) = s.source {
@@ -447,7 +447,7 @@ fn plan(ix: &Index, op: &Op, now: i64, next_cn: &dyn Fn() -> u64) -> Result<(Vec
 
 fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &mut Vec<Record>) -> Result<Outcome> {
     let (folder, name, attrs, flags, xattrs): (Id, String, Attrs, u8, Xattrs) =
-        match (&s.new_in, ix.messages.get(&s.id)) {
+        match (&s.new_in, ix.message_if_any(s.id)?) {
             (None, None) => {
                 return Err(if ix.folders.contains_key(&s.id) { Error::IsAFolder } else { Error::ObjectDeleted });
             }
@@ -479,8 +479,8 @@ fn plan_save(ix: &Index, s: &Save, now: i64, next_cn: &dyn Fn() -> u64, recs: &m
         apply_xattr(&mut xattrs, ch)?;
     }
     if let Source::Object(src, ver) | Source::InlineOf(src, ver, _) = s.source {
-        match ix.messages.get(&src) {
-            Some(m) if m.version == ver => {}
+        match ix.version_of(src) {
+            Some(v) if v == ver => {}
             _ => return Err(Error::ObjectChanged),
         }
     }

@@ -9,11 +9,14 @@
 //! `location_of`, ...). Only the committer (through `apply`) and opening (replay,
 //! checkpoints) change it, so nothing else can make it disagree with the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::base::Base;
 use super::error::{Error, Result};
-use super::inline::{Bytes, InlineMap, LogLoc};
+use super::inline::InlineMap;
+pub use super::record::Record;
 use super::remote::{FolderRemote, MessageRemote, UploadIntent};
 
 pub type Id = u64;
@@ -80,9 +83,30 @@ pub struct Folder {
     /// Status change time, nanoseconds since the Unix epoch: the commit time of the last
     /// change to the folder's attributes, its name or place, or its entries.
     pub(super) ctime: i64,
-    /// Every child, folder or message, by name: one namespace, as in a directory.
-    pub(super) children: BTreeMap<Arc<str>, Id>,
+    /// Its entries changed since the mapped checkpoint, by name: `Some` is there now, `None`
+    /// an entry of the checkpoint that is gone. One namespace, as in a directory. Without a
+    /// mapped checkpoint this holds every entry.
+    pub(super) children: BTreeMap<Arc<str>, Option<Id>>,
+    /// Its entries in the mapped checkpoint: first row of the child table, and how many.
+    pub(super) base_children: (u64, u64),
+    /// How many entries it holds now.
+    pub(super) entries: usize,
     pub(super) subfolders: u32,
+}
+
+impl Folder {
+    pub(super) fn new(parent: Id, name: Arc<str>, attrs: Attrs, ctime: i64) -> Folder {
+        Folder {
+            parent,
+            name,
+            attrs,
+            ctime,
+            children: BTreeMap::new(),
+            base_children: (0, 0),
+            entries: 0,
+            subfolders: 0,
+        }
+    }
 }
 
 /// Read access to a folder's own properties; its entries are listed by [`Index::children`].
@@ -107,10 +131,10 @@ impl Folder {
     }
     /// How many entries, folders and messages, it holds.
     pub fn entry_count(&self) -> usize {
-        self.children.len()
+        self.entries
     }
     pub fn is_empty(&self) -> bool {
-        self.children.is_empty()
+        self.entries == 0
     }
 }
 
@@ -176,130 +200,6 @@ impl Message {
     }
 }
 
-/// A logged change. Each operation logs one or two of these in one frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Record {
-    /// The commit time (ns since the epoch) of the records after it, until the next `Time`.
-    /// Every frame the committer writes starts with one, so that replay gives every ctime
-    /// and every folder mtime the value the live apply gave (never the time of the replay).
-    /// Records replayed with no time before them (logs of the previous format, and the
-    /// frame `msgfs init` writes) take ctime from the mtime they carry and leave folder
-    /// times alone, as that format did.
-    Time {
-        ns: i64,
-    },
-    /// A folder's entries changed without a record of its own naming it (the destination
-    /// of a message renamed over another): its mtime and ctime become the commit time.
-    FolderTouch {
-        id: Id,
-    },
-    FolderCreate {
-        id: Id,
-        parent: Id,
-        name: String,
-        attrs: Attrs,
-    },
-    FolderMove {
-        id: Id,
-        parent: Id,
-        name: String,
-    },
-    FolderDelete {
-        id: Id,
-    },
-    FolderAttrs {
-        id: Id,
-        attrs: Attrs,
-    },
-    /// A new message, or a new version of one (content in object `id`-`version`).
-    MessagePut {
-        id: Id,
-        folder: Id,
-        name: String,
-        version: u64,
-        size: u64,
-        crc: u32,
-        attrs: Attrs,
-        flags: u8,
-        xattrs: Xattrs,
-    },
-    MessageMove {
-        id: Id,
-        folder: Id,
-        name: String,
-    },
-    MessageDelete {
-        id: Id,
-    },
-    MessageMeta {
-        id: Id,
-        attrs: Attrs,
-        flags: u8,
-        xattrs: Xattrs,
-    },
-    /// Set (Some) or clear (None) a folder's remote replica state (see `remote.rs`).
-    FolderRemote {
-        id: Id,
-        state: Option<FolderRemote>,
-    },
-    /// Set (Some) or clear (None) a message's link to its remote copy. Logged right after
-    /// the `MessagePut` of a download, in the same frame.
-    MessageRemote {
-        id: Id,
-        link: Option<MessageRemote>,
-    },
-    /// A durable upload intent, kept until a link for its message lands or it is cleared.
-    UploadIntent(UploadIntent),
-    UploadIntentClear {
-        message: Id,
-    },
-    /// Replace a message's keywords (beyond its flags); an empty list clears them.
-    MessageKeywords {
-        id: Id,
-        keywords: Vec<String>,
-    },
-    /// The keywords a message had on both sides when last synced: the base of a three-way
-    /// keyword merge (an empty list clears it). Goes with the message.
-    SyncedKeywords {
-        id: Id,
-        keywords: Vec<String>,
-    },
-    /// Version `version` of message `id` lives in the log at `at` (see `inline.rs`): right
-    /// after its `MessagePut`, or later to relocate it. `data` holds the bytes on their way
-    /// to the log (None once read back); the committer fills `at` as it writes the frame.
-    /// Applies only while `version` is the message's current one.
-    Content {
-        id: Id,
-        version: u64,
-        at: LogLoc,
-        data: Option<Bytes>,
-    },
-}
-
-impl Record {
-    /// The store format that first had this record (see `open.rs`); 0 for the oldest ones.
-    pub fn format_needed(&self) -> u32 {
-        match self {
-            Record::Content { .. } => 4,
-            r if r.is_remote() => 3,
-            _ => 0,
-        }
-    }
-
-    /// Is it one of the replication records (format 3 of the store, see `open.rs`)?
-    pub fn is_remote(&self) -> bool {
-        matches!(
-            self,
-            Record::FolderRemote { .. }
-                | Record::MessageRemote { .. }
-                | Record::UploadIntent(_)
-                | Record::UploadIntentClear { .. }
-                | Record::MessageKeywords { .. }
-                | Record::SyncedKeywords { .. }
-        )
-    }
-}
-
 /// What a name in a folder refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -308,31 +208,32 @@ pub enum Entry {
 }
 
 /// An entry of a folder as [`Index::children`] lists it: a message comes with its record,
-/// so a listing needs one map lookup per entry, not two.
-#[derive(Clone, Copy, Debug)]
+/// so a listing needs one lookup per entry, not two. The record is borrowed when the index
+/// holds it, decoded from the mapped checkpoint when not.
+#[derive(Clone, Debug)]
 pub enum Child<'a> {
     Folder(Id),
-    Message(Id, &'a Message),
+    Message(Id, Cow<'a, Message>),
 }
 
 impl Child<'_> {
     /// The message's id, `None` for a folder.
     pub fn message_id(&self) -> Option<Id> {
-        match *self {
-            Child::Message(id, _) => Some(id),
+        match self {
+            Child::Message(id, _) => Some(*id),
             Child::Folder(_) => None,
         }
     }
 
     pub fn id(&self) -> Id {
-        match *self {
-            Child::Folder(id) | Child::Message(id, _) => id,
+        match self {
+            Child::Folder(id) | Child::Message(id, _) => *id,
         }
     }
     pub fn entry(&self) -> Entry {
-        match *self {
-            Child::Folder(id) => Entry::Folder(id),
-            Child::Message(id, _) => Entry::Message(id),
+        match self {
+            Child::Folder(id) => Entry::Folder(*id),
+            Child::Message(id, _) => Entry::Message(*id),
         }
     }
 }
@@ -394,13 +295,6 @@ impl MessageTable {
         }
         Some(m)
     }
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-    /// Slots allocated (for memory estimates).
-    pub fn capacity(&self) -> usize {
-        self.slots.capacity()
-    }
     pub fn reserve(&mut self, n: usize) {
         self.slots.reserve_exact(n);
         self.by_id.reserve(n);
@@ -425,12 +319,27 @@ impl<'a> IntoIterator for &'a MessageTable {
     }
 }
 
-/// Folders and messages by id. Outside `store/` only its query methods are reachable (the
-/// fields are the store's), so only the committer and opening change it.
+/// Folders and messages by id: the mapped checkpoint (`base`) with the changes since on
+/// top. Outside `store/` only its query methods are reachable (the fields are the store's),
+/// so only the committer and opening change it.
+///
+/// Invariant: a message of `base` that changed is in `messages` (with its inline place, if
+/// any, in `inline`) or in `gone`, never both; what neither holds is as `base` says.
 #[derive(Default, Clone)]
 pub struct Index {
+    /// Every folder: they are few, and each names its entries in `base`.
     pub(super) folders: HashMap<Id, Folder>,
+    /// The mapped checkpoint; empty for a store without a format 6 checkpoint.
+    pub(super) base: Arc<Base>,
+    /// Messages new or changed since `base` (every message when it is empty).
     pub(super) messages: MessageTable,
+    /// Messages of `base` deleted since.
+    pub(super) gone: HashSet<Id, IdBuild>,
+    /// How many messages there are, `base` and the changes taken together.
+    pub(super) message_count: usize,
+    /// Records applied: a checkpoint rebases the index on the file it wrote only if none
+    /// was applied while it wrote.
+    pub(super) applied: u64,
     /// The next id to hand out; never goes back, even past deleted ids.
     pub(super) next_id: Id,
     /// The last change number used by a save.
@@ -451,7 +360,8 @@ pub struct Index {
     pub(super) keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
     /// The keywords last synced, by message (see `Record::SyncedKeywords`).
     pub(super) synced_keywords: HashMap<Id, Box<[Box<str>]>, IdBuild>,
-    /// Where the versions kept in the log are (see `inline.rs`); every other version has
+    /// Where the versions kept in the log are (see `inline.rs`), for the messages in
+    /// `messages`; those only in `base` have theirs in their rows. Every other version has
     /// an object file.
     pub(super) inline: InlineMap,
 }
@@ -467,116 +377,16 @@ pub fn check_name(name: &str) -> Result<&str> {
 impl Index {
     pub(super) fn new_store(attrs: Attrs) -> Index {
         let mut ix = Index { next_id: FIRST_ID, ..Default::default() };
-        ix.folders.insert(
-            ROOT,
-            Folder {
-                parent: ROOT,
-                name: Arc::from(""),
-                attrs,
-                ctime: attrs.mtime,
-                children: BTreeMap::new(),
-                subfolders: 0,
-            },
-        );
+        ix.folders.insert(ROOT, Folder::new(ROOT, Arc::from(""), attrs, attrs.mtime));
         ix
-    }
-
-    /// What `id` is: a folder, a message, or nothing (deleted, or never committed).
-    pub fn entry(&self, id: Id) -> Option<Entry> {
-        if self.folders.contains_key(&id) {
-            Some(Entry::Folder(id))
-        } else if self.messages.contains_key(&id) {
-            Some(Entry::Message(id))
-        } else {
-            None
-        }
-    }
-
-    /// What `name` in `folder` refers to.
-    pub fn lookup(&self, folder: Id, name: &str) -> Option<Entry> {
-        let id = *self.folders.get(&folder)?.children.get(name)?;
-        self.entry(id)
-    }
-
-    pub fn folder(&self, id: Id) -> Result<&Folder> {
-        match self.folders.get(&id) {
-            Some(f) => Ok(f),
-            None if self.messages.contains_key(&id) => Err(Error::NotAFolder),
-            None => Err(Error::NotFound),
-        }
-    }
-
-    pub fn message(&self, id: Id) -> Result<&Message> {
-        match self.messages.get(&id) {
-            Some(m) => Ok(m),
-            None if self.folders.contains_key(&id) => Err(Error::IsAFolder),
-            None => Err(Error::NotFound),
-        }
-    }
-
-    /// The entries of `folder`, in name order (bytewise).
-    pub fn children(&self, folder: Id) -> Result<impl Iterator<Item = (&str, Child<'_>)> + '_> {
-        let f = self.folder(folder)?;
-        Ok(f.children.iter().map(move |(name, &id)| {
-            // A child is either: the map holds only folders' and messages' ids.
-            let child = match self.messages.get(&id) {
-                Some(m) => Child::Message(id, m),
-                None => Child::Folder(id),
-            };
-            (&**name, child)
-        }))
-    }
-
-    /// Is `id` a folder?
-    pub fn is_folder(&self, id: Id) -> bool {
-        self.folders.contains_key(&id)
-    }
-
-    /// Is `id` a folder with no entries? (False for anything that is not a folder.)
-    pub fn is_empty_folder(&self, id: Id) -> bool {
-        self.folders.get(&id).is_some_and(Folder::is_empty)
-    }
-
-    /// The current version of message `id`, if it is one.
-    pub fn version_of(&self, id: Id) -> Option<u64> {
-        self.messages.get(&id).map(|m| m.version)
-    }
-
-    /// The folder and name of message `id`, if it is one.
-    pub fn location_of(&self, id: Id) -> Option<(Id, &str)> {
-        self.messages.get(&id).map(|m| (m.folder, &*m.name))
-    }
-
-    /// How many folders the store has, the root not counted.
-    pub fn folder_count(&self) -> usize {
-        self.folders.len() - 1
-    }
-
-    /// How many messages the store has.
-    pub fn message_count(&self) -> usize {
-        self.messages.len()
-    }
-
-    /// Every folder, the root included, in no particular order.
-    pub fn folders(&self) -> impl Iterator<Item = (Id, &Folder)> {
-        self.folders.iter().map(|(&id, f)| (id, f))
-    }
-
-    /// Every message, in no particular order.
-    pub fn messages(&self) -> impl Iterator<Item = (Id, &Message)> {
-        self.messages.iter().map(|(&id, m)| (id, m))
-    }
-
-    /// Message slots allocated, used or not (for memory estimates).
-    pub fn message_capacity(&self) -> usize {
-        self.messages.capacity()
     }
 
     /// The name must be free in the folder, or held by `except`.
     pub(super) fn name_free(&self, folder: Id, name: &str, except: Option<Id>) -> Result<()> {
         check_name(name)?;
-        match self.folder(folder)?.children.get(name) {
-            Some(&id) if Some(id) != except => Err(Error::Exists),
+        self.folder(folder)?;
+        match self.child_id(folder, name)? {
+            Some(id) if Some(id) != except => Err(Error::Exists),
             _ => Ok(()),
         }
     }
@@ -597,6 +407,16 @@ impl Index {
     /// Check that a record can be applied; the same rules serve validation before logging
     /// and replay after a crash (where a failure means the log is damaged).
     pub(super) fn validate(&self, r: &Record) -> Result<()> {
+        let verdict = self.validate_record(r);
+        // A lookup that found damage in the mapped checkpoint answered "not there": nothing
+        // may be decided on such an answer, now or later.
+        match self.base.damage() {
+            Some(e) => Err(e),
+            None => verdict,
+        }
+    }
+
+    fn validate_record(&self, r: &Record) -> Result<()> {
         match r {
             Record::Time { .. } => Ok(()),
             Record::FolderTouch { id } => self.folder(*id).map(|_| ()),
@@ -621,14 +441,14 @@ impl Index {
                 if *id == ROOT {
                     return Err(Error::NotPermitted);
                 }
-                if !self.folder(*id)?.children.is_empty() {
+                if !self.folder(*id)?.is_empty() {
                     return Err(Error::NotEmpty);
                 }
                 Ok(())
             }
             Record::FolderAttrs { id, .. } => self.folder(*id).map(|_| ()),
-            Record::MessagePut { id, folder, name, .. } => match self.messages.get(id) {
-                Some(m) if m.folder == *folder && *m.name == **name => Ok(()),
+            Record::MessagePut { id, folder, name, .. } => match self.location_of(*id) {
+                Some((f, n)) if f == *folder && n == name => Ok(()),
                 Some(_) => Err(Error::InvalidArgument("a new version must keep folder and name".into())),
                 None if self.folders.contains_key(id) => Err(Error::IsAFolder),
                 None => self.name_free(*folder, name, None),
@@ -666,6 +486,7 @@ impl Index {
 
     /// Apply a validated record. Returns the object (id, version) it made unreferenced.
     pub(super) fn apply(&mut self, r: &Record) -> Option<(Id, u64)> {
+        self.applied += 1;
         match r {
             Record::Time { ns } => {
                 self.clock = Some(*ns);
@@ -677,15 +498,11 @@ impl Index {
             }
             Record::FolderCreate { id, parent, name, attrs } => {
                 let name: Arc<str> = Arc::from(name.as_str());
-                let p = self.folders.get_mut(parent).expect("validated");
-                p.children.insert(name.clone(), *id);
-                p.subfolders += 1;
+                self.add_child(*parent, name.clone(), *id);
+                self.folders.get_mut(parent).expect("validated").subfolders += 1;
                 self.entries_changed(*parent);
                 let ctime = self.ctime(attrs.mtime);
-                self.folders.insert(
-                    *id,
-                    Folder { parent: *parent, name, attrs: *attrs, ctime, children: BTreeMap::new(), subfolders: 0 },
-                );
+                self.folders.insert(*id, Folder::new(*parent, name, *attrs, ctime));
                 self.bump_id(*id);
                 None
             }
@@ -694,13 +511,11 @@ impl Index {
                     let f = &self.folders[id];
                     (f.parent, f.name.clone())
                 };
-                let op = self.folders.get_mut(&old_parent).expect("parent");
-                op.children.remove(&old_name);
-                op.subfolders -= 1;
+                self.remove_child(old_parent, &old_name);
+                self.folders.get_mut(&old_parent).expect("parent").subfolders -= 1;
                 let name: Arc<str> = Arc::from(name.as_str());
-                let np = self.folders.get_mut(parent).expect("validated");
-                np.children.insert(name.clone(), *id);
-                np.subfolders += 1;
+                self.add_child(*parent, name.clone(), *id);
+                self.folders.get_mut(parent).expect("validated").subfolders += 1;
                 self.entries_changed(old_parent);
                 self.entries_changed(*parent);
                 let ctime = self.ctime(self.folders[id].ctime);
@@ -713,9 +528,8 @@ impl Index {
             Record::FolderDelete { id } => {
                 let f = self.folders.remove(id).expect("validated");
                 self.remote_folders.remove(id);
-                let p = self.folders.get_mut(&f.parent).expect("parent");
-                p.children.remove(&f.name);
-                p.subfolders -= 1;
+                self.remove_child(f.parent, &f.name);
+                self.folders.get_mut(&f.parent).expect("parent").subfolders -= 1;
                 self.entries_changed(f.parent);
                 None
             }
@@ -732,8 +546,9 @@ impl Index {
                 self.bump_id(*version);
                 let xattrs = (!xattrs.is_empty()).then(|| Box::new(xattrs.clone()));
                 let ctime = self.ctime(attrs.mtime);
-                if let Some(m) = self.messages.get_mut(id) {
+                if self.materialize(*id) {
                     // A new version of a message: its folder's entries are the same.
+                    let m = self.messages.get_mut(id).expect("materialized");
                     let old = m.version;
                     m.version = *version;
                     m.size = *size;
@@ -746,26 +561,26 @@ impl Index {
                     return (old != *version && !self.inline.remove(old)).then_some((*id, old));
                 }
                 let name: Arc<str> = Arc::from(name.as_str());
-                self.folders.get_mut(folder).expect("validated").children.insert(name.clone(), *id);
+                self.add_child(*folder, name.clone(), *id);
                 self.entries_changed(*folder);
-                self.messages.insert(
-                    *id,
-                    Message {
-                        folder: *folder,
-                        version: *version,
-                        size: *size,
-                        attrs: *attrs,
-                        ctime,
-                        crc: *crc,
-                        flags: *flags,
-                        name,
-                        xattrs,
-                    },
-                );
+                let m = Message {
+                    folder: *folder,
+                    version: *version,
+                    size: *size,
+                    attrs: *attrs,
+                    ctime,
+                    crc: *crc,
+                    flags: *flags,
+                    name,
+                    xattrs,
+                };
+                self.messages.insert(*id, m);
+                self.message_count += 1;
                 None
             }
             Record::MessageMove { id, folder, name } => {
                 let clock = self.clock;
+                self.materialize(*id);
                 let m = self.messages.get_mut(id).expect("validated");
                 let (old_folder, old_name) = (m.folder, m.name.clone());
                 let name: Arc<str> = Arc::from(name.as_str());
@@ -773,14 +588,19 @@ impl Index {
                 m.name = name.clone();
                 // As on ext4, renaming a file changes its own ctime too.
                 m.ctime = clock.unwrap_or(m.ctime);
-                self.folders.get_mut(&old_folder).expect("folder").children.remove(&old_name);
-                self.folders.get_mut(folder).expect("validated").children.insert(name, *id);
+                self.remove_child(old_folder, &old_name);
+                self.add_child(*folder, name, *id);
                 self.entries_changed(old_folder);
                 self.entries_changed(*folder);
                 None
             }
             Record::MessageDelete { id } => {
+                self.materialize(*id);
                 let m = self.messages.remove(id).expect("validated");
+                if self.base_row(*id).is_some() {
+                    self.gone.insert(*id);
+                }
+                self.message_count -= 1;
                 // A link never outlives its message, but it leaves a tombstone; an upload
                 // intent outlives it (see remote.rs).
                 if let Some(l) = self.remote_messages.remove(id) {
@@ -788,12 +608,13 @@ impl Index {
                 }
                 self.synced_keywords.remove(id);
                 self.keywords.remove(id);
-                self.folders.get_mut(&m.folder).expect("folder").children.remove(&m.name);
+                self.remove_child(m.folder, &m.name);
                 self.entries_changed(m.folder);
                 (!self.inline.remove(m.version)).then_some((*id, m.version))
             }
             Record::MessageMeta { id, attrs, flags, xattrs } => {
                 let ctime = self.ctime(attrs.mtime);
+                self.materialize(*id);
                 let m = self.messages.get_mut(id).expect("validated");
                 m.attrs = *attrs;
                 m.ctime = ctime;
@@ -804,8 +625,10 @@ impl Index {
             Record::Content { id, version, at, .. } => {
                 // A relocation logged in the same group as a save that replaced the version
                 // finds it gone: nothing to move.
-                if self.messages.get(id).is_some_and(|m| m.version == *version) {
-                    self.inline.set(*version, *at);
+                // Only the place changes: a message of the mapped checkpoint stays there.
+                if self.version_of(*id) == Some(*version) {
+                    let old = self.inline_at(*id, *version);
+                    self.inline.relocate(*version, old, *at);
                 }
                 None
             }

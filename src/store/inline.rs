@@ -64,14 +64,6 @@ impl InlineMap {
         self.by_version.is_empty()
     }
 
-    /// Record where `version` lives now (a new inline save, or a relocation).
-    pub fn set(&mut self, version: u64, at: LogLoc) {
-        if let Some(old) = self.by_version.insert(version, at) {
-            self.drop_live(old);
-        }
-        *self.live.entry(at.seg).or_default() += at.len;
-    }
-
     /// Forget `version` (replaced or deleted); whether it was inline.
     pub fn remove(&mut self, version: u64) -> bool {
         match self.by_version.remove(&version) {
@@ -106,10 +98,50 @@ impl InlineMap {
         self.by_version.iter().map(|(v, l)| (*v, *l))
     }
 
-    /// The checkpoint's inline section: count, then version, segment, offset, length each.
-    pub fn encode(&self, e: &mut Enc) {
-        e.u64(self.by_version.len() as u64);
-        let mut all: Vec<_> = self.iter().collect();
+    /// Take the place of a version the mapped checkpoint holds (its message is about to
+    /// change): its bytes are already counted live. A place set since (a relocation) wins.
+    pub fn adopt(&mut self, version: u64, at: LogLoc) {
+        self.by_version.entry(version).or_insert(at);
+    }
+
+    /// `version` moves from `old` (where the index placed it, from this map or from the
+    /// mapped checkpoint's row) to `at`.
+    pub fn relocate(&mut self, version: u64, old: Option<LogLoc>, at: LogLoc) {
+        self.by_version.insert(version, at);
+        if let Some(old) = old {
+            self.drop_live(old);
+        }
+        *self.live.entry(at.seg).or_default() += at.len;
+    }
+
+    /// After a rebase: the places are in the checkpoint's rows now; the live bytes by
+    /// segment stay.
+    pub fn forget_versions(&mut self) {
+        self.by_version = HashMap::default();
+    }
+
+    /// The live bytes by segment, as checkpoint format 6 keeps them (the places are in the
+    /// message rows): count, then segment and bytes each.
+    pub fn encode_live(&self, e: &mut Enc) {
+        e.u64(self.live.len() as u64);
+        for (s, n) in &self.live {
+            e.u64(*s);
+            e.u64(*n);
+        }
+    }
+
+    pub fn decode_live(&mut self, d: &mut Dec) -> Result<()> {
+        for _ in 0..d.u64()? {
+            let (s, n) = (d.u64()?, d.u64()?);
+            self.live.insert(s, n);
+        }
+        Ok(())
+    }
+
+    /// The inline section of checkpoint formats 5 and before: count, then version,
+    /// segment, offset, length each.
+    pub fn encode(mut all: Vec<(u64, LogLoc)>, e: &mut Enc) {
+        e.u64(all.len() as u64);
         all.sort_unstable_by_key(|(v, _)| *v);
         for (v, l) in all {
             e.u64(v);
@@ -126,7 +158,8 @@ impl InlineMap {
         for _ in 0..n {
             let v = d.u64()?;
             let at = LogLoc { seg: d.u64()?, off: d.u64()?, len: d.u64()? };
-            m.set(v, at);
+            let old = m.get(v);
+            m.relocate(v, old, at);
         }
         Ok(m)
     }
@@ -169,13 +202,6 @@ impl VfsFile for LogSlice {
     }
 }
 
-impl super::index::Index {
-    /// Where version `version` lives in the log, if it is kept there.
-    pub fn inline_at(&self, version: u64) -> Option<LogLoc> {
-        self.inline.get(version)
-    }
-}
-
 impl super::Shared {
     /// The read descriptor of segment `seg`, opened once and shared.
     pub(super) fn segment_file(&self, seg: u64) -> Result<Arc<dyn VfsFile>> {
@@ -202,7 +228,7 @@ impl super::Shared {
     /// object file. Call under the index lock `ix`, so that neither can go meanwhile (a
     /// segment is removed, and an object too, only after the index stops naming it).
     pub(super) fn content_file(&self, ix: &super::Index, id: super::Id, version: u64) -> Result<Arc<dyn VfsFile>> {
-        if let Some(at) = ix.inline_at(version) {
+        if let Some(at) = ix.inline_at(id, version) {
             return Ok(Arc::new(LogSlice { file: self.segment_file(at.seg)?, at }));
         }
         let p = super::object_path(id, version);
@@ -239,12 +265,12 @@ impl super::Shared {
             if sparse.is_empty() {
                 return Ok(());
             }
-            let mut v: Vec<_> = (&ix.messages)
-                .into_iter()
-                .filter_map(|(id, m)| {
-                    ix.inline.get(m.version).filter(|at| sparse.contains(&at.seg)).map(|at| (*id, m.version, at))
-                })
+            ix.base.scanning(true);
+            let mut v: Vec<_> = ix
+                .inline_places()
+                .filter_map(|(id, version, at)| at.filter(|at| sparse.contains(&at.seg)).map(|at| (id, version, at)))
                 .collect();
+            ix.base.scanning(false);
             v.sort_unstable_by_key(|(_, _, at)| (at.seg, at.off));
             v
         };

@@ -74,8 +74,8 @@ fn small_content_goes_into_the_log_and_large_content_into_an_object() {
     let big = vec![b'x'; INLINE_MAX + 1];
     let ids = import(&st, "m", 3, |i| if i == 2 { big.clone() } else { small(i) }).unwrap();
     assert_eq!(objects(&fs), 1, "only the large message has an object file");
-    assert!(st.index().inline_at(st.index().message(ids[0]).unwrap().version()).is_some());
-    assert!(st.index().inline_at(st.index().message(ids[2]).unwrap().version()).is_none());
+    assert!(st.index().inline_at(ids[0], st.index().message(ids[0]).unwrap().version()).is_some());
+    assert!(st.index().inline_at(ids[2], st.index().message(ids[2]).unwrap().version()).is_none());
     assert_eq!(st.read_message(ids[1]).unwrap(), small(1));
     assert_eq!(st.read_message(ids[2]).unwrap(), big);
     // The format file says an older msgfs cannot read this store.
@@ -134,7 +134,7 @@ fn compaction_moves_the_live_content_of_a_sparse_segment_and_removes_it() {
     let st = open(&fs, &opts());
     let ids = import(&st, "a", 40, small).unwrap();
     st.checkpoint().unwrap();
-    let seg = st.index().inline_at(st.index().message(ids[0]).unwrap().version()).unwrap().seg;
+    let seg = st.index().inline_at(ids[0], st.index().message(ids[0]).unwrap().version()).unwrap().seg;
     let old = log::segment_path(seg).display().to_string();
     assert!(segments(&fs).contains(&old));
     // A reader holds a version whose segment is about to go.
@@ -181,7 +181,7 @@ fn check_names_damaged_inline_content() {
     let fs = SimFs::new();
     let st = open(&fs, &opts());
     let ids = import(&st, "a", 3, small).unwrap();
-    let at = st.index().inline_at(st.index().message(ids[1]).unwrap().version()).unwrap();
+    let at = st.index().inline_at(ids[1], st.index().message(ids[1]).unwrap().version()).unwrap();
     st.checkpoint().unwrap();
     st.close().unwrap();
     fs.corrupt_byte(&log::segment_path(at.seg), (at.off + 5) as usize);
@@ -284,7 +284,7 @@ fn a_deletion_on_a_full_disk_frees_the_segments_it_empties() {
     r.write_all_at(&vec![7u8; 1 << 20], 0).unwrap();
     let ids = import(&st, "a", 8, small).unwrap();
     st.checkpoint().unwrap();
-    let seg = st.index().inline_at(st.index().message(ids[0]).unwrap().version()).unwrap().seg;
+    let seg = st.index().inline_at(ids[0], st.index().message(ids[0]).unwrap().version()).unwrap().seg;
     let path = log::segment_path(seg).display().to_string();
     for id in &ids[..7] {
         st.delete_message(*id).unwrap();

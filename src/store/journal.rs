@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::error::{Error, Result};
 use super::vfs::OpenMode;
-use super::{checkpoint, index, inline, log, LogState, Shared};
+use super::{checkpoint, index, inline, log, open, LogState, Shared};
 
 /// A checkpoint is due after this many times `Options::checkpoint_bytes` of log, content
 /// included, even with little metadata in it.
@@ -135,7 +135,14 @@ impl Shared {
         if current_first != Some(next) {
             lg.writer = Some(self.new_segment(next)?);
         }
+        // An older msgfs cannot read format 6 checkpoints: it must refuse the store as too
+        // new, not take the checkpoint for damage.
+        if self.format.load(Ordering::Relaxed) < open::FORMAT_MAPPED_CHECKPOINT {
+            open::raise_format(&*self.vfs, &self.store_id, open::FORMAT_MAPPED_CHECKPOINT)?;
+            self.format.store(open::FORMAT_MAPPED_CHECKPOINT, Ordering::Relaxed);
+        }
         let ix = self.index.read().unwrap();
+        let applied = ix.applied;
         checkpoint::write(&*self.vfs, &ix, next - 1)?;
         for (first, path) in log::list_segments(&*self.vfs)? {
             if first < next && ix.inline.live_in(first) == 0 {
@@ -144,6 +151,20 @@ impl Shared {
             }
         }
         drop(ix);
+        // Serve from the file just written, now durable, and drop the changes it holds. Only
+        // the committer applies records, and it is here; the count makes sure. A failure
+        // leaves the index on the older map, which stays correct.
+        match checkpoint::map(&*self.vfs) {
+            Ok(base) => {
+                let mut ix = self.index.write().unwrap();
+                if ix.applied == applied {
+                    if let Err(e) = ix.rebase(base) {
+                        ::log::warn!("serving the index from the new checkpoint failed: {e}");
+                    }
+                }
+            }
+            Err(e) => ::log::warn!("mapping the new checkpoint failed (the index stays in memory): {e}"),
+        }
         let _ = self.vfs.sync_dir(Path::new(log::LOG_DIR));
         lg.bytes_since_checkpoint = 0;
         lg.content_since_checkpoint = 0;

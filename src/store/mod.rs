@@ -2,6 +2,10 @@
 //! checksummed metadata log with group commit, immutable content objects and index
 //! checkpoints. Knows nothing of FUSE, inodes or errno; see msgfs(5) for the format.
 
+mod base;
+#[cfg(test)]
+mod base_tests;
+mod base_write;
 pub mod check;
 mod checkpoint;
 mod codec;
@@ -18,8 +22,10 @@ pub mod lazy;
 mod lazy_tests;
 mod log;
 mod open;
+mod overlay;
 pub mod pin;
 mod private;
+mod record;
 pub mod remote;
 #[cfg(test)]
 mod remote_tests;
@@ -476,13 +482,13 @@ impl Store {
     pub fn rename_over_op(&self, src: Id, dst: Id) -> Result<(Op, u64)> {
         let (m, xattrs) = {
             let ix = self.index();
-            let m = ix.message(src)?.clone();
+            let m = ix.message(src)?.into_owned();
             let x = m.xattrs.as_deref().cloned().unwrap_or_default();
             (m, x)
         };
         let moved = m.version;
         // Content kept in the log has no object to link: its bytes are logged again.
-        let inline = self.index().inline_at(m.version).is_some();
+        let inline = self.index().inline_at(src, m.version).is_some();
         let source = if inline {
             Source::InlineOf(src, m.version, inline::Bytes(self.read_version(src, m.version)?.into()))
         } else {

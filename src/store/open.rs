@@ -1,7 +1,6 @@
 //! Opening a store: create it on first use, take its lock, load the checkpoint, replay the
 //! log after it, cut a torn tail, and clean up after an unclean stop.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
@@ -26,9 +25,12 @@ use super::{
 /// that logs a replication record (`raise_format`), so a store never synced stays readable
 /// by the msgfs that made it. Format 3 adds log records 11-16 (record 13 with the flags and
 /// checksum sent), tombstones, and checkpoint formats 3 and 4. Format 4 adds inline content
-/// (log record 17, checkpoint format 5), raised to by the first save logged inline. A newer
-/// format is refused as too new, not as damage.
-pub const FORMAT_VERSION: u32 = 4;
+/// (log record 17, checkpoint format 5), raised to by the first save logged inline. Format 5
+/// adds checkpoint format 6 (mapped, see `base.rs`), raised to before the first one is
+/// written. A newer format is refused as too new, not as damage.
+pub const FORMAT_VERSION: u32 = 5;
+/// The store format that first has mapped checkpoints (checkpoint format 6).
+pub const FORMAT_MAPPED_CHECKPOINT: u32 = 5;
 /// The format a new store starts in: format 2 keeps folder times (records 9 and 10,
 /// checkpoint format 2).
 pub const FORMAT_CREATE: u32 = 2;
@@ -449,8 +451,12 @@ fn clear_staging(vfs: &dyn Vfs) -> Result<u64> {
     Ok(removed)
 }
 
-/// After an unclean stop: every live message must have its object (else the store is
-/// damaged), and objects no message refers to (a commit cut short) are removed.
+/// After an unclean stop: objects no message refers to (a commit cut short) are removed,
+/// and every message changed since the checkpoint must have its object (else the store is
+/// damaged). Messages the checkpoint holds unchanged are not visited: their objects were
+/// durable before their records were logged, so before the checkpoint covering them, and a
+/// crash cannot take them back. So the cost follows the objects on disk and the changes
+/// replayed, not the store's size (`msgfs check` visits every message).
 fn collect_garbage(vfs: &dyn Vfs, ix: &Index) -> Result<u64> {
     for (seg, _) in ix.inline.segments() {
         let p = log::segment_path(seg);
@@ -458,29 +464,41 @@ fn collect_garbage(vfs: &dyn Vfs, ix: &Index) -> Result<u64> {
             return Err(Error::corrupt(p.display().to_string(), "a log segment holding messages' content is missing"));
         }
     }
-    let mut live: HashSet<PathBuf> = HashSet::with_capacity(ix.messages.len());
-    for (id, m) in &ix.messages {
-        if ix.inline_at(m.version).is_none() {
-            live.insert(object_path(*id, m.version));
-        }
-    }
-    let mut seen = 0usize;
     let mut removed = 0;
     for b in 0..256u32 {
         let dir = PathBuf::from(format!("{OBJECTS_DIR}/{b:02x}"));
         for n in vfs.read_dir(&dir).map_err(io(format!("list {}", dir.display())))? {
             let p = dir.join(&n);
-            if live.contains(&p) {
-                seen += 1;
-            } else {
+            let live = parse_object_name(&n).is_some_and(|(id, version)| {
+                ix.version_of(id) == Some(version)
+                    && ix.inline_at(id, version).is_none()
+                    && p == object_path(id, version)
+            });
+            if !live {
                 vfs.remove_file(&p).map_err(io(format!("remove {}", p.display())))?;
                 removed += 1;
             }
         }
     }
-    if seen != live.len() {
-        let missing = live.iter().find(|p| !vfs.exists(p)).map(|p| p.display().to_string()).unwrap_or_default();
-        return Err(Error::corrupt(missing, "a message's content object is missing"));
+    // Damage a lookup found answers "not there": no object may go on that answer's word,
+    // and the open fails, naming the file.
+    if let Some(e) = ix.base.damage() {
+        return Err(e);
+    }
+    for (id, m) in ix.changed_messages() {
+        let p = object_path(id, m.version);
+        if ix.inline_at(id, m.version).is_none() && !vfs.exists(&p) {
+            return Err(Error::corrupt(p.display().to_string(), "a message's content object is missing"));
+        }
     }
     Ok(removed)
+}
+
+/// The message id and version an object file's name gives (`{id:016x}-{version:016x}`).
+fn parse_object_name(name: &str) -> Option<(u64, u64)> {
+    let (id, version) = name.split_once('-')?;
+    if id.len() != 16 || version.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(id, 16).ok()?, u64::from_str_radix(version, 16).ok()?))
 }

@@ -71,7 +71,7 @@ impl Store {
         // Content in the log is reached through its segment's shared descriptor, taken
         // now: a compaction may remove the segment once the index names another place.
         let file = OnceLock::new();
-        if ix.inline_at(version).is_some() {
+        if ix.inline_at(id, version).is_some() {
             let _ = file.set(self.0.content_file(&ix, id, version)?);
         }
         // Under the index lock: see the module's invariant.

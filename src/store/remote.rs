@@ -297,21 +297,6 @@ pub(super) fn decode_record(tag: u8, d: &mut Dec) -> Option<Result<Record>> {
 
 // ---- checkpoint section -----------------------------------------------------------------
 
-impl Index {
-    /// Whether the index holds any replication state (the checkpoint then needs format 3).
-    pub(super) fn has_remote_state(&self) -> bool {
-        !self.remote_folders.is_empty()
-            || !self.remote_messages.is_empty()
-            || !self.intents.is_empty()
-            || !self.keywords.is_empty()
-    }
-
-    /// Whether the checkpoint needs the section of format 4 (tombstones, keywords synced).
-    pub(super) fn has_tombstones(&self) -> bool {
-        !self.tombstones.is_empty() || !self.synced_keywords.is_empty()
-    }
-}
-
 /// The section of checkpoint format 4, after the replication section: tombstones, then
 /// the keywords last synced.
 pub(super) fn encode_tombstones(e: &mut Enc, ix: &Index) {
@@ -336,7 +321,7 @@ pub(super) fn decode_tombstones(d: &mut Dec, ix: &mut Index, place: &str) -> Res
     for _ in 0..d.u64()? {
         let id = d.u64()?;
         let l = get_link(d)?;
-        if ix.messages.contains_key(&id) {
+        if ix.has_message(id) {
             return Err(Error::corrupt(place, format!("tombstone for message {id}, which exists")));
         }
         ix.tombstones.insert(id, l);
@@ -344,7 +329,7 @@ pub(super) fn decode_tombstones(d: &mut Dec, ix: &mut Index, place: &str) -> Res
     for _ in 0..d.u64()? {
         let id = d.u64()?;
         let k = get_keywords(d)?;
-        if !ix.messages.contains_key(&id) {
+        if !ix.has_message(id) {
             return Err(Error::corrupt(place, format!("keywords synced for unknown message {id}")));
         }
         ix.synced_keywords.insert(id, sorted(&k));
@@ -396,7 +381,7 @@ pub(super) fn decode_checkpoint(d: &mut Dec, ix: &mut Index, place: &str) -> Res
     for _ in 0..d.u64()? {
         let id = d.u64()?;
         let l = get_link(d)?;
-        if !ix.messages.contains_key(&id) {
+        if !ix.has_message(id) {
             return Err(Error::corrupt(place, format!("remote link for unknown message {id}")));
         }
         ix.remote_messages.insert(id, l);
@@ -408,7 +393,7 @@ pub(super) fn decode_checkpoint(d: &mut Dec, ix: &mut Index, place: &str) -> Res
     for _ in 0..d.u64()? {
         let id = d.u64()?;
         let k = get_keywords(d)?;
-        if !ix.messages.contains_key(&id) {
+        if !ix.has_message(id) {
             return Err(Error::corrupt(place, format!("keywords for unknown message {id}")));
         }
         ix.set_keywords(id, &k);

@@ -243,7 +243,7 @@ fn an_upload_intent_lasts_until_its_link_lands_or_it_is_cleared() {
     let b = save_new(&st, ib, "b.eml", b"second");
     let c = save_new(&st, ib, "c.eml", b"third");
     let intent = |m: Id| {
-        let msg = st.index().message(m).unwrap().clone();
+        let msg = st.index().message(m).unwrap().into_owned();
         UploadIntent { folder: ib, message: m, version: msg.version(), size: msg.size(), uidnext: 11, flags: 0, crc: 0 }
     };
     let (ia, ib_, ic) = (intent(a), intent(b), intent(c));
@@ -271,14 +271,14 @@ fn an_upload_intent_lasts_until_its_link_lands_or_it_is_cleared() {
 }
 
 #[test]
-fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
+fn a_checkpoint_keeps_every_kind_of_state_in_the_mapped_format() {
     let (fs, st) = sim_store();
     let ib = inbox(&st);
     let a = save_new(&st, ib, "a.eml", &big(b'x'));
-    // Nothing to replicate yet: the checkpoint is one an older msgfs reads.
+    // Every checkpoint is of format 6 (mapped), with or without replication state.
     st.checkpoint().unwrap();
     let ck = |fs: &SimFs| fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
-    assert_eq!(u32::from_le_bytes(ck(&fs)[8..12].try_into().unwrap()), 2);
+    assert_eq!(u32::from_le_bytes(ck(&fs)[8..12].try_into().unwrap()), 6);
     st.set_folder_remote(ib, Some(folder_state(3))).unwrap();
     let v = st.index().message(a).unwrap().version();
     st.set_message_remote(a, Some(MessageRemote { folder: ib, uid: 1, modseq: 2, flags: 3, version: v })).unwrap();
@@ -295,7 +295,7 @@ fn a_checkpoint_keeps_every_kind_of_state_and_only_then_uses_format_3() {
     .unwrap();
     let want = remote_snap(&st);
     st.checkpoint().unwrap();
-    assert_eq!(u32::from_le_bytes(ck(&fs)[8..12].try_into().unwrap()), 3);
+    assert_eq!(u32::from_le_bytes(ck(&fs)[8..12].try_into().unwrap()), 6);
     let (ix, _) = super::checkpoint::decode(&ck(&fs)).unwrap();
     assert_eq!(ix.folder_remote(ib), want.0.get(&ib));
     assert_eq!(ix.message_remote(a), want.1.get(&a));
@@ -331,7 +331,7 @@ fn keywords_are_set_cleared_kept_by_replay_and_checkpoint_and_go_with_their_mess
     assert_eq!(keywords(&st, b), Vec::<String>::new());
     st.close().unwrap();
     let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
-    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 3, "keywords need the replication section");
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 6, "kept in the mapped format's extra section");
     let st = reopen(&fs);
     assert_eq!(keywords(&st, a), ["$Forwarded", "work"]);
     st.delete_message(a).unwrap();
@@ -350,8 +350,11 @@ fn a_checkpoint_with_a_link_to_a_missing_message_is_damage() {
     st.set_message_remote(a, Some(MessageRemote { folder: ib, uid: 1, modseq: 2, flags: 3, version: v })).unwrap();
     let mut ix = st.index().clone();
     ix.messages.remove(&a);
-    ix.folders.get_mut(&ib).unwrap().children.clear();
-    match super::checkpoint::decode(&super::checkpoint::encode(&ix, 1)) {
+    ix.message_count -= 1;
+    let f = ix.folders.get_mut(&ib).unwrap();
+    f.children.clear();
+    f.entries = 0;
+    match super::checkpoint::decode(&super::checkpoint::encode(&ix, 1).unwrap()) {
         Err(Error::Corrupt { what, .. }) => assert!(what.contains("unknown message"), "{what}"),
         other => panic!("expected damage, got {:?}", other.map(|_| ())),
     }
@@ -385,7 +388,10 @@ fn a_format_1_store_opens_and_is_raised_to_format_3_by_its_first_replication_rec
     let (fs, st) = sim_store();
     assert_eq!(format_line(&fs), "format 2");
     let ib = inbox(&st);
-    st.close().unwrap();
+    // Stopped before any checkpoint: a checkpoint would raise the format (see below).
+    drop(st);
+    fs.crash();
+    let fs = fs.recover(0);
     // As an older msgfs left it.
     let text = String::from_utf8(fs.files()[Path::new(FORMAT_FILE)].clone()).unwrap();
     let f = fs.open(Path::new(FORMAT_FILE), OpenMode::CreateTruncate).unwrap();
@@ -393,7 +399,6 @@ fn a_format_1_store_opens_and_is_raised_to_format_3_by_its_first_replication_rec
     f.sync().unwrap();
     let st = reopen(&fs);
     save_new(&st, ib, "a.eml", &big(b'p'));
-    st.checkpoint().unwrap();
     // Ordinary changes leave it as it was: the older msgfs still reads it.
     assert_eq!(format_line(&fs), "format 1");
     st.set_folder_remote(ib, Some(folder_state(1))).unwrap();
@@ -401,6 +406,12 @@ fn a_format_1_store_opens_and_is_raised_to_format_3_by_its_first_replication_rec
     // Raised durably, before the record: a crash now keeps both.
     let (fs, st) = after_crash(&fs);
     assert_eq!(format_line(&fs), "format 3");
+    assert_eq!(st.index().folder_remote(ib), Some(&folder_state(1)));
+    // A checkpoint is mapped (checkpoint format 6), which stores of format 5 have: the
+    // format is raised before the first is written.
+    st.checkpoint().unwrap();
+    assert_eq!(format_line(&fs), "format 5");
+    let (_, st) = after_crash(&fs);
     assert_eq!(st.index().folder_remote(ib), Some(&folder_state(1)));
 }
 
@@ -410,11 +421,12 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
     let path = dir.path().join("s");
     Store::open(&path, Options { create: true, ..Default::default() }).unwrap().close().unwrap();
     let text = std::fs::read_to_string(path.join(FORMAT_FILE)).unwrap();
-    std::fs::write(path.join(FORMAT_FILE), text.replace("format 2", "format 5")).unwrap();
+    assert!(text.contains("format 5"), "{text}");
+    std::fs::write(path.join(FORMAT_FILE), text.replace("format 5", "format 6")).unwrap();
     let e = Store::open(&path, Options::default()).err().expect("a newer store must not open");
     assert!(matches!(e, Error::TooNew(_)), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("store format 5 is newer than this msgfs reads (formats 1 to 4)"), "{msg}");
+    assert!(msg.contains("store format 6 is newer than this msgfs reads (formats 1 to 5)"), "{msg}");
     assert!(!msg.contains("damaged"), "{msg}");
     assert!(matches!(format_of(&path), Err(Error::TooNew(_))));
     assert!(matches!(Store::open(&path, Options { read_only: true, ..Default::default() }), Err(Error::TooNew(_))));
@@ -434,7 +446,7 @@ fn a_store_of_a_newer_format_is_refused_as_too_new_not_as_damaged() {
 type Snap = (BTreeMap<Id, (Id, String, u64, Vec<u8>, Vec<String>)>, RemoteSnap);
 
 fn snap(st: &Store) -> Result<Snap> {
-    let msgs: Vec<(Id, Message)> = st.index().messages().map(|(id, m)| (id, m.clone())).collect();
+    let msgs: Vec<(Id, Message)> = st.index().messages().map(|(id, m)| (id, m.into_owned())).collect();
     let mut out = BTreeMap::new();
     for (id, m) in msgs {
         out.insert(id, (m.folder(), m.name().to_string(), m.version(), st.read_message(id)?, keywords(st, id)));
@@ -613,10 +625,10 @@ fn a_deleted_linked_message_leaves_a_tombstone_kept_by_replay_and_checkpoint_unt
     // Replayed from the log after a crash...
     let (fs, st) = after_crash(&fs);
     assert_eq!(tombs(&st), vec![(a, link)]);
-    // ...and kept by a checkpoint, which then needs format 4.
+    // ...and kept by a checkpoint (format 6 keeps them in its extra section).
     st.checkpoint().unwrap();
     let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
-    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 4);
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 6);
     let (fs, st) = after_crash(&fs);
     assert_eq!(st.report().replayed_records, 0);
     assert_eq!(tombs(&st), vec![(a, link)]);
@@ -644,8 +656,8 @@ fn keywords_last_synced_are_kept_by_replay_and_checkpoint_and_go_with_their_mess
     assert_eq!(synced(&st), ["$a", "$b"]);
     st.checkpoint().unwrap();
     let ck = fs.files()[Path::new(super::checkpoint::CHECKPOINT)].clone();
-    // Format 5: format 4 (tombstones, synced keywords) and the message's inline content.
-    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 5);
+    // Format 6 keeps synced keywords in its extra section, inline places in the rows.
+    assert_eq!(u32::from_le_bytes(ck[8..12].try_into().unwrap()), 6);
     let (_, st) = after_crash(&fs);
     assert_eq!(synced(&st), ["$a", "$b"]);
     st.delete_message(a).unwrap();

@@ -44,7 +44,7 @@ fn new_store_has_the_default_folders() {
     for f in DEFAULT_FOLDERS {
         assert!(st.folder_by_path(f).is_ok(), "{f} missing");
     }
-    assert_eq!(st.index().folders[&ROOT].children.len(), 4);
+    assert_eq!(st.index().folders[&ROOT].entry_count(), 4);
 }
 
 #[test]
@@ -195,11 +195,11 @@ fn a_reader_keeps_its_version_while_others_save() {
 fn versions_grow_and_entry_ids_survive_moves_and_renames() {
     let (_fs, st) = sim_store();
     let id = save_new(&st, inbox(&st), "m.eml", b"v1");
-    let v1 = st.index().messages[&id].version;
+    let v1 = st.index().message(id).unwrap().version;
     let drafts = st.folder_by_path("Drafts").unwrap();
     st.move_message(id, drafts, "renamed.eml").unwrap();
     assert_eq!(st.lookup(drafts, "renamed.eml").unwrap(), Entry::Message(id));
-    assert_eq!(st.index().messages[&id].version, v1, "a move is not a save");
+    assert_eq!(st.index().message(id).unwrap().version, v1, "a move is not a save");
     let mut t = st.begin(id).unwrap();
     t.write_at(b"v2", 0).unwrap();
     let out = t.save(SaveFlags(0)).unwrap();
@@ -213,13 +213,13 @@ fn rename_over_makes_a_new_version_of_the_target() {
     let ib = inbox(&st);
     let a = save_new(&st, ib, "a.eml", b"new content");
     let b = save_new(&st, ib, "b.eml", b"old content");
-    let vb = st.index().messages[&b].version;
+    let vb = st.index().message(b).unwrap().version;
     let out = st.rename_over(a, b).unwrap();
     assert_eq!(out.id, b);
     assert!(out.version > vb);
     assert_eq!(st.read_message(b).unwrap(), b"new content");
     assert!(st.lookup(ib, "a.eml").is_err());
-    assert!(st.index().messages.get(&a).is_none());
+    assert!(st.index().message(a).is_err());
 }
 
 #[test]
@@ -264,7 +264,7 @@ fn xattrs_and_attributes_are_stored() {
     st.set_message_attrs(id, AttrChange { mode: Some(0o640), mtime: Some(42), ..Default::default() }).unwrap();
     {
         let ix = st.index();
-        let m = &ix.messages[&id];
+        let m = &ix.message(id).unwrap();
         assert_eq!(m.attrs.mode & 0o7777, 0o640);
         assert_eq!(m.attrs.mode & libc::S_IFMT, libc::S_IFREG);
         assert_eq!(m.attrs.mtime, 42);
@@ -275,7 +275,7 @@ fn xattrs_and_attributes_are_stored() {
         AttrChange { xattrs: vec![XattrChange::Remove { name: "user.k".into() }], ..Default::default() },
     )
     .unwrap();
-    assert!(st.index().messages[&id].xattrs.is_none());
+    assert!(st.index().message(id).unwrap().xattrs.is_none());
 }
 
 #[test]
@@ -314,7 +314,7 @@ fn a_second_open_of_a_real_store_names_the_holder() {
 fn check_names_a_damaged_object_and_a_damaged_log_frame() {
     let (fs, st) = sim_store();
     let id = save_new(&st, inbox(&st), "m.eml", &big(b'p'));
-    let v = st.index().messages[&id].version;
+    let v = st.index().message(id).unwrap().version;
     save_new(&st, inbox(&st), "n.eml", b"more mail");
     // Left open (as after a kill), so the log still holds every frame.
     st.freeze();
@@ -355,11 +355,11 @@ fn try_snapshot(st: &Store) -> Result<Snap> {
     for (id, f) in &ix.folders {
         out.insert(format!("{}/", ix.folder_path(*id)), (None, vec![], 0, f.attrs.mtime, f.ctime));
     }
-    for (id, m) in &ix.messages {
-        let body = st.read_message(*id)?;
+    for (id, m) in ix.messages() {
+        let body = st.read_message(id)?;
         out.insert(
             format!("{}/{}", ix.folder_path(m.folder), m.name),
-            (Some(*id), body, m.attrs.mode & 0o7777, m.attrs.mtime, m.ctime),
+            (Some(id), body, m.attrs.mode & 0o7777, m.attrs.mtime, m.ctime),
         );
     }
     Ok(out)
@@ -560,11 +560,11 @@ fn concurrent_saves_share_log_syncs() {
         t.join().unwrap();
     }
     let frames = st.shared().stats.frames.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(st.index().messages.len(), 200);
+    assert_eq!(st.index().message_count(), 200);
     assert!(frames <= 200, "never more frames than saves");
     st.close().unwrap();
     let st = Store::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(st.index().messages.len(), 200);
+    assert_eq!(st.index().message_count(), 200);
     st.close().unwrap();
 }
 
@@ -620,10 +620,10 @@ fn an_import_batch_is_one_frame_and_survives_a_crash_only_whole() {
     assert_eq!(st.shared().stats.frames.load(std::sync::atomic::Ordering::Relaxed), frames + 1);
     assert_eq!(ids.len(), 50);
     assert_eq!(st.read_message(ids[7]).unwrap(), b"Subject: 7\r\n\r\nbody");
-    assert_eq!(st.index().messages[&ids[7]].flags, flags::SEEN);
+    assert_eq!(st.index().message(ids[7]).unwrap().flags, flags::SEEN);
     fs.crash();
     let st = Store::open_vfs(Arc::new(fs.recover(0)), Options::default()).unwrap();
-    assert_eq!(st.index().folders[&ib].children.len(), 50);
+    assert_eq!(st.index().folders[&ib].entry_count(), 50);
 }
 
 // ---- snapshot sessions and the crash-recovery lock ------------------------------------
@@ -737,7 +737,7 @@ fn ftimes(st: &Store, id: Id) -> (i64, i64) {
 /// (mtime, ctime) of a message.
 fn mtimes(st: &Store, id: Id) -> (i64, i64) {
     let ix = st.index();
-    (ix.messages[&id].attrs.mtime, ix.messages[&id].ctime)
+    (ix.message(id).unwrap().attrs.mtime, ix.message(id).unwrap().ctime)
 }
 
 /// Set a folder's mtime far in the past, so that a later change shows.
@@ -780,25 +780,25 @@ fn records_set_times_from_the_logged_commit_time_only() {
     r(&mut ix, Record::Time { ns: 200 });
     r(&mut ix, put(10, 2, "m", 150));
     assert_eq!((ix.folders[&2].attrs.mtime, ix.folders[&2].ctime), (200, 200), "new entry");
-    assert_eq!((ix.messages[&10].attrs.mtime, ix.messages[&10].ctime), (150, 200));
+    assert_eq!((ix.message(10).unwrap().attrs.mtime, ix.message(10).unwrap().ctime), (150, 200));
     assert_eq!(ix.folders[&ROOT].ctime, 100, "the grandparent is not touched");
     // Metadata: ctime moves, mtime stays; the folder is not touched.
     r(&mut ix, Record::Time { ns: 300 });
-    let chmod = Attrs { mode: libc::S_IFREG | 0o644, ..ix.messages[&10].attrs };
+    let chmod = Attrs { mode: libc::S_IFREG | 0o644, ..ix.message(10).unwrap().attrs };
     r(&mut ix, Record::MessageMeta { id: 10, attrs: chmod, flags: 0, xattrs: vec![] });
-    assert_eq!((ix.messages[&10].attrs.mtime, ix.messages[&10].ctime), (150, 300));
+    assert_eq!((ix.message(10).unwrap().attrs.mtime, ix.message(10).unwrap().ctime), (150, 300));
     assert_eq!(ix.folders[&2].attrs.mtime, 200);
     // A new version: both its times, not its folder's.
     r(&mut ix, Record::Time { ns: 400 });
     r(&mut ix, put(10, 2, "m", 400));
-    assert_eq!((ix.messages[&10].attrs.mtime, ix.messages[&10].ctime), (400, 400));
+    assert_eq!((ix.message(10).unwrap().attrs.mtime, ix.message(10).unwrap().ctime), (400, 400));
     assert_eq!(ix.folders[&2].attrs.mtime, 200);
     // A move: both folders, and the message's ctime only.
     r(&mut ix, Record::Time { ns: 500 });
     r(&mut ix, Record::MessageMove { id: 10, folder: 3, name: "n".into() });
     assert_eq!((ix.folders[&2].attrs.mtime, ix.folders[&2].ctime), (500, 500));
     assert_eq!((ix.folders[&3].attrs.mtime, ix.folders[&3].ctime), (500, 500));
-    assert_eq!((ix.messages[&10].attrs.mtime, ix.messages[&10].ctime), (400, 500));
+    assert_eq!((ix.message(10).unwrap().attrs.mtime, ix.message(10).unwrap().ctime), (400, 500));
     // A folder move: both parents and the folder's own ctime.
     r(&mut ix, Record::Time { ns: 600 });
     r(&mut ix, Record::FolderMove { id: 3, parent: 2, name: "B".into() });
@@ -843,14 +843,14 @@ fn records_of_the_previous_format_take_ctime_from_mtime_and_leave_folders_alone(
     }
     assert_eq!((ix.folders[&ROOT].attrs.mtime, ix.folders[&ROOT].ctime), (1, 1));
     assert_eq!((ix.folders[&2].attrs.mtime, ix.folders[&2].ctime), (20, 20));
-    assert_eq!((ix.messages[&3].attrs.mtime, ix.messages[&3].ctime), (40, 40));
+    assert_eq!((ix.message(3).unwrap().attrs.mtime, ix.message(3).unwrap().ctime), (40, 40));
     // A checkpoint of the previous format (no ctimes) reads back with ctime = mtime.
     ix.folders.get_mut(&2).unwrap().ctime = 99;
     ix.messages.get_mut(&3).unwrap().ctime = 99;
     let (old, _) = checkpoint::decode(&checkpoint::encode_as(&ix, 5, checkpoint::FORMAT_NO_CTIME)).unwrap();
-    assert_eq!((old.folders[&2].ctime, old.messages[&3].ctime), (20, 40));
-    let (new, seq) = checkpoint::decode(&checkpoint::encode(&ix, 5)).unwrap();
-    assert_eq!((new.folders[&2].ctime, new.messages[&3].ctime, seq), (99, 99, 5));
+    assert_eq!((old.folders[&2].ctime, old.message(3).unwrap().ctime), (20, 40));
+    let (new, seq) = checkpoint::decode(&checkpoint::encode(&ix, 5).unwrap()).unwrap();
+    assert_eq!((new.folders[&2].ctime, new.message(3).unwrap().ctime, seq), (99, 99, 5));
 }
 
 #[test]
@@ -989,7 +989,7 @@ fn a_store_checkpointed_by_the_previous_format_opens_with_ctime_from_mtime() {
     // Rewrite the checkpoint as the previous version wrote it: format 1, no ctimes.
     let path = std::path::Path::new(checkpoint::CHECKPOINT);
     let (ix, seq) = checkpoint::read(&fs).unwrap().unwrap();
-    assert_ne!(ix.messages[&a].ctime, 42);
+    assert_ne!(ix.message(a).unwrap().ctime, 42);
     let old = checkpoint::encode_as(&ix, seq, checkpoint::FORMAT_NO_CTIME);
     let f = fs.open(path, vfs::OpenMode::CreateTruncate).unwrap();
     f.write_all_at(&old, 0).unwrap();
@@ -997,15 +997,18 @@ fn a_store_checkpointed_by_the_previous_format_opens_with_ctime_from_mtime() {
     drop(f);
     let st = Store::open_vfs(Arc::new(fs.clone()), opts).unwrap();
     let ix = st.index().clone();
-    assert_eq!((ix.messages[&a].attrs.mtime, ix.messages[&a].ctime), (42, 42));
+    assert_eq!((ix.message(a).unwrap().attrs.mtime, ix.message(a).unwrap().ctime), (42, 42));
     for f in ix.folders.values() {
         assert_eq!(f.ctime, f.attrs.mtime);
     }
     // Changes from now on keep ctimes, and the next checkpoint is of the new format.
     st.set_message_attrs(a, AttrChange { mode: Some(0o644), ..Default::default() }).unwrap();
-    assert_ne!(st.index().messages[&a].ctime, 42);
+    assert_ne!(st.index().message(a).unwrap().ctime, 42);
     st.close().unwrap();
     let (ix, _) = checkpoint::read(&fs).unwrap().unwrap();
-    assert_ne!(ix.messages[&a].ctime, 42);
-    assert_eq!(checkpoint::decode(&checkpoint::encode(&ix, 1)).unwrap().0.messages[&a].ctime, ix.messages[&a].ctime);
+    assert_ne!(ix.message(a).unwrap().ctime, 42);
+    assert_eq!(
+        checkpoint::decode(&checkpoint::encode(&ix, 1).unwrap()).unwrap().0.message(a).unwrap().ctime,
+        ix.message(a).unwrap().ctime
+    );
 }

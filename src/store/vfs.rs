@@ -124,6 +124,28 @@ pub trait Vfs: Send + Sync {
     fn exists(&self, path: &Path) -> bool;
     /// The real path, for tools that need one (the FUSE layer, rsync in backups).
     fn real_path(&self, path: &Path) -> Option<PathBuf>;
+    /// The whole of a file that never changes in place (a checkpoint: it is replaced by
+    /// rename, never rewritten), read only as its bytes are touched where the backend can
+    /// map it; a backend that cannot reads it whole.
+    fn map(&self, path: &Path) -> io::Result<Mapped> {
+        self.open(path, OpenMode::Read)?.read_all().map(Mapped::Read)
+    }
+}
+
+/// The bytes of a file from [`Vfs::map`]: a read-only memory map, or a copy.
+pub enum Mapped {
+    Map(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Mapped::Map(m) => m,
+            Mapped::Read(v) => v,
+        }
+    }
 }
 
 /// The real filesystem under a store directory.
@@ -218,5 +240,19 @@ impl Vfs for RealVfs {
     }
     fn real_path(&self, path: &Path) -> Option<PathBuf> {
         Some(self.p(path))
+    }
+    fn map(&self, path: &Path) -> io::Result<Mapped> {
+        let f = File::open(self.p(path))?;
+        if f.metadata()?.len() == 0 {
+            // An empty map is refused by mmap(2).
+            return Ok(Mapped::Read(Vec::new()));
+        }
+        // SAFETY: the store maps only files it replaces by rename and never writes in place
+        // (checkpoints), and it holds the store's lock, so no one truncates or rewrites the
+        // mapped bytes while they are in use: the map stays valid and unchanged.
+        // The kernel's usual read-around stays on: a listing reads neighbouring rows and
+        // names, and a lookup's binary search ends among neighbours too.
+        let m = unsafe { memmap2::Mmap::map(&f)? };
+        Ok(Mapped::Map(m))
     }
 }
