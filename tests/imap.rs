@@ -6,12 +6,14 @@ mod dovecot;
 use dovecot::Dovecot;
 
 #[test]
-fn the_fixture_starts_in_well_under_a_second_and_takes_ten_thousand_messages_in_one_append() {
+fn the_fixture_starts_and_takes_ten_thousand_messages_in_one_append() {
     if dovecot::should_skip() {
         return;
     }
     let server = Dovecot::start();
-    assert!(server.started_in.as_millis() < 1000, "started in {:?}", server.started_in);
+    // A figure, not a check: timing belongs to benchmarks (it is well under a second on
+    // a quiet machine, and more under load).
+    eprintln!("Dovecot started in {:?}", server.started_in);
     let mut raw = server.raw();
     let msgs: Vec<_> = (0..10_000).map(|n| ("\\Seen", dovecot::message(n))).collect();
     let t = std::time::Instant::now();
