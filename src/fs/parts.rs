@@ -396,7 +396,7 @@ Content-Type: message/rfc822\n\nSubject: inner\nContent-Type: text/html\n\n<b>x<
         assert_eq!(listed, looked);
         parts.forget(dir.ino, 1);
         assert_eq!(errno(parts.getattr(dir.ino, &mut src)), Errno::ENOENT);
-        assert_eq!(parts.message_dir(1, 9, OWNER, &mut src).unwrap().ino > dir.ino, true);
+        assert!(parts.message_dir(1, 9, OWNER, &mut src).unwrap().ino > dir.ino);
     }
 
     #[test]
