@@ -161,6 +161,13 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Print the part tree of message files (a .eml file, or a message in a mount): size, type and
+    /// the name each part has in the message's NAME.eml.parts folder
+    Parts {
+        /// Message files
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Verify every log record, object checksum and reference; exit 1 on damage, 2 if STORE is
     /// not a store
     Check {
@@ -218,6 +225,7 @@ fn main() -> ExitCode {
             status,
         }),
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
+        Command::Parts { files } => cmd::parts::run(&files),
         Command::Lock { mountpoint, shutdown } => cmd::control::lock(&mountpoint, shutdown),
         Command::Unlock { mountpoint } => cmd::control::unlock(&mountpoint),
         Command::Freeze { mountpoint } => cmd::control::freeze(&mountpoint),
