@@ -14,6 +14,7 @@ mod editors;
 mod fulldisk;
 mod kill_loop;
 mod nonroot;
+mod parts;
 mod peer;
 mod posix;
 mod pst;
