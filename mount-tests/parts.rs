@@ -248,6 +248,9 @@ fn the_enron_pst_parts_equal_pffexport_attachments_imported_and_mounted() {
     run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(&pst));
     let mut imported = Mount::adopt(&store);
     contains_all("imported", &mounted_parts(&imported.mp), &theirs);
+    // A read-only mount (no opens: READs by inode alone) gives the same.
+    imported.remount(&["ro"]);
+    contains_all("imported, mounted ro", &mounted_parts(&imported.mp), &theirs);
     imported.unmount();
     let mut mounted = Mount::adopt(&pst);
     contains_all("mounted PST", &mounted_parts(&mounted.mp), &theirs);

@@ -41,6 +41,10 @@ const MAX_NESTING: usize = 32;
 /// Byte budget of the part trees kept.
 const TREE_BUDGET: usize = 16 << 20;
 
+/// How many entries a cache keeps at most, whatever their size: each request looks
+/// through them.
+const MAX_ENTRIES: usize = 1024;
+
 /// Byte budget of the decoded parts kept (the latest is kept whatever its size: it is
 /// usually being read in many READs).
 const DATA_BUDGET: usize = 64 << 20;
@@ -88,6 +92,9 @@ struct Node<K> {
     lookups: u64,
 }
 
+/// The parts inodes handed out. An entry goes when the kernel forgets its last reference;
+/// the parts of a listed folder that were never looked up stay (a few dozen bytes each, for
+/// the folders a person listed).
 #[derive(Default)]
 struct Table<K> {
     nodes: HashMap<u64, Node<K>>,
@@ -111,13 +118,16 @@ impl<K: Clone + Eq + Hash> Table<K> {
         if lookup {
             if let Some(n) = self.nodes.get_mut(&ino) {
                 n.lookups += 1;
+                // Where it was named last (a message moved keeps its version).
+                n.up = up;
             }
         }
         ino
     }
 }
 
-/// A least-recently-used cache with a byte budget; the latest entry always stays.
+/// A least-recently-used cache with a byte budget and at most [`MAX_ENTRIES`]; the latest
+/// entry always stays.
 struct Lru<T> {
     entries: VecDeque<(T, usize)>,
     budget: usize,
@@ -138,7 +148,7 @@ impl<T> Lru<T> {
     fn put(&mut self, t: T, bytes: usize) {
         self.entries.push_back((t, bytes));
         let mut total: usize = self.entries.iter().map(|(_, b)| b).sum();
-        while self.entries.len() > 1 && total > self.budget {
+        while self.entries.len() > 1 && (total > self.budget || self.entries.len() > MAX_ENTRIES) {
             total -= self.entries.pop_front().map_or(0, |(_, b)| b);
         }
     }
