@@ -89,6 +89,11 @@ fn ls_of_a_parts_folder_shows_decoded_parts_and_writes_into_it_fail_with_erofs()
     for (name, _) in want {
         assert!(out.lines().any(|l| l.ends_with(&format!("  {name}"))), "{name} not in:\n{out}");
     }
+    // And from outside the mount, of the same bytes in a plain file, the same lines.
+    let plain = m.dir.path().join("plain.eml");
+    std::fs::write(&plain, MIXED).unwrap();
+    assert_eq!(String::from_utf8(run(Command::new(MSGFS).arg("parts").arg(&plain)).stdout).unwrap(), out);
+    assert!(out.contains("message/rfc822  Inner.eml\n") && out.contains("text/html  body.html\n"), "{out}");
 
     // Gone with its message.
     std::fs::remove_file(m.p(NAME)).unwrap();
