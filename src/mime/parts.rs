@@ -15,12 +15,13 @@
 //! can be read, at worst the whole body as one part, and a body whose encoding is broken
 //! is decoded as far as it goes.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use mailparse::body::Body;
 use mailparse::{DispositionType, ParsedContentType, ParsedMail};
 
-use super::{clean_subject, parse_props, unique_name, NO_SUBJECT};
+use super::{clean_subject, parse_props, unique_name_from, NO_SUBJECT};
 
 /// The longest file name a part gets, in bytes (a directory entry's limit).
 const MAX_NAME_BYTES: usize = 255;
@@ -67,6 +68,9 @@ pub struct Part {
 #[derive(Clone, Debug, Default)]
 pub struct PartTree {
     pub parts: Vec<Part>,
+    /// Index of each name in `parts`: a message may have many thousands of parts, and
+    /// naming each or looking one up must not go through them all.
+    by_name: HashMap<String, usize>,
 }
 
 /// A part as mailparse read it, before names are given.
@@ -104,11 +108,18 @@ impl PartTree {
                 });
             }
         }
-        let mut tree = PartTree { parts: Vec::with_capacity(raws.len()) };
+        let mut tree = PartTree { parts: Vec::with_capacity(raws.len()), by_name: HashMap::new() };
+        // The next ` (N)` to try for each name asked for: many parts of one name are
+        // numbered without trying every number before theirs again.
+        let mut next: HashMap<String, u64> = HashMap::new();
         for (i, raw) in raws.into_iter().enumerate() {
             let name = (raw.kind != Kind::Container).then(|| {
                 let wanted = tree.wanted_name(msg, &raw, i);
-                unique_name(&wanted, |n| tree.find(n).is_some())
+                let first = next.get(&wanted).copied().unwrap_or(2);
+                let (name, n) = unique_name_from(&wanted, first, |n| tree.by_name.contains_key(n));
+                next.insert(wanted, n.max(1) + 1);
+                tree.by_name.insert(name.clone(), i);
+                name
             });
             let body = &msg[raw.body.clone()];
             let size = match (raw.kind, raw.encoding) {
@@ -163,7 +174,7 @@ impl PartTree {
 
     /// The part named `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.parts.iter().position(|p| p.name.as_deref() == Some(name))
+        self.by_name.get(name).copied()
     }
 
     /// Part `i`'s content: its body with the transfer encoding undone.
@@ -180,7 +191,7 @@ impl PartTree {
     pub fn heap_bytes(&self) -> usize {
         self.parts
             .iter()
-            .map(|p| std::mem::size_of::<Part>() + p.mimetype.len() + p.name.as_ref().map_or(0, String::len))
+            .map(|p| std::mem::size_of::<Part>() + p.mimetype.len() + 2 * p.name.as_ref().map_or(0, String::len) + 32)
             .sum()
     }
 }
@@ -412,6 +423,19 @@ Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.txt\r\n\r\nra
         assert_eq!(names(&t), ["part-1.pdf"]);
         assert_eq!(t.decode(msg, 0), b"hello world");
         assert_eq!(t.parts[0].size, 11);
+    }
+
+    #[test]
+    fn many_parts_of_one_name_are_numbered_in_order() {
+        let mut msg = b"Content-Type: multipart/mixed; boundary=b\n\n".to_vec();
+        for _ in 0..5000 {
+            msg.extend_from_slice(b"--b\nContent-Type: application/pdf; name=x.pdf\n\ny\n");
+        }
+        let t = PartTree::parse(&msg);
+        assert_eq!(t.parts.len(), 5001);
+        assert_eq!(t.parts[1].name.as_deref(), Some("x.pdf"));
+        assert_eq!(t.parts[5000].name.as_deref(), Some("x (5000).pdf"));
+        assert_eq!(t.find("x (4999).pdf"), Some(4999));
     }
 
     #[test]
