@@ -69,8 +69,8 @@ else
     MSGFS=$REPO/target/release/msgfs
 fi
 [[ -x $MSGFS ]] || die "$MSGFS is not an executable"
-if want 6; then
-    # The in-memory FUSE ceiling (benches/fuse_ceiling.rs) figure 6 also measures.
+if want 4 || want 6; then
+    # The in-memory FUSE ceiling (benches/fuse_ceiling.rs) figures 4 and 6 also measure.
     (cd "$REPO" && cargo build --release --quiet --example fuse_ceiling) || die "cargo build --release --example fuse_ceiling failed"
     CEILING=$REPO/target/release/examples/fuse_ceiling
 fi
@@ -79,7 +79,7 @@ WORK=$(mktemp -d "$BASE/msgfs-mount-bench.XXXXXX")
 DATA=$WORK/plain   # the plain directories: the sources, and what msgfs is compared with
 STORE=$WORK/store
 MNT=$WORK/mnt
-CEIL_MNT=$WORK/ceiling # where the in-memory FUSE ceiling is mounted (figure 6)
+CEIL_MNT=$WORK/ceiling # where the in-memory FUSE ceiling is mounted (figures 4, 6)
 CEIL_PID=""
 OUT=$WORK/out      # copy targets on the plain disk (cp, rsync)
 mkdir -p "$DATA" "$MNT" "$OUT"
@@ -580,6 +580,21 @@ fi
 cp_sync() { cp -r "$1" "$2" && sync -f "$2"; }
 cp_rsync() { rsync -a "$1" "$2" && sync -f "$2"; }
 
+# ceiling_mount [FLAGS] SRC: mount the in-memory FUSE ceiling (benches/fuse_ceiling.rs) of
+# SRC at $CEIL_MNT; ceiling_umount takes it away.
+ceiling_mount() {
+    mkdir -p "$CEIL_MNT"
+    "$CEILING" "$@" "$CEIL_MNT" 2>"$WORK/ceiling.err" &
+    CEIL_PID=$!
+    for ((k = 0; k < 100; k++)); do grep -qs " $CEIL_MNT " /proc/mounts && break; sleep 0.05; done
+    grep -qs " $CEIL_MNT " /proc/mounts || die "fuse_ceiling did not mount: $(cat "$WORK/ceiling.err")"
+}
+ceiling_umount() {
+    umount "$CEIL_MNT"
+    wait "$CEIL_PID" 2>/dev/null || true
+    CEIL_PID=""
+}
+
 if want 4; then
     say "4. cp -r of $CP_N .eml files into the mount / into a plain directory (fresh target each run)"
     for ((i = 1; i <= RUNS; i++)); do
@@ -624,10 +639,20 @@ if want 4; then
             fi
         done
     done
+    # The ceiling: cp -r into a minimal in-memory FUSE filesystem (nothing durable).
+    mkdir -p "$WORK/empty"
+    ceiling_mount --writable "$WORK/empty"
+    for ((i = 1; i <= RUNS; i++)); do
+        sync
+        timed ceiling:cp cp -r "$CPSRC" "$CEIL_MNT/run$i"
+    done
+    diff -rq "$CPSRC" "$CEIL_MNT/run1" >/dev/null || die "fuse_ceiling holds other bytes than were copied in"
+    ceiling_umount
     result_time "4. cp -r of $CP_N .eml files" cp ""
     result_time "4. (same; plain side: cp -r && sync -f)" cp-sync 4
     result_time "4. (same, msgfs -o commit=lazy; plain side: cp -r && sync -f)" cp-lazy 2
     result_time "4. rsync -a of the same into the mount (plain: && sync -f)" rsync-in 4
+    result_ceiling "4. in-memory FUSE, cp -r (plain: cp -r)" cp cp-lazy
     mkdir "$MNT/cp-trace"
     find "$CPSRC" -type f | sed -n 1,1000p >"$WORK/cp1k"
     traced "4. cp into the mount, files" "$(wc -l <"$WORK/cp1k")" \
@@ -706,12 +731,7 @@ if want 6; then
     # answering every OPEN (as a read-write msgfs mount must), then with the kernel's no_open
     # (as msgfs -o ro).
     for mode in open no-open; do
-        mkdir -p "$CEIL_MNT"
-        if [[ $mode == open ]]; then "$CEILING" "$DATA/grep" "$CEIL_MNT" 2>"$WORK/ceiling.err" &
-        else "$CEILING" --no-open "$DATA/grep" "$CEIL_MNT" 2>"$WORK/ceiling.err" & fi
-        CEIL_PID=$!
-        for ((k = 0; k < 100; k++)); do grep -qs " $CEIL_MNT " /proc/mounts && break; sleep 0.05; done
-        grep -qs " $CEIL_MNT " /proc/mounts || die "fuse_ceiling did not mount: $(cat "$WORK/ceiling.err")"
+        if [[ $mode == open ]]; then ceiling_mount "$DATA/grep"; else ceiling_mount --no-open "$DATA/grep"; fi
         diff -rq "$DATA/grep" "$CEIL_MNT" >/dev/null || die "fuse_ceiling shows other bytes than the plain copy"
         grep_all "$CEIL_MNT"
         for ((i = 1; i <= RUNS; i++)); do
@@ -719,9 +739,7 @@ if want 6; then
                 if [[ $s == plain ]]; then timed "plain:ceil-$mode-warm" grep_all "$DATA/grep"; else timed "ceiling:ceil-$mode-warm" grep_all "$CEIL_MNT"; fi
             done
         done
-        umount "$CEIL_MNT"
-        wait "$CEIL_PID" 2>/dev/null || true
-        CEIL_PID=""
+        ceiling_umount
     done
     result_time "6. grep -r, $NG msgs, read-write, warm" grep-rw-warm 4
     result_time "6. grep -r, $NG msgs, read-write, cold" grep-rw-cold 1.5
@@ -767,5 +785,5 @@ if ((${#TRACE_ROWS[@]})); then
     for r in "${TRACE_ROWS[@]}"; do echo "  $r"; done
 fi
 echo
-echo "The in-memory FUSE rows (figure 6) are benches/fuse_ceiling.rs serving the same files from memory"
-echo "in the same run: what FUSE itself allows here, with and without an OPEN per file."
+echo "The in-memory FUSE rows (figures 4, 6) are benches/fuse_ceiling.rs holding the same files in memory"
+echo "in the same run: what FUSE itself allows here (with and without an OPEN per file for grep)."

@@ -30,7 +30,7 @@ for i in $(seq "$RUNS"); do
   t readpst -e -D -o "$WORK/r" "$PST" >>"$WORK/readpst"
   t pffexport -q -t "$WORK/p" "$PST" >>"$WORK/pffexport"
 done
-n=$("$BIN" import --store "$WORK/count" "$PST" | sed -n 's/^imported \([0-9]*\) messages.*/\1/p')
+n=$("$BIN" import --store "$WORK/count" "$PST" | sed -n 's/^imported \([0-9]*\) messages\{0,1\} .*/\1/p')
 m=$(median <"$WORK/msgfs"); mt=$(median <"$WORK/msgfs-tmpfs"); r=$(median <"$WORK/readpst"); p=$(median <"$WORK/pffexport")
 echo "file: $PST ($(stat -c %s "$PST") bytes, $n messages), $RUNS runs each, medians:"
 printf 'msgfs import  %.3f s  (%.0f msg/s)\n' "$m" "$(echo "$n / $m" | bc -l)"

@@ -130,13 +130,7 @@ fn grep_r_over_the_mount_matches_grep_r_over_an_export() {
         put(st, "Archive/2020", &[("old.eml", B), ("older.eml", A)]);
     });
     let export = m.dir.path().join("export");
-    run(std::process::Command::new(MSGFS)
-        .arg("export")
-        .arg("--store")
-        .arg(&m.store)
-        .arg("--format")
-        .arg("maildir")
-        .arg(&export));
+    run(msgfs_command().arg("export").arg("--store").arg(&m.store).arg("--format").arg("maildir").arg(&export));
     let lines = |dir: &std::path::Path| {
         let out = sh(&format!("grep -r -h -a -e needle -e hello '{}' | sort", dir.display()));
         String::from_utf8_lossy(&out.stdout).into_owned()

@@ -18,7 +18,7 @@ fn msgfs_umask(umask: u32, state: &Path, args: &[&Path]) -> Output {
 }
 
 fn msgfs(args: &[&Path]) -> Output {
-    Command::new(MSGFS).args(args).output().unwrap()
+    msgfs_command().args(args).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -330,4 +330,34 @@ fn umount_removes_the_mount_of_a_daemon_that_died() {
     assert!(std::fs::read_dir(&m.mp).unwrap().next().is_none(), "something is still mounted");
     let out = msgfs(&[Path::new("status"), &m.mp]);
     assert!(stderr(&out).contains("is not a msgfs mount"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_harness_daemons_log_in_the_test_area_and_never_in_the_users_log() {
+    if should_skip() {
+        return;
+    }
+    let log = test_state().join("msgfs/msgfs.log");
+    let mut m = Mount::new();
+    m.unmount();
+    // Opened (created if missing) by every background mount the harness makes.
+    assert!(log.exists(), "{}", log.display());
+}
+
+#[test]
+fn mount_v_with_log_file_logs_info_lines_to_that_file() {
+    if should_skip() {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+    let (store, mp, log) = (dir.path().join("store"), dir.path().join("mnt"), dir.path().join("logs/mount.log"));
+    std::fs::create_dir(&mp).unwrap();
+    let out = msgfs_command().args(["mount", "-v", "--log-file"]).arg(&log).arg(&store).arg(&mp).output().unwrap();
+    assert!(out.status.success(), "mount: {}", stderr(&out));
+    let m = Mounted(mp.clone());
+    m.umount();
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The signal thread's line is at info level: there with -v, not without.
+    assert!(text.contains(" INFO ") && text.contains("unmounting"), "{text}");
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
 }

@@ -11,6 +11,19 @@ use msgfs::store::{Attrs, NewMessage, Options, Store};
 
 pub const MSGFS: &str = env!("CARGO_BIN_EXE_msgfs");
 
+/// `msgfs`, with its daemons' log in the test area (XDG_STATE_HOME), never in the log of the
+/// user running the tests.
+pub fn msgfs_command() -> Command {
+    let mut c = Command::new(MSGFS);
+    c.env("XDG_STATE_HOME", test_state());
+    c
+}
+
+/// The XDG_STATE_HOME of every daemon the tests start (see [`msgfs_command`]).
+pub fn test_state() -> PathBuf {
+    test_tmp().join("state")
+}
+
 /// Debian package for each program the tests drive.
 const PACKAGES: &[(&str, &str)] = &[
     ("fusermount3", "fuse3"),
@@ -39,6 +52,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("prove", "perl"),
     ("openssl", "openssl"),
+    ("mount", "mount"),
+    ("umount", "mount"),
+    ("mount.fuse3", "fuse3"),
+    ("unshare", "util-linux"),
+    ("systemd-analyze", "systemd"),
 ];
 
 /// Mount tests run everywhere unless MSGFS_SKIP_MOUNT_TESTS=1 (never skipped in CI). A
@@ -75,6 +93,11 @@ impl Mount {
     /// A fresh store, filled by `fill` before mounting, then mounted with `opts`.
     pub fn with(opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
         let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
+        Mount::in_dir(dir, opts, fill)
+    }
+
+    /// A store filled by `fill`, mounted with `opts`, both inside `dir`.
+    fn in_dir(dir: tempfile::TempDir, opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
         let store = dir.path().join("store");
         let st = Store::open(&store, Options { create: true, ..Default::default() }).unwrap();
         fill(&st);
@@ -90,6 +113,12 @@ impl Mount {
         Mount::with(&[], |_| {})
     }
 
+    /// As [`Mount::with`], in a directory other users can reach (see [`shared_tmp`]): for
+    /// tests that act as another user inside the mount.
+    pub fn reachable(opts: &[&str], fill: impl FnOnce(&Store)) -> Mount {
+        Mount::in_dir(shared_tmpdir(), opts, fill)
+    }
+
     /// Mount an existing store directory (a backup) in a new temporary mount point.
     pub fn adopt(store: &Path) -> Mount {
         let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
@@ -101,7 +130,7 @@ impl Mount {
     }
 
     pub fn mount(&mut self, opts: &[&str]) {
-        let mut c = Command::new(MSGFS);
+        let mut c = msgfs_command();
         c.arg("mount");
         for o in opts {
             c.arg("-o").arg(o);
@@ -115,7 +144,7 @@ impl Mount {
         if !self.mounted {
             return;
         }
-        let out = Command::new(MSGFS).arg("umount").arg(&self.mp).output().unwrap();
+        let out = msgfs_command().arg("umount").arg(&self.mp).output().unwrap();
         if !out.status.success() {
             // Still busy or dead: detach it so the test never leaves a mount behind.
             let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
@@ -154,7 +183,7 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         if self.mounted {
-            let ok = Command::new(MSGFS)
+            let ok = msgfs_command()
                 .arg("umount")
                 .arg(&self.mp)
                 .stderr(Stdio::null())
@@ -203,6 +232,23 @@ pub fn test_tmp() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Where tests that act as another user put their directories: under the system's temporary
+/// directory, which everyone may enter, and not under the target dir, which lies in the
+/// checkout (root's home is 0700 on Debian, and so is a `mktemp -d`).
+pub fn shared_tmp() -> PathBuf {
+    let d = std::env::temp_dir().join("msgfs-mount-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A new directory under [`shared_tmp`] that other users may enter (mode 0755).
+pub fn shared_tmpdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(shared_tmp()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
 /// Put messages into a store folder (path like "Inbox"), created if missing.

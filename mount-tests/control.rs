@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn msgfs(args: &[&str], mp: &Path) -> std::process::Output {
-    Command::new(MSGFS).args(args).arg(mp).output().unwrap()
+    msgfs_command().args(args).arg(mp).output().unwrap()
 }
 
 fn state(m: &Mount) -> String {
@@ -104,7 +104,7 @@ fn backups_taken_while_writers_save_hold_a_prefix_of_the_acknowledged_saves() {
     for round in 0..20 {
         let dest = m.dir.path().join(format!("backup{round}"));
         let before: usize = std::fs::read_to_string(&acks).unwrap().lines().count();
-        let out = Command::new(MSGFS).arg("backup").arg(&m.mp).arg(&dest).output().unwrap();
+        let out = msgfs_command().arg("backup").arg(&m.mp).arg(&dest).output().unwrap();
         assert!(out.status.success(), "backup {round}: {}", String::from_utf8_lossy(&out.stderr));
         let after: usize = std::fs::read_to_string(&acks).unwrap().lines().count();
         if round % 5 == 0 {
@@ -115,7 +115,7 @@ fn backups_taken_while_writers_save_hold_a_prefix_of_the_acknowledged_saves() {
                 .status();
         }
         // The backup is a store that checks clean...
-        let check = Command::new(MSGFS).arg("check").arg(&dest).output().unwrap();
+        let check = msgfs_command().arg("check").arg(&dest).output().unwrap();
         assert!(check.status.success(), "backup {round}: {}", String::from_utf8_lossy(&check.stdout));
         // ...and holds one moment of the writer: for a K between the saves acknowledged
         // before and after the backup, each file holds the last save <= K made to it.
@@ -268,7 +268,7 @@ fn only_root_and_the_mounting_user_may_lock_or_freeze() {
         return;
     }
     require(&["setpriv", "setfattr"]);
-    let m = Mount::with(&["allow_other"], |_| {});
+    let m = Mount::reachable(&["allow_other"], |_| {});
     // Writable by all, so the kernel's own permission check lets the request through and
     // msgfs's rule is what refuses it.
     run(Command::new("chmod").arg("777").arg(&m.mp));

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common::*;
 
 fn mount_err(store: &std::path::Path, mp: &std::path::Path) -> String {
-    let out = Command::new(MSGFS).arg("mount").arg(store).arg(mp).output().unwrap();
+    let out = msgfs_command().arg("mount").arg(store).arg(mp).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
@@ -55,7 +55,7 @@ fn every_way_of_unmounting_leaves_the_store_closed_cleanly() {
             }
         }
         assert!(m.store.join("clean").exists(), "{how}: the store was not closed cleanly");
-        let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+        let out = msgfs_command().arg("check").arg(&m.store).output().unwrap();
         assert!(out.status.success(), "{how}: {}", String::from_utf8_lossy(&out.stdout));
         m.mount(&[]);
         assert_eq!(std::fs::read(m.p(&format!("Inbox/{how}.eml"))).unwrap(), b"Subject: x\n\nsaved\n");
@@ -89,11 +89,11 @@ fn only_the_mounting_user_may_use_a_mount_unless_allow_other() {
             .output()
             .unwrap()
     };
-    let m = Mount::with(&[], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
+    let m = Mount::reachable(&[], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
     let out = as_nobody(&m.p("Inbox/a.eml"));
     assert!(!out.status.success(), "another user read a private mount");
     drop(m);
-    let m = Mount::with(&["allow_other"], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
+    let m = Mount::reachable(&["allow_other"], |st| put(st, "Inbox", &[("a.eml", b"Subject: a\n\nx\n")]));
     // Folders are 0700 root: the kernel checks the stored mode for other users.
     let out = as_nobody(&m.p("Inbox/a.eml"));
     assert!(!out.status.success(), "the stored mode was not enforced");

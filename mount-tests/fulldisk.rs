@@ -35,12 +35,12 @@ impl SmallDisk {
         self.dir.path().join("mnt")
     }
     fn mount(&mut self) {
-        let out = Command::new(MSGFS).arg("mount").arg(self.store()).arg(self.mp()).output().unwrap();
+        let out = msgfs_command().arg("mount").arg(self.store()).arg(self.mp()).output().unwrap();
         assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
         self.mounted = true;
     }
     fn unmount(&mut self) {
-        run(Command::new(MSGFS).arg("umount").arg(self.mp()));
+        run(msgfs_command().arg("umount").arg(self.mp()));
         self.mounted = false;
     }
     fn p(&self, rel: &str) -> PathBuf {
@@ -65,7 +65,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        if self.mounted && !Command::new(MSGFS).arg("umount").arg(self.mp()).status().is_ok_and(|s| s.success()) {
+        if self.mounted && !msgfs_command().arg("umount").arg(self.mp()).status().is_ok_and(|s| s.success()) {
             let _ = Command::new("umount").arg("-l").arg(self.mp()).status();
         }
         let _ = Command::new("umount").arg("-l").arg(self.disk()).status();
@@ -150,7 +150,7 @@ fn deleting_through_the_mount_works_on_a_full_disk_also_after_a_remount() {
     // Saved before: still there, and the store checks clean.
     assert_eq!(std::fs::read(d.p("Inbox/keep.eml")).unwrap(), keep);
     d.unmount();
-    let out = run(Command::new(MSGFS).arg("check").arg(d.store()));
+    let out = run(msgfs_command().arg("check").arg(d.store()));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains(": ok (") && !said.contains("not closed cleanly"), "{said}");
 }

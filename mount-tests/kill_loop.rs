@@ -547,7 +547,7 @@ impl Drop for Daemon {
 }
 
 fn start_daemon(store: &Path, mp: &Path, err: &Path) -> Daemon {
-    let child = Command::new(MSGFS)
+    let child = msgfs_command()
         .arg("mount")
         .arg("-f")
         .arg(store)
@@ -776,7 +776,7 @@ fn sigkill_under_saves_renames_and_unlinks_keeps_every_acknowledged_state_and_ne
         model = found;
         drop(daemon);
     }
-    let out = Command::new(MSGFS).arg("check").arg(&store).output().unwrap();
+    let out = msgfs_command().arg("check").arg(&store).output().unwrap();
     if !out.status.success() {
         other.push(format!("msgfs check: {}", String::from_utf8_lossy(&out.stdout)));
     }

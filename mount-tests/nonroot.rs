@@ -128,9 +128,12 @@ fn a_normal_user_mounts_uses_and_unmounts_a_store_of_their_own() {
         eprintln!("not root: running as this user; the check that another user is refused needs root");
         None
     };
-    let dir = tempfile::Builder::new().prefix("msgfs-test").tempdir_in(test_tmp()).unwrap();
-    // The user must reach its directories through ours.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The user must reach its directories, and run the binary: the checkout (and its
+    // target dir) may be closed to other users, so the binary is copied there too.
+    let dir = shared_tmpdir();
+    let msgfs = dir.path().join("msgfs");
+    std::fs::copy(MSGFS, &msgfs).unwrap();
+    std::fs::set_permissions(&msgfs, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (home, store, mp) = (dir.path().join("home"), dir.path().join("store"), dir.path().join("mnt"));
     for d in [&home, &store, &mp] {
         std::fs::create_dir(d).unwrap();
@@ -139,7 +142,6 @@ fn a_normal_user_mounts_uses_and_unmounts_a_store_of_their_own() {
         }
     }
     let user = User { ids, home };
-    let msgfs = Path::new(MSGFS);
 
     let mount_args = [msgfs.as_os_str(), "mount".as_ref(), store.as_os_str(), mp.as_os_str()];
     let can_open =

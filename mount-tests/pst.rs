@@ -7,13 +7,7 @@ use std::process::Command;
 use crate::common::*;
 
 fn sample(name: &str) -> Option<PathBuf> {
-    match std::env::var_os("MSGFS_TESTDATA") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p).join("pst").join(name)),
-        _ => {
-            println!("skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)");
-            None
-        }
-    }
+    msgfs::testdata::path(&format!("pst/{name}"))
 }
 
 /// Every file and folder under `a` is under `b` with the same bytes (`diff -r` per entry of
@@ -32,7 +26,7 @@ fn same_tree(a: &Path, b: &Path) {
 /// `pst` mounted read-only, and imported into a new store under `tmp` and mounted too.
 fn mount_and_import(name: &str, pst: &Path, tmp: &Path) -> (Mount, Mount) {
     let store = tmp.join("store");
-    let out = run(Command::new(MSGFS).arg("import").arg("--store").arg(&store).arg(pst));
+    let out = run(msgfs_command().arg("import").arg("--store").arg(&store).arg(pst));
     assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stdout));
     let imported = Mount::adopt(&store);
     (Mount::adopt(pst), imported)

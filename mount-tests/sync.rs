@@ -41,7 +41,7 @@ impl Synced {
 
     /// `msgfs sync` of this account, to run or spawn.
     fn command(&self) -> Command {
-        let mut c = Command::new(MSGFS);
+        let mut c = msgfs_command();
         c.arg("sync").arg("--config").arg(&self.config).env("MSGFS_IMAP_PASSWORD", dovecot::PASS);
         c
     }
@@ -203,13 +203,13 @@ fn a_freeze_parks_a_sync_until_the_thaw() {
         return;
     }
     let s = Synced::start();
-    let out = Command::new(MSGFS).arg("freeze").arg(&s.m.mp).output().unwrap();
+    let out = msgfs_command().arg("freeze").arg(&s.m.mp).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let child = s.spawn();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let root = String::from_utf8(getxattr(&s.m.mp, "user.msgfs.sync").unwrap()).unwrap();
     assert!(root.starts_with("running"), "parked, not failed: {root}");
-    let out = Command::new(MSGFS).arg("thaw").arg(&s.m.mp).output().unwrap();
+    let out = msgfs_command().arg("thaw").arg(&s.m.mp).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

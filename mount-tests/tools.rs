@@ -146,7 +146,7 @@ fn the_daemon_killed_during_cp_r_leaves_a_store_that_checks_clean() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     m.kill_daemon();
     let _ = cp.wait();
-    let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+    let out = msgfs_command().arg("check").arg(&m.store).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     m.mount(&[]);
     // Every message that made it is complete.
@@ -162,6 +162,6 @@ fn the_daemon_killed_during_cp_r_leaves_a_store_that_checks_clean() {
         }
     }
     m.unmount();
-    let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+    let out = msgfs_command().arg("check").arg(&m.store).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }

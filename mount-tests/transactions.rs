@@ -253,7 +253,7 @@ fn a_process_killed_while_writing_leaves_what_it_wrote_and_a_sound_store() {
     let data = std::fs::read(&p).unwrap_or_default();
     assert!(data.is_empty() || data.starts_with(b"Subject: partial\n\n"));
     m.unmount();
-    let out = Command::new(MSGFS).arg("check").arg(&m.store).output().unwrap();
+    let out = msgfs_command().arg("check").arg(&m.store).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
@@ -398,7 +398,7 @@ fn a_bad_commit_option_is_refused_with_what_to_write() {
     let mp2 = m.dir.path().join("mnt2");
     std::fs::create_dir(&mp2).unwrap();
     for bad in ["commit=fast", "commit=lazy:0", "commit=lazy:abc"] {
-        let out = Command::new(MSGFS).args(["mount", "-o", bad]).arg(&m.store).arg(&mp2).output().unwrap();
+        let out = msgfs_command().args(["mount", "-o", bad]).arg(&m.store).arg(&mp2).output().unwrap();
         assert!(!out.status.success(), "{bad} was accepted");
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains("commit=lazy"), "{bad}: {e}");

@@ -81,7 +81,7 @@ fn flags_are_read_and_set_through_user_msgfs_flags() {
     assert_eq!(getxattr(&m.p("Inbox/m.eml"), "user.msgfs.flags").unwrap(), b"FS $Label1 work");
     m.unmount();
     let out_dir = m.dir.path().join("exported");
-    run(Command::new(MSGFS).arg("export").arg("--store").arg(&m.store).args(["--format", "maildir"]).arg(&out_dir));
+    run(msgfs_command().arg("export").arg("--store").arg(&m.store).args(["--format", "maildir"]).arg(&out_dir));
     let names = names(&out_dir.join(".Inbox/cur"));
     assert!(names.len() == 1 && names[0].ends_with(":2,FS"), "{names:?}");
     m.mount(&[]);

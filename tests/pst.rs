@@ -16,13 +16,7 @@ fn msgfs() -> Command {
 }
 
 fn testdata() -> Option<PathBuf> {
-    match std::env::var_os("MSGFS_TESTDATA") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p).join("pst")),
-        _ => {
-            println!("skipped: MSGFS_TESTDATA is not set (it names the shared sample data, e.g. ../shared/testdata)");
-            None
-        }
-    }
+    msgfs::testdata::path("pst")
 }
 
 /// `pffexport` must be there (CI installs pff-tools); elsewhere say what to install.

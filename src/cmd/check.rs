@@ -31,12 +31,12 @@ pub fn run(store: &Path) -> CmdResult {
     }
     if r.ok() {
         println!(
-            "{}: ok ({} folders, {} messages, {} bytes, {} log records{})",
+            "{}: ok ({}, {}, {}, {}{})",
             store.display(),
-            r.folders,
-            r.messages,
-            r.bytes,
-            r.records,
+            crate::plural::count(r.folders, "folder", "folders"),
+            crate::plural::count(r.messages, "message", "messages"),
+            crate::plural::count(r.bytes, "byte", "bytes"),
+            crate::plural::count(r.records, "log record", "log records"),
             if r.was_clean { "" } else { "; not closed cleanly or in use" }
         );
         Ok(0)

@@ -36,10 +36,10 @@ pub fn run(store: &Path, format: Format, folder: Option<&str>, dest: &Path) -> C
     st.close()?;
     let r = res.map_err(|e| format!("export to {}: {e}", dest.display()))?;
     println!(
-        "exported {} messages ({}) in {} folders to {}",
-        r.messages,
+        "exported {} ({}) in {} to {}",
+        crate::plural::count(r.messages, "message", "messages"),
         HumanBytes(r.bytes),
-        r.folders,
+        crate::plural::count(r.folders, "folder", "folders"),
         dest.display()
     );
     if !r.unreadable.is_empty() {

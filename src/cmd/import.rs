@@ -9,12 +9,13 @@ use indicatif::HumanBytes;
 
 use super::CmdResult;
 use crate::import::{self, Report};
+use crate::plural::count;
 use crate::store::{Options, Store};
 
-pub fn run(store: &Path, sources: &[PathBuf], into: Option<&str>) -> CmdResult {
+pub fn run(store: &Path, sources: &[PathBuf], into: Option<&str>, allow_duplicates: bool) -> CmdResult {
     let st = Store::open(store, Options { create: true, ..Default::default() })
         .map_err(|e| format!("store {}: {e}", store.display()))?;
-    let opts = import::Options { progress: std::io::stderr().is_terminal() };
+    let opts = import::Options { progress: std::io::stderr().is_terminal(), allow_duplicates };
     let res = import::import_sources(&st, sources, into, &opts);
     // Close even after a failure: what was committed stays, and the store is left clean.
     let closed = st.close();
@@ -25,9 +26,24 @@ pub fn run(store: &Path, sources: &[PathBuf], into: Option<&str>) -> CmdResult {
 }
 
 fn print_report(r: &Report) {
-    println!("imported {} messages ({}), {} folders created", r.messages, HumanBytes(r.bytes), r.folders_created);
+    println!(
+        "imported {} ({}), {} created",
+        count(r.messages, "message", "messages"),
+        HumanBytes(r.bytes),
+        count(r.folders_created, "folder", "folders")
+    );
+    if r.duplicates > 0 {
+        println!(
+            "skipped {} already in their folder (same Message-ID and content; --allow-duplicates imports them)",
+            count(r.duplicates, "duplicate", "duplicates")
+        );
+    }
     if r.source_folders > 0 {
-        println!("from PST files: {} folders read, {} attachments", r.source_folders, r.attachments);
+        println!(
+            "from PST files: {} read, {}",
+            count(r.source_folders, "folder", "folders"),
+            count(r.attachments, "attachment", "attachments")
+        );
     }
     if !r.skipped.is_empty() {
         println!("not imported ({}):", r.skipped.len());

@@ -9,6 +9,6 @@ pub fn run(store: &Path) -> CmdResult {
     let st = Store::open(store, Options { create: true, ..Default::default() })?;
     let folders = st.index().folder_count();
     st.close()?;
-    println!("store ready at {} ({folders} folders)", store.display());
+    println!("store ready at {} ({})", store.display(), crate::plural::count(folders as u64, "folder", "folders"));
     Ok(0)
 }

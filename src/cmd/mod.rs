@@ -2,11 +2,15 @@
 //! Each returns the exit code, or an error that `main` prints as one line.
 
 pub mod check;
+pub mod completions;
 pub mod control;
 pub mod export;
 pub mod import;
 pub mod init;
+pub mod log;
 pub mod mount;
+pub mod mount_options;
+pub mod notify;
 pub mod parts;
 pub mod sync;
 

@@ -4,52 +4,16 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::log as daemon_log;
 use super::CmdResult;
-use crate::fs::{serve, MountConfig};
+use crate::fs::serve;
 use crate::pst::view::PstView;
 use crate::store::{Options, Store, FORMAT_FILE, LOCK_FILE};
-
-fn parse_options(opts: &[String]) -> Result<MountConfig, String> {
-    let mut c = MountConfig::default();
-    for o in opts.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-        match o.split_once('=') {
-            None if o == "ro" => c.read_only = true,
-            None if o == "rw" => c.read_only = false,
-            None if o == "allow_other" => c.allow_other = true,
-            Some(("snapshot_timeout_ms", v)) => {
-                c.snapshot_timeout_ms =
-                    v.parse().map_err(|_| format!("-o snapshot_timeout_ms={v}: not a number of milliseconds"))?
-            }
-            Some(("threads", v)) => c.threads = v.parse().map_err(|_| format!("-o threads={v}: not a number"))?,
-            Some(("commit", "durable")) => c.lazy_ms = None,
-            Some(("commit", v)) if v == "lazy" || v.starts_with("lazy:") => {
-                let ms = match v.strip_prefix("lazy:") {
-                    None => crate::store::lazy::DEFAULT_DELAY_MS,
-                    Some(n) => n.parse().ok().filter(|n| (1..=60_000).contains(n)).ok_or_else(|| {
-                        format!("-o commit={v}: give the delay in milliseconds, 1 to 60000 (commit=lazy:50)")
-                    })?,
-                };
-                c.lazy_ms = Some(ms);
-            }
-            Some(("commit", v)) => {
-                return Err(format!("-o commit={v}: use commit=durable, commit=lazy or commit=lazy:MS"))
-            }
-            _ => {
-                return Err(format!(
-                    "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N, \
-                     commit=durable|lazy[:MS])"
-                ))
-            }
-        }
-    }
-    Ok(c)
-}
 
 /// Refuse a STORE that is a file but no PST (an mbox, say): opening it as a store directory
 /// would fail with "File exists", which says nothing of what to do.
@@ -115,40 +79,48 @@ fn on_path(program: &str) -> bool {
     std::env::split_paths(&path).any(|d| d.join(program).is_file())
 }
 
-/// Where the background daemon logs.
-fn log_path() -> PathBuf {
-    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => {
-            std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/state")
-        }
-    };
-    base.join("msgfs/msgfs.log")
+/// `msgfs mount`, as parsed.
+pub struct Args {
+    pub store: PathBuf,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    /// `-o`, as given (each may hold several, comma-separated).
+    pub options: Vec<String>,
+    /// How many `-v`.
+    pub verbose: u8,
+    /// `-d`: debug log, in the foreground.
+    pub debug: bool,
+    pub log_file: Option<PathBuf>,
 }
 
-pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_fd: Option<RawFd>) -> CmdResult {
-    let cfg = parse_options(options)?;
+/// The descriptor on which a daemon started by [`spawn_daemon`] says whether the mount is
+/// ready: given in the environment, not as an option, so that no completion or --help
+/// shows users an option that is not theirs.
+const READY_FD_VAR: &str = "MSGFS_READY_FD";
+
+pub fn run(args: Args) -> CmdResult {
+    let (store, mp) = (&args.store, &args.mountpoint);
+    let opts = super::mount_options::parse(&args.options)?;
+    let cfg = &opts.config;
     check_mountpoint(mp)?;
     check_store(store)?;
     // Said by the command the user ran; the daemon's log gets it too (foreground).
     if store.join(FORMAT_FILE).is_file() && super::readable_by_others(store) {
         eprintln!("{}", super::readable_warning(store));
     }
-    if !foreground {
-        return spawn_daemon(store, mp, options);
+    if !args.foreground && !args.debug {
+        return spawn_daemon(&args);
     }
     // Signals are taken by one thread with sigwait; block them before any thread starts.
     let sigs = block_signals();
-    // fuser's one warning is "Failed to umount filesystem" when its session ends after an
-    // unmount made outside the daemon (`fusermount3 -u`, `umount`): the mount is already
-    // gone, so its own unmount at the end fails with EINVAL, which is no failure. Our own
-    // unmount (at SIGTERM) goes through `SessionUnmounter` and logs its errors itself. A
-    // RUST_LOG that names fuser shows everything it asks for.
-    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
-    if !std::env::var("RUST_LOG").unwrap_or_default().contains("fuser") {
-        logger.filter_module("fuser::session", log::LevelFilter::Error);
+    daemon_log::init(daemon_log::level(args.verbose, args.debug || opts.debug), args.log_file.as_deref())?;
+    for note in &opts.notes {
+        log::info!("{note}");
     }
-    let _ = logger.try_init();
+    let ready_fd: Option<RawFd> = std::env::var(READY_FD_VAR).ok().and_then(|v| v.parse().ok());
+    // Still one thread (the signal thread and fuser's start later): removing it is safe
+    // here, and keeps it from the programs the daemon runs (pass_cmd, rsync).
+    std::env::remove_var(READY_FD_VAR);
     let mut ready = ready_fd.map(|fd| {
         // SAFETY: the parent passed us this descriptor for our exclusive use.
         unsafe { File::from_raw_fd(fd) }
@@ -189,10 +161,14 @@ pub fn run(store: &Path, mp: &Path, foreground: bool, options: &[String], ready_
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }
+        // A `Type=notify` unit (msgfs@.service) starts what depends on the mount only now.
+        if let Err(e) = super::notify::notify("READY=1") {
+            log::warn!("tell systemd the mount is ready (NOTIFY_SOCKET): {e}");
+        }
     };
     let res = match source {
-        Source::Store(st) => serve(st, &mp_abs, &cfg, on_ready),
-        Source::Pst(view) => crate::pst::view::serve(view, &mp_abs, &cfg, on_ready),
+        Source::Store(st) => serve(st, &mp_abs, cfg, on_ready),
+        Source::Pst(view) => crate::pst::view::serve(view, &mp_abs, cfg, on_ready),
     };
     if let Err(e) = res {
         if let Some(r) = ready.as_mut() {
@@ -229,6 +205,7 @@ fn unmount_on_signal(sigs: libc::sigset_t, mut unmounter: crate::fs::Unmounter, 
                 // SAFETY: sigwait on the set we blocked; it writes the signal number to `sig`.
                 unsafe { libc::sigwait(&sigs, &mut sig) };
                 log::info!("signal {sig}: unmounting");
+                let _ = super::notify::notify("STOPPING=1");
                 if !handed_over {
                     handed_over = true;
                     if let Err(e) = unmounter.unmount() {
@@ -299,30 +276,24 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// Start `msgfs mount -f` as a detached daemon and wait until it says the mount is ready.
-fn spawn_daemon(store: &Path, mp: &Path, options: &[String]) -> CmdResult {
+fn spawn_daemon(args: &Args) -> CmdResult {
+    let (store, mp) = (&args.store, &args.mountpoint);
     let mut fds = [0; 2];
     // SAFETY: pipe writes two descriptors into the array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
     let (rfd, wfd) = (fds[0], fds[1]);
-    let log = log_path();
-    if let Some(d) = log.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    // The log names messages (recovered drafts, conflicts): as private as the store.
-    let logf = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log).map_err(|e| {
-        format!(
-            "cannot open the daemon's log {}: {e} (set XDG_STATE_HOME or HOME to a directory you can write)",
-            log.display()
-        )
-    })?;
-    // One made by an older msgfs may be 0644; narrowing it is all we want, so a failure
-    // (someone else's file) changes nothing else.
-    let _ = crate::store::vfs::fix_file_mode(&logf);
+    let log = std::path::absolute(args.log_file.clone().unwrap_or_else(daemon_log::default_path))?;
+    // Opened here too, so that a log that cannot be written is said by the command the
+    // user ran; the daemon logs to the same file (and rotates it) through --log-file.
+    let logf = daemon_log::open(&log, daemon_log::LIMIT)?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("mount").arg("-f").arg("--ready-fd").arg(wfd.to_string());
-    for o in options {
+    cmd.arg("mount").arg("-f").arg("--log-file").arg(&log).env(READY_FD_VAR, wfd.to_string());
+    for _ in 0..args.verbose {
+        cmd.arg("-v");
+    }
+    for o in &args.options {
         cmd.arg("-o").arg(o);
     }
     // Absolute paths: `msgfs umount` recognizes its daemon by the mount point in its command line.

@@ -36,6 +36,12 @@ pub use fuse::serve as serve_view;
 use store_fs::StoreFs;
 use store_view::StoreView;
 
+/// The FUSE kernel protocol version fuser 0.18 offers at INIT on Linux (its private
+/// `FUSE_KERNEL_VERSION`.`FUSE_KERNEL_MINOR_VERSION`); the kernel answers with the lower of
+/// this and its own. Said by `msgfs --version`; a test ties it to the fuser version in
+/// Cargo.lock, so a fuser upgrade makes someone look again.
+pub const FUSE_PROTOCOL: (u32, u32) = (7, 40);
+
 /// Mount options (`-o`).
 #[derive(Clone, Debug)]
 pub struct MountConfig {

@@ -1,13 +1,14 @@
-//! Single message files and directory trees of them. In a tree every regular file is a
-//! message (whatever its name), except `*.mbox`/`*.mbx` files, which are mbox folders, and
-//! Outlook PST files (by name or magic number), imported by [`super::pst`];
-//! subdirectories become subfolders. Symbolic links to files are followed; links to
-//! directories are not (they can loop).
+//! Single message files and directory trees of them. In a tree every regular file named
+//! `*.eml` or starting like a message ([`starts_like_a_message`]) is a message, except
+//! `*.mbox`/`*.mbx` files, which are mbox folders, and Outlook PST files (by name or magic
+//! number), imported by [`super::pst`]; subdirectories become subfolders, except the
+//! metadata of notmuch and git ([`METADATA_DIRS`]). Symbolic links to files are followed;
+//! links to directories are not (they can loop).
 
 use std::fs;
 use std::path::Path;
 
-use super::{has_pst_magic, kind_in_tree, mbox, mtime_ns, pst, sorted_entries, FileKind, Importer};
+use super::{has_ext, has_pst_magic, kind_in_tree, mbox, mtime_ns, pst, sorted_entries, FileKind, Importer};
 use crate::store::{Error, Id};
 
 /// Import one message file into `folder`, byte for byte.
@@ -18,6 +19,49 @@ pub(super) fn import_file(imp: &mut Importer, path: &Path, meta: &fs::Metadata, 
     }
     match fs::read(path) {
         Ok(content) => imp.add(folder, &content, 0, mtime_ns(meta)),
+        Err(e) => {
+            imp.skip(path, format!("cannot read: {e}"));
+            Ok(())
+        }
+    }
+}
+
+/// Directories in a tree that hold a tool's data, not mail: a notmuch database, a git
+/// repository's own files.
+pub const METADATA_DIRS: &[(&str, &str)] =
+    &[(".notmuch", "a notmuch database, not mail"), (".git", "a git repository's data, not mail")];
+
+/// The cheap test for mail in a tree, where a README or a COPYING is no message: the first
+/// line is a header field (a name of printable ASCII without `:`, optional spaces, then
+/// `:`; RFC 5322 with its obsolete syntax) or an mbox `From ` line. Reads nothing more, so
+/// a malformed message with a good first line still imports, as it should.
+pub fn starts_like_a_message(content: &[u8]) -> bool {
+    let line = content.split(|&b| b == b'\n').next().unwrap_or_default();
+    if line.starts_with(b"From ") {
+        return true;
+    }
+    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
+    let mut name = &line[..colon];
+    while let [rest @ .., b' ' | b'\t'] = name {
+        name = rest;
+    }
+    !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b))
+}
+
+/// A file of a tree: a message if named `*.eml` (whatever its first line: some real ones
+/// start with a line of blanks) or if it starts like one, else left out as not mail.
+fn import_tree_file(imp: &mut Importer, path: &Path, meta: &fs::Metadata, folder: Id) -> Result<(), Error> {
+    if has_pst_magic(path) {
+        return pst::import(imp, path, folder);
+    }
+    match fs::read(path) {
+        Ok(content) if has_ext(path, &["eml"]) || starts_like_a_message(&content) => {
+            imp.add(folder, &content, 0, mtime_ns(meta))
+        }
+        Ok(_) => {
+            imp.ignore(path, "not a message (its first line is no header field)");
+            Ok(())
+        }
         Err(e) => {
             imp.skip(path, format!("cannot read: {e}"));
             Ok(())
@@ -56,11 +100,15 @@ pub(super) fn import_tree(imp: &mut Importer, dir: &Path, folder: Id) -> Result<
             lmeta
         };
         if meta.is_dir() {
-            imp.import_dir(&p, folder)?;
+            let name = p.file_name().unwrap_or_default();
+            match METADATA_DIRS.iter().find(|(n, _)| name == *n) {
+                Some((_, why)) => imp.ignore(&p, *why),
+                None => imp.import_dir(&p, folder)?,
+            }
         } else if meta.is_file() {
             match kind_in_tree(&p) {
                 FileKind::Mbox => mbox::import(imp, &p, folder)?,
-                FileKind::Eml => import_file(imp, &p, &meta, folder)?,
+                FileKind::Eml => import_tree_file(imp, &p, &meta, folder)?,
                 // A PST in a tree goes into the folder the tree's directory became.
                 FileKind::Pst => pst::import(imp, &p, folder)?,
             }
@@ -69,4 +117,22 @@ pub(super) fn import_tree(imp: &mut Importer, dir: &Path, folder: Id) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_like_a_message;
+
+    #[test]
+    fn a_first_line_that_is_a_header_field_or_a_from_line_starts_a_message() {
+        for yes in [&b"Subject: x\n\nbody"[..], b"From a@b Thu Jan  1 00:00:00 2024\n", b"X-Obsolete  : y\r\n", b"To:"]
+        {
+            assert!(starts_like_a_message(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        let readme = b"# msgfs\n\nmsgfs mounts a message store\n";
+        let copying = b"                    GNU GENERAL PUBLIC LICENSE\n";
+        for no in [&readme[..], copying, b"", b"\nSubject: a blank first line\n", b"Two words: no\n", b": x\n"] {
+            assert!(!starts_like_a_message(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
 }

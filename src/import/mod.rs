@@ -3,9 +3,11 @@
 //! What a source is, decided per path:
 //! - a directory with a `cur/` or `new/` subdirectory is a Maildir ([`maildir`]); git and
 //!   some tools drop the empty ones, so either is enough;
-//! - any other directory is a tree of `.eml` files ([`eml`]): every regular file in it is
-//!   one message, except files named `*.mbox`/`*.mbx`, which are mbox files (that is how an
-//!   mbox export nests folders); subdirectories become subfolders and are detected again;
+//! - any other directory is a tree of `.eml` files ([`eml`]): every regular file in it named
+//!   `*.eml` or whose first line is a header field or an mbox `From ` line is one message (others, a README
+//!   or a COPYING, are left out as not messages), except files named `*.mbox`/`*.mbx`,
+//!   which are mbox files (that is how an mbox export nests folders); subdirectories become
+//!   subfolders and are detected again, except a notmuch database (`.notmuch`) and `.git`;
 //! - a file named `*.eml` is one message, `*.mbox`/`*.mbx` is an mbox ([`mbox`]); any other
 //!   file given on the command line is an mbox if it starts with `From `, else one message;
 //! - an Outlook PST file (`*.pst`, `*.ost` or the `!BDN` magic) is read by [`pst`]: its folder
@@ -21,6 +23,9 @@
 //! mtime the Date header's time; without a parsable Date, the file's mtime (Maildir,
 //! `.eml`) or the date of the mbox From_ line, else the time of the import.
 //!
+//! A message whose target folder holds one with the same Message-ID and bytes is left out
+//! as a duplicate ([`duplicates`]), unless `--allow-duplicates`.
+//!
 //! Messages keep their bytes exactly. Each is named by `MessageNames`: the name
 //! [`mime::import_name`] made unique in its folder against the store's names and the names
 //! given earlier in the same run. They are staged one by one and committed in
@@ -30,6 +35,7 @@
 //! refuses) are recorded in the [`Report`] and the import goes on; only store failures
 //! (I/O on the store itself) stop it.
 
+mod duplicates;
 pub mod eml;
 pub mod maildir;
 pub mod mbox;
@@ -71,8 +77,11 @@ pub struct Report {
     /// Left out because of an error (unreadable, neither file nor directory, refused
     /// name): the import is incomplete and `msgfs import` exits 1.
     pub skipped: Vec<Skipped>,
-    /// Left out by rule, not an error: Maildir metadata, `tmp/`, hidden files in `cur/`.
+    /// Left out by rule, not an error: Maildir metadata, `tmp/`, hidden files in `cur/`,
+    /// files in a tree that are not mail.
     pub ignored: Vec<Skipped>,
+    /// Left out as already in their folder (same Message-ID and bytes).
+    pub duplicates: u64,
 }
 
 impl Report {
@@ -87,6 +96,8 @@ impl Report {
 pub struct Options {
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Import a message even when its folder holds it already (`--allow-duplicates`).
+    pub allow_duplicates: bool,
 }
 
 /// The kind of a single file.
@@ -219,6 +230,9 @@ pub struct Importer<'s> {
     /// Messages being added are generated from a source (a PST), not its bytes: the
     /// source advances the progress bar itself ([`Importer::progress_step`]).
     pub(crate) generated: bool,
+    duplicates: duplicates::Duplicates,
+    /// Keep duplicates (see [`duplicates`]).
+    pub allow_duplicates: bool,
 }
 
 impl<'s> Importer<'s> {
@@ -236,6 +250,8 @@ impl<'s> Importer<'s> {
             progress: None,
             store_dir: store.path().and_then(|p| fs::canonicalize(p).ok()),
             generated: false,
+            duplicates: duplicates::Duplicates::default(),
+            allow_duplicates: false,
         }
     }
 
@@ -317,6 +333,15 @@ impl<'s> Importer<'s> {
     /// used when the Date header does not parse (else now).
     pub fn add(&mut self, folder: Id, content: &[u8], flags: u8, fallback_mtime: Option<i64>) -> Result<(), Error> {
         let props = mime::parse_props(content);
+        if !self.allow_duplicates && self.duplicates.seen(self.store, folder, props.message_id.as_deref(), content) {
+            self.report.duplicates += 1;
+            if let Some(bar) = &self.progress {
+                if !self.generated {
+                    bar.inc(content.len() as u64);
+                }
+            }
+            return Ok(());
+        }
         let (pending, store) = (&self.pending, self.store);
         let name = self.names.name(folder, &props, |c| {
             pending.contains(&(folder, c.to_string())) || store.index().lookup(folder, c).is_some()
@@ -471,6 +496,7 @@ fn source_bytes(path: &Path) -> u64 {
 /// report.
 pub fn import_sources(store: &Store, sources: &[PathBuf], into: Option<&str>, opts: &Options) -> Result<Report, Error> {
     let mut imp = Importer::new(store);
+    imp.allow_duplicates = opts.allow_duplicates;
     if opts.progress {
         imp.show_progress(sources.iter().map(|s| source_bytes(s)).sum());
     }

@@ -765,13 +765,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn sample(name: &str) -> Option<PathBuf> {
-        match std::env::var_os("MSGFS_TESTDATA") {
-            Some(dir) => Some(PathBuf::from(dir).join("pst").join(name)),
-            None => {
-                println!("MSGFS_TESTDATA unset: skipping");
-                None
-            }
-        }
+        crate::testdata::path(&format!("pst/{name}"))
     }
 
     /// Every message NID of every folder under the IPM root, with its folder's name.

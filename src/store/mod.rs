@@ -41,7 +41,7 @@ pub use commit::{AttrChange, Outcome, Source, XattrChange};
 pub use error::{Error, Result};
 pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use inline::INLINE_MAX;
-pub use open::{format_of, store_id_of};
+pub use open::{format_of, store_id_of, FORMAT_OLDEST, FORMAT_VERSION};
 pub use pin::PinnedVersion;
 pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
 pub use txn::{SaveFlags, Transaction};

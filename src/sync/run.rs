@@ -63,7 +63,8 @@ impl RunReport {
                 let _ = writeln!(out, "{}: server {}  local {}", r.store_path, c(&r.up), c(&r.down));
             }
             if r.matched > 0 {
-                let _ = writeln!(out, "{}: {} messages already on both sides, linked", r.store_path, r.matched);
+                let matched = crate::plural::count(r.matched, "message", "messages");
+                let _ = writeln!(out, "{}: {matched} already on both sides, linked", r.store_path);
             }
             for k in &r.kept {
                 let _ = writeln!(
@@ -82,10 +83,11 @@ impl RunReport {
         let failed = self.folders.iter().filter(|(r, e)| e.is_some() || !r.ok()).count();
         let _ = writeln!(
             out,
-            "{} folders, {failed} failed: server {}  local {} ({bodies} bodies, {:.1} MB down, {:.1} MB up) in {:.2} s",
-            self.folders.len(),
+            "{}, {failed} failed: server {}  local {} ({}, {:.1} MB down, {:.1} MB up) in {:.2} s",
+            crate::plural::count(self.folders.len() as u64, "folder", "folders"),
             c(&up),
             c(&down),
+            crate::plural::count(bodies, "body", "bodies"),
             down.bytes as f64 / 1e6,
             up.bytes as f64 / 1e6,
             self.seconds
@@ -385,7 +387,10 @@ pub fn run(
         if !still {
             continue;
         }
-        match store.delete_message(g.id) {
+        match store.delete_message(g.id).and_then(|()| {
+            // Gone from the server too: no tombstone to keep (see Pass::server_deletions).
+            store.update_remote(vec![crate::store::RemoteChange::Message(g.id, None)])
+        }) {
             Ok(()) => {
                 let path = store.index().folder_path(g.from);
                 if let Some((r, _)) = report.folders.iter_mut().find(|(r, _)| r.store_path == path) {
