@@ -15,6 +15,7 @@ mod fstab;
 mod fulldisk;
 mod kill_loop;
 mod nonroot;
+mod parts;
 mod peer;
 mod posix;
 mod pst;

@@ -214,6 +214,13 @@ pub enum Command {
         /// Store directory (default: ~/.local/share/msgfs/default)
         store: Option<PathBuf>,
     },
+    /// Print the part tree of message files (a .eml file, or a message in a mount): size, type and
+    /// the name each part has in the message's NAME.eml.parts folder
+    Parts {
+        /// Message files
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// The arguments to parse: `args` as given, with `mount` put in front when they have the

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             CompletionShell::Zsh => clap_complete::Shell::Zsh,
             CompletionShell::Fish => clap_complete::Shell::Fish,
         }),
+        Command::Parts { files } => cmd::parts::run(&files),
         Command::Lock { mountpoint, shutdown } => cmd::control::lock(&mountpoint, shutdown),
         Command::Unlock { mountpoint } => cmd::control::unlock(&mountpoint),
         Command::Freeze { mountpoint } => cmd::control::freeze(&mountpoint),

@@ -11,6 +11,7 @@ pub mod log;
 pub mod mount;
 pub mod mount_options;
 pub mod notify;
+pub mod parts;
 pub mod sync;
 
 /// What a subcommand returns: an exit code, or an error printed as `msgfs: ERROR`.

@@ -59,6 +59,8 @@ pub struct StoreFs {
     /// `readonly.rs`).
     pub recent: super::readonly::RecentPins,
     pub listings: super::readonly::RecentListings,
+    /// The messages' `.parts` folders (see `parts.rs` and `store_parts.rs`).
+    pub parts: super::parts::Parts<super::store_parts::PartsKey>,
 }
 
 pub(super) fn io<T>(r: std::io::Result<T>, what: &str) -> FsResult<T> {
@@ -89,6 +91,7 @@ impl StoreFs {
             prefetch: Default::default(),
             recent: Default::default(),
             listings: Default::default(),
+            parts: Default::default(),
             // SAFETY: getuid cannot fail.
             owner_uid: unsafe { libc::getuid() },
         }

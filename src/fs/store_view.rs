@@ -17,6 +17,7 @@ use super::fuse::logged;
 use super::handles::Handle;
 use super::inodes::InodeRef;
 use super::notify::Notifier;
+use super::parts::is_parts_ino;
 use super::store_fs::StoreFs;
 use super::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, Statfs, View, NEGATIVE_TTL, TTL};
 use crate::control;
@@ -97,7 +98,14 @@ impl View for StoreView {
         done(self.gate().and_then(|()| {
             // The store holds no name that is not UTF-8.
             let name = name.to_str().ok_or(FsError::Errno(Errno::ENOENT))?;
-            self.fs.lookup(parent, name)
+            if is_parts_ino(parent) {
+                return self.fs.parts_lookup(parent, name);
+            }
+            match self.fs.lookup(parent, name) {
+                // Not in the folder: `NAME.eml.parts` of a message there (never listed).
+                Err(e) if e.errno() == Errno::ENOENT => self.fs.parts_dir(parent, name).map_err(|_| e),
+                r => r,
+            }
         }))
     }
 
@@ -111,6 +119,9 @@ impl View for StoreView {
     }
 
     fn forget(&self, ino: u64, n: u64) {
+        if is_parts_ino(ino) {
+            return self.fs.parts.forget(ino, n);
+        }
         self.fs.inodes.forget(ino, n);
     }
 
@@ -121,15 +132,23 @@ impl View for StoreView {
                 return done(Err(e));
             }
         }
+        if is_parts_ino(ino) {
+            return done(self.fs.parts_getattr(ino));
+        }
         done(self.fs.getattr(ino, fh, caller.pid))
     }
 
     fn opendir(&self, ino: u64, done: impl Answer<u64>) {
+        if is_parts_ino(ino) {
+            // No handle (0): its READDIRs are answered from the inode, which never changes.
+            return done(self.gate().and_then(|()| self.fs.parts_getattr(ino)).map(|_| 0));
+        }
         done(self.gate().and_then(|()| self.fs.opendir(ino)))
     }
 
     fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<InodeRef>>) {
         done(self.gate().and_then(|()| match fh {
+            _ if is_parts_ino(ino) => self.fs.parts_listing(ino),
             Some(fh) => match self.fs.handle(fh) {
                 Ok(Handle::Dir(ents)) => Ok(ents),
                 _ => err(Errno::EBADF),
@@ -139,6 +158,9 @@ impl View for StoreView {
     }
 
     fn entry_attr(&self, e: &DirEnt<InodeRef>) -> Option<(Attr, Duration)> {
+        if is_parts_ino(e.ino) {
+            return self.fs.parts_entry_attr(e.ino);
+        }
         self.fs.dirent_attr(e)
     }
 
@@ -147,6 +169,14 @@ impl View for StoreView {
     }
 
     fn open(&self, ino: u64, flags: i32, caller: Caller, done: impl Answer<Opened>) {
+        if is_parts_ino(ino) {
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                return done(err(Errno::EROFS));
+            }
+            // No handle (0): READs are answered from the inode, whose bytes never change.
+            let opened = Opened { fh: 0, direct_io: false, keep_cache: true, noflush: true };
+            return done(self.gate().and_then(|()| self.fs.parts_getattr(ino)).map(|_| opened));
+        }
         done(self.gate().and_then(|()| self.fs.open(ino, flags, caller.pid)).map(|(fh, direct, reader)| Opened {
             fh,
             direct_io: direct,
@@ -170,6 +200,7 @@ impl View for StoreView {
         done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
     ) {
         let r = self.gate().and_then(|()| match fh {
+            _ if is_parts_ino(ino) => self.fs.parts_read(ino, offset, size),
             Some(fh) => self.fs.read(fh, offset, size),
             None => self.fs.read_inode(ino, offset, size),
         });
@@ -208,6 +239,10 @@ impl View for StoreView {
     }
 
     fn fsync(&self, fh: u64, done: impl Answer<()>) {
+        if fh == 0 {
+            // A parts file or folder (see `open`): nothing to save.
+            return done(Ok(()));
+        }
         match self.saves(fh) {
             Err(e) => done(Err(e)),
             // Nothing to save through this descriptor, but a lazy close may have saved the
@@ -242,6 +277,9 @@ impl View for StoreView {
         size: Option<u64>,
         done: impl Answer<(Attr, Duration)>,
     ) {
+        if is_parts_ino(ino) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.setattr(ino, fh, caller.pid, change, size, Box::new(done));
     }
 
@@ -258,6 +296,9 @@ impl View for StoreView {
         caller: Caller,
         done: impl Answer<(Attr, Opened)>,
     ) {
+        if is_parts_ino(parent) {
+            return done(err(Errno::EROFS));
+        }
         // Creating a file changes nothing on disk (a new message exists from its first save,
         // which waits for a thaw like every commit), so it is answered at once, also during
         // a freeze: a waiting create would hold the kernel's lock on the directory and stall
@@ -268,18 +309,30 @@ impl View for StoreView {
     }
 
     fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller, done: impl Answer<Attr>) {
+        if is_parts_ino(parent) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.mkdir(parent, name, mode, caller.uid, caller.gid, Box::new(done));
     }
 
     fn unlink(&self, parent: u64, name: &str, done: impl Answer<()>) {
+        if is_parts_ino(parent) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.unlink(parent, name, Box::new(done));
     }
 
     fn rmdir(&self, parent: u64, name: &str, done: impl Answer<()>) {
+        if is_parts_ino(parent) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.rmdir(parent, name, Box::new(done));
     }
 
     fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, flags: u32, done: impl Answer<()>) {
+        if is_parts_ino(parent) || is_parts_ino(newparent) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.rename(parent, name, newparent, newname, flags, Box::new(done));
     }
 
@@ -291,6 +344,9 @@ impl View for StoreView {
             let (uid, pid) = (caller.uid, caller.pid);
             return self.control(move |fs| fs.control_set(uid, pid, &name, &value), done);
         }
+        if is_parts_ino(ino) {
+            return done(err(Errno::EROFS));
+        }
         if let Err(e) = self.gate() {
             return done(Err(e));
         }
@@ -298,6 +354,9 @@ impl View for StoreView {
     }
 
     fn removexattr(&self, ino: u64, name: &str, done: impl Answer<()>) {
+        if is_parts_ino(ino) {
+            return done(err(Errno::EROFS));
+        }
         self.fs.removexattr(ino, name, Box::new(done));
     }
 
@@ -306,10 +365,16 @@ impl View for StoreView {
         if ino == ROOT && super::control::is_control_name(name) {
             return done(self.fs.control_get(name));
         }
+        if is_parts_ino(ino) {
+            return done(err(Errno::ENODATA));
+        }
         done(self.gate().and_then(|()| self.fs.getxattr(ino, name)))
     }
 
     fn listxattr(&self, ino: u64, done: impl Answer<Vec<u8>>) {
+        if is_parts_ino(ino) {
+            return done(Ok(Vec::new()));
+        }
         done(self.gate().and_then(|()| self.fs.listxattr(ino)))
     }
 

@@ -34,6 +34,7 @@ use fuser::Errno;
 
 use super::reader::{FolderListing, Pst};
 use crate::fs::errno::{err, FsError, FsResult};
+use crate::fs::parts::{is_parts_ino, parts_stem, Messages, Parts};
 use crate::fs::view::{Answer, Attr, Caller, DirEnt, Listing, Opened, View, TTL};
 use crate::fs::{MountConfig, Unmounter};
 use crate::import::pst::folder_name;
@@ -122,6 +123,9 @@ pub struct PstView {
     recent: Arc<Recent>,
     /// The folder listed last without a handle, kept for the READDIRs that follow.
     last_listing: Arc<Mutex<Option<Listed>>>,
+    /// The messages' `.parts` folders (see `crate::fs::parts`), served on the reader's
+    /// thread, which has the messages' contents.
+    parts: Arc<Parts<u64>>,
 }
 
 impl Reader {
@@ -248,9 +252,23 @@ impl Reader {
         }
     }
 
-    fn lookup(&mut self, parent: u64, name: &str) -> FsResult<Attr> {
-        let ino = *self.children(parent)?.by_name.get(name).ok_or(FsError::Errno(Errno::ENOENT))?;
-        self.attr(ino)
+    fn lookup(&mut self, parent: u64, name: &str, parts: &Parts<u64>) -> FsResult<Attr> {
+        if is_parts_ino(parent) {
+            return parts.lookup(parent, name, self);
+        }
+        let children = self.children(parent)?;
+        if let Some(&ino) = children.by_name.get(name) {
+            return self.attr(ino);
+        }
+        // Not in the folder: `NAME.eml.parts` of a message there (never listed).
+        let message = parts_stem(name).and_then(|stem| children.by_name.get(stem)).copied();
+        match message {
+            Some(ino) if matches!(self.node(ino)?.kind, Kind::Message { .. }) => {
+                let owner = self.attr(ino)?.attrs;
+                parts.message_dir(ino, parent, owner, self)
+            }
+            _ => err(Errno::ENOENT),
+        }
     }
 
     /// Folder `ino`'s entries, `.` and `..` first.
@@ -266,6 +284,18 @@ impl Reader {
             out.push(DirEnt { ino: *child, name: name.clone(), dir, key: () });
         }
         Ok(Arc::new(out))
+    }
+}
+
+/// A message's parts are those of its conversion, which is deterministic.
+impl Messages<u64> for Reader {
+    fn content(&mut self, ino: u64) -> FsResult<Arc<Vec<u8>>> {
+        Reader::content(self, ino)
+    }
+
+    fn check(&mut self, _ino: u64) -> FsResult<()> {
+        // Nothing in a PST mount goes away.
+        Ok(())
     }
 }
 
@@ -330,6 +360,7 @@ impl PstView {
             handles: Arc::default(),
             recent: Arc::default(),
             last_listing: Arc::default(),
+            parts: Arc::default(),
         })
     }
 
@@ -371,10 +402,22 @@ impl View for PstView {
 
     fn lookup(&self, parent: u64, name: &OsStr, done: impl Answer<(Attr, Duration)>) {
         let Some(name) = name.to_str().map(str::to_string) else { return done(err(Errno::ENOENT)) };
-        self.on_reader(move |r| done(r.lookup(parent, &name).map(|a| (a, TTL))));
+        let parts = self.parts.clone();
+        self.on_reader(move |r| done(r.lookup(parent, &name, &parts).map(|a| (a, TTL))));
+    }
+
+    fn forget(&self, ino: u64, n: u64) {
+        // The PST's own inodes live as long as the mount.
+        if is_parts_ino(ino) {
+            self.parts.forget(ino, n);
+        }
     }
 
     fn getattr(&self, ino: u64, _fh: Option<u64>, _caller: Caller, done: impl Answer<(Attr, Duration)>) {
+        if is_parts_ino(ino) {
+            let parts = self.parts.clone();
+            return self.on_reader(move |r| done(parts.getattr(ino, r).map(|a| (a, TTL))));
+        }
         self.on_reader(move |r| done(r.attr(ino).map(|a| (a, TTL))));
     }
 
@@ -384,6 +427,15 @@ impl View for PstView {
     }
 
     fn readdir(&self, ino: u64, fh: Option<u64>, done: impl Answer<Listing<()>>) {
+        if is_parts_ino(ino) {
+            let parts = self.parts.clone();
+            return self.on_reader(move |r| {
+                let l = parts.listing(ino, r).map(|l| {
+                    Arc::new(l.into_iter().map(|(ino, name, dir)| DirEnt { ino, name, dir, key: () }).collect())
+                });
+                done(l)
+            });
+        }
         let Some(fh) = fh else {
             // No handle (see `View::opens`): the listing kept for the READDIRs of this
             // folder, or made on the reader's thread.
@@ -439,6 +491,13 @@ impl View for PstView {
         size: u32,
         done: impl FnOnce(FsResult<&[u8]>) + Send + 'static,
     ) {
+        if is_parts_ino(ino) {
+            let parts = self.parts.clone();
+            return self.on_reader(move |r| match parts.read(ino, offset, size, r) {
+                Ok(d) => done(Ok(&d)),
+                Err(e) => done(Err(e)),
+            });
+        }
         // Cloned out of the map: the reply is written with no shard lock held.
         let data = match fh {
             Some(fh) => match self.handles.map.get(&fh).as_deref() {
