@@ -14,6 +14,7 @@ mod editors;
 mod fstab;
 mod fulldisk;
 mod kill_loop;
+mod listing;
 mod nonroot;
 mod peer;
 mod posix;

@@ -37,6 +37,15 @@ pub enum CompletionShell {
     Fish,
 }
 
+/// The orders `msgfs ls --sort` knows.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LsSort {
+    Date,
+    From,
+    Subject,
+    Size,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Maildir,
@@ -125,6 +134,24 @@ pub enum Command {
         /// directory, since exporting again would duplicate every message) or a directory of
         /// FOLDER.mbox files (mbox); existing files are never overwritten
         dest: PathBuf,
+    },
+    /// List messages one per line: flags, date, sender, size, attachments, subject (the store is
+    /// read, never locked: it may be mounted); exit 1 if some PATH or message could not be read
+    Ls {
+        /// Folders or messages: in a msgfs mount, or in an unmounted store directory as
+        /// STORE/FOLDER/NAME (default: the current directory)
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Long lines: the date with seconds and zone, the size in bytes, the whole From, and
+        /// the message's path in the store
+        #[arg(short = 'l')]
+        long: bool,
+        /// Order of the lines (oldest, A or smallest first)
+        #[arg(long, value_enum, default_value = "date")]
+        sort: LsSort,
+        /// One JSON object per line, for scripts
+        #[arg(long)]
+        json: bool,
     },
     /// Take the crash-recovery lock for the calling shell: reads and writes fail with EACCES
     /// until that shell exits or `msgfs unlock`

@@ -8,6 +8,7 @@ pub mod export;
 pub mod import;
 pub mod init;
 pub mod log;
+pub mod ls;
 pub mod mount;
 pub mod mount_options;
 pub mod notify;

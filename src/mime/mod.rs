@@ -7,6 +7,7 @@
 //! value that is not UTF-8 is read as Latin-1, an undecodable encoded word stays as written.
 
 pub mod date;
+pub mod summary;
 
 /// How much of a message is searched for its header block. Longer header blocks are cut
 /// here; the fields beyond are not seen.
