@@ -25,4 +25,5 @@ mod systemd;
 mod times;
 mod tools;
 mod transactions;
+mod trash;
 mod xattrs;

@@ -82,7 +82,7 @@ pub enum Command {
         foreground: bool,
         /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
         /// default: the CPUs, at most 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions,
-        /// default 70000), commit=durable|lazy[:MS], debug; the generic options of fstab(5) are ignored
+        /// default 70000), commit=durable|lazy[:MS], trash (rm moves messages to Deleted Items), debug; the generic options of fstab(5) are ignored
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// Log more: -v adds info, -vv debug (RUST_LOG, when set, decides instead)
@@ -152,6 +152,13 @@ pub enum Command {
         /// One JSON object per line, for scripts
         #[arg(long)]
         json: bool,
+    },
+    /// Put messages that `-o trash` moved to Deleted Items back in the folder each came from;
+    /// exit 1 if some could not be
+    Restore {
+        /// Messages in Deleted Items of a msgfs mount
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Take the crash-recovery lock for the calling shell: reads and writes fail with EACCES
     /// until that shell exits or `msgfs unlock`

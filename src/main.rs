@@ -67,6 +67,7 @@ fn main() -> ExitCode {
             },
             json,
         }),
+        Command::Restore { files } => cmd::restore::run(&files),
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
         Command::Completions { shell } => cmd::completions::run(match shell {
             CompletionShell::Bash => clap_complete::Shell::Bash,

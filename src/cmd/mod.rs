@@ -12,6 +12,7 @@ pub mod ls;
 pub mod mount;
 pub mod mount_options;
 pub mod notify;
+pub mod restore;
 pub mod sync;
 
 /// What a subcommand returns: an exit code, or an error printed as `msgfs: ERROR`.

@@ -44,6 +44,7 @@ pub fn parse(opts: &[String]) -> Result<MountOptions, String> {
             None if o == "rw" => c.read_only = false,
             None if o == "allow_other" => c.allow_other = true,
             None if o == "debug" => debug = true,
+            None if o == "trash" => c.trash = true,
             Some(("snapshot_timeout_ms", v)) => {
                 c.snapshot_timeout_ms =
                     v.parse().map_err(|_| format!("-o snapshot_timeout_ms={v}: not a number of milliseconds"))?
@@ -64,12 +65,10 @@ pub fn parse(opts: &[String]) -> Result<MountOptions, String> {
             }
             _ => match ignored(o) {
                 Some(why) => notes.push(format!("mount option {o} ignored: {why}")),
-                None => {
-                    return Err(format!(
-                        "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N, \
+                None => return Err(format!(
+                    "unknown mount option {o:?} (known: ro, rw, allow_other, trash, threads=N, snapshot_timeout_ms=N, \
                          commit=durable|lazy[:MS], debug, and the generic ones of fstab(5), which are ignored)"
-                    ))
-                }
+                )),
             },
         }
     }
