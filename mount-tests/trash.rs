@@ -136,3 +136,20 @@ fn rsync_into_the_mount_under_trash_leaves_deleted_items_empty() {
         new,
     );
 }
+
+#[test]
+fn a_message_renamed_to_a_backup_name_and_removed_goes_to_the_trash_under_its_own_name() {
+    if should_skip() {
+        return;
+    }
+    let m = trash_mount();
+    let id = entry_id(&m.p("Inbox/Work/m.eml"));
+    // `mv m.eml m.eml~` shows the message under a scratch name; removing it there removes
+    // the message, as `rm m.eml` would.
+    run(Command::new("mv").arg(m.p("Inbox/Work/m.eml")).arg(m.p("Inbox/Work/m.eml~")));
+    run(Command::new("rm").arg(m.p("Inbox/Work/m.eml~")));
+    assert!(names(&m.p("Inbox/Work")).is_empty());
+    assert_eq!(names(&m.p("Deleted Items")), ["m.eml"]);
+    assert_eq!(entry_id(&m.p("Deleted Items/m.eml")), id);
+    assert_eq!(origin(&m.p("Deleted Items/m.eml")).unwrap(), "Inbox/Work/m.eml");
+}

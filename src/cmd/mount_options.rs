@@ -65,10 +65,12 @@ pub fn parse(opts: &[String]) -> Result<MountOptions, String> {
             }
             _ => match ignored(o) {
                 Some(why) => notes.push(format!("mount option {o} ignored: {why}")),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "unknown mount option {o:?} (known: ro, rw, allow_other, trash, threads=N, snapshot_timeout_ms=N, \
                          commit=durable|lazy[:MS], debug, and the generic ones of fstab(5), which are ignored)"
-                )),
+                ))
+                }
             },
         }
     }
@@ -101,6 +103,8 @@ mod tests {
         let p = parse(&["ro,debug".into(), "threads=2".into()]).unwrap();
         assert!(p.config.read_only && p.debug && p.notes.is_empty());
         assert_eq!(p.config.threads, 2);
+        assert!(!p.config.trash);
+        assert!(parse(&["rw,trash".into()]).unwrap().config.trash);
         let e = parse(&["rw,frobnicate".into()]).unwrap_err();
         assert!(e.contains("\"frobnicate\""), "{e}");
     }
