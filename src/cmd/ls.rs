@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use super::CmdResult;
-use crate::mime::summary::{attachment_count, header_end, needs_body};
+use crate::mime::summary::{attachment_count, count_from_header, header_end};
 use crate::mime::{parse_props, MAX_HEADER_BYTES};
 use crate::store::{flags, Child, Entry, Id, Options, Store, FORMAT_FILE, ROOT};
 
@@ -131,7 +131,8 @@ fn gather(st: &Store, rel: &str) -> Result<Vec<Todo>, String> {
 fn read_header(st: &Store, t: &mut Todo) -> Result<(), String> {
     let view = st.open_message(t.id).map_err(|e| format!("{}: {e}", t.row.path))?;
     let size = view.size as usize;
-    let mut want = size.min(16 << 10);
+    // Most header blocks fit in 4 KiB (a long Received chain in 16).
+    let mut want = size.min(4 << 10);
     let mut buf = Vec::new();
     let header_len = loop {
         buf.resize(want, 0);
@@ -144,11 +145,9 @@ fn read_header(st: &Store, t: &mut Todo) -> Result<(), String> {
     };
     let header = &buf[..header_len];
     let p = parse_props(header);
-    t.row.attachments = if needs_body(header) {
-        let whole = view.file.read_all().map_err(|e| format!("{}: {e}", t.row.path))?;
-        attachment_count(&whole)
-    } else {
-        attachment_count(header)
+    t.row.attachments = match count_from_header(header) {
+        Some(n) => n,
+        None => attachment_count(&view.file.read_all().map_err(|e| format!("{}: {e}", t.row.path))?),
     };
     t.row.date = p.date;
     t.row.date_unix = p.date_unix;

@@ -17,20 +17,28 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether the attachment count needs more than the header block: only a multipart
-/// message can hold several parts; any other is one part whose header says all.
-pub fn needs_body(header: &[u8]) -> bool {
-    let Ok((headers, _)) = mailparse::parse_headers(header) else { return false };
+/// The attachment count when the header block says it, None when the body must be read
+/// ([`attachment_count`] of the whole message): only a multipart message can hold several
+/// parts; any other is one part, an attachment only if its Content-Disposition says so.
+pub fn count_from_header(header: &[u8]) -> Option<u32> {
     use mailparse::MailHeaderMap;
-    headers
+    let Ok((headers, _)) = mailparse::parse_headers(header) else { return Some(0) };
+    let multipart = headers
         .get_first_value("Content-Type")
-        .is_some_and(|v| mailparse::parse_content_type(&v).mimetype.starts_with("multipart/"))
+        .is_some_and(|v| mailparse::parse_content_type(&v).mimetype.starts_with("multipart/"));
+    if multipart {
+        return None;
+    }
+    let attached = headers
+        .get_first_value("Content-Disposition")
+        .is_some_and(|v| mailparse::parse_content_disposition(&v).disposition == DispositionType::Attachment);
+    Some(u32::from(attached))
 }
 
-/// The attachments of `content` (a whole message, or its header block when
-/// [`needs_body`] is false): the leaf parts that are attachments by disposition, that carry
-/// a file name, or that are embedded messages. The text and HTML bodies are not counted,
-/// nor are the parts of an embedded message. Malformed MIME counts what can be read.
+/// The attachments of `content`, a whole message: the leaf parts that are attachments by
+/// disposition, that carry a file name, or that are embedded messages. The text and HTML
+/// bodies are not counted, nor are the parts of an embedded message. Malformed MIME counts
+/// what can be read.
 pub fn attachment_count(content: &[u8]) -> u32 {
     match mailparse::parse_mail(content) {
         Ok(m) => count(&m, true),
@@ -70,7 +78,7 @@ mod tests {
 
     #[test]
     fn attachments_are_named_or_attached_parts_and_embedded_messages_not_the_bodies() {
-        assert!(needs_body(MIXED.as_bytes()));
+        assert_eq!(count_from_header(MIXED.as_bytes()), None);
         // The PDF (by name), the inline image (by file name), the embedded message (whole).
         assert_eq!(attachment_count(MIXED.as_bytes()), 3);
     }
@@ -78,12 +86,12 @@ mod tests {
     #[test]
     fn a_single_part_message_is_read_from_its_header_alone() {
         let plain = b"Subject: x\nContent-Type: text/plain\n\n";
-        assert!(!needs_body(plain));
+        assert_eq!(count_from_header(plain), Some(0));
         assert_eq!(attachment_count(plain), 0);
         let attached = b"Content-Type: application/pdf\nContent-Disposition: attachment; filename=a.pdf\n\n";
-        assert!(!needs_body(attached));
+        assert_eq!(count_from_header(attached), Some(1));
         assert_eq!(attachment_count(attached), 1);
-        assert!(!needs_body(b"no header at all"));
+        assert_eq!(count_from_header(b"no header at all"), Some(0));
         assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
         assert_eq!(header_end(b"A: b\nC: d\n"), None);
     }
