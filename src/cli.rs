@@ -37,6 +37,15 @@ pub enum CompletionShell {
     Fish,
 }
 
+/// The orders `msgfs ls --sort` knows.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LsSort {
+    Date,
+    From,
+    Subject,
+    Size,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Maildir,
@@ -73,7 +82,7 @@ pub enum Command {
         foreground: bool,
         /// Mount options, comma-separated, repeatable: ro, rw, allow_other, threads=N (FUSE threads,
         /// default: the CPUs, at most 4), snapshot_timeout_ms=N (freeze timeout of snapshot sessions,
-        /// default 70000), commit=durable|lazy[:MS], debug; the generic options of fstab(5) are ignored
+        /// default 70000), commit=durable|lazy[:MS], trash (rm moves messages to Deleted Items), debug; the generic options of fstab(5) are ignored
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// Log more: -v adds info, -vv debug (RUST_LOG, when set, decides instead)
@@ -125,6 +134,31 @@ pub enum Command {
         /// directory, since exporting again would duplicate every message) or a directory of
         /// FOLDER.mbox files (mbox); existing files are never overwritten
         dest: PathBuf,
+    },
+    /// List messages one per line: flags, date, sender, size, attachments, subject (the store is
+    /// read, never locked: it may be mounted); exit 1 if some PATH or message could not be read
+    Ls {
+        /// Folders or messages: in a msgfs mount, or in an unmounted store directory as
+        /// STORE/FOLDER/NAME (default: the current directory)
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Long lines: the date with seconds and zone, the size in bytes, the whole From, and
+        /// the message's path in the store
+        #[arg(short = 'l')]
+        long: bool,
+        /// Order of the lines (oldest, A or smallest first)
+        #[arg(long, value_enum, default_value = "date")]
+        sort: LsSort,
+        /// One JSON object per line, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put messages that `-o trash` moved to Deleted Items back in the folder each came from;
+    /// exit 1 if some could not be
+    Restore {
+        /// Messages in Deleted Items of a msgfs mount
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Take the crash-recovery lock for the calling shell: reads and writes fail with EACCES
     /// until that shell exits or `msgfs unlock`

@@ -58,6 +58,10 @@ pub const XATTR_MESSAGE_ID: &str = "user.msgfs.message_id";
 /// A message's flags as letters (`FS`: flagged and seen; see `store::flags::LETTERS`):
 /// readable and writable, a change is a store change (the next sync uploads it).
 pub const XATTR_FLAGS: &str = "user.msgfs.flags";
+/// On a message `-o trash` moved to `Deleted Items`: the path it was removed from (folder
+/// path and name, as `Inbox/Work/m.eml`), where `msgfs restore` puts it back. Stored with the message, but hidden and read-only as
+/// the computed ones are; it goes when the message leaves `Deleted Items`.
+pub const XATTR_ORIGIN: &str = "user.msgfs.origin";
 /// The namespace reserved for msgfs: never stored, never listed.
 pub const XATTR_PREFIX: &str = "user.msgfs.";
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use msgfs::cli::{Cli, Command, CompletionShell, ExportFormat};
+use msgfs::cli::{Cli, Command, CompletionShell, ExportFormat, LsSort};
 use msgfs::cmd;
 
 fn main() -> ExitCode {
@@ -56,6 +56,18 @@ fn main() -> ExitCode {
             allow_mass_delete,
             status,
         }),
+        Command::Ls { paths, long, sort, json } => cmd::ls::run(cmd::ls::Args {
+            paths,
+            long,
+            sort: match sort {
+                LsSort::Date => cmd::ls::SortKey::Date,
+                LsSort::From => cmd::ls::SortKey::From,
+                LsSort::Subject => cmd::ls::SortKey::Subject,
+                LsSort::Size => cmd::ls::SortKey::Size,
+            },
+            json,
+        }),
+        Command::Restore { files } => cmd::restore::run(&files),
         Command::Check { store } => cmd::check::run(&store_or_default(store)),
         Command::Completions { shell } => cmd::completions::run(match shell {
             CompletionShell::Bash => clap_complete::Shell::Bash,

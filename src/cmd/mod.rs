@@ -8,10 +8,12 @@ pub mod export;
 pub mod import;
 pub mod init;
 pub mod log;
+pub mod ls;
 pub mod mount;
 pub mod mount_options;
 pub mod notify;
 pub mod parts;
+pub mod restore;
 pub mod sync;
 
 /// What a subcommand returns: an exit code, or an error printed as `msgfs: ERROR`.

@@ -44,6 +44,7 @@ pub fn parse(opts: &[String]) -> Result<MountOptions, String> {
             None if o == "rw" => c.read_only = false,
             None if o == "allow_other" => c.allow_other = true,
             None if o == "debug" => debug = true,
+            None if o == "trash" => c.trash = true,
             Some(("snapshot_timeout_ms", v)) => {
                 c.snapshot_timeout_ms =
                     v.parse().map_err(|_| format!("-o snapshot_timeout_ms={v}: not a number of milliseconds"))?
@@ -66,9 +67,9 @@ pub fn parse(opts: &[String]) -> Result<MountOptions, String> {
                 Some(why) => notes.push(format!("mount option {o} ignored: {why}")),
                 None => {
                     return Err(format!(
-                        "unknown mount option {o:?} (known: ro, rw, allow_other, threads=N, snapshot_timeout_ms=N, \
+                    "unknown mount option {o:?} (known: ro, rw, allow_other, trash, threads=N, snapshot_timeout_ms=N, \
                          commit=durable|lazy[:MS], debug, and the generic ones of fstab(5), which are ignored)"
-                    ))
+                ))
                 }
             },
         }
@@ -102,6 +103,8 @@ mod tests {
         let p = parse(&["ro,debug".into(), "threads=2".into()]).unwrap();
         assert!(p.config.read_only && p.debug && p.notes.is_empty());
         assert_eq!(p.config.threads, 2);
+        assert!(!p.config.trash);
+        assert!(parse(&["rw,trash".into()]).unwrap().config.trash);
         let e = parse(&["rw,frobnicate".into()]).unwrap_err();
         assert!(e.contains("\"frobnicate\""), "{e}");
     }

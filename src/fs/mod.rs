@@ -23,6 +23,7 @@ pub mod store_fs;
 mod store_parts;
 mod store_view;
 mod sync_job;
+mod trash;
 pub mod view;
 mod watchdog;
 pub use watchdog::WATCHDOG_NAME;
@@ -53,6 +54,8 @@ pub struct MountConfig {
     /// `-o commit=lazy[:MS]`: a close's save is answered once logged and visible, and made
     /// durable within this many milliseconds; None (`commit=durable`): durable at close.
     pub lazy_ms: Option<u64>,
+    /// `-o trash`: unlink moves a message to `Deleted Items` (see `trash.rs`).
+    pub trash: bool,
 }
 
 impl Default for MountConfig {
@@ -65,6 +68,7 @@ impl Default for MountConfig {
             snapshot_timeout_ms: 70_000,
             threads: cpus.clamp(1, 4),
             lazy_ms: None,
+            trash: false,
         }
     }
 }
@@ -78,6 +82,8 @@ pub type Unmounter = fuser::SessionUnmounter;
 pub fn serve(store: Store, mountpoint: &Path, cfg: &MountConfig, ready: impl FnOnce(Unmounter)) -> std::io::Result<()> {
     store.set_freeze_timeout(std::time::Duration::from_millis(cfg.snapshot_timeout_ms));
     let source = store.path().map(|p| p.display().to_string()).unwrap_or_else(|| "store".into());
-    let view = StoreView::new(Arc::new(StoreFs::new(store, cfg.read_only)));
+    let mut fs = StoreFs::new(store, cfg.read_only);
+    fs.trash = cfg.trash;
+    let view = StoreView::new(Arc::new(fs));
     serve_view(Arc::new(view), mountpoint, format!("msgfs:{source}"), cfg, ready)
 }

@@ -52,8 +52,12 @@ impl StoreFs {
                 }
                 // The message was only renamed away in this mount: deleting it under its
                 // scratch name deletes it (unless it is gone already).
+                let ops = or_answer!(done, self.removal_ops(&ov, s.msg));
                 ov.hidden.retain(|_, m| *m != s.msg);
                 drop(ov);
+                if ops.len() > 1 {
+                    return self.commit(ops, |_, _| Ok(()), done);
+                }
                 self.store.submit(
                     Op::MessageDelete { id: s.msg },
                     Box::new(move |r| match r {
@@ -63,8 +67,9 @@ impl StoreFs {
                 );
             }
             Found::Message(m) => {
+                let ops = or_answer!(done, self.removal_ops(&ov, m));
                 drop(ov);
-                self.commit(vec![Op::MessageDelete { id: m }], |_, _| Ok(()), done);
+                self.commit(ops, |_, _| Ok(()), done);
             }
         }
     }
@@ -231,7 +236,7 @@ impl StoreFs {
         };
         let renamed = match ov.hidden.get(&dkey).copied() {
             Some(hidden) => self.rename_over(id, hidden, dkey, true)?,
-            None => Renamed::Commit(vec![Op::MessageMove { id, folder: dkey.0, name: dkey.1 }], nothing_after()),
+            None => Renamed::Commit(self.move_ops(id, dkey.0, dkey.1), nothing_after()),
         };
         Ok(renamed.after(first))
     }

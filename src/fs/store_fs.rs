@@ -44,6 +44,8 @@ pub struct StoreFs {
     pub handles: DashMap<u64, Handle>,
     next_fh: AtomicU64,
     pub read_only: bool,
+    /// `-o trash`: see `trash.rs`.
+    pub trash: bool,
     /// Set once the session exists: attribute invalidations are sent from the request that
     /// made the change, before it is answered; entry expiries go to `expiries`.
     pub notifier: std::sync::OnceLock<Arc<super::notify::Notifier>>,
@@ -85,6 +87,7 @@ impl StoreFs {
             handles: DashMap::new(),
             next_fh: AtomicU64::new(1),
             read_only,
+            trash: false,
             notifier: std::sync::OnceLock::new(),
             expiries: Mutex::new(None),
             sync_job: Arc::default(),

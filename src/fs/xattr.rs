@@ -26,6 +26,11 @@ impl StoreFs {
         };
         match name {
             XATTR_ENTRYID => return Ok(self.store.entry_id_hex(id).into_bytes()),
+            XATTR_ORIGIN => {
+                let ix = self.store.index();
+                let v = ix.message(id)?.xattr(XATTR_ORIGIN).map(<[u8]>::to_vec);
+                return v.ok_or(FsError::Errno(Errno::ENODATA));
+            }
             XATTR_VERSION => return Ok(self.store.index().message(id)?.version().to_string().into_bytes()),
             XATTR_FLAGS => {
                 let ix = self.store.index();
@@ -79,9 +84,16 @@ impl StoreFs {
     /// The names, each NUL-terminated. The computed `user.msgfs.*` ones are not listed.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let names: Vec<String> = match self.resolve(ino)? {
-            InodeRef::Version { id, .. } | InodeRef::Message(id) => {
-                self.store.index().message(id)?.xattrs().iter().map(|(k, _)| k.to_string()).collect()
-            }
+            // Those msgfs keeps with a message (the trash's origin) are hidden as computed.
+            InodeRef::Version { id, .. } | InodeRef::Message(id) => self
+                .store
+                .index()
+                .message(id)?
+                .xattrs()
+                .iter()
+                .filter(|(k, _)| !k.starts_with(XATTR_PREFIX))
+                .map(|(k, _)| k.to_string())
+                .collect(),
             InodeRef::Node(n) => {
                 let ov = self.overlay();
                 let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;

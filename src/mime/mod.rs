@@ -8,6 +8,7 @@
 
 pub mod date;
 pub mod parts;
+pub mod summary;
 
 /// How much of a message is searched for its header block. Longer header blocks are cut
 /// here; the fields beyond are not seen.
