@@ -297,6 +297,24 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Every file below `dir` (readdir's view: what it lists), sorted.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn sh(script: &str) -> Output {
     run(Command::new("sh").arg("-c").arg(script))
 }

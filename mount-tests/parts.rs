@@ -203,20 +203,12 @@ fn pffexport_attachments(pst: &Path, work: &Path) -> Vec<(String, Vec<u8>)> {
 /// Every part file of every message under `root`: (name key, bytes).
 fn mounted_parts(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let parts = PathBuf::from(format!("{}.parts", p.display()));
-            for part in std::fs::read_dir(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display())) {
-                let part = part.unwrap().path();
-                let name = part.file_name().unwrap().to_string_lossy().into_owned();
-                out.push((name_key(&name), std::fs::read(&part).unwrap()));
-            }
+    for p in walk_files(root) {
+        let parts = PathBuf::from(format!("{}.parts", p.display()));
+        for part in std::fs::read_dir(&parts).unwrap_or_else(|e| panic!("{}: {e}", parts.display())) {
+            let part = part.unwrap().path();
+            let name = part.file_name().unwrap().to_string_lossy().into_owned();
+            out.push((name_key(&name), std::fs::read(&part).unwrap()));
         }
     }
     out

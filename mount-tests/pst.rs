@@ -92,23 +92,6 @@ fn a_mounted_pst_numbers_messages_of_the_same_name_as_the_import_does() {
     }
 }
 
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A PST mount is opened without the daemon hearing of it (no OPEN: its READs come by inode
 /// alone): its largest messages, read at offsets in no particular order, across the
 /// kernel's readahead window and past the end, give the bytes an import gives.
