@@ -56,11 +56,7 @@ impl Pass<'_> {
                 continue;
             }
             match self.store.delete_message(l.id) {
-                // The server has no copy to delete: the tombstone the deletion leaves is
-                // cleared in the same record as the HIGHESTMODSEQ past this expunge (a
-                // later VANISHED does not name the UID again, so it would stay).
-                Ok(()) => changes.push(RemoteChange::Message(l.id, None)),
-                Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
+                Ok(()) | Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
                 Err(e) => return Err(e.into()),
             }
         }
