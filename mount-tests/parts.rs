@@ -261,18 +261,7 @@ fn the_enron_pst_parts_equal_pffexport_attachments_imported_and_mounted() {
 
 /// The first message file under `dir`.
 fn walk_messages(dir: &Path) -> PathBuf {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                return p;
-            }
-        }
-    }
-    panic!("no message under {}", dir.display());
+    walk_files(dir).into_iter().next().unwrap_or_else(|| panic!("no message under {}", dir.display()))
 }
 
 /// A large base64 attachment (more than the kernel reads at once, more than fits one READ)
