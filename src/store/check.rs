@@ -93,7 +93,7 @@ pub fn check(vfs: &dyn Vfs) -> CheckReport {
             } else if i + 1 == n {
                 r.notes.push(format!(
                     "{place}: torn tail of {} bytes at byte {at} (an unacknowledged commit; the next open cuts it)",
-                    seg.len - at
+                    seg.file_len - at
                 ));
             } else {
                 r.damage(format!("{place} at byte {at}"), "bad frame in a segment that is not the last");

@@ -76,7 +76,11 @@ impl Shared {
             // commit into a reported failure. The next append tries again.
             let next = lg.next_seq;
             match self.new_segment(next) {
-                Ok(w) => lg.writer = Some(w),
+                Ok(w) => {
+                    if let Some(old) = lg.writer.replace(w) {
+                        old.retire();
+                    }
+                }
                 Err(e) => ::log::warn!("starting a new log segment failed (will retry): {e}"),
             }
         }
@@ -91,7 +95,7 @@ impl Shared {
         let file =
             self.vfs.open(&p, OpenMode::CreateTruncate).map_err(|e| Error::io(format!("create {}", p.display()), e))?;
         self.vfs.sync_dir(Path::new(log::LOG_DIR)).map_err(|e| Error::io("sync log/", e))?;
-        Ok(log::Writer { file, first_seq, len: 0 })
+        Ok(log::Writer::new(file, first_seq, 0, 0))
     }
 
     /// Write a checkpoint when enough log follows the last one. Runs in the committer,
@@ -133,7 +137,9 @@ impl Shared {
         let next = lg.next_seq;
         let current_first = lg.writer.as_ref().map(|w| w.first_seq);
         if current_first != Some(next) {
-            lg.writer = Some(self.new_segment(next)?);
+            if let Some(old) = lg.writer.replace(self.new_segment(next)?) {
+                old.retire();
+            }
         }
         // An older msgfs cannot read format 6 checkpoints: it must refuse the store as too
         // new, not take the checkpoint for damage.

@@ -3,6 +3,9 @@
 //! A frame holds the records of one group commit. Frames are written whole and synced
 //! before the next one is written, so after a crash at most the last frame of the last
 //! segment can be torn; a bad frame with a good one after it is damage, not a torn tail.
+//!
+//! The segment being written is kept zero-filled ahead of its last frame (see
+//! [`PREFILL_BYTES`]): all zeros after the last frame is where the log ends, not a torn tail.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,15 @@ pub const FRAME_HEADER: usize = 4 + 4 + 4 + 8 + 4;
 pub const MAX_FRAME: usize = 256 << 20;
 /// Start a new segment once the current one passes this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// How far ahead of its last frame the open segment is filled with zeros, durably, so that
+/// a commit overwrites blocks the file already has and its `fdatasync` has no size or
+/// allocation to journal. On ext4 that is the difference between a data flush (0.13 ms
+/// here) and a journal commit as well (0.25 ms on the root disk, 2-3.5 ms on a loop-mounted
+/// image, measured with 4 KiB appends). The zeros are written with the frame that reaches
+/// past them and made durable by that frame's sync: one journal commit per this many bytes
+/// of log. (Databases do the same with their logs: PostgreSQL zero-fills WAL segments.)
+pub const PREFILL_BYTES: u64 = 1 << 20;
 
 pub const LOG_DIR: &str = "log";
 
@@ -238,11 +250,14 @@ fn frame_at(buf: &[u8], off: usize, place: &str, seg: u64) -> Option<Result<Fram
     Some(Ok(Frame { offset: off as u64, first_seq, records }))
 }
 
-/// The frames of one segment. `torn_at` is where a torn tail starts, if any.
+/// The frames of one segment. `torn_at` is where a torn tail starts, if any; `len` is where
+/// the log ends in it (after the last whole frame, or at the torn tail), `file_len` the
+/// file's size: past `len` there are only zeros ([`PREFILL_BYTES`]) or the torn tail.
 pub struct Segment {
     pub frames: Vec<Frame>,
     pub torn_at: Option<u64>,
     pub len: u64,
+    pub file_len: u64,
 }
 
 /// Read every frame of a segment. A bad frame followed by a good one is damage.
@@ -266,30 +281,42 @@ pub fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<Segment> {
                     e => e,
                 })
             }
+            None if buf[off..].iter().all(|b| *b == 0) => {
+                // The zeros laid down ahead of the log: its end. (A frame lost whole to a
+                // crash leaves them too: it was never acknowledged, like a torn one.)
+                return Ok(Segment { frames, torn_at: None, len: off as u64, file_len: buf.len() as u64 });
+            }
             None => {
                 // Look for any whole frame after the bad bytes: if there is one, the bad
                 // frame is not a torn tail but damage in the middle of the log.
                 // Only a frame that continues the sequence counts, so bytes inside a record
                 // that happen to look like a frame (an xattr value) are not mistaken for one.
                 let expected = frames.last().map(|f: &Frame| f.first_seq + f.records.len() as u64);
-                for later in off + 1..buf.len() {
-                    if buf[later..].starts_with(&FRAME_MAGIC.to_le_bytes()) {
-                        if let Some(Ok(fr)) = frame_at(&buf, later, &place, seg) {
+                let magic = FRAME_MAGIC.to_le_bytes();
+                let mut later = off + 1;
+                // (A search for the magic's first byte: a torn tail may be followed by a
+                // megabyte of prefilled zeros.)
+                while let Some(p) = buf[later..].iter().position(|b| *b == magic[0]) {
+                    later += p;
+                    let here = later;
+                    later += 1;
+                    if buf[here..].starts_with(&magic) {
+                        if let Some(Ok(fr)) = frame_at(&buf, here, &place, seg) {
                             if expected.is_some_and(|e| fr.first_seq < e) {
                                 continue;
                             }
                             return Err(Error::corrupt(
                                 format!("{place} at byte {off}"),
-                                format!("bad frame followed by a good one at byte {later}"),
+                                format!("bad frame followed by a good one at byte {here}"),
                             ));
                         }
                     }
                 }
-                return Ok(Segment { frames, torn_at: Some(off as u64), len: buf.len() as u64 });
+                return Ok(Segment { frames, torn_at: Some(off as u64), len: off as u64, file_len: buf.len() as u64 });
             }
         }
     }
-    Ok(Segment { frames, torn_at: None, len: buf.len() as u64 })
+    Ok(Segment { frames, torn_at: None, len: buf.len() as u64, file_len: buf.len() as u64 })
 }
 
 /// Segment paths in log order.
@@ -311,19 +338,56 @@ pub fn list_segments(vfs: &dyn Vfs) -> Result<Vec<(u64, PathBuf)>> {
 pub struct Writer {
     pub file: Box<dyn VfsFile>,
     pub first_seq: u64,
+    /// Where the next frame goes.
     pub len: u64,
+    /// The file's size: `len..zeroed` holds zeros ([`PREFILL_BYTES`]).
+    pub zeroed: u64,
 }
 
 impl Writer {
-    /// Write a frame at the end of the segment. On failure (a full disk) the segment is cut
-    /// back to where it was, so the failed commit leaves no trace.
+    /// A writer for a segment whose frames end at `len` and whose file is `file_len` long,
+    /// zeros in between.
+    pub fn new(file: Box<dyn VfsFile>, first_seq: u64, len: u64, file_len: u64) -> Writer {
+        Writer { file, first_seq, len, zeroed: file_len.max(len) }
+    }
+
+    /// Write a frame at the end of the log, and zeros ahead of it when it reaches past
+    /// those there ([`PREFILL_BYTES`]; not past a full segment, which takes no more frames).
+    /// On failure (a full disk) the segment is cut back to where it was, so the failed
+    /// commit leaves no trace. Zeros that find no room are not an error: commits then
+    /// extend the file as they go, slower.
     pub fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
         if let Err(e) = self.file.write_all_at(frame, self.len) {
             let _ = self.file.set_len(self.len);
+            self.zeroed = self.len;
             return Err(e);
         }
         self.len += frame.len() as u64;
+        if self.len > self.zeroed {
+            self.zeroed = self.len;
+            let target = (self.len + PREFILL_BYTES).min(SEGMENT_BYTES);
+            if target > self.len {
+                match self.file.write_all_at(&vec![0; (target - self.len) as usize], self.len) {
+                    Ok(()) => self.zeroed = target,
+                    // Some of them may be there: zeros still, which a later frame
+                    // overwrites or the next open takes for the end of the log.
+                    Err(e) => ::log::debug!("no room to prepare the log ahead ({e}): commits extend it"),
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Done with this segment (the log goes on in a new one, or the store closes): cut its
+    /// zeros, so that a segment no longer written ends with its last frame, as every
+    /// segment did before the zeros (an older msgfs takes them for a torn tail). A failure
+    /// changes nothing for this version, which reads zeros after the last frame as the end.
+    pub fn retire(self) {
+        if self.zeroed > self.len {
+            if let Err(e) = self.file.set_len(self.len).and_then(|()| self.file.sync()) {
+                ::log::debug!("cutting a retired log segment's zeros: {e}");
+            }
+        }
     }
 }
 
@@ -445,5 +509,95 @@ mod reserve_tests {
         st.delete_message(id).unwrap();
         assert_eq!(reserve_len(&fs), (1 << 20) - RESERVE_STEP);
         assert!(st.lookup(inbox, "a.eml").is_err());
+    }
+}
+
+#[cfg(test)]
+mod prefill_tests {
+    //! The zeros laid down ahead of the log: where the log ends, across a crash (a frame
+    //! torn over them, or lost whole) and a clean close.
+
+    use std::sync::Arc;
+
+    use super::{list_segments, read_segment, OpenMode, PREFILL_BYTES};
+    use crate::store::simfs::SimFs;
+    use crate::store::vfs::Vfs;
+    use crate::store::{Options, SaveFlags, Store};
+
+    fn save(st: &Store, name: &str) -> u64 {
+        let inbox = st.folder_by_path("Inbox").unwrap();
+        let mut t = st.begin_new(inbox, name).unwrap();
+        t.write_at(format!("Subject: {name}\r\n\r\nbody").as_bytes(), 0).unwrap();
+        t.save(SaveFlags(0)).unwrap().id
+    }
+
+    fn last_segment(fs: &SimFs) -> (u64, u64, u64, Option<u64>) {
+        let (_, path) = list_segments(fs).unwrap().pop().unwrap();
+        let file = fs.open(&path, OpenMode::Read).unwrap().len().unwrap();
+        let seg = read_segment(fs, &path).unwrap();
+        (seg.len, seg.file_len, file, seg.torn_at)
+    }
+
+    #[test]
+    fn frames_go_over_zeros_laid_down_ahead_and_the_log_ends_where_they_begin() {
+        let fs = SimFs::new();
+        let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
+        save(&st, "a.eml");
+        let (len, file_len, file, torn) = last_segment(&fs);
+        assert!(len > 0 && torn.is_none());
+        assert_eq!(file_len, file);
+        assert!(file >= len + PREFILL_BYTES, "zeros ahead: log ends at {len}, file is {file} bytes");
+        // The next commits land in the zeros: the file does not grow.
+        save(&st, "b.eml");
+        save(&st, "c.eml");
+        let (len2, _, file2, _) = last_segment(&fs);
+        assert!(len2 > len && file2 == file, "log end {len} -> {len2}, file {file} -> {file2}");
+
+        // A crash: the synced zeros are read as the end, not as a torn tail.
+        let after = fs.recover(0);
+        let st2 = Store::open_vfs(Arc::new(after.clone()), Options::default()).unwrap();
+        assert!(st2.report().torn_tail_cut.is_none(), "{:?}", st2.report().torn_tail_cut);
+        let inbox = st2.folder_by_path("Inbox").unwrap();
+        assert!(st2.lookup(inbox, "c.eml").is_ok());
+        // Commits go on from the log's end, not from the file's.
+        save(&st2, "d.eml");
+        let (len3, _, _, torn3) = last_segment(&after);
+        assert!(torn3.is_none() && len3 > len2);
+        // A clean close leaves every segment ending with its last frame, as an older
+        // msgfs expects.
+        st2.close().unwrap();
+        for (_, path) in list_segments(&after).unwrap() {
+            let seg = read_segment(&after, &path).unwrap();
+            assert_eq!(seg.len, seg.file_len, "{}", path.display());
+        }
+        drop(st);
+        let st3 = Store::open_vfs(Arc::new(after), Options::default()).unwrap();
+        assert!(st3.report().was_clean);
+        assert!(st3.lookup(inbox, "d.eml").is_ok());
+    }
+
+    #[test]
+    fn a_frame_torn_over_the_zeros_is_cut_and_one_lost_whole_leaves_them_as_they_were() {
+        for torn in [0usize, 5, 40] {
+            let fs = SimFs::new();
+            let st = Store::open_vfs(Arc::new(fs.clone()), Options { create: true, ..Default::default() }).unwrap();
+            save(&st, "kept.eml");
+            // The next save's frame is written over the zeros, and its sync never happens.
+            fs.crash_at_sync(1);
+            let inbox = st.folder_by_path("Inbox").unwrap();
+            let mut t = st.begin_new(inbox, "lost.eml").unwrap();
+            t.write_at(b"Subject: lost\r\n\r\nnever acknowledged", 0).unwrap();
+            assert!(t.save(SaveFlags(0)).is_err());
+            let after = fs.recover(torn);
+            let (_, _, _, seen_torn) = last_segment(&after);
+            assert_eq!(seen_torn.is_some(), torn > 0, "torn {torn}");
+            let st2 = Store::open_vfs(Arc::new(after.clone()), Options::default()).unwrap();
+            assert_eq!(st2.report().torn_tail_cut.is_some(), torn > 0, "torn {torn}");
+            assert!(st2.lookup(inbox, "kept.eml").is_ok());
+            assert!(st2.lookup(inbox, "lost.eml").is_err());
+            save(&st2, "after.eml");
+            st2.close().unwrap();
+            assert!(crate::store::check::check(&after).ok());
+        }
     }
 }

@@ -631,11 +631,13 @@ impl Store {
                 let _ = log::ensure_reserve(&*self.0.vfs);
             }
         }
+        if let Some(w) = self.0.log.lock().unwrap().writer.take() {
+            w.retire();
+        }
         let vfs = &self.0.vfs;
         let f = vfs.open(Path::new(CLEAN_FILE), OpenMode::CreateTruncate).map_err(|e| Error::io("mark clean", e))?;
         f.sync().map_err(|e| Error::io("mark clean", e))?;
         vfs.sync_dir(Path::new("")).map_err(|e| Error::io("mark clean", e))?;
-        self.0.log.lock().unwrap().writer = None;
         self.0.lock_file.lock().unwrap().take();
         Ok(())
     }

@@ -296,7 +296,8 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
     };
     let segments = log::list_segments(&*vfs)?;
     let mut next_seq = ck_seq + 1;
-    let mut last_writer: Option<(u64, u64)> = None; // (first_seq, len) of the last segment
+    // (first_seq, where its log ends, file size) of the last segment
+    let mut last_writer: Option<(u64, u64, u64)> = None;
     let nsegs = segments.len();
     let mut bytes_since_checkpoint = 0u64;
     let mut content_since_checkpoint = 0u64;
@@ -342,7 +343,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             next_seq += n;
             report.replayed_records += n;
         }
-        let mut len = seg.len;
+        let (len, mut file_len) = (seg.len, seg.file_len);
         if let (Some(at), true) = (seg.torn_at, was_clean) {
             // A cleanly closed store has no commit in flight: a bad tail is damage.
             return Err(Error::corrupt(
@@ -351,7 +352,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             ));
         }
         if let Some(at) = seg.torn_at {
-            report.torn_tail_cut = Some(format!("{place}: {} bytes cut at byte {at}", seg.len - at));
+            report.torn_tail_cut = Some(format!("{place}: {} bytes cut at byte {at}", seg.file_len - at));
             if !opts.read_only {
                 let f = vfs.open(path, OpenMode::ReadWrite).map_err(io(format!("open {place}")))?;
                 f.set_len(at).map_err(io(format!("cut the torn tail of {place}")))?;
@@ -359,11 +360,11 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
                 ::log::warn!(
                     "cut a torn tail at {place} byte {at}: a commit was interrupted before it was acknowledged"
                 );
+                file_len = at;
             }
-            len = at;
         }
         bytes_since_checkpoint += len;
-        last_writer = Some((*first, len));
+        last_writer = Some((*first, len, file_len));
     }
 
     if !opts.read_only {
@@ -398,15 +399,15 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
         None
     } else {
         match last_writer {
-            Some((first, len)) if len < log::SEGMENT_BYTES => {
+            Some((first, len, file_len)) if len < log::SEGMENT_BYTES => {
                 let file = vfs.open(&log::segment_path(first), OpenMode::ReadWrite).map_err(io("open the log"))?;
-                Some(log::Writer { file, first_seq: first, len })
+                Some(log::Writer::new(file, first, len, file_len))
             }
             _ => {
                 let p = log::segment_path(next_seq);
                 let file = vfs.open(&p, OpenMode::CreateTruncate).map_err(io("create a log segment"))?;
                 vfs.sync_dir(Path::new(log::LOG_DIR)).map_err(io("sync log/"))?;
-                Some(log::Writer { file, first_seq: next_seq, len: 0 })
+                Some(log::Writer::new(file, next_seq, 0, 0))
             }
         }
     };

@@ -371,10 +371,12 @@ fn replaying_a_link_to_a_missing_message_is_damage() {
     st.delete_message(a).unwrap();
     // Left open, as after a kill: append by hand a frame linking the deleted message.
     st.freeze();
-    let next = st.shared().log.lock().unwrap().next_seq;
+    let (next, len) = {
+        let lg = st.shared().log.lock().unwrap();
+        (lg.next_seq, lg.writer.as_ref().unwrap().len) // where the log ends, before its zeros
+    };
     let seg = super::log::segment_path(1);
     let f = fs.open(&seg, OpenMode::ReadWrite).unwrap();
-    let len = f.len().unwrap();
     f.write_all_at(&super::log::encode_frame(next, &[Record::MessageRemote { id: a, link: Some(link) }]), len).unwrap();
     f.sync().unwrap();
     match Store::open_vfs(Arc::new(fs.recover(0)), Options::default()) {

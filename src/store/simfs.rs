@@ -82,7 +82,9 @@ impl SimFs {
     }
 
     /// The filesystem as found after the crash: only synced entries and data, plus up to
-    /// `torn` bytes of unsynced data appended to each file (a torn write).
+    /// `torn` bytes of each file's unsynced data from the first byte that differs from what
+    /// was synced (a torn write: appended, or over bytes the file had, as a log segment's
+    /// frames land over the zeros laid down ahead of them).
     pub fn recover(&self, torn: usize) -> SimFs {
         let st = self.0.lock().unwrap();
         let mut out = State { next: st.next, ..Default::default() };
@@ -93,9 +95,13 @@ impl SimFs {
             }
             let n = &st.nodes[&ino];
             let mut data = n.durable.clone();
-            if torn > 0 && n.data.len() > data.len() && n.data.starts_with(&data) {
-                let extra = (n.data.len() - data.len()).min(torn);
-                data.extend_from_slice(&n.data[n.durable.len()..n.durable.len() + extra]);
+            let same = n.data.iter().zip(&n.durable).take_while(|(a, b)| a == b).count();
+            let end = n.data.len().min(same.saturating_add(torn));
+            if end > same {
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[same..end].copy_from_slice(&n.data[same..end]);
             }
             let node = Node {
                 dir: n.dir,
