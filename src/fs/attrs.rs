@@ -300,9 +300,8 @@ impl StoreFs {
                 node.mtime_set |= change.mtime.is_some();
                 if let Some(len) = size {
                     match &node.kind {
-                        NodeKind::Scratch { path } => {
-                            let f = io(self.store.vfs().open(path, OpenMode::ReadWrite), "open a scratch file")?;
-                            io(f.set_len(len), "truncate a scratch file")?;
+                        NodeKind::Scratch { file } => {
+                            io(file.set_len(len), "truncate a scratch file")?;
                             node.size = len;
                         }
                         NodeKind::NewMessage => {

@@ -13,7 +13,7 @@ use crate::store::commit::now_ns;
 use super::inodes::InodeRef;
 use super::overlay::{Node, NodeKind};
 use crate::store::txn::PreparedSave;
-use crate::store::{PinnedVersion, Store, Transaction};
+use crate::store::{PinnedVersion, Private, Store, Transaction};
 
 /// A writer: one descriptor opened for writing, one transaction.
 pub struct Writer {
@@ -139,7 +139,7 @@ pub enum Handle {
     Write(Arc<Mutex<Writer>>),
     Scratch {
         ino: u64,
-        file: Arc<dyn VfsFile>,
+        file: Arc<Private>,
     },
     Dir(Arc<Vec<DirEnt>>),
 }
@@ -180,10 +180,8 @@ impl StoreFs {
         let ino = self.store.alloc_id();
         let attrs = Self::new_attrs(mode, libc::S_IFREG, uid, gid);
         if is_scratch(name) {
-            let path = self.store.staging_path(&format!("s{ino}"));
-            let file: Arc<dyn VfsFile> =
-                Arc::from(io(self.store.vfs().open(&path, OpenMode::CreateNew), "create a scratch file")?);
-            ov.add_node(ino, Node::new(folder, name, NodeKind::Scratch { path }, attrs));
+            let file = Arc::new(Private::new(self.store.vfs().clone(), self.store.staging_path(&format!("s{ino}"))));
+            ov.add_node(ino, Node::new(folder, name, NodeKind::Scratch { file: file.clone() }, attrs));
             drop(ov);
             self.inodes.remember(ino, InodeRef::Node(ino));
             let fh = self.new_fh(Handle::Scratch { ino, file });
@@ -214,9 +212,8 @@ impl StoreFs {
                 let mut ov = self.overlay();
                 let node = ov.nodes.get_mut(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
                 match &node.kind {
-                    NodeKind::Scratch { path } => {
-                        let file: Arc<dyn VfsFile> =
-                            Arc::from(io(self.store.vfs().open(path, OpenMode::ReadWrite), "open a scratch file")?);
+                    NodeKind::Scratch { file } => {
+                        let file = file.clone();
                         if flags & libc::O_TRUNC != 0 && write {
                             io(file.set_len(0), "truncate a scratch file")?;
                             node.size = 0;
@@ -711,28 +708,32 @@ impl StoreFs {
                         ov.writers.remove(&key);
                     }
                 }
-                Self::node_closed(&mut ov, key, &self.store);
+                Self::node_closed(&mut ov, key);
                 drop(ov);
                 self.inval_attrs(ino);
             }
-            Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino, &self.store),
+            Handle::Scratch { ino, .. } => Self::node_closed(&mut self.overlay(), ino),
             // A reader's pin goes with its last reference.
             _ => {}
         }
     }
 
     /// One fewer open handle on a node; an unlinked node with none left is gone.
-    pub(super) fn node_closed(ov: &mut Overlay, ino: u64, store: &Store) {
-        let gone = match ov.nodes.get_mut(&ino) {
+    pub(super) fn node_closed(ov: &mut Overlay, ino: u64) {
+        let (gone, idle) = match ov.nodes.get_mut(&ino) {
             Some(n) => {
                 n.open = n.open.saturating_sub(1);
-                n.open == 0 && n.unlinked
+                let idle = n.open == 0 && matches!(&n.kind, NodeKind::Scratch { file } if file.is_in_memory());
+                (n.open == 0 && n.unlinked, idle)
             }
-            None => false,
+            None => (false, false),
         };
+        if idle && !gone {
+            ov.scratch_idle(ino);
+        }
         if gone {
-            if let Some(Node { kind: NodeKind::Scratch { path }, .. }) = ov.nodes.remove(&ino) {
-                let _ = store.vfs().remove_file(&path);
+            if let Some(Node { kind: NodeKind::Scratch { file }, .. }) = ov.nodes.remove(&ino) {
+                file.discard();
             }
         }
     }
@@ -751,8 +752,8 @@ impl StoreFs {
         }
         let ov = self.overlay();
         for n in ov.nodes.values() {
-            if let NodeKind::Scratch { path } = &n.kind {
-                let _ = self.store.vfs().remove_file(path);
+            if let NodeKind::Scratch { file } = &n.kind {
+                file.discard();
             }
         }
     }

@@ -41,7 +41,7 @@ impl StoreFs {
                 if let Some(node) = ov.nodes.get_mut(&n) {
                     node.unlinked = true;
                 }
-                Self::node_closed_if_idle(&mut ov, n, &self.store);
+                Self::node_closed_if_idle(&mut ov, n);
                 drop(ov);
                 done(Ok(()))
             }
@@ -74,12 +74,12 @@ impl StoreFs {
         }
     }
 
-    fn node_closed_if_idle(ov: &mut Overlay, n: u64, store: &Store) {
+    fn node_closed_if_idle(ov: &mut Overlay, n: u64) {
         if ov.nodes.get(&n).map(|x| x.open == 0).unwrap_or(false) {
             if let Some(x) = ov.nodes.get_mut(&n) {
                 x.open = 1;
             }
-            Self::node_closed(ov, n, store);
+            Self::node_closed(ov, n);
         }
     }
 
@@ -288,7 +288,7 @@ impl StoreFs {
                 if let Some(node) = ov.nodes.get_mut(&n) {
                     node.unlinked = true;
                 }
-                Self::node_closed_if_idle(ov, n, &self.store);
+                Self::node_closed_if_idle(ov, n);
                 Ok(None)
             }
             Some(Found::Shadow(s)) => {
@@ -329,9 +329,17 @@ impl StoreFs {
             }
         };
         let node = ov.nodes.get(&n).ok_or(FsError::Errno(Errno::ENOENT))?;
-        let NodeKind::Scratch { path } = &node.kind else { return err(Errno::EXDEV) };
-        let (path, open, attrs, xattrs) = (path.clone(), node.open, node.attrs, node.xattrs.clone());
+        let NodeKind::Scratch { file } = &node.kind else { return err(Errno::EXDEV) };
+        let (file, open, attrs, xattrs) = (file.clone(), node.open, node.attrs, node.xattrs.clone());
         drop(ov);
+        let new_in = Some((dkey.0, dkey.1.clone()));
+        if let Some(data) = file.in_memory() {
+            // Small, held in memory: its bytes go into the log frame (a copy, which a
+            // descriptor still open on it cannot change).
+            ops.push(self.store.commit_bytes_op(data, target, new_in, attrs, xattrs));
+            return Ok(Renamed::Commit(ops, Self::scratch_renamed(n, open, skey, dkey, hidden)));
+        }
+        let path = file.path().to_path_buf();
         // A scratch file still open by someone keeps being written through its descriptor:
         // commit a copy, so the committed object stays immutable.
         let staged: PathBuf = if open > 0 {
@@ -345,29 +353,32 @@ impl StoreFs {
         } else {
             path.clone()
         };
-        ops.push(self.store.commit_file_op(&staged, target, Some((dkey.0, dkey.1.clone())), attrs, xattrs)?);
-        Ok(Renamed::Commit(
-            ops,
-            Box::new(move |fs, out| {
-                let Some(out) = out else { return Ok(()) };
-                let mut ov = fs.overlay();
-                ov.names.remove(&skey);
-                if open > 0 {
-                    if let Some(node) = ov.nodes.get_mut(&n) {
-                        node.unlinked = true;
-                    }
-                } else {
-                    ov.nodes.remove(&n);
+        ops.push(self.store.commit_file_op(&staged, target, new_in, attrs, xattrs)?);
+        Ok(Renamed::Commit(ops, Self::scratch_renamed(n, open, skey, dkey, hidden)))
+    }
+
+    /// What follows a scratch file's rename into a message once it is durable: the name
+    /// and the node go (an open one stays, unlinked), the inode is the message's.
+    fn scratch_renamed(n: u64, open: u32, skey: (Id, String), dkey: (Id, String), hidden: Option<Id>) -> Box<Then> {
+        Box::new(move |fs, out| {
+            let Some(out) = out else { return Ok(()) };
+            let mut ov = fs.overlay();
+            ov.names.remove(&skey);
+            if open > 0 {
+                if let Some(node) = ov.nodes.get_mut(&n) {
+                    node.unlinked = true;
                 }
-                if hidden.is_some() {
-                    ov.unhide(&dkey, out.id);
-                }
-                drop(ov);
-                fs.inodes.retarget(n, InodeRef::Message(out.id));
-                fs.expire_entry(dkey.0, &dkey.1);
-                Ok(())
-            }),
-        ))
+            } else {
+                ov.nodes.remove(&n);
+            }
+            if hidden.is_some() {
+                ov.unhide(&dkey, out.id);
+            }
+            drop(ov);
+            fs.inodes.retarget(n, InodeRef::Message(out.id));
+            fs.expire_entry(dkey.0, &dkey.1);
+            Ok(())
+        })
     }
 }
 

@@ -1,16 +1,20 @@
 //! What this mount shows beyond the store: scratch files and new files not saved yet
 //! (nodes), and stored messages shown under a scratch name (shadows).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::store::index::Xattrs;
-use crate::store::{Attrs, Id};
+use crate::store::{Attrs, Id, Private};
 
 #[derive(Debug)]
 pub enum NodeKind {
-    /// A real file under `staging/`, never a message unless renamed to a message name.
-    Scratch { path: PathBuf },
+    /// Never a message unless renamed to a message name. Held in memory while it is small
+    /// (as a transaction's private copy is: rsync's temporary file then costs no file
+    /// created, reopened and removed under `staging/`), a file there past that. Staging is
+    /// emptied at every open of the store, so a scratch file never outlived its daemon
+    /// either way, and its fsync has nothing to make durable while in memory.
+    Scratch { file: Arc<Private> },
     /// A new message: its content lives in its writers' transactions until one saves.
     NewMessage,
 }
@@ -73,9 +77,34 @@ pub struct Overlay {
     pub hidden: HashMap<(Id, String), Id>,
     /// Open writers by message id (or node inode): (handle, pid).
     pub writers: HashMap<Id, Vec<(u64, u32)>>,
+    /// Scratch files closed while held in memory, oldest first (some may be gone or open
+    /// again since): past [`IDLE_SCRATCH_IN_MEMORY`] the oldest are written out to files.
+    pub idle_scratch: VecDeque<Id>,
 }
 
+/// How many closed scratch files stay in memory (up to 64 KiB each, so 16 MiB): rsync has
+/// one at a time, an editor's swap file is open while it matters, and a copy of many dot
+/// files into the mount must not hold them all in memory.
+pub const IDLE_SCRATCH_IN_MEMORY: usize = 256;
+
 impl Overlay {
+    /// A scratch file's last handle closed: it joins the idle ones, and the oldest idle
+    /// ones still in memory past [`IDLE_SCRATCH_IN_MEMORY`] become files.
+    pub fn scratch_idle(&mut self, ino: Id) {
+        self.idle_scratch.push_back(ino);
+        while self.idle_scratch.len() > IDLE_SCRATCH_IN_MEMORY {
+            let Some(old) = self.idle_scratch.pop_front() else { break };
+            if let Some(Node { kind: NodeKind::Scratch { file }, open: 0, .. }) = self.nodes.get(&old) {
+                if file.is_in_memory() {
+                    if let Err(e) = file.to_file() {
+                        // Kept in memory: nothing is lost, only memory is used.
+                        log::warn!("writing an idle scratch file to {}: {e}", file.path().display());
+                    }
+                }
+            }
+        }
+    }
+
     /// Show a new node under its name.
     pub fn add_node(&mut self, ino: Id, node: Node) {
         self.names.insert((node.folder, node.name.clone()), Overlaid::Node(ino));

@@ -44,6 +44,7 @@ impl Shared {
             ::log::warn!("the disk is full: released the store's reserve to log a deletion");
             w.write(&frame).map_err(|e| Error::io("append to the log", e))?;
             lg.reserve_used = true;
+            lg.reserve_short = true;
         }
         let full = w.len >= log::SEGMENT_BYTES;
         lg.unsynced_since.get_or_insert_with(std::time::Instant::now);
@@ -85,8 +86,10 @@ impl Shared {
             }
         }
         // Grow the reserve back where a deletion took from it, as space comes back (that
-        // deletion's objects go after its append). A stat when it is whole.
-        let _ = log::ensure_reserve(&*self.vfs);
+        // deletion's objects go after its append).
+        if lg.reserve_short {
+            lg.reserve_short = !matches!(log::ensure_reserve(&*self.vfs), Ok(n) if n >= log::RESERVE_BYTES);
+        }
         Ok(())
     }
 

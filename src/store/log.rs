@@ -31,6 +31,9 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// past them and made durable by that frame's sync: one journal commit per this many bytes
 /// of log. (Databases do the same with their logs: PostgreSQL zero-fills WAL segments.)
 pub const PREFILL_BYTES: u64 = 1 << 20;
+/// Zeros are laid down only while the disk has this much free: they are not for a disk
+/// that is filling up (the reserve, [`RESERVE_FILE`], is).
+pub const PREFILL_MIN_FREE: u64 = 256 << 20;
 
 pub const LOG_DIR: &str = "log";
 
@@ -366,16 +369,30 @@ impl Writer {
         if self.len > self.zeroed {
             self.zeroed = self.len;
             let target = (self.len + PREFILL_BYTES).min(SEGMENT_BYTES);
-            if target > self.len {
+            if target > self.len && self.room_to_prepare() {
                 match self.file.write_all_at(&vec![0; (target - self.len) as usize], self.len) {
                     Ok(()) => self.zeroed = target,
-                    // Some of them may be there: zeros still, which a later frame
-                    // overwrites or the next open takes for the end of the log.
-                    Err(e) => ::log::debug!("no room to prepare the log ahead ({e}): commits extend it"),
+                    Err(e) => {
+                        // Give back what part of them took: the disk is fuller than it looked.
+                        let _ = self.file.set_len(self.len);
+                        ::log::debug!("no room to prepare the log ahead ({e}): commits extend it");
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the disk has room to spare for zeros ahead of the log: on a nearly full
+    /// disk they would take the space a deletion just freed for the user's next save.
+    fn room_to_prepare(&self) -> bool {
+        let Some(fd) = self.file.raw_fd() else { return true };
+        // SAFETY: fstatvfs fills the zeroed struct we own, given an open descriptor.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatvfs(fd, &mut st) } != 0 {
+            return false;
+        }
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) >= PREFILL_MIN_FREE
     }
 
     /// Done with this segment (the log goes on in a new one, or the store closes): cut its

@@ -49,6 +49,7 @@ pub use index::{flags, Attrs, Child, Entry, Folder, Id, Index, Message, ROOT};
 pub use inline::INLINE_MAX;
 pub use open::{format_of, store_id_of, FORMAT_OLDEST, FORMAT_VERSION};
 pub use pin::PinnedVersion;
+pub use private::Private;
 pub use remote::{FolderRemote, MessageRemote, RemoteChange, RemoteCopy, Replacement, SyncedMessage, UploadIntent};
 pub use txn::{SaveFlags, Transaction};
 use vfs::{OpenMode, Vfs, VfsFile};
@@ -125,6 +126,10 @@ pub(crate) struct LogState {
     /// content kept in the log frees nothing until its segment goes, so the committer
     /// checkpoints at once (see `Shared::maybe_checkpoint`).
     pub reserve_used: bool,
+    /// The reserve is not whole (a deletion took from it, or the disk was full when it was
+    /// last grown): each append tries to grow it back. While it is whole no append looks
+    /// at it (that was an open and a stat per commit).
+    pub reserve_short: bool,
     /// Frames written but not synced yet (lazy commits), since when: see `lazy.rs`.
     pub unsynced_since: Option<std::time::Instant>,
 }
@@ -541,8 +546,36 @@ impl Store {
         xattrs: index::Xattrs,
     ) -> Result<Op> {
         let (source, size, crc) = Source::from_staged(&*self.0.vfs, staged)?;
+        Ok(self.commit_source_op(source, size, crc, target, new_in, attrs, xattrs))
+    }
+
+    /// [`Store::commit_file_op`] for content held in memory (a small scratch file): logged
+    /// inline, whatever its size (the caller keeps larger content in a file).
+    pub fn commit_bytes_op(
+        &self,
+        data: Vec<u8>,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: index::Xattrs,
+    ) -> Op {
+        let (size, crc) = (data.len() as u64, crc32c::crc32c(&data));
+        self.commit_source_op(Source::Inline(inline::Bytes(data.into())), size, crc, target, new_in, attrs, xattrs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_source_op(
+        &self,
+        source: Source,
+        size: u64,
+        crc: u32,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: index::Xattrs,
+    ) -> Op {
         let id = target.unwrap_or_else(|| self.alloc_id());
-        Ok(Op::Save(Box::new(Save {
+        Op::Save(Box::new(Save {
             id,
             new_in: if target.is_some() { None } else { new_in },
             base_version: None,
@@ -557,7 +590,7 @@ impl Store {
             delete_source: None,
             remote: None,
             keywords: None,
-        })))
+        }))
     }
 
     /// Hold every mutation (they queue, nothing fails) until [`Store::thaw`]. Returns once

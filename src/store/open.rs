@@ -367,6 +367,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
         last_writer = Some((*first, len, file_len));
     }
 
+    let mut reserve_short = false;
     if !opts.read_only {
         // From here on the store is being changed: it is no longer cleanly closed.
         if marker {
@@ -381,8 +382,9 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => ::log::warn!("create {RECOVERED_DIR}/: {e}"),
         }
+        reserve_short = true;
         match log::ensure_reserve(&*vfs) {
-            Ok(n) if n >= log::RESERVE_BYTES => {}
+            Ok(n) if n >= log::RESERVE_BYTES => reserve_short = false,
             Ok(n) => ::log::warn!(
                 "the disk holding the store is full: its reserve has {} KiB of {} MiB, so deleting may fail with ENOSPC",
                 n >> 10,
@@ -417,6 +419,7 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
         bytes_since_checkpoint,
         content_since_checkpoint,
         reserve_used: false,
+        reserve_short,
         unsynced_since: None,
     };
     // Replay and garbage collection allocate and free a lot (whole segments, every object

@@ -1,7 +1,8 @@
 //! A transaction's private copy: in memory while it is small, so that a small save never
 //! touches the disk before its log frame (see `inline.rs`), and in a file under `staging/`
 //! once it grows past [`INLINE_MAX`] (or when it must outlive the process: a recovered
-//! draft). The file's name is chosen at the start and used only if it is needed.
+//! draft). The file's name is chosen at the start and used only if it is needed. The mount's
+//! scratch files (an editor's swap file, rsync's temporary file) are held the same way.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -30,6 +31,11 @@ impl Private {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether it is held in memory (not a file yet).
+    pub fn is_in_memory(&self) -> bool {
+        matches!(&*self.inner.lock().unwrap(), Inner::Mem(_))
     }
 
     /// Its bytes, while it is held in memory; None once it is a file.
@@ -63,6 +69,13 @@ impl Private {
         if matches!(&*self.inner.lock().unwrap(), Inner::File(_)) {
             let _ = self.vfs.remove_file(&self.path);
         }
+    }
+}
+
+impl std::fmt::Debug for Private {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = if matches!(&*self.inner.lock().unwrap(), Inner::Mem(_)) { "in memory" } else { "a file" };
+        write!(f, "Private({}, {held})", self.path.display())
     }
 }
 

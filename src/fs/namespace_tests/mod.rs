@@ -155,10 +155,10 @@ impl Fixture {
         self.store().shared().stats.frames.load(Ordering::SeqCst)
     }
 
-    /// The path under the store of a scratch file's content.
+    /// The path under the store a scratch file's content has once it is a file.
     fn scratch_path(&self, ino: u64) -> PathBuf {
         match &self.fs.overlay().nodes[&ino].kind {
-            NodeKind::Scratch { path } => path.clone(),
+            NodeKind::Scratch { file } => file.path().to_path_buf(),
             k => panic!("not a scratch file: {k:?}"),
         }
     }
@@ -171,6 +171,16 @@ impl Fixture {
     fn expired(&self) -> Vec<(Id, String)> {
         self.expired.try_iter().collect()
     }
+}
+
+/// Content for a scratch file: small (held in memory) or past [`crate::store::INLINE_MAX`]
+/// (a file under `staging/`), starting with `tag`.
+fn scratch_body(tag: &[u8], big: bool) -> Vec<u8> {
+    let mut b = tag.to_vec();
+    if big {
+        b.resize(crate::store::INLINE_MAX + 100, b'.');
+    }
+    b
 }
 
 fn names(list: &[&str]) -> Vec<String> {

@@ -188,17 +188,22 @@ fn a_message_renamed_over_a_shadow_deletes_the_message_the_shadow_stood_for() {
 
 #[test]
 fn a_scratch_file_renamed_to_a_free_name_becomes_a_new_message() {
-    let t = Fixture::new();
-    let (ino, fh) = t.create_with(t.inbox, ".n.eml.XXXXXX", b"N");
-    t.close(fh).unwrap();
-    let path = t.scratch_path(ino);
-    t.rename(t.inbox, ".n.eml.XXXXXX", t.inbox, "n.eml").unwrap();
-    let Some(Entry::Message(n)) = t.stored(t.inbox, "n.eml") else { panic!("not committed") };
-    assert_eq!(t.content(n), b"N");
-    assert_eq!(t.names(t.inbox), names(&["n.eml"]));
-    assert_eq!(t.lookup(t.inbox, ".n.eml.XXXXXX"), Err(Errno::ENOENT));
-    assert_eq!(t.fs.resolve(ino).unwrap(), InodeRef::Message(n), "the kernel's inode leads to the message");
-    assert!(!t.exists(&path), "the scratch file was moved into the store");
+    for big in [false, true] {
+        let t = Fixture::new();
+        let body = scratch_body(b"N", big);
+        let (ino, fh) = t.create_with(t.inbox, ".n.eml.XXXXXX", &body);
+        t.close(fh).unwrap();
+        let path = t.scratch_path(ino);
+        // Small, it is held in memory (rsync's temporary file costs no file of its own).
+        assert_eq!(t.exists(&path), big, "big {big}");
+        t.rename(t.inbox, ".n.eml.XXXXXX", t.inbox, "n.eml").unwrap();
+        let Some(Entry::Message(n)) = t.stored(t.inbox, "n.eml") else { panic!("not committed") };
+        assert_eq!(t.content(n), body);
+        assert_eq!(t.names(t.inbox), names(&["n.eml"]));
+        assert_eq!(t.lookup(t.inbox, ".n.eml.XXXXXX"), Err(Errno::ENOENT));
+        assert_eq!(t.fs.resolve(ino).unwrap(), InodeRef::Message(n), "the kernel's inode leads to the message");
+        assert!(!t.exists(&path), "the scratch file was moved into the store");
+    }
 }
 
 #[test]
@@ -251,35 +256,68 @@ fn a_scratch_file_renamed_onto_a_hidden_name_held_by_a_new_file_replaces_that_fi
 
 #[test]
 fn a_scratch_file_still_open_is_committed_as_a_copy_and_later_writes_do_not_reach_the_message() {
-    let t = Fixture::new();
-    let (ino, fh) = t.create_with(t.inbox, ".t.tmp", b"one");
-    let path = t.scratch_path(ino);
-    t.rename(t.inbox, ".t.tmp", t.inbox, "t.eml").unwrap();
-    let Some(Entry::Message(id)) = t.stored(t.inbox, "t.eml") else { panic!("not committed") };
-    t.write(fh, b"two");
-    assert_eq!(t.content(id), b"one", "a committed object changed");
-    assert!(t.exists(&path), "the open scratch file went away under its descriptor");
-    t.close(fh).unwrap();
-    assert!(!t.exists(&path), "the scratch file outlived its last descriptor");
-    assert_eq!(t.content(id), b"one");
-    assert_eq!(t.names(t.inbox), names(&["t.eml"]));
+    for big in [false, true] {
+        let t = Fixture::new();
+        let one = scratch_body(b"one", big);
+        let (ino, fh) = t.create_with(t.inbox, ".t.tmp", &one);
+        let path = t.scratch_path(ino);
+        t.rename(t.inbox, ".t.tmp", t.inbox, "t.eml").unwrap();
+        let Some(Entry::Message(id)) = t.stored(t.inbox, "t.eml") else { panic!("not committed") };
+        t.write(fh, b"two");
+        assert_eq!(t.content(id), one, "a committed object changed (big {big})");
+        assert_eq!(t.exists(&path), big, "the open scratch file went away under its descriptor (big {big})");
+        t.close(fh).unwrap();
+        assert!(!t.exists(&path), "the scratch file outlived its last descriptor");
+        assert_eq!(t.content(id), one);
+        assert_eq!(t.names(t.inbox), names(&["t.eml"]));
+    }
 }
 
 #[test]
 fn a_scratch_file_renamed_over_another_scratch_name_replaces_it_in_the_overlay_alone() {
+    for big in [false, true] {
+        let t = Fixture::new();
+        let a = scratch_body(b"A", big);
+        let (_, fa) = t.create_with(t.inbox, ".a", &a);
+        t.close(fa).unwrap();
+        let (b, fb) = t.create_with(t.inbox, "b~", &scratch_body(b"B", big));
+        t.close(fb).unwrap();
+        let b_path = t.scratch_path(b);
+        assert_eq!(t.exists(&b_path), big);
+        let commits = t.commits();
+        t.rename(t.inbox, ".a", t.inbox, "b~").unwrap();
+        assert_eq!(t.commits(), commits);
+        assert_eq!(t.names(t.inbox), names(&["b~"]));
+        assert_eq!(t.read(t.inbox, "b~"), a);
+        assert!(!t.exists(&b_path), "the replaced scratch file is left behind");
+        assert_eq!(t.store().index().message_count(), 0);
+    }
+}
+
+#[test]
+fn closed_scratch_files_past_the_idle_limit_are_written_out_oldest_first() {
+    use crate::fs::overlay::IDLE_SCRATCH_IN_MEMORY;
     let t = Fixture::new();
-    let (_, fa) = t.create_with(t.inbox, ".a", b"A");
-    t.close(fa).unwrap();
-    let (b, fb) = t.create_with(t.inbox, "b~", b"B");
-    t.close(fb).unwrap();
-    let b_path = t.scratch_path(b);
-    let commits = t.commits();
-    t.rename(t.inbox, ".a", t.inbox, "b~").unwrap();
-    assert_eq!(t.commits(), commits);
-    assert_eq!(t.names(t.inbox), names(&["b~"]));
-    assert_eq!(t.read(t.inbox, "b~"), b"A");
-    assert!(!t.exists(&b_path), "the replaced scratch file is left behind");
-    assert_eq!(t.store().index().message_count(), 0);
+    let n = IDLE_SCRATCH_IN_MEMORY + 3;
+    let inos: Vec<u64> = (0..n)
+        .map(|i| {
+            let (ino, fh) = t.create_with(t.inbox, &format!(".dot{i}"), format!("dot {i}").as_bytes());
+            t.close(fh).unwrap();
+            ino
+        })
+        .collect();
+    let files: Vec<bool> = inos.iter().map(|i| t.exists(&t.scratch_path(*i))).collect();
+    assert_eq!(files.iter().filter(|f| **f).count(), 3, "three over the limit");
+    assert!(files[..3].iter().all(|f| *f), "the oldest are the ones written out");
+    for (i, ino) in inos.iter().enumerate() {
+        assert_eq!(t.read(t.inbox, &format!(".dot{i}")), format!("dot {i}").as_bytes(), "{ino}");
+    }
+    // One written out still becomes a message like any other.
+    let path = t.scratch_path(inos[0]);
+    t.rename(t.inbox, ".dot0", t.inbox, "dot0.eml").unwrap();
+    let Some(Entry::Message(m)) = t.stored(t.inbox, "dot0.eml") else { panic!("not committed") };
+    assert_eq!(t.content(m), b"dot 0");
+    assert!(!t.exists(&path), "its file was moved into the store");
 }
 
 // New files not saved yet.

@@ -48,25 +48,29 @@ fn unlinking_a_shadow_whose_message_is_already_gone_succeeds() {
 
 #[test]
 fn unlinking_a_scratch_file_hides_it_at_once_and_removes_it_at_its_last_close() {
-    let t = Fixture::new();
-    let (ino, fh) = t.create_with(t.inbox, ".s.swp", b"S");
-    let path = t.scratch_path(ino);
-    let commits = t.commits();
-    t.unlink(t.inbox, ".s.swp").unwrap();
-    assert_eq!(t.lookup(t.inbox, ".s.swp"), Err(Errno::ENOENT));
-    assert_eq!(t.names(t.inbox), names(&[]));
-    // Still open: its descriptor keeps reading and writing it.
-    t.write(fh, b"T");
-    assert!(t.exists(&path));
-    t.close(fh).unwrap();
-    assert!(!t.exists(&path), "the scratch file outlived its last descriptor");
-    assert_eq!(t.commits(), commits, "a scratch file never reaches the store");
-    // Not open: gone at once.
-    let (ino, fh) = t.create_with(t.inbox, "#s#", b"S");
-    t.close(fh).unwrap();
-    let path = t.scratch_path(ino);
-    t.unlink(t.inbox, "#s#").unwrap();
-    assert!(!t.exists(&path));
+    for big in [false, true] {
+        let t = Fixture::new();
+        let (ino, fh) = t.create_with(t.inbox, ".s.swp", &scratch_body(b"S", big));
+        let path = t.scratch_path(ino);
+        let commits = t.commits();
+        t.unlink(t.inbox, ".s.swp").unwrap();
+        assert_eq!(t.lookup(t.inbox, ".s.swp"), Err(Errno::ENOENT));
+        assert_eq!(t.names(t.inbox), names(&[]));
+        // Still open: its descriptor keeps reading and writing it.
+        t.write(fh, b"T");
+        assert_eq!(t.fs.read(fh, 0, 1).unwrap(), b"T");
+        assert_eq!(t.exists(&path), big);
+        t.close(fh).unwrap();
+        assert!(!t.exists(&path), "the scratch file outlived its last descriptor");
+        assert_eq!(t.commits(), commits, "a scratch file never reaches the store");
+        // Not open: gone at once.
+        let (ino, fh) = t.create_with(t.inbox, "#s#", &scratch_body(b"S", big));
+        t.close(fh).unwrap();
+        let path = t.scratch_path(ino);
+        assert_eq!(t.exists(&path), big);
+        t.unlink(t.inbox, "#s#").unwrap();
+        assert!(!t.exists(&path));
+    }
 }
 
 #[test]
