@@ -1055,3 +1055,54 @@ fn a_wrong_password_or_a_missing_accounts_file_is_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("nothing.toml: no accounts file") && err.contains("--config"), "{err}");
 }
+
+#[test]
+fn server_expunges_arrive_through_vanished_and_a_message_the_store_lost_track_of_is_found_by_listing() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..10).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    let debug_sync = || {
+        let out = sync_command(&s.config).env("RUST_LOG", "msgfs=debug").output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text
+    };
+
+    // Another client expunges two messages and flags one: the next pass learns of the
+    // expunges from the SELECT's VANISHED (EARLIER), without listing every UID.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (three, seven) = (server_uid(&mut raw, 3).unwrap(), server_uid(&mut raw, 7).unwrap());
+    raw.cmd(&format!("UID STORE {three},{seven} +FLAGS (\\Deleted)")).unwrap();
+    raw.cmd(&format!("UID EXPUNGE {three},{seven}")).unwrap();
+    let five = server_uid(&mut raw, 5).unwrap();
+    raw.cmd(&format!("UID STORE {five} +FLAGS (\\Flagged)")).unwrap();
+    raw.cmd("LOGOUT").ok();
+    let out = debug_sync();
+    assert!(out.contains("presence from VANISHED (EARLIER): 8 of 10 linked here"), "{out}");
+    assert!(out.contains("Inbox: server +0 *0 -0 >0  local +0 *1 -2 >0"), "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+
+    // The store loses track of a message the server still has (as a download lost to a
+    // kill would): VANISHED cannot show that, the server's count does, and the full
+    // listing that follows brings the message back.
+    {
+        let store = s.store();
+        let id = local_id(&store, "Inbox", 8).unwrap();
+        let tombs = store.index().tombstones().count();
+        store.update_remote(vec![msgfs::store::RemoteChange::Message(id, None)]).unwrap();
+        store.delete_message(id).unwrap();
+        assert_eq!(store.index().tombstones().count(), tombs, "an unlinked message leaves no tombstone");
+        store.close().unwrap();
+    }
+    let out = debug_sync();
+    assert!(out.contains("not the 7 linked here less VANISHED: listing them all"), "{out}");
+    assert!(!out.contains("presence from VANISHED"), "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let store = s.store();
+    assert!(local_id(&store, "Inbox", 8).is_some(), "downloaded again");
+    store.close().unwrap();
+}

@@ -418,7 +418,11 @@ impl Pass<'_> {
         let mut server_flags: HashMap<u32, (u8, Vec<String>, u64)> = HashMap::new();
         if top > 0 && sel.exists > 0 {
             let range = format!("1:{top}");
-            present.extend(self.conn.uid_search(&range)?);
+            let qresync_usable = known.is_some() && !rebound && state.highestmodseq > 0;
+            match self.present_by_vanished(&linked, &tombs, top, &sel, qresync_usable)? {
+                Some(p) => present = p,
+                None => present.extend(self.conn.uid_search(&range)?),
+            }
             let fetched: Vec<Fetched> = if condstore && state.highestmodseq > 0 && !rebound {
                 if sel.highest_modseq == Some(state.highestmodseq) {
                     Vec::new()
@@ -627,6 +631,52 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// DOWNLOAD_TABLE's presence check through QRESYNC: of the UIDs linked to this folder
+    /// (or tombstoned here), those the SELECT's VANISHED (EARLIER) did not name. `None`
+    /// (ask the server for every UID up to `top` instead, UID SEARCH) unless QRESYNC was
+    /// used from a recorded HIGHESTMODSEQ, no link is PENDING, and the server's count of
+    /// messages up to `top` equals that set's size. The count is the safeguard: VANISHED
+    /// only proves what went; a message the server holds that we have no record of (a
+    /// download lost to a kill) or an expunge that was never reported would make the
+    /// counts differ, and the full listing then finds it.
+    fn present_by_vanished(
+        &mut self,
+        linked: &[Linked],
+        tombs: &[(Id, MessageRemote)],
+        top: u32,
+        sel: &super::imap::Selected,
+        usable: bool,
+    ) -> Result<Option<HashSet<u32>>, SyncError> {
+        if !usable
+            || !self.conn.qresync_enabled()
+            || sel.highest_modseq.is_none()
+            || linked.iter().any(|l| l.link.modseq == PENDING)
+            || tombs.iter().any(|(_, t)| t.modseq == PENDING)
+        {
+            return Ok(None);
+        }
+        let vanished: HashSet<u32> = sel.vanished.iter().copied().collect();
+        let believed: Vec<u32> =
+            linked.iter().map(|l| l.link.uid as u32).chain(tombs.iter().map(|(_, t)| t.uid as u32)).collect();
+        let present: HashSet<u32> = believed.iter().copied().filter(|u| !vanished.contains(u)).collect();
+        // The server's messages past `top` (arrived since the last pass: few). `n:*` also
+        // names the highest UID when that is below n (RFC 3501 9): filtered.
+        let above = match top.checked_add(1) {
+            Some(n) => self.conn.uid_search(&format!("{n}:*"))?.into_iter().filter(|u| *u > top).count(),
+            None => 0,
+        };
+        let up_to_top = (sel.exists as usize).checked_sub(above);
+        if up_to_top != Some(present.len()) {
+            log::info!(
+                "the server holds {up_to_top:?} messages up to UID {top}, not the {} linked here less VANISHED: listing them all",
+                present.len()
+            );
+            return Ok(None);
+        }
+        log::debug!("presence from VANISHED (EARLIER): {} of {} linked here", present.len(), believed.len());
+        Ok(Some(present))
+    }
+
     /// Move the folder's HIGHESTMODSEQ over changes the server reports since it when every
     /// one of them is ours (`ours`: UIDs this pass appended or stored flags on), pushing the
     /// new state into `changes` (committed by the caller with the links it goes with).
@@ -643,8 +693,10 @@ impl Pass<'_> {
         if ours.is_empty() || state.highestmodseq == 0 || !(self.conn.has("CONDSTORE") || self.conn.has("QRESYNC")) {
             return Ok(());
         }
-        let (changed, _) = self.conn.uid_fetch_since("1:*", FetchWhat::Flags, Some(state.highestmodseq))?;
-        if changed.is_empty() || !changed.iter().all(|f| ours.contains(&f.uid)) {
+        let (changed, vanished) = self.conn.uid_fetch_since("1:*", FetchWhat::Flags, Some(state.highestmodseq))?;
+        // An expunge since (another client's, or our own UID EXPUNGE or MOVE) is left for
+        // the next pass's VANISHED (EARLIER) to report: moving past it would hide it.
+        if changed.is_empty() || !vanished.is_empty() || !changed.iter().all(|f| ours.contains(&f.uid)) {
             return Ok(());
         }
         let top = changed.iter().filter_map(|f| f.modseq).max().unwrap_or(0);

@@ -56,7 +56,11 @@ impl Pass<'_> {
                 continue;
             }
             match self.store.delete_message(l.id) {
-                Ok(()) | Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
+                // The server has no copy to delete: the deletion's tombstone goes in the
+                // same record as the HIGHESTMODSEQ past this expunge (a later VANISHED
+                // does not name the UID again, so a tombstone left now would stay).
+                Ok(()) => changes.push(RemoteChange::Message(l.id, None)),
+                Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
                 Err(e) => return Err(e.into()),
             }
         }
