@@ -524,6 +524,24 @@ impl Rng {
     }
 }
 
+/// Copies a test's log out of its temporary directory when the test fails (any assertion,
+/// so a duplicate found by assert_same too), where it is needed to tell what happened.
+struct KeepOnPanic {
+    from: std::path::PathBuf,
+    to: String,
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            match std::fs::copy(&self.from, &self.to) {
+                Ok(_) => eprintln!("the runs' log is kept in {}", self.to),
+                Err(e) => eprintln!("could not keep the runs' log in {}: {e}", self.to),
+            }
+        }
+    }
+}
+
 /// A bigger message, so that a run takes long enough to be killed in every phase.
 fn big_msg(n: usize) -> Vec<u8> {
     let mut m = msg(n);
@@ -541,6 +559,9 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     }
     let s = setup_with(dovecot::Options::default(), "max_deletes = \"100%\"\n");
     let mut rng = Rng::new();
+    let log = s._tmp.path().join("runs.log");
+    // Declared after `s`, so dropped (and the log copied) before its directory goes.
+    let _keep = KeepOnPanic { from: log.clone(), to: format!("/tmp/vanished-kill-{}.log", rng.0) };
     // The messages that must exist at the end (by number), with the flags they must have.
     let mut want: BTreeMap<usize, u8> = BTreeMap::new();
     let mut next = 0usize;
@@ -549,7 +570,6 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     want.extend((0..400).map(|n| (n, 0u8)));
     next += 400;
     s.sync_ok(&[]);
-    let log = s._tmp.path().join("runs.log");
     let mut kills = 0;
     let mut unchecked = std::collections::HashSet::new();
     let mut drafted = std::collections::HashSet::new();
@@ -682,9 +702,6 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     eprintln!("{} messages checked, {} in doubt left out", expected.len(), unchecked.len());
     let extra: Vec<_> = got.keys().filter(|n| !expected.contains_key(n)).collect();
     let lost: Vec<_> = expected.keys().filter(|n| !got.contains_key(n)).collect();
-    if !(extra.is_empty() && lost.is_empty()) {
-        let _ = std::fs::copy(&log, "/tmp/msgfs-sync-kill.log");
-    }
     assert!(extra.is_empty() && lost.is_empty(), "came back: {extra:?}; lost: {lost:?}");
     let wrong: Vec<_> = got.iter().filter(|(n, l)| expected[n] != **l).map(|(n, l)| (n, l, &expected[n])).collect();
     assert!(wrong.is_empty(), "flags (message, got, want): {wrong:?}");
