@@ -358,6 +358,41 @@ fn a_message_edited_here_and_deleted_there_is_uploaded_again_and_one_deleted_her
 }
 
 #[test]
+fn a_deletion_cut_off_between_its_store_and_its_expunge_is_finished_and_does_not_come_back() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..4).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        store.delete_message(local_id(&store, "Inbox", 1).unwrap()).unwrap();
+        store.delete_message(local_id(&store, "Inbox", 2).unwrap()).unwrap();
+        store.close().unwrap();
+    }
+    // What a run killed inside its removal leaves (UID STORE +FLAGS (\Deleted) done, UID
+    // EXPUNGE not), for message 1; message 2 is \Deleted and flagged there, a change of
+    // the server's own that still brings it back.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (u1, u2) = (server_uid(&mut raw, 1).unwrap(), server_uid(&mut raw, 2).unwrap());
+    raw.cmd(&format!("UID STORE {u1} +FLAGS (\\Deleted)")).unwrap();
+    raw.cmd(&format!("UID STORE {u2} +FLAGS (\\Deleted \\Flagged)")).unwrap();
+    raw.cmd("LOGOUT").ok();
+    let out = s.sync_ok(&[]);
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert!(!m.contains_key("<1@msgfs.test>"), "expunged: {:?}\n{out}", m.keys());
+    assert_eq!(letters(&m["<2@msgfs.test>"].0), "FT", "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let store = s.store();
+    assert!(local_id(&store, "Inbox", 1).is_none(), "{out}");
+    assert_eq!(store.index().tombstones().count(), 0, "{out}");
+    store.close().unwrap();
+}
+
+#[test]
 fn more_deletions_than_max_deletes_are_refused_on_either_side_unless_allowed() {
     if dovecot::should_skip() {
         return;

@@ -557,8 +557,17 @@ impl Pass<'_> {
                 }
                 match server_flags.get(&uid) {
                     // Changed there since it was synced (not by a STORE of ours that a kill
-                    // interrupted): kept, and downloaded again.
-                    Some((bits, _, _)) if bits & SYNCED != t.flags & SYNCED && t.modseq != PENDING => {
+                    // interrupted): kept, and downloaded again. \Deleted set there and
+                    // nothing else is no such change: it is what the first half of our own
+                    // removal (uid_remove: UID STORE +FLAGS (\Deleted), then UID EXPUNGE)
+                    // leaves when a kill comes between the two, and a tombstone cannot carry
+                    // a PENDING mark to say so; set by another client, it asks for the same
+                    // deletion. Taken for a change, it brought the message back.
+                    Some((bits, _, _))
+                        if bits & SYNCED != t.flags & SYNCED
+                            && bits & SYNCED != (t.flags | flags::TRASHED) & SYNCED
+                            && t.modseq != PENDING =>
+                    {
                         redownload.push(uid);
                         changes.push(RemoteChange::Message(*id, None));
                     }
