@@ -616,6 +616,8 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
         // the deletion from an APPEND that never arrived, and sends it again (nothing is
         // lost). Their outcome is not checked.
         let mut in_doubt = std::collections::HashSet::new();
+        // This round's changes, written to the log ahead of its run's output.
+        let mut noted: Vec<String> = Vec::new();
         {
             let store = s.store();
             {
@@ -652,6 +654,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                     let lagging =
                         drafted.contains(&n) && store.index().message(id).unwrap().flags() & flags::DRAFT == 0;
                     store.delete_message(id).unwrap();
+                    noted.push(format!("local delete {n}"));
                     want.remove(&n);
                     if lagging {
                         unchecked.insert(n);
@@ -660,6 +663,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                     let bits = want[&n] ^ flags::FLAGGED;
                     let cur = store.index().message(id).unwrap().flags();
                     set_local_flags(&store, id, (cur & !flags::FLAGGED) | (bits & flags::FLAGGED));
+                    noted.push(format!("local flags {n} {}", flags::to_letters(bits)));
                     want.insert(n, bits);
                 }
             }
@@ -681,17 +685,22 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                 if rng.below(3) == 0 {
                     raw.cmd(&format!("UID STORE {uid} +FLAGS (\\Deleted)")).unwrap();
                     raw.cmd(&format!("UID EXPUNGE {uid}")).unwrap();
+                    noted.push(format!("server expunge {n} (UID {uid})"));
                     want.remove(&n);
                     if in_doubt.contains(&n) {
                         unchecked.insert(n);
                     }
                 } else {
                     raw.cmd(&format!("UID STORE {uid} +FLAGS (\\Draft)")).unwrap();
+                    noted.push(format!("server draft {n} (UID {uid})"));
                     *want.get_mut(&n).unwrap() |= flags::DRAFT;
                     drafted.insert(n);
                 }
             }
         }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let line = format!("---- round {round} changes: {}; in doubt: {in_doubt:?}\n", noted.join(", "));
+        std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
         // A run, killed after a random while (some finish first).
         let mut child = sync_command(&s.config)
             .env("RUST_LOG", "msgfs=debug")
