@@ -69,8 +69,27 @@ impl State {
     }
 }
 
-/// A link's modseq while a UID STORE of its flags may be under way (see merge_flags).
-pub const PENDING: u64 = u64::MAX;
+/// A link's modseq while a UID STORE of its flags may be under way (see merge_flags): the
+/// top bit, which no mod-sequence has (RFC 7162 keeps them below 2^63), with the server's
+/// flags from before the STORE in the low byte (see [`pending_mark`]).
+pub const PENDING: u64 = 1 << 63;
+
+/// Whether a link's modseq is a [`PENDING`] mark.
+pub fn is_pending(modseq: u64) -> bool {
+    modseq & PENDING != 0
+}
+
+/// The mark for a link whose UID STORE is about to go: [`PENDING`] with the server's flags
+/// before it, `server` (only [`SYNCED`] ones, so the mark is never u64::MAX).
+pub fn pending_mark(server: u8) -> u64 {
+    PENDING | u64::from(server & SYNCED)
+}
+
+/// The server's flags before the STORE, from a pending mark; None for u64::MAX, the mark
+/// of versions that did not record them.
+pub fn pending_server(modseq: u64) -> Option<u8> {
+    (is_pending(modseq) && modseq != u64::MAX).then_some((modseq & 0xff) as u8)
+}
 
 /// The flags IMAP carries (Maildir's P has no IMAP flag).
 pub const SYNCED: u8 = flags::SEEN | flags::ANSWERED | flags::FLAGGED | flags::DRAFT | flags::TRASHED;
@@ -331,7 +350,7 @@ fn local_changes(store: &Store, local: Id, server_messages: u32) -> bool {
         if m.folder() != local
             || m.version() != l.version
             || m.flags() & SYNCED != l.flags & SYNCED
-            || l.modseq == PENDING
+            || is_pending(l.modseq)
             || ix.message_keywords(id) != ix.synced_keywords(id)
         {
             return true;
@@ -445,7 +464,7 @@ impl Pass<'_> {
         let unsure: Vec<u32> = linked
             .iter()
             .map(|l| (l, l.link.uid as u32))
-            .filter(|(l, u)| l.link.modseq == PENDING && present.contains(u) && !server_flags.contains_key(u))
+            .filter(|(l, u)| is_pending(l.link.modseq) && present.contains(u) && !server_flags.contains_key(u))
             .map(|(_, u)| u)
             .collect();
         if !unsure.is_empty() {
@@ -566,7 +585,7 @@ impl Pass<'_> {
                     Some((bits, _, _))
                         if bits & SYNCED != t.flags & SYNCED
                             && bits & SYNCED != (t.flags | flags::TRASHED) & SYNCED
-                            && t.modseq != PENDING =>
+                            && !is_pending(t.modseq) =>
                     {
                         redownload.push(uid);
                         changes.push(RemoteChange::Message(*id, None));
@@ -659,8 +678,8 @@ impl Pass<'_> {
         if !usable
             || !self.conn.qresync_enabled()
             || sel.highest_modseq.is_none()
-            || linked.iter().any(|l| l.link.modseq == PENDING)
-            || tombs.iter().any(|(_, t)| t.modseq == PENDING)
+            || linked.iter().any(|l| is_pending(l.link.modseq))
+            || tombs.iter().any(|(_, t)| is_pending(t.modseq))
         {
             return Ok(None);
         }
