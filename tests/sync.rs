@@ -392,6 +392,70 @@ fn a_deletion_cut_off_between_its_store_and_its_expunge_is_finished_and_does_not
     store.close().unwrap();
 }
 
+/// The upload intent a run records for message `id` of store folder `path` before sending
+/// it, looking for it from UID `uidnext`.
+fn intent_for(store: &Store, path: &str, id: u64, uidnext: u64) -> msgfs::store::UploadIntent {
+    let content = store.read_message(id).unwrap();
+    let (version, bits) = {
+        let ix = store.index();
+        let m = ix.message(id).unwrap();
+        (m.version(), m.flags())
+    };
+    msgfs::store::UploadIntent {
+        folder: store.folder_by_path(path).unwrap(),
+        message: id,
+        version,
+        size: msgfs::sync::engine::crlf_len(&content),
+        uidnext,
+        flags: bits & flags::SEEN,
+        crc: crc32c::crc32c(&lf(&content)),
+    }
+}
+
+#[test]
+fn copies_of_an_upload_that_the_server_stored_late_are_removed_there_not_downloaded() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..3).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        add_local(&store, "Inbox", "ten.eml", &msg(10), flags::SEEN);
+        store.close().unwrap();
+    }
+    s.sync_ok(&[]);
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let uidnext = u64::from(server_uid(&mut raw, 10).unwrap()) + 1;
+    {
+        // Message 10 was sent again and linked because a killed run's APPEND of it was not
+        // there yet when looked for: the earlier intent stays as a watch. Message 11 is in
+        // a killed run's batch, not linked.
+        let store = s.store();
+        let ten = local_id(&store, "Inbox", 10).unwrap();
+        let eleven = add_local(&store, "Inbox", "eleven.eml", &msg(11), flags::SEEN);
+        let watch = intent_for(&store, "Inbox", ten, uidnext);
+        let intent = intent_for(&store, "Inbox", eleven, uidnext);
+        store.record_upload_intents(&[watch, intent]).unwrap();
+        store.close().unwrap();
+    }
+    // Then the server stores the killed run's APPEND: a late copy of 10, and 11 twice (the
+    // killed run's copy and that of another killed run that sent it again).
+    raw.multiappend("INBOX", &[("\\Seen", msg(10)), ("\\Seen", msg(11)), ("\\Seen", msg(11))]);
+    raw.cmd("LOGOUT").ok();
+    let out = s.sync_ok(&[]);
+    // One copy of each, on both sides (server_msgs and store_msgs assert that).
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert!(m.contains_key("<10@msgfs.test>") && m.contains_key("<11@msgfs.test>"), "{:?}\n{out}", m.keys());
+    let store = s.store();
+    assert_eq!(store.index().upload_intents().count(), 0, "{out}");
+    store.close().unwrap();
+}
+
 #[test]
 fn more_deletions_than_max_deletes_are_refused_on_either_side_unless_allowed() {
     if dovecot::should_skip() {

@@ -13,6 +13,7 @@
 //!   (or after) what they record being done on both sides, in one frame with the links they
 //!   go with, so a pass killed anywhere is resumed by the next: an APPEND is preceded by a
 //!   durable intent (with a checksum) that a resumed pass looks up before sending again,
+//!   and keeps past a second send, as a watch for a copy the server stores late,
 //!   and a UID STORE by a PENDING mark on its link;
 //! - flags merge three ways against the link's flags (the last synced ones): a bit one
 //!   side changed takes that side's value;
@@ -413,12 +414,12 @@ impl Pass<'_> {
         }
         // Uploads a killed pass may have made: linked first, so that what the server did to
         // them since is merged below like for any other linked message.
-        let found = if self.opts.upload {
+        let (found, unfound) = if self.opts.upload {
             let before: HashMap<u32, Linked> =
                 linked_in(store, local).iter().map(|l| (l.link.uid as u32, *l)).collect();
             self.resolve_intents(local, &sel, &before, report)?
         } else {
-            HashSet::new()
+            (HashSet::new(), HashMap::new())
         };
 
         // ---- what the server has of what we linked ----
@@ -505,6 +506,7 @@ impl Pass<'_> {
         }
 
         // ---- UPLOAD_MESSAGE: intents first, then new and edited messages, then moves ----
+        let mut clear_watches: Vec<Id> = Vec::new();
         if self.opts.upload {
             report.last_state = Some(State::UploadMessage);
             let mut upload: Vec<(Id, Option<u32>)> = Vec::new();
@@ -533,8 +535,14 @@ impl Pass<'_> {
                     upload.push((l.id, old));
                 }
             }
-            self.upload(server, local, &sel, &upload, report, &mut expunge, &mut state, &mut ours)?;
+            let watched =
+                self.upload(server, local, &sel, &upload, &unfound, report, &mut expunge, &mut state, &mut ours)?;
             self.moves(local, &linked, &present, report, &mut expunge, &mut changes)?;
+            // A killed pass's APPEND stored by the server after resolve_intents looked: the
+            // download below would take it for new mail.
+            let (uids, ids) = self.late_copies(local, &watched)?;
+            expunge.extend(uids);
+            clear_watches = ids;
         }
 
         // ---- UPLOAD_MESSAGE_DEL: what was linked and is deleted here (its tombstone) ----
@@ -635,6 +643,7 @@ impl Pass<'_> {
         }
 
         changes.extend(clear_after_expunge.into_iter().map(|id| RemoteChange::Message(id, None)));
+        changes.extend(clear_watches.into_iter().map(RemoteChange::ClearIntent));
         if !changes.is_empty() && !self.opts.dry_run {
             store.update_remote(std::mem::take(&mut changes))?;
         }
