@@ -60,7 +60,10 @@ impl Pass<'_> {
     ) -> Result<(HashSet<Id>, HashMap<Id, UploadIntent>), SyncError> {
         let (intents, watches): (Vec<UploadIntent>, Vec<UploadIntent>) = {
             let ix = self.store.index();
-            ix.upload_intents().filter(|i| i.folder == local).copied().partition(|i| ix.message_remote(i.message).is_none())
+            ix.upload_intents()
+                .filter(|i| i.folder == local)
+                .copied()
+                .partition(|i| ix.message_remote(i.message).is_none())
         };
         let mut found = HashSet::new();
         let mut unfound = HashMap::new();
@@ -155,11 +158,7 @@ impl Pass<'_> {
     /// server already, before the pass downloads it as new mail: their UIDs, to remove with
     /// the pass's other removals, and the watches, to clear once they are gone. A watch
     /// not matched stays for the next pass.
-    pub(super) fn late_copies(
-        &mut self,
-        local: Id,
-        watched: &HashSet<Id>,
-    ) -> Result<(Vec<u32>, Vec<Id>), SyncError> {
+    pub(super) fn late_copies(&mut self, local: Id, watched: &HashSet<Id>) -> Result<(Vec<u32>, Vec<Id>), SyncError> {
         let (watches, linked): (Vec<UploadIntent>, HashSet<u64>) = {
             let ix = self.store.index();
             (
