@@ -506,7 +506,6 @@ impl Pass<'_> {
         }
 
         // ---- UPLOAD_MESSAGE: intents first, then new and edited messages, then moves ----
-        let mut clear_watches: Vec<Id> = Vec::new();
         if self.opts.upload {
             report.last_state = Some(State::UploadMessage);
             let mut upload: Vec<(Id, Option<u32>)> = Vec::new();
@@ -535,14 +534,8 @@ impl Pass<'_> {
                     upload.push((l.id, old));
                 }
             }
-            let watched =
-                self.upload(server, local, &sel, &upload, &unfound, report, &mut expunge, &mut state, &mut ours)?;
+            self.upload(server, local, &sel, &upload, &unfound, report, &mut expunge, &mut state, &mut ours)?;
             self.moves(local, &linked, &present, report, &mut expunge, &mut changes)?;
-            // A killed pass's APPEND stored by the server after resolve_intents looked: the
-            // download below would take it for new mail.
-            let (uids, ids) = self.late_copies(local, &watched)?;
-            expunge.extend(uids);
-            clear_watches = ids;
         }
 
         // ---- UPLOAD_MESSAGE_DEL: what was linked and is deleted here (its tombstone) ----
@@ -643,7 +636,6 @@ impl Pass<'_> {
         }
 
         changes.extend(clear_after_expunge.into_iter().map(|id| RemoteChange::Message(id, None)));
-        changes.extend(clear_watches.into_iter().map(RemoteChange::ClearIntent));
         if !changes.is_empty() && !self.opts.dry_run {
             store.update_remote(std::mem::take(&mut changes))?;
         }

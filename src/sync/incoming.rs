@@ -79,7 +79,11 @@ impl Pass<'_> {
     ) -> Result<(), SyncError> {
         let mut dl = DownloadReport::default();
         let mut todo: Vec<(u32, u64)> = again.iter().map(|u| (*u, 0)).collect();
-        let (new, highest) = list_new(self.conn, self.store, local, state.cursor)?;
+        let (mut new, highest) = list_new(self.conn, self.store, local, state.cursor)?;
+        // A killed run's APPEND that the server stored after it was sent again is a copy
+        // of ours, not new mail (see Pass::resolve_intents): removed there instead.
+        let late = self.late_copies(local, &new)?;
+        new.retain(|(uid, _)| !late.contains(uid));
         todo.extend(new);
         if self.opts.dry_run {
             report.down.new += todo.len() as u64;

@@ -46,9 +46,10 @@ impl Pass<'_> {
     /// client was killed once the whole command is in, and may store it after this look
     /// (a killed MULTIAPPEND of 120 messages landed between this lookup and the APPEND of
     /// their second copies). So an intent sent again is not forgotten once the new copy
-    /// is linked: it stays on the linked message as a watch for that late copy, looked for
-    /// here (and removed there) by the next pass and, in the pass that sent it again,
-    /// before its downloads ([`Pass::late_copies`]). A watch is cleared by that look.
+    /// is linked: it stays on the linked message as a watch for that late copy, which is
+    /// removed there if it turns up among the new messages a pass is about to download
+    /// ([`Pass::late_copies`]), or here. A watch is cleared once its copy is found, and
+    /// otherwise by the next pass's look here.
     /// A copy beyond those the intents take (the late one and a second send, both before
     /// any link) is ours as well, and removed.
     pub(super) fn resolve_intents(
@@ -154,44 +155,45 @@ impl Pass<'_> {
         Ok((found, unfound))
     }
 
-    /// Watches (see [`Pass::resolve_intents`]) this pass recorded whose late copy is on the
-    /// server already, before the pass downloads it as new mail: their UIDs, to remove with
-    /// the pass's other removals, and the watches, to clear once they are gone. A watch
-    /// not matched stays for the next pass.
-    pub(super) fn late_copies(&mut self, local: Id, watched: &HashSet<Id>) -> Result<(Vec<u32>, Vec<Id>), SyncError> {
-        let (watches, linked): (Vec<UploadIntent>, HashSet<u64>) = {
+    /// Of `new` (UID and size: the server's messages past the cursor that no link names,
+    /// about to be downloaded), the late copies of messages sent again: those with the
+    /// size and content of a watch of this folder (see [`Pass::resolve_intents`]). They
+    /// are removed there, and their watches cleared; returns their UIDs, not to download.
+    /// Looking in the very list the download takes leaves no moment for a late copy to
+    /// come down as new mail: one stored after it is past the cursor for the next pass.
+    pub(super) fn late_copies(&mut self, local: Id, new: &[(u32, u64)]) -> Result<HashSet<u32>, SyncError> {
+        let watches: Vec<UploadIntent> = {
             let ix = self.store.index();
-            (
-                ix.upload_intents()
-                    .filter(|i| watched.contains(&i.message) && ix.message_remote(i.message).is_some())
-                    .copied()
-                    .collect(),
-                ix.message_remotes().filter(|(_, l)| l.folder == local).map(|(_, l)| l.uid).collect(),
-            )
+            ix.upload_intents()
+                .filter(|i| i.folder == local && ix.message_remote(i.message).is_some())
+                .copied()
+                .collect()
         };
-        if watches.is_empty() || self.opts.dry_run {
-            return Ok((Vec::new(), Vec::new()));
+        // (A download-only run changes nothing there: it takes them as they are.)
+        if watches.is_empty() || new.is_empty() || self.opts.dry_run || !self.opts.upload {
+            return Ok(HashSet::new());
         }
-        let from = watches.iter().map(|i| i.uidnext).min().unwrap_or(1).max(1);
-        let candidates: Vec<Fetched> = self
-            .conn
-            .uid_fetch(&format!("{from}:*"), FetchWhat::Sizes)?
-            .into_iter()
-            .filter(|f| u64::from(f.uid) >= from && !linked.contains(&u64::from(f.uid)))
+        let from = watches.iter().map(|i| i.uidnext).min().unwrap_or(1);
+        let candidates: Vec<Fetched> = new
+            .iter()
+            .filter(|(uid, _)| u64::from(*uid) >= from)
+            .map(|&(uid, size)| Fetched { uid, size: u32::try_from(size).ok(), ..Default::default() })
             .collect();
         let wanted: Vec<(u64, u32)> = watches.iter().map(|i| (i.size, i.crc)).collect();
         let mut sums = self.sums(&candidates, &wanted)?;
-        let (mut uids, mut ids) = (Vec::new(), Vec::new());
+        let (mut uids, mut changes) = (Vec::new(), Vec::new());
         for w in &watches {
             if let Some(uid) = take_sum(&mut sums, w.size, w.crc) {
                 uids.push(uid);
-                ids.push(w.message);
+                changes.push(RemoteChange::ClearIntent(w.message));
             }
         }
         if !uids.is_empty() {
-            log::debug!("late copies of messages sent again: UIDs {}", uid_set(&uids));
+            log::debug!("late copies of messages sent again, removed: UIDs {}", uid_set(&uids));
+            self.conn.uid_remove(&uid_set(&uids))?;
+            self.store.update_remote(changes)?;
         }
-        Ok((uids, ids))
+        Ok(uids.into_iter().collect())
     }
 
     /// For the candidates (UID and RFC822.SIZE) whose size is one of `wanted`'s, the
@@ -232,7 +234,7 @@ impl Pass<'_> {
     /// `earlier`: intents of messages sent before and not found ([`Pass::resolve_intents`]).
     /// Such a message's new intent looks from the earlier one's UIDNEXT (a resumed pass
     /// then finds the late copy too), and its link is committed with the earlier intent as
-    /// a watch for that copy. Returns the messages with a watch.
+    /// a watch for that copy.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn upload(
         &mut self,
@@ -245,10 +247,9 @@ impl Pass<'_> {
         expunge: &mut Vec<u32>,
         state: &mut FolderRemote,
         appended: &mut HashSet<u32>,
-    ) -> Result<HashSet<Id>, SyncError> {
-        let mut watched = HashSet::new();
+    ) -> Result<(), SyncError> {
         if msgs.is_empty() {
-            return Ok(watched);
+            return Ok(());
         }
         self.progress.state(&report.store_path, State::UploadMessage, msgs.len() as u64);
         let mut uidnext = u64::from(sel.uid_next.unwrap_or(1));
@@ -359,7 +360,6 @@ impl Pass<'_> {
                         // (After the link, which clears intents.)
                         if let Some(e) = earlier.get(&b.id) {
                             changes.push(RemoteChange::Intent(*e));
-                            watched.insert(b.id);
                         }
                         expunge.extend(b.old);
                         report.up.new += 1;
@@ -397,7 +397,6 @@ impl Pass<'_> {
                             changes.push(RemoteChange::SyncedKeywords(b.id, b.keywords.clone()));
                             if let Some(e) = earlier.get(&b.id) {
                                 changes.push(RemoteChange::Intent(*e));
-                                watched.insert(b.id);
                             }
                             ours.insert(u64::from(uid));
                             expunge.extend(b.old);
@@ -428,7 +427,7 @@ impl Pass<'_> {
             self.store.update_remote(changes)?;
             self.progress.advance(batch.len() as u64, bytes);
         }
-        Ok(watched)
+        Ok(())
     }
 
     /// Messages moved locally out of this folder: UID MOVE to the server folder of where
