@@ -358,6 +358,105 @@ fn a_message_edited_here_and_deleted_there_is_uploaded_again_and_one_deleted_her
 }
 
 #[test]
+fn a_deletion_cut_off_between_its_store_and_its_expunge_is_finished_and_does_not_come_back() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..4).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        store.delete_message(local_id(&store, "Inbox", 1).unwrap()).unwrap();
+        store.delete_message(local_id(&store, "Inbox", 2).unwrap()).unwrap();
+        store.close().unwrap();
+    }
+    // What a run killed inside its removal leaves (UID STORE +FLAGS (\Deleted) done, UID
+    // EXPUNGE not), for message 1; message 2 is \Deleted and flagged there, a change of
+    // the server's own that still brings it back.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (u1, u2) = (server_uid(&mut raw, 1).unwrap(), server_uid(&mut raw, 2).unwrap());
+    raw.cmd(&format!("UID STORE {u1} +FLAGS (\\Deleted)")).unwrap();
+    raw.cmd(&format!("UID STORE {u2} +FLAGS (\\Deleted \\Flagged)")).unwrap();
+    raw.cmd("LOGOUT").ok();
+    let out = s.sync_ok(&[]);
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert!(!m.contains_key("<1@msgfs.test>"), "expunged: {:?}\n{out}", m.keys());
+    assert_eq!(letters(&m["<2@msgfs.test>"].0), "FT", "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let store = s.store();
+    assert!(local_id(&store, "Inbox", 1).is_none(), "{out}");
+    assert_eq!(store.index().tombstones().count(), 0, "{out}");
+    store.close().unwrap();
+}
+
+/// The upload intent a run records for message `id` of store folder `path` before sending
+/// it, looking for it from UID `uidnext`.
+fn intent_for(store: &Store, path: &str, id: u64, uidnext: u64) -> msgfs::store::UploadIntent {
+    let content = store.read_message(id).unwrap();
+    let (version, bits) = {
+        let ix = store.index();
+        let m = ix.message(id).unwrap();
+        (m.version(), m.flags())
+    };
+    msgfs::store::UploadIntent {
+        folder: store.folder_by_path(path).unwrap(),
+        message: id,
+        version,
+        size: msgfs::sync::engine::crlf_len(&content),
+        uidnext,
+        flags: bits & flags::SEEN,
+        crc: crc32c::crc32c(&lf(&content)),
+    }
+}
+
+#[test]
+fn copies_of_an_upload_that_the_server_stored_late_are_removed_there_not_downloaded() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..3).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    {
+        let store = s.store();
+        add_local(&store, "Inbox", "ten.eml", &msg(10), flags::SEEN);
+        store.close().unwrap();
+    }
+    s.sync_ok(&[]);
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let uidnext = u64::from(server_uid(&mut raw, 10).unwrap()) + 1;
+    {
+        // Message 10 was sent again and linked because a killed run's APPEND of it was not
+        // there yet when looked for: the earlier intent stays as a watch. Message 11 is in
+        // a killed run's batch, not linked.
+        let store = s.store();
+        let ten = local_id(&store, "Inbox", 10).unwrap();
+        let eleven = add_local(&store, "Inbox", "eleven.eml", &msg(11), flags::SEEN);
+        let watch = intent_for(&store, "Inbox", ten, uidnext);
+        let intent = intent_for(&store, "Inbox", eleven, uidnext);
+        store.record_upload_intents(&[watch, intent]).unwrap();
+        store.close().unwrap();
+    }
+    // Then the server stores the killed run's APPEND: a late copy of 10, and 11 twice (the
+    // killed run's copy and that of another killed run that sent it again).
+    raw.multiappend("INBOX", &[("\\Seen", msg(10)), ("\\Seen", msg(11)), ("\\Seen", msg(11))]);
+    raw.cmd("LOGOUT").ok();
+    let out = s.sync_ok(&[]);
+    // One copy of each, on both sides (server_msgs and store_msgs assert that).
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let mut conn = s.conn();
+    let m = server_msgs(&mut conn, "INBOX");
+    assert!(m.contains_key("<10@msgfs.test>") && m.contains_key("<11@msgfs.test>"), "{:?}\n{out}", m.keys());
+    let store = s.store();
+    assert_eq!(store.index().upload_intents().count(), 0, "{out}");
+    store.close().unwrap();
+}
+
+#[test]
 fn more_deletions_than_max_deletes_are_refused_on_either_side_unless_allowed() {
     if dovecot::should_skip() {
         return;
@@ -524,6 +623,24 @@ impl Rng {
     }
 }
 
+/// Copies a test's log out of its temporary directory when the test fails (any assertion,
+/// so a duplicate found by assert_same too), where it is needed to tell what happened.
+struct KeepOnPanic {
+    from: std::path::PathBuf,
+    to: String,
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            match std::fs::copy(&self.from, &self.to) {
+                Ok(_) => eprintln!("the runs' log is kept in {}", self.to),
+                Err(e) => eprintln!("could not keep the runs' log in {}: {e}", self.to),
+            }
+        }
+    }
+}
+
 /// A bigger message, so that a run takes long enough to be killed in every phase.
 fn big_msg(n: usize) -> Vec<u8> {
     let mut m = msg(n);
@@ -541,6 +658,9 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     }
     let s = setup_with(dovecot::Options::default(), "max_deletes = \"100%\"\n");
     let mut rng = Rng::new();
+    let log = s._tmp.path().join("runs.log");
+    // Declared after `s`, so dropped (and the log copied) before its directory goes.
+    let _keep = KeepOnPanic { from: log.clone(), to: format!("/tmp/vanished-kill-{}.log", rng.0) };
     // The messages that must exist at the end (by number), with the flags they must have.
     let mut want: BTreeMap<usize, u8> = BTreeMap::new();
     let mut next = 0usize;
@@ -549,7 +669,6 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     want.extend((0..400).map(|n| (n, 0u8)));
     next += 400;
     s.sync_ok(&[]);
-    let log = s._tmp.path().join("runs.log");
     let mut kills = 0;
     let mut unchecked = std::collections::HashSet::new();
     let mut drafted = std::collections::HashSet::new();
@@ -561,6 +680,8 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
         // the deletion from an APPEND that never arrived, and sends it again (nothing is
         // lost). Their outcome is not checked.
         let mut in_doubt = std::collections::HashSet::new();
+        // This round's changes, written to the log ahead of its run's output.
+        let mut noted: Vec<String> = Vec::new();
         {
             let store = s.store();
             {
@@ -597,6 +718,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                     let lagging =
                         drafted.contains(&n) && store.index().message(id).unwrap().flags() & flags::DRAFT == 0;
                     store.delete_message(id).unwrap();
+                    noted.push(format!("local delete {n}"));
                     want.remove(&n);
                     if lagging {
                         unchecked.insert(n);
@@ -605,6 +727,7 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                     let bits = want[&n] ^ flags::FLAGGED;
                     let cur = store.index().message(id).unwrap().flags();
                     set_local_flags(&store, id, (cur & !flags::FLAGGED) | (bits & flags::FLAGGED));
+                    noted.push(format!("local flags {n} {}", flags::to_letters(bits)));
                     want.insert(n, bits);
                 }
             }
@@ -626,17 +749,22 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
                 if rng.below(3) == 0 {
                     raw.cmd(&format!("UID STORE {uid} +FLAGS (\\Deleted)")).unwrap();
                     raw.cmd(&format!("UID EXPUNGE {uid}")).unwrap();
+                    noted.push(format!("server expunge {n} (UID {uid})"));
                     want.remove(&n);
                     if in_doubt.contains(&n) {
                         unchecked.insert(n);
                     }
                 } else {
                     raw.cmd(&format!("UID STORE {uid} +FLAGS (\\Draft)")).unwrap();
+                    noted.push(format!("server draft {n} (UID {uid})"));
                     *want.get_mut(&n).unwrap() |= flags::DRAFT;
                     drafted.insert(n);
                 }
             }
         }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let line = format!("---- round {round} changes: {}; in doubt: {in_doubt:?}\n", noted.join(", "));
+        std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
         // A run, killed after a random while (some finish first).
         let mut child = sync_command(&s.config)
             .env("RUST_LOG", "msgfs=debug")
@@ -682,9 +810,6 @@ fn sigkill_at_random_points_twenty_times_then_both_sides_agree_with_no_duplicate
     eprintln!("{} messages checked, {} in doubt left out", expected.len(), unchecked.len());
     let extra: Vec<_> = got.keys().filter(|n| !expected.contains_key(n)).collect();
     let lost: Vec<_> = expected.keys().filter(|n| !got.contains_key(n)).collect();
-    if !(extra.is_empty() && lost.is_empty()) {
-        let _ = std::fs::copy(&log, "/tmp/msgfs-sync-kill.log");
-    }
     assert!(extra.is_empty() && lost.is_empty(), "came back: {extra:?}; lost: {lost:?}");
     let wrong: Vec<_> = got.iter().filter(|(n, l)| expected[n] != **l).map(|(n, l)| (n, l, &expected[n])).collect();
     assert!(wrong.is_empty(), "flags (message, got, want): {wrong:?}");
@@ -1054,4 +1179,55 @@ fn a_wrong_password_or_a_missing_accounts_file_is_one_line_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("nothing.toml: no accounts file") && err.contains("--config"), "{err}");
+}
+
+#[test]
+fn server_expunges_arrive_through_vanished_and_a_message_the_store_lost_track_of_is_found_by_listing() {
+    if dovecot::should_skip() {
+        return;
+    }
+    let s = setup();
+    seed(&s.server, "INBOX", &(0..10).map(|n| ("", msg(n))).collect::<Vec<_>>());
+    s.sync_ok(&[]);
+    let debug_sync = || {
+        let out = sync_command(&s.config).env("RUST_LOG", "msgfs=debug").output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text
+    };
+
+    // Another client expunges two messages and flags one: the next pass learns of the
+    // expunges from the SELECT's VANISHED (EARLIER), without listing every UID.
+    let mut raw = s.server.raw();
+    raw.cmd("SELECT INBOX").unwrap();
+    let (three, seven) = (server_uid(&mut raw, 3).unwrap(), server_uid(&mut raw, 7).unwrap());
+    raw.cmd(&format!("UID STORE {three},{seven} +FLAGS (\\Deleted)")).unwrap();
+    raw.cmd(&format!("UID EXPUNGE {three},{seven}")).unwrap();
+    let five = server_uid(&mut raw, 5).unwrap();
+    raw.cmd(&format!("UID STORE {five} +FLAGS (\\Flagged)")).unwrap();
+    raw.cmd("LOGOUT").ok();
+    let out = debug_sync();
+    assert!(out.contains("presence from VANISHED (EARLIER): 8 of 10 linked here"), "{out}");
+    assert!(out.contains("Inbox: server +0 *0 -0 >0  local +0 *1 -2 >0"), "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+
+    // The store loses track of a message the server still has (as a download lost to a
+    // kill would): VANISHED cannot show that, the server's count does, and the full
+    // listing that follows brings the message back.
+    {
+        let store = s.store();
+        let id = local_id(&store, "Inbox", 8).unwrap();
+        let tombs = store.index().tombstones().count();
+        store.update_remote(vec![msgfs::store::RemoteChange::Message(id, None)]).unwrap();
+        store.delete_message(id).unwrap();
+        assert_eq!(store.index().tombstones().count(), tombs, "an unlinked message leaves no tombstone");
+        store.close().unwrap();
+    }
+    let out = debug_sync();
+    assert!(out.contains("not the 7 linked here less VANISHED: listing them all"), "{out}");
+    assert!(!out.contains("presence from VANISHED"), "{out}");
+    assert_same(&s, &[("INBOX", "Inbox")]);
+    let store = s.store();
+    assert!(local_id(&store, "Inbox", 8).is_some(), "downloaded again");
+    store.close().unwrap();
 }

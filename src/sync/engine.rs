@@ -13,6 +13,7 @@
 //!   (or after) what they record being done on both sides, in one frame with the links they
 //!   go with, so a pass killed anywhere is resumed by the next: an APPEND is preceded by a
 //!   durable intent (with a checksum) that a resumed pass looks up before sending again,
+//!   and keeps past a second send, as a watch for a copy the server stores late,
 //!   and a UID STORE by a PENDING mark on its link;
 //! - flags merge three ways against the link's flags (the last synced ones): a bit one
 //!   side changed takes that side's value;
@@ -69,8 +70,27 @@ impl State {
     }
 }
 
-/// A link's modseq while a UID STORE of its flags may be under way (see merge_flags).
-pub const PENDING: u64 = u64::MAX;
+/// A link's modseq while a UID STORE of its flags may be under way (see merge_flags): the
+/// top bit, which no mod-sequence has (RFC 7162 keeps them below 2^63), with the server's
+/// flags from before the STORE in the low byte (see [`pending_mark`]).
+pub const PENDING: u64 = 1 << 63;
+
+/// Whether a link's modseq is a [`PENDING`] mark.
+pub fn is_pending(modseq: u64) -> bool {
+    modseq & PENDING != 0
+}
+
+/// The mark for a link whose UID STORE is about to go: [`PENDING`] with the server's flags
+/// before it, `server` (only [`SYNCED`] ones, so the mark is never u64::MAX).
+pub fn pending_mark(server: u8) -> u64 {
+    PENDING | u64::from(server & SYNCED)
+}
+
+/// The server's flags before the STORE, from a pending mark; None for u64::MAX, the mark
+/// of versions that did not record them.
+pub fn pending_server(modseq: u64) -> Option<u8> {
+    (is_pending(modseq) && modseq != u64::MAX).then_some((modseq & 0xff) as u8)
+}
 
 /// The flags IMAP carries (Maildir's P has no IMAP flag).
 pub const SYNCED: u8 = flags::SEEN | flags::ANSWERED | flags::FLAGGED | flags::DRAFT | flags::TRASHED;
@@ -331,7 +351,7 @@ fn local_changes(store: &Store, local: Id, server_messages: u32) -> bool {
         if m.folder() != local
             || m.version() != l.version
             || m.flags() & SYNCED != l.flags & SYNCED
-            || l.modseq == PENDING
+            || is_pending(l.modseq)
             || ix.message_keywords(id) != ix.synced_keywords(id)
         {
             return true;
@@ -394,12 +414,12 @@ impl Pass<'_> {
         }
         // Uploads a killed pass may have made: linked first, so that what the server did to
         // them since is merged below like for any other linked message.
-        let found = if self.opts.upload {
+        let (found, unfound) = if self.opts.upload {
             let before: HashMap<u32, Linked> =
                 linked_in(store, local).iter().map(|l| (l.link.uid as u32, *l)).collect();
             self.resolve_intents(local, &sel, &before, report)?
         } else {
-            HashSet::new()
+            (HashSet::new(), HashMap::new())
         };
 
         // ---- what the server has of what we linked ----
@@ -418,7 +438,11 @@ impl Pass<'_> {
         let mut server_flags: HashMap<u32, (u8, Vec<String>, u64)> = HashMap::new();
         if top > 0 && sel.exists > 0 {
             let range = format!("1:{top}");
-            present.extend(self.conn.uid_search(&range)?);
+            let qresync_usable = known.is_some() && !rebound && state.highestmodseq > 0;
+            match self.present_by_vanished(&linked, &tombs, top, &sel, qresync_usable)? {
+                Some(p) => present = p,
+                None => present.extend(self.conn.uid_search(&range)?),
+            }
             let fetched: Vec<Fetched> = if condstore && state.highestmodseq > 0 && !rebound {
                 if sel.highest_modseq == Some(state.highestmodseq) {
                     Vec::new()
@@ -441,7 +465,7 @@ impl Pass<'_> {
         let unsure: Vec<u32> = linked
             .iter()
             .map(|l| (l, l.link.uid as u32))
-            .filter(|(l, u)| l.link.modseq == PENDING && present.contains(u) && !server_flags.contains_key(u))
+            .filter(|(l, u)| is_pending(l.link.modseq) && present.contains(u) && !server_flags.contains_key(u))
             .map(|(_, u)| u)
             .collect();
         if !unsure.is_empty() {
@@ -510,7 +534,7 @@ impl Pass<'_> {
                     upload.push((l.id, old));
                 }
             }
-            self.upload(server, local, &sel, &upload, report, &mut expunge, &mut state, &mut ours)?;
+            self.upload(server, local, &sel, &upload, &unfound, report, &mut expunge, &mut state, &mut ours)?;
             self.moves(local, &linked, &present, report, &mut expunge, &mut changes)?;
         }
 
@@ -553,8 +577,17 @@ impl Pass<'_> {
                 }
                 match server_flags.get(&uid) {
                     // Changed there since it was synced (not by a STORE of ours that a kill
-                    // interrupted): kept, and downloaded again.
-                    Some((bits, _, _)) if bits & SYNCED != t.flags & SYNCED && t.modseq != PENDING => {
+                    // interrupted): kept, and downloaded again. \Deleted set there and
+                    // nothing else is no such change: it is what the first half of our own
+                    // removal (uid_remove: UID STORE +FLAGS (\Deleted), then UID EXPUNGE)
+                    // leaves when a kill comes between the two, and a tombstone cannot carry
+                    // a PENDING mark to say so; set by another client, it asks for the same
+                    // deletion. Taken for a change, it brought the message back.
+                    Some((bits, _, _))
+                        if bits & SYNCED != t.flags & SYNCED
+                            && bits & SYNCED != (t.flags | flags::TRASHED) & SYNCED
+                            && !is_pending(t.modseq) =>
+                    {
                         redownload.push(uid);
                         changes.push(RemoteChange::Message(*id, None));
                     }
@@ -627,6 +660,52 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// DOWNLOAD_TABLE's presence check through QRESYNC: of the UIDs linked to this folder
+    /// (or tombstoned here), those the SELECT's VANISHED (EARLIER) did not name. `None`
+    /// (ask the server for every UID up to `top` instead, UID SEARCH) unless QRESYNC was
+    /// used from a recorded HIGHESTMODSEQ, no link is PENDING, and the server's count of
+    /// messages up to `top` equals that set's size. The count is the safeguard: VANISHED
+    /// only proves what went; a message the server holds that we have no record of (a
+    /// download lost to a kill) or an expunge that was never reported would make the
+    /// counts differ, and the full listing then finds it.
+    fn present_by_vanished(
+        &mut self,
+        linked: &[Linked],
+        tombs: &[(Id, MessageRemote)],
+        top: u32,
+        sel: &super::imap::Selected,
+        usable: bool,
+    ) -> Result<Option<HashSet<u32>>, SyncError> {
+        if !usable
+            || !self.conn.qresync_enabled()
+            || sel.highest_modseq.is_none()
+            || linked.iter().any(|l| is_pending(l.link.modseq))
+            || tombs.iter().any(|(_, t)| is_pending(t.modseq))
+        {
+            return Ok(None);
+        }
+        let vanished: HashSet<u32> = sel.vanished.iter().copied().collect();
+        let believed: Vec<u32> =
+            linked.iter().map(|l| l.link.uid as u32).chain(tombs.iter().map(|(_, t)| t.uid as u32)).collect();
+        let present: HashSet<u32> = believed.iter().copied().filter(|u| !vanished.contains(u)).collect();
+        // The server's messages past `top` (arrived since the last pass: few). `n:*` also
+        // names the highest UID when that is below n (RFC 3501 9): filtered.
+        let above = match top.checked_add(1) {
+            Some(n) => self.conn.uid_search(&format!("{n}:*"))?.into_iter().filter(|u| *u > top).count(),
+            None => 0,
+        };
+        let up_to_top = (sel.exists as usize).checked_sub(above);
+        if up_to_top != Some(present.len()) {
+            log::info!(
+                "the server holds {up_to_top:?} messages up to UID {top}, not the {} linked here less VANISHED: listing them all",
+                present.len()
+            );
+            return Ok(None);
+        }
+        log::debug!("presence from VANISHED (EARLIER): {} of {} linked here", present.len(), believed.len());
+        Ok(Some(present))
+    }
+
     /// Move the folder's HIGHESTMODSEQ over changes the server reports since it when every
     /// one of them is ours (`ours`: UIDs this pass appended or stored flags on), pushing the
     /// new state into `changes` (committed by the caller with the links it goes with).
@@ -643,8 +722,10 @@ impl Pass<'_> {
         if ours.is_empty() || state.highestmodseq == 0 || !(self.conn.has("CONDSTORE") || self.conn.has("QRESYNC")) {
             return Ok(());
         }
-        let (changed, _) = self.conn.uid_fetch_since("1:*", FetchWhat::Flags, Some(state.highestmodseq))?;
-        if changed.is_empty() || !changed.iter().all(|f| ours.contains(&f.uid)) {
+        let (changed, vanished) = self.conn.uid_fetch_since("1:*", FetchWhat::Flags, Some(state.highestmodseq))?;
+        // An expunge since (another client's, or our own UID EXPUNGE or MOVE) is left for
+        // the next pass's VANISHED (EARLIER) to report: moving past it would hide it.
+        if changed.is_empty() || !vanished.is_empty() || !changed.iter().all(|f| ours.contains(&f.uid)) {
             return Ok(());
         }
         let top = changed.iter().filter_map(|f| f.modseq).max().unwrap_or(0);

@@ -56,7 +56,11 @@ impl Pass<'_> {
                 continue;
             }
             match self.store.delete_message(l.id) {
-                Ok(()) | Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
+                // The server has no copy to delete: the deletion's tombstone goes in the
+                // same record as the HIGHESTMODSEQ past this expunge (a later VANISHED
+                // does not name the UID again, so a tombstone left now would stay).
+                Ok(()) => changes.push(RemoteChange::Message(l.id, None)),
+                Err(store::Error::NotFound | store::Error::ObjectDeleted) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -75,7 +79,11 @@ impl Pass<'_> {
     ) -> Result<(), SyncError> {
         let mut dl = DownloadReport::default();
         let mut todo: Vec<(u32, u64)> = again.iter().map(|u| (*u, 0)).collect();
-        let (new, highest) = list_new(self.conn, self.store, local, state.cursor)?;
+        let (mut new, highest) = list_new(self.conn, self.store, local, state.cursor)?;
+        // A killed run's APPEND that the server stored after it was sent again is a copy
+        // of ours, not new mail (see Pass::resolve_intents): removed there instead.
+        let late = self.late_copies(local, &new)?;
+        new.retain(|(uid, _)| !late.contains(uid));
         todo.extend(new);
         if self.opts.dry_run {
             report.down.new += todo.len() as u64;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::commands::uid_set;
-use super::engine::{FolderReport, Linked, Pass, SyncError, PENDING, SYNCED};
+use super::engine::{is_pending, pending_mark, pending_server, FolderReport, Linked, Pass, SyncError, SYNCED};
 use super::imap::Selected;
 use crate::store::{self, AttrChange, Id, MessageRemote, RemoteChange};
 
@@ -18,6 +18,15 @@ type Words = BTreeSet<String>;
 fn merge_bits(local: u8, base: u8, server: u8) -> u8 {
     let local_changed = local ^ base;
     (local & local_changed) | (server & !local_changed)
+}
+
+/// [`merge_bits`] for a link with a pending mark: `marked` the flags the STORE was to make
+/// true, `before` the server's flags it found. A bit the STORE was to change that the server
+/// still has as before did not get there: its base is the server's (the local state wins);
+/// any other bit's is the marked one (the server's change since is another client's).
+fn merge_pending(local: u8, marked: u8, before: u8, server: u8) -> u8 {
+    let stuck = (marked ^ before) & !(server ^ before);
+    merge_bits(local, (marked & !stuck) | (server & stuck), server)
 }
 
 fn merge_words(local: &Words, base: &Words, server: &Words) -> Words {
@@ -58,10 +67,11 @@ impl Pass<'_> {
     /// (UID STORE, only where the message did not change there since the SELECT).
     ///
     /// Crash safety, in this order: (1) the merged state is set locally; (2) the links of
-    /// messages whose server state is to change are marked [`PENDING`] with the merged
-    /// flags; (3) UID STORE; (4) the caller commits the final links and synced keywords. A
-    /// pass killed after (2) finds the mark and makes the server match the local state;
-    /// killed before, it merges again from the old links, which (1) does not disturb.
+    /// messages whose server state is to change are marked [`super::engine::PENDING`] with
+    /// the merged flags and the server's flags before the STORE; (3) UID STORE; (4) the
+    /// caller commits the final links and synced keywords. A pass killed after (2) finds the
+    /// mark and makes the server match the local state, except for what the server changed
+    /// since; killed before, it merges again from the old links, which (1) does not disturb.
     /// Without the mark, a message deleted here after our STORE would look changed there
     /// and come back.
     #[allow(clippy::too_many_arguments)]
@@ -91,15 +101,34 @@ impl Pass<'_> {
             };
             let base = l.link.flags & SYNCED;
             let local = l.flags & SYNCED;
-            let pending = l.link.modseq == PENDING;
+            let pending = is_pending(l.link.modseq);
             let (server, kw_server, modseq) = match server_flags.get(&uid) {
                 Some((b, kw, m)) => (*b, kw.iter().cloned().collect(), *m),
                 None => (base, kw_base.clone(), if pending { 0 } else { l.link.modseq }),
             };
             let (merged, kw_merged) = if pending {
                 // Our STORE may or may not have reached the server: the local state is what
-                // it was to make true.
-                (local, kw_local.clone())
+                // it was to make true (`base`, the mark's flags, unless changed here since).
+                // But the server may also have changed since, by another client: taking
+                // the local state whole undid that (a \Draft set there while the mark
+                // waited was removed). So the merge's base is the mark's flags, except for
+                // a bit the STORE was to change (it differs between the mark and the
+                // server's flags before it, which the mark keeps) that the server still
+                // has as before: the STORE did not get there, and the local state stands.
+                // (Keywords are not in the mark: the local ones stand.)
+                let bits = match pending_server(l.link.modseq) {
+                    Some(before) => merge_pending(local, base, before, server),
+                    None => local,
+                };
+                log::debug!(
+                    "{}: UID {uid} has a pending mark: flags here {}, there {}, marked {}: {}",
+                    report.store_path,
+                    store::flags::to_letters(local),
+                    store::flags::to_letters(server),
+                    store::flags::to_letters(base),
+                    store::flags::to_letters(bits)
+                );
+                (bits, kw_local.clone())
             } else {
                 (merge_bits(local, base, server), merge_words(&kw_local, &kw_base, &kw_server))
             };
@@ -153,7 +182,10 @@ impl Pass<'_> {
             let marks: Vec<RemoteChange> = to_store
                 .iter()
                 .map(|i| {
-                    RemoteChange::Message(i.l.id, Some(MessageRemote { flags: i.merged, modseq: PENDING, ..i.l.link }))
+                    RemoteChange::Message(
+                        i.l.id,
+                        Some(MessageRemote { flags: i.merged, modseq: pending_mark(i.server), ..i.l.link }),
+                    )
                 })
                 .collect();
             self.store.update_remote(marks)?;
@@ -174,7 +206,7 @@ impl Pass<'_> {
             // A pending mark's server state is not known for sure: no UNCHANGEDSINCE.
             let since = sel.highest_modseq;
             let unchecked: HashSet<u32> =
-                to_store.iter().filter(|i| i.l.link.modseq == PENDING).map(|i| i.l.link.uid as u32).collect();
+                to_store.iter().filter(|i| is_pending(i.l.link.modseq)).map(|i| i.l.link.uid as u32).collect();
             let mut added: HashSet<u32> = HashSet::new();
             for ((bits, words), uids) in adds {
                 let (plain, blind): (Vec<u32>, Vec<u32>) = uids.iter().partition(|u| !unchecked.contains(u));
@@ -219,7 +251,7 @@ impl Pass<'_> {
                 (true, false) => (i.local, &i.kw_local),
                 _ => (i.server, &i.kw_server),
             };
-            let modseq = if i.modseq == PENDING { 0 } else { i.modseq };
+            let modseq = if is_pending(i.modseq) { 0 } else { i.modseq };
             changes.push(RemoteChange::Message(i.l.id, Some(MessageRemote { flags: base, modseq, ..i.l.link })));
             if *kw_base != i.kw_base {
                 changes.push(RemoteChange::SyncedKeywords(i.l.id, kw_base.iter().cloned().collect()));
@@ -249,5 +281,21 @@ mod tests {
         assert_eq!(merge_words(&local, &base, &server), words(&["$Junk", "$Keep", "$Work"]));
         // Nothing changed here: the server's state wins whole.
         assert_eq!(merge_words(&base, &base, &server), server);
+    }
+
+    #[test]
+    fn a_pending_mark_keeps_our_change_and_the_servers_later_one() {
+        use crate::store::flags::{DRAFT, FLAGGED};
+        // A killed pass was setting F (the server had nothing); another client set D since.
+        // Whether our STORE got there or not, both stay.
+        assert_eq!(merge_pending(FLAGGED, FLAGGED, 0, FLAGGED | DRAFT), FLAGGED | DRAFT);
+        assert_eq!(merge_pending(FLAGGED, FLAGGED, 0, DRAFT), FLAGGED | DRAFT);
+        // F cleared here after the kill: cleared, whether the STORE got there or not.
+        assert_eq!(merge_pending(0, FLAGGED, 0, FLAGGED), 0);
+        assert_eq!(merge_pending(0, FLAGGED, 0, 0), 0);
+        // Clearing F, which did not get there: the local state stands.
+        assert_eq!(merge_pending(DRAFT, DRAFT, FLAGGED | DRAFT, FLAGGED | DRAFT), DRAFT);
+        // Another client cleared D since (not a bit the STORE was to change): cleared.
+        assert_eq!(merge_pending(FLAGGED | DRAFT, FLAGGED | DRAFT, DRAFT, FLAGGED), FLAGGED);
     }
 }

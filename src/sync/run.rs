@@ -387,7 +387,10 @@ pub fn run(
         if !still {
             continue;
         }
-        match store.delete_message(g.id) {
+        match store.delete_message(g.id).and_then(|()| {
+            // Gone from the server too: no tombstone to keep (see Pass::server_deletions).
+            store.update_remote(vec![crate::store::RemoteChange::Message(g.id, None)])
+        }) {
             Ok(()) => {
                 let path = store.index().folder_path(g.from);
                 if let Some((r, _)) = report.folders.iter_mut().find(|(r, _)| r.store_path == path) {

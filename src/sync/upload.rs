@@ -37,27 +37,41 @@ fn take_sum(sums: &mut Vec<(u32, u64, u32)>, size: u64, crc: u32) -> Option<u32>
 
 impl Pass<'_> {
     /// Intents of this folder whose message has no link: look each up on the server (from
-    /// the UIDNEXT saved with it, by size and content) and link it if it is there; clear it
-    /// otherwise (the message is then uploaded as new). Returns the messages linked.
+    /// the UIDNEXT saved with it, by size and content) and link it if it is there. Returns
+    /// the messages linked, and the intents of those not found, which stay until the
+    /// message is sent again (see [`Pass::upload`]; an intent of a message deleted since is
+    /// cleared).
+    ///
+    /// "Not found" does not mean "never arrives": the server goes on with an APPEND whose
+    /// client was killed once the whole command is in, and may store it after this look
+    /// (a killed MULTIAPPEND of 120 messages landed between this lookup and the APPEND of
+    /// their second copies). So an intent sent again is not forgotten once the new copy
+    /// is linked: it stays on the linked message as a watch for that late copy, which is
+    /// removed there if it turns up among the new messages a pass is about to download
+    /// ([`Pass::late_copies`]), or here. A watch is cleared once its copy is found, and
+    /// otherwise by the next pass's look here.
+    /// A copy beyond those the intents take (the late one and a second send, both before
+    /// any link) is ours as well, and removed.
     pub(super) fn resolve_intents(
         &mut self,
         local: Id,
         sel: &Selected,
         by_uid: &HashMap<u32, Linked>,
         report: &mut FolderReport,
-    ) -> Result<HashSet<Id>, SyncError> {
-        let intents: Vec<UploadIntent> = {
+    ) -> Result<(HashSet<Id>, HashMap<Id, UploadIntent>), SyncError> {
+        let (intents, watches): (Vec<UploadIntent>, Vec<UploadIntent>) = {
             let ix = self.store.index();
             ix.upload_intents()
-                .filter(|i| i.folder == local && ix.message_remote(i.message).is_none())
+                .filter(|i| i.folder == local)
                 .copied()
-                .collect()
+                .partition(|i| ix.message_remote(i.message).is_none())
         };
         let mut found = HashSet::new();
-        if intents.is_empty() || self.opts.dry_run {
-            return Ok(found);
+        let mut unfound = HashMap::new();
+        if (intents.is_empty() && watches.is_empty()) || self.opts.dry_run {
+            return Ok((found, unfound));
         }
-        let from = intents.iter().map(|i| i.uidnext).min().unwrap_or(1).max(1);
+        let from = intents.iter().chain(&watches).map(|i| i.uidnext).min().unwrap_or(1).max(1);
         let mut candidates: Vec<Fetched> = if sel.exists == 0 {
             Vec::new()
         } else {
@@ -69,7 +83,7 @@ impl Pass<'_> {
         };
         let mut changes = Vec::new();
         let mut lost_deletes = Vec::new();
-        let wanted: Vec<(u64, u32)> = intents.iter().map(|i| (i.size, i.crc)).collect();
+        let wanted: Vec<(u64, u32)> = intents.iter().chain(&watches).map(|i| (i.size, i.crc)).collect();
         let mut sums = self.sums(&candidates, &wanted)?;
         for i in intents {
             let hit = take_sum(&mut sums, i.size, i.crc);
@@ -97,15 +111,89 @@ impl Pass<'_> {
                     lost_deletes.push(uid);
                     changes.push(RemoteChange::ClearIntent(i.message));
                 }
-                None => changes.push(RemoteChange::ClearIntent(i.message)),
+                // Deleted here, or moved to another folder (whose pass sends it): nothing
+                // to send again from here.
+                None if version.is_none()
+                    || self.store.index().message(i.message).map_or(true, |m| m.folder() != local) =>
+                {
+                    changes.push(RemoteChange::ClearIntent(i.message))
+                }
+                None => {
+                    unfound.insert(i.message, i);
+                }
             }
         }
+        // Then the watches take what is left (a copy the intents did not take first).
+        let stale = lost_deletes.len();
+        for w in &watches {
+            // A copy of an earlier send of a message linked since to a second one.
+            if let Some(uid) = take_sum(&mut sums, w.size, w.crc) {
+                lost_deletes.push(uid);
+            }
+            changes.push(RemoteChange::ClearIntent(w.message));
+        }
+        let late = lost_deletes.len() - stale;
+        // What is left with the size and content of an intent is a second copy of one.
+        let extra: Vec<u32> = sums.iter().filter(|s| wanted.contains(&(s.1, s.2))).map(|s| s.0).collect();
+        log::debug!(
+            "{}: upload intents looked up from UID {from} among {} unlinked UIDs: {} found, {} stale there, \
+             {} not there (sent again), {} late copies of a message sent again, {} second copies",
+            report.store_path,
+            candidates.len(),
+            found.len(),
+            stale,
+            unfound.len(),
+            late,
+            extra.len()
+        );
+        lost_deletes.extend(extra);
         candidates.clear();
         if !lost_deletes.is_empty() {
             self.conn.uid_remove(&uid_set(&lost_deletes))?;
         }
         self.store.update_remote(changes)?;
-        Ok(found)
+        Ok((found, unfound))
+    }
+
+    /// Of `new` (UID and size: the server's messages past the cursor that no link names,
+    /// about to be downloaded), the late copies of messages sent again: those with the
+    /// size and content of a watch of this folder (see [`Pass::resolve_intents`]). They
+    /// are removed there, and their watches cleared; returns their UIDs, not to download.
+    /// Looking in the very list the download takes leaves no moment for a late copy to
+    /// come down as new mail: one stored after it is past the cursor for the next pass.
+    pub(super) fn late_copies(&mut self, local: Id, new: &[(u32, u64)]) -> Result<HashSet<u32>, SyncError> {
+        let watches: Vec<UploadIntent> = {
+            let ix = self.store.index();
+            ix.upload_intents()
+                .filter(|i| i.folder == local && ix.message_remote(i.message).is_some())
+                .copied()
+                .collect()
+        };
+        // (A download-only run changes nothing there: it takes them as they are.)
+        if watches.is_empty() || new.is_empty() || self.opts.dry_run || !self.opts.upload {
+            return Ok(HashSet::new());
+        }
+        let from = watches.iter().map(|i| i.uidnext).min().unwrap_or(1);
+        let candidates: Vec<Fetched> = new
+            .iter()
+            .filter(|(uid, _)| u64::from(*uid) >= from)
+            .map(|&(uid, size)| Fetched { uid, size: u32::try_from(size).ok(), ..Default::default() })
+            .collect();
+        let wanted: Vec<(u64, u32)> = watches.iter().map(|i| (i.size, i.crc)).collect();
+        let mut sums = self.sums(&candidates, &wanted)?;
+        let (mut uids, mut changes) = (Vec::new(), Vec::new());
+        for w in &watches {
+            if let Some(uid) = take_sum(&mut sums, w.size, w.crc) {
+                uids.push(uid);
+                changes.push(RemoteChange::ClearIntent(w.message));
+            }
+        }
+        if !uids.is_empty() {
+            log::debug!("late copies of messages sent again, removed: UIDs {}", uid_set(&uids));
+            self.conn.uid_remove(&uid_set(&uids))?;
+            self.store.update_remote(changes)?;
+        }
+        Ok(uids.into_iter().collect())
     }
 
     /// For the candidates (UID and RFC822.SIZE) whose size is one of `wanted`'s, the
@@ -142,6 +230,11 @@ impl Pass<'_> {
     /// The folder's cursor moves over what we appended, in the frame of the links, as far
     /// as every UID up to it is ours: else a message uploaded, then deleted here before a
     /// pass moved the cursor past it, would be taken for new mail and come back.
+    ///
+    /// `earlier`: intents of messages sent before and not found ([`Pass::resolve_intents`]).
+    /// Such a message's new intent looks from the earlier one's UIDNEXT (a resumed pass
+    /// then finds the late copy too), and its link is committed with the earlier intent as
+    /// a watch for that copy.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn upload(
         &mut self,
@@ -149,6 +242,7 @@ impl Pass<'_> {
         local: Id,
         sel: &Selected,
         msgs: &[(Id, Option<u32>)],
+        earlier: &HashMap<Id, UploadIntent>,
         report: &mut FolderReport,
         expunge: &mut Vec<u32>,
         state: &mut FolderRemote,
@@ -220,7 +314,7 @@ impl Pass<'_> {
                     message: b.id,
                     version: b.version,
                     size: upload_sum(&b.content).0,
-                    uidnext,
+                    uidnext: earlier.get(&b.id).map_or(uidnext, |e| e.uidnext.min(uidnext)),
                     flags: b.bits,
                     crc: upload_sum(&b.content).1,
                 })
@@ -231,6 +325,21 @@ impl Pass<'_> {
                 .map(|b| Append { flags: b.bits, keywords: &b.keywords, date: Some(b.mtime), content: &b.content })
                 .collect();
             let answers = self.conn.append(server, &appends)?;
+            if log::log_enabled!(log::Level::Debug) {
+                let ix = self.store.index();
+                let sent: Vec<String> = batch
+                    .iter()
+                    .zip(&answers)
+                    .map(|(b, a)| {
+                        let name = ix.location_of(b.id).map(|(_, n)| n.to_string()).unwrap_or_default();
+                        match a {
+                            Appended::Ok(Some(u)) => format!("{name} UID {u}"),
+                            other => format!("{name} {other:?}"),
+                        }
+                    })
+                    .collect();
+                log::debug!("{}: appended (intents from UID {uidnext}): {}", report.store_path, sent.join(", "));
+            }
             let mut changes = Vec::new();
             let mut unknown = Vec::new();
             for (b, a) in batch.iter().zip(answers) {
@@ -248,6 +357,10 @@ impl Pass<'_> {
                             }),
                         ));
                         changes.push(RemoteChange::SyncedKeywords(b.id, b.keywords.clone()));
+                        // (After the link, which clears intents.)
+                        if let Some(e) = earlier.get(&b.id) {
+                            changes.push(RemoteChange::Intent(*e));
+                        }
                         expunge.extend(b.old);
                         report.up.new += 1;
                         report.up.bytes += b.content.len() as u64;
@@ -282,6 +395,9 @@ impl Pass<'_> {
                             };
                             changes.push(RemoteChange::Message(b.id, Some(link)));
                             changes.push(RemoteChange::SyncedKeywords(b.id, b.keywords.clone()));
+                            if let Some(e) = earlier.get(&b.id) {
+                                changes.push(RemoteChange::Intent(*e));
+                            }
                             ours.insert(u64::from(uid));
                             expunge.extend(b.old);
                             report.up.new += 1;
