@@ -31,6 +31,11 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// past them and made durable by that frame's sync: one journal commit per this many bytes
 /// of log. (Databases do the same with their logs: PostgreSQL zero-fills WAL segments.)
 pub const PREFILL_BYTES: u64 = 1 << 20;
+/// Zeros are laid down after small frames only: they are written once and then overwritten,
+/// which doubles what the log writes, a price worth paying for many small commits each
+/// waiting for its sync (a save), not for bulk frames whose sync is mostly their own data (a
+/// download or an import of thousands of messages in one frame).
+pub const PREFILL_FRAME_MAX: u64 = 256 << 10;
 /// Zeros are laid down only while the disk has this much free: they are not for a disk
 /// that is filling up (the reserve, [`RESERVE_FILE`], is).
 pub const PREFILL_MIN_FREE: u64 = 256 << 20;
@@ -369,7 +374,7 @@ impl Writer {
         if self.len > self.zeroed {
             self.zeroed = self.len;
             let target = (self.len + PREFILL_BYTES).min(SEGMENT_BYTES);
-            if target > self.len && self.room_to_prepare() {
+            if target > self.len && frame.len() as u64 <= PREFILL_FRAME_MAX && self.room_to_prepare() {
                 match self.file.write_all_at(&vec![0; (target - self.len) as usize], self.len) {
                     Ok(()) => self.zeroed = target,
                     Err(e) => {
