@@ -15,12 +15,13 @@
 //! private copy of it (the one being committed never changes). [`Transaction::save`] does
 //! both and waits, for callers on threads of their own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::commit::{AttrChange, Op, Outcome, Save, Source};
 use super::error::{Error, Result};
-use super::index::{check_name, Id};
+use super::index::{check_name, Attrs, Id, Xattrs};
+use super::inline::Bytes;
 use super::private::Private;
 use super::vfs::VfsFile;
 use super::Store;
@@ -505,5 +506,82 @@ impl Drop for Transaction {
         if let Some(p) = self.staged.take() {
             p.discard();
         }
+    }
+}
+
+/// Content committed whole, not through a transaction: a scratch file renamed to a message
+/// name (editors, rsync).
+impl Store {
+    /// Commit a file under `staging/` as message `target`'s new version, or as a new message
+    /// named `new_in`: a small one is logged inline and the file removed, a larger one is
+    /// synced and moved into the store. Used for scratch files renamed to a message name
+    /// (editors, rsync).
+    pub fn commit_file(
+        &self,
+        staged: &Path,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: Xattrs,
+    ) -> Result<Outcome> {
+        self.run(self.commit_file_op(staged, target, new_in, attrs, xattrs)?)
+    }
+
+    /// The operation of [`Store::commit_file`], to submit: the file is read (small) or
+    /// synced (large) here.
+    pub fn commit_file_op(
+        &self,
+        staged: &Path,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: Xattrs,
+    ) -> Result<Op> {
+        let (source, size, crc) = Source::from_staged(&*self.0.vfs, staged)?;
+        Ok(self.commit_source_op(source, size, crc, target, new_in, attrs, xattrs))
+    }
+
+    /// [`Store::commit_file_op`] for content held in memory (a small scratch file): logged
+    /// inline, whatever its size (the caller keeps larger content in a file).
+    pub fn commit_bytes_op(
+        &self,
+        data: Vec<u8>,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: Xattrs,
+    ) -> Op {
+        let (size, crc) = (data.len() as u64, crc32c::crc32c(&data));
+        self.commit_source_op(Source::Inline(Bytes(data.into())), size, crc, target, new_in, attrs, xattrs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_source_op(
+        &self,
+        source: Source,
+        size: u64,
+        crc: u32,
+        target: Option<Id>,
+        new_in: Option<(Id, String)>,
+        attrs: Attrs,
+        xattrs: Xattrs,
+    ) -> Op {
+        let id = target.unwrap_or_else(|| self.alloc_id());
+        Op::Save(Box::new(Save {
+            id,
+            new_in: if target.is_some() { None } else { new_in },
+            base_version: None,
+            force: true,
+            source,
+            size,
+            crc,
+            attrs: Some(attrs),
+            flags: None,
+            xattrs: Some(xattrs),
+            change: AttrChange::default(),
+            delete_source: None,
+            remote: None,
+            keywords: None,
+        }))
     }
 }
