@@ -647,12 +647,19 @@ if want 4; then
         timed ceiling:cp cp -r "$CPSRC" "$CEIL_MNT/run$i"
     done
     diff -rq "$CPSRC" "$CEIL_MNT/run1" >/dev/null || die "fuse_ceiling holds other bytes than were copied in"
+    # And rsync -a into it: a temporary file per message, renamed into place.
+    for ((i = 1; i <= RUNS; i++)); do
+        sync
+        timed ceiling:rsync-in rsync -a "$CPSRC/" "$CEIL_MNT/rsync-run$i/"
+    done
+    diff -rq "$CPSRC" "$CEIL_MNT/rsync-run1" >/dev/null || die "fuse_ceiling holds other bytes than rsync wrote"
     ceiling_umount
     result_time "4. cp -r of $CP_N .eml files" cp ""
     result_time "4. (same; plain side: cp -r && sync -f)" cp-sync 4
     result_time "4. (same, msgfs -o commit=lazy; plain side: cp -r && sync -f)" cp-lazy 2
     result_time "4. rsync -a of the same into the mount (plain: && sync -f)" rsync-in 4
     result_ceiling "4. in-memory FUSE, cp -r (plain: cp -r)" cp cp-lazy
+    result_ceiling "4. in-memory FUSE, rsync -a (plain: && sync -f)" rsync-in rsync-in
     mkdir "$MNT/cp-trace"
     find "$CPSRC" -type f | sed -n 1,1000p >"$WORK/cp1k"
     traced "4. cp into the mount, files" "$(wc -l <"$WORK/cp1k")" \
