@@ -88,7 +88,7 @@ impl Shared {
         // Grow the reserve back where a deletion took from it, as space comes back (that
         // deletion's objects go after its append).
         if lg.reserve_short {
-            lg.reserve_short = !matches!(log::ensure_reserve(&*self.vfs), Ok(n) if n >= log::RESERVE_BYTES);
+            lg.reserve_short = !log::reserve_whole(&log::ensure_reserve(&*self.vfs));
         }
         Ok(())
     }

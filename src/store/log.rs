@@ -25,9 +25,9 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// How far ahead of its last frame the open segment is filled with zeros, durably, so that
 /// a commit overwrites blocks the file already has and its `fdatasync` has no size or
-/// allocation to journal. On ext4 that is the difference between a data flush (0.13 ms
-/// here) and a journal commit as well (0.25 ms on the root disk, 2-3.5 ms on a loop-mounted
-/// image, measured with 4 KiB appends). The zeros are written with the frame that reaches
+/// allocation to journal. On ext4 here a 4 KiB write and its `fdatasync` took 0.23 ms over
+/// zeros against 0.46-0.61 ms appended on a loop-mounted image, 0.16 against 0.25 ms on the
+/// root disk (means of 2,000, the machine idle; benches/README.md). The zeros are written with the frame that reaches
 /// past them and made durable by that frame's sync: one journal commit per this many bytes
 /// of log. (Databases do the same with their logs: PostgreSQL zero-fills WAL segments.)
 pub const PREFILL_BYTES: u64 = 1 << 20;
@@ -432,6 +432,12 @@ pub fn only_deletions(records: &[Record]) -> bool {
     let deletion = |r: &Record| matches!(r, Record::MessageDelete { .. } | Record::FolderDelete { .. });
     records.iter().any(deletion)
         && records.iter().all(|r| deletion(r) || matches!(r, Record::Time { .. } | Record::FolderTouch { .. }))
+}
+
+/// Whether [`ensure_reserve`]'s answer is a whole reserve (a short one is grown again at
+/// the next append, see `LogState::reserve_short`).
+pub fn reserve_whole(r: &std::io::Result<u64>) -> bool {
+    matches!(r, Ok(n) if *n >= RESERVE_BYTES)
 }
 
 /// Grow the reserve towards [`RESERVE_BYTES`] as far as the free space allows; returns its

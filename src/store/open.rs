@@ -382,9 +382,10 @@ pub fn open_vfs(vfs: Arc<dyn Vfs>, path: Option<PathBuf>, opts: Options, lock: O
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => ::log::warn!("create {RECOVERED_DIR}/: {e}"),
         }
-        reserve_short = true;
-        match log::ensure_reserve(&*vfs) {
-            Ok(n) if n >= log::RESERVE_BYTES => reserve_short = false,
+        let reserve = log::ensure_reserve(&*vfs);
+        reserve_short = !log::reserve_whole(&reserve);
+        match reserve {
+            Ok(n) if n >= log::RESERVE_BYTES => {}
             Ok(n) => ::log::warn!(
                 "the disk holding the store is full: its reserve has {} KiB of {} MiB, so deleting may fail with ENOSPC",
                 n >> 10,
